@@ -1,0 +1,286 @@
+"""The command line: the only place that prints or exits. Each command parses its arguments,
+calls one module that does the work, and renders the result as text or `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from tether.errors import TetherError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Release, promote, deploy and roll back the whole model tuple "
+    "(weights, data, code, params, threshold) as one unit, on Git + DVC.",
+)
+_state = {"debug": False, "chdir": "."}
+
+JSON = typer.Option(False, "--json", help="Machine-readable output.")
+DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    chdir: str = typer.Option(".", "-C", help="Run as if started in this directory."),
+) -> None:
+    _state["debug"] = debug
+    _state["chdir"] = chdir
+
+
+def _ws():
+    from tether.workspace import Workspace
+
+    return Workspace.discover(_state["chdir"])
+
+
+def emit(data, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif text is not None:
+        typer.echo(text)
+
+
+def progress(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _metrics_line(metrics: dict | None, keys=("roc_auc", "f1", "precision", "recall")) -> str:
+    if not metrics:
+        return "-"
+    return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), (int, float)))
+
+
+# -- releases ------------------------------------------------------------------------------
+@app.command()
+def release(
+    model: Optional[str] = typer.Argument(None, help="Model name (optional with one model)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Exact version X.Y.Z."),
+    bump: Optional[str] = typer.Option(None, "--bump", help="major, minor or patch."),
+    message: Optional[str] = typer.Option(None, "-m", "--message", help="Release note."),
+    push: bool = typer.Option(False, "--push", help="Push DVC outputs, then the tag."),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Gate HEAD, then tag it <model>@vX.Y.Z with the manifest."""
+    from tether.release import execute_release, plan_release
+
+    ws = _ws()
+    if not as_json:
+        progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
+    plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push)
+    if dry_run:
+        lines = [f"would release {plan.tag} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"]
+        lines += [f"  gate {g.name}: ok - {g.message}" for g in plan.gates]
+        lines += [f"  step: {s}" for s in plan.steps]
+        emit({"dry_run": True, **plan.as_dict()}, as_json, "\n".join(lines))
+        return
+    tag_obj = execute_release(ws, plan)
+    emit({"dry_run": False, "tag_object": tag_obj, **plan.as_dict()}, as_json,
+         f"released {plan.tag} at {plan.commit[:12]} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"
+         + ("\npushed DVC outputs and the tag" if push else ""))
+
+
+@app.command("list")
+def list_(
+    model: Optional[str] = typer.Argument(None),
+    as_json: bool = JSON,
+) -> None:
+    """Releases, newest SemVer first, with stage, date and key metrics."""
+    from tether.registry import Registry
+
+    ws = _ws()
+    reg = Registry(ws)
+    models = [ws.model(model)] if model else sorted(ws.models)
+    rows = []
+    for m in models:
+        for rel in reg.of(m):
+            rows.append({
+                "model": m,
+                "version": str(rel.version),
+                "tag": rel.tag,
+                "stage": reg.stage(rel),
+                "created_at": rel.created_at,
+                "commit": rel.commit,
+                "complete": rel.problem is None,
+                "problem": rel.problem,
+                "metrics": (rel.manifest or {}).get("metrics") or {},
+            })
+    lines = [f"{'RELEASE':32} {'STAGE':19} {'DATE':25} METRICS"]
+    for r in rows:
+        metrics = _metrics_line(r["metrics"]) if r["complete"] else f"INCOMPLETE: {r['problem']}"
+        lines.append(f"{r['tag']:32} {r['stage']:19} {r['created_at'][:25]:25} {metrics}")
+    if not rows:
+        lines = ["no releases yet: make one with `tether release`"]
+    emit(rows, as_json, "\n".join(lines))
+
+
+def _resolve(reg, ref: str, model: Optional[str] = None):
+    from tether.refs import parse_ref
+
+    return reg.resolve(parse_ref(ref), model)
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    as_json: bool = JSON,
+) -> None:
+    """The release manifest."""
+    from tether.errors import IntegrityError
+    from tether.manifest import dumps
+    from tether.registry import Registry
+
+    reg = Registry(_ws())
+    rel = _resolve(reg, ref, model)
+    if rel.manifest is None:
+        raise IntegrityError(f"{rel.tag} is not a complete release: {rel.problem}",
+                             hint="re-release it with `tether release`")
+    if as_json:
+        typer.echo(dumps(rel.manifest).rstrip())
+        return
+    m, c = rel.manifest, rel.manifest["components"]
+    lines = [
+        f"{rel.tag}  ({reg.stage(rel)})",
+        f"  commit      {m['commit']}",
+        f"  created     {m['created_at']} by {m['released_by']}",
+        f"  threshold   {c['threshold'].get('value')}  ({c['threshold'].get('source')})",
+        f"  metrics     {_metrics_line(m.get('metrics'))}",
+        "  weights",
+        *[f"    {e['path']}  sha256:{(e.get('sha256') or '')[:16]}  {e.get('size')} B" for e in c["weights"]],
+        "  data",
+        *[f"    {e['path']}  md5:{(e.get('md5') or '')[:16]}  {e.get('size')} B" for e in c["data"]],
+        "  code",
+        *[f"    {e['path']}  {e.get('type')}:{(e.get('git_id') or '')[:12]}" for e in c["code"]],
+        f"  params      {c['params'].get('path')}  sha256:{(c['params'].get('sha256') or '')[:16]}",
+        f"  runtime     python {m.get('runtime', {}).get('python', '?')}  lock:{m.get('runtime', {}).get('lock_sha256', '')[:16]}",
+    ]
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def diff(
+    a: str = typer.Argument(..., help="REF"),
+    b: str = typer.Argument(..., help="REF"),
+    as_json: bool = JSON,
+) -> None:
+    """What changed between two releases, component by component."""
+    from tether.manifest import diff as mdiff
+    from tether.registry import Registry
+
+    reg = Registry(_ws())
+    ra, rb = _resolve(reg, a), _resolve(reg, b)
+    for r in (ra, rb):
+        if r.manifest is None:
+            raise UsageError(f"{r.tag} has no manifest: {r.problem}")
+    d = mdiff(ra.manifest, rb.manifest)
+    lines = [f"{d['from']} → {d['to']}"]
+    for name, comp in d["components"].items():
+        state = "changed" if comp["changed"] else "same"
+        lines.append(f"  {name:10} {state}")
+        if name in ("weights", "data", "code"):
+            for k in ("added", "removed", "modified"):
+                lines += [f"    {k[0].upper()} {p}" for p in comp[k]]
+        elif name == "params":
+            lines += [f"    {k}: {v['from']!r} → {v['to']!r}" for k, v in comp["keys"].items()]
+        elif name == "threshold" and comp["changed"]:
+            lines.append(f"    {comp['from']} → {comp['to']}")
+    lines.append(f"  {'schema':10} {'changed' if d['feature_schema_changed'] else 'same'}")
+    lines.append("  metrics")
+    lines += [f"    {k}: {v['from']} → {v['to']} ({v['delta']:+})" for k, v in d["metrics"].items()
+              if v["delta"] is not None]
+    emit(d, as_json, "\n".join(lines))
+
+
+@app.command()
+def check(
+    model: Optional[str] = typer.Argument(None),
+    offline: bool = typer.Option(False, "--offline", help="Skip the DVC remote check."),
+    as_json: bool = JSON,
+) -> None:
+    """For CI: every release is complete, matches its tree, and is on the DVC remote."""
+    from tether.check import MISSING, MOVED, check_releases
+    from tether.dvcstore import DvcStore
+    from tether.errors import GateFailed, IntegrityError, StorageError
+    from tether.registry import Registry
+
+    ws = _ws()
+    reg = Registry(ws)
+    models = [ws.model(model)] if model else sorted(ws.models)
+    rels = [r for m in models for r in reg.of(m)]
+    report = check_releases(reg, rels, None if offline else DvcStore(ws.root))
+    lines = [f"checked {len(report.checked)} release(s)"]
+    lines += [f"  {f.tag}: {f.kind}: {f.message}" for f in report.findings]
+    emit(report.as_dict(), as_json, "\n".join(lines) if not report.ok or as_json else lines[0] + ": all complete, matching, on the remote")
+    if not report.ok:
+        kinds = {f.kind for f in report.findings}
+        cls = IntegrityError if kinds & {MOVED, "mismatch"} else StorageError if MISSING in kinds else GateFailed
+        raise cls(f"check failed: {len(report.findings)} problem(s)", hint="see the findings above")
+
+
+@app.command()
+def status(model: Optional[str] = typer.Argument(None), as_json: bool = JSON) -> None:
+    """Per model: latest release, what each environment runs, whether the workspace matches."""
+    from tether.registry import Registry
+
+    ws = _ws()
+    reg = Registry(ws)
+    head = ws.git.head()
+    tree = ws.git.tree_of(head)
+    dirty = bool(ws.git.status_porcelain())
+    out, lines = [], []
+    for m in ([ws.model(model)] if model else sorted(ws.models)):
+        latest = reg.latest(m)
+        envs = {}
+        for env in ws.settings(m).environments:
+            ev = reg.live(m, env)
+            envs[env] = ev.release if ev else None
+        matching = [r.tag for r in reg.of(m) if r.tree == tree]
+        out.append({"model": m, "latest": latest.tag if latest else None, "environments": envs,
+                    "workspace": {"commit": head, "dirty": dirty, "matches": matching}})
+        lines.append(f"{m}")
+        lines.append(f"  latest     {latest.tag if latest else '(no releases)'}")
+        for env, tag in envs.items():
+            lines.append(f"  {env:10} {tag or '(empty)'}")
+        ws_state = ", ".join(matching) if matching else "no release"
+        lines.append(f"  workspace  {head[:12]}{' (dirty)' if dirty else ''} matches {ws_state}")
+    emit(out, as_json, "\n".join(lines))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except TetherError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        typer.echo("hint: run again with --debug for the traceback", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

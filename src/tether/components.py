@@ -1,0 +1,139 @@
+"""Derive a model version's five components from the DVC graph of a workspace or a commit.
+
+Nothing is typed in by hand: weights are the outputs under the model artifact's path, data is
+everything DVC-tracked upstream, code is every git-tracked source the stages depend on, params
+are what the stages declare, and the threshold is what the pipeline wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tether import codedeps, dvcgraph
+from tether.digest import sha256_bytes, sha256_file
+from tether.gitrepo import cat_files
+from tether.workspace import Workspace, load_yaml
+
+
+@dataclass(frozen=True)
+class Facts:
+    graph: dvcgraph.ModelGraph
+    undeclared: dict  # stage -> {path: why}
+    threshold: dict | None
+    metrics: dict
+    feature_schema: dict
+    runtime: dict
+
+
+def graph_at(ws: Workspace, model: str, commit: str | None = None) -> tuple[dvcgraph.ModelGraph, dict]:
+    """The model's graph from the workspace (commit None) or from a commit's dvc.yaml/dvc.lock."""
+    if commit is None:
+        dvc_yaml, dvc_lock = ws.dvc_yaml, ws.dvc_lock()
+    else:
+        blobs = cat_files(ws.git, [f"{commit}:dvc.yaml", f"{commit}:dvc.lock"])
+        dvc_yaml = load_yaml((blobs[f"{commit}:dvc.yaml"] or b"").decode())
+        dvc_lock = load_yaml((blobs[f"{commit}:dvc.lock"] or b"").decode())
+    return dvcgraph.model_graph(dvc_yaml, dvc_lock, model), dvc_lock
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def gather(ws: Workspace, model: str) -> Facts:
+    graph, _ = graph_at(ws, model)
+    settings = ws.settings(model)
+
+    def read(rel: str) -> str | None:
+        p = ws.root / rel
+        try:
+            return p.read_text() if p.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    undeclared = {s.name: u for s in graph.stages if (u := codedeps.undeclared_sources(s, read))}
+    art = ws.root / graph.artifact.path
+    threshold = _read_json(art / settings.threshold_file)
+    if threshold is not None and not isinstance(threshold.get("value"), (int, float)):
+        threshold = None
+    if threshold is None:
+        value = dvcgraph_param(graph.params, ("evaluate", "threshold"))
+        if isinstance(value, (int, float)):
+            threshold = {"value": value, "source": "params: evaluate.threshold"}
+    return Facts(
+        graph=graph,
+        undeclared=undeclared,
+        threshold=threshold,
+        metrics=_read_json(art / settings.metrics_file) or {},
+        feature_schema=_read_json(art / settings.feature_schema_file) or {},
+        runtime=_read_json(art / settings.runtime_file) or {},
+    )
+
+
+def dvcgraph_param(params: dict, key: tuple[str, ...]):
+    for values in params.values():
+        node = values
+        for k in key:
+            if not isinstance(node, dict) or k not in node:
+                node = None
+                break
+            node = node[k]
+        if node is not None:
+            return node
+    # dvc.lock stores dotted keys when a stage declares `evaluate.threshold` directly
+    for values in params.values():
+        if ".".join(key) in (values or {}):
+            return values[".".join(key)]
+    return None
+
+
+def file_entries(ws: Workspace, entries, with_sha: bool = True) -> list[dict]:
+    out = []
+    for e in entries:
+        p = ws.root / e.path
+        out.append({
+            "path": e.path,
+            "md5": e.md5,
+            "size": e.size,
+            "sha256": sha256_file(p) if with_sha and p.is_file() else None,
+            "stage": e.stage,
+        })
+    return out
+
+
+def code_entries(ws: Workspace, commit: str, paths: tuple[str, ...]) -> list[dict]:
+    if not paths:
+        return []
+    tree = ws.git.ls_tree(commit, list(paths))
+    out = []
+    for path in paths:
+        otype, oid = tree.get(path, ("missing", None))
+        out.append({"path": path, "type": otype, "git_id": oid})
+    return out
+
+
+def params_component(ws: Workspace, commit: str, graph: dvcgraph.ModelGraph) -> dict:
+    path = "params.yaml"
+    full = ws.root / path
+    values = load_yaml(full.read_text()) if full.exists() else {}
+    conf = ws.git.ls_tree(commit, ["conf"]).get("conf")
+    return {
+        "path": path,
+        "sha256": sha256_file(full) if full.exists() else None,
+        "values": values,
+        "used": graph.params,
+        "config": {"dir": "conf", "tree": conf[1] if conf else None},
+    }
+
+
+def runtime_component(runtime: dict) -> dict:
+    pkgs = runtime.get("packages") or {}
+    lock = runtime.get("lock_sha256") or sha256_bytes(json.dumps(pkgs, sort_keys=True).encode())
+    return {**runtime, "lock_sha256": lock}
+
+

@@ -1,0 +1,132 @@
+"""DVC adapter: pipeline status, the local cache and the remote, addressed by md5.
+
+dvc is imported here only, lazily, so read commands (list, show, history) never pay for it.
+We talk to the object databases directly: `dvc push`/`pull` report a missing object only as a
+warning and exit 0, while a release or a deploy must know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from tether.errors import StorageError, UsageError
+
+
+def _hash_info(md5: str):
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    return HashInfo("md5", md5)
+
+
+class DvcStore:
+    def __init__(self, root: str | Path, remote: str | None = None) -> None:
+        self.root = Path(root)
+        self.remote_name = remote
+        self._repo = None
+
+    @property
+    def repo(self):
+        if self._repo is None:
+            # DVC logs progress and warnings through its own handlers; the CLI prints ours.
+            logging.getLogger("dvc").setLevel(logging.ERROR)
+            from dvc.exceptions import NotDvcRepoError
+            from dvc.repo import Repo
+
+            try:
+                self._repo = Repo(str(self.root))
+            except NotDvcRepoError:
+                raise UsageError(
+                    f"{self.root} is not a DVC repository",
+                    hint="run `dvc init` and commit .dvc/ first",
+                ) from None
+        return self._repo
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    # -- pipeline -------------------------------------------------------------------------
+    def changed_stages(self) -> dict:
+        """`dvc status`: {stage: [changes]} for every stage out of sync with dvc.lock."""
+        with _quiet():
+            return self.repo.status()
+
+    # -- object databases -----------------------------------------------------------------
+    @property
+    def cache(self):
+        return self.repo.cache.local
+
+    def remote(self):
+        from dvc.config import NoRemoteError
+
+        try:
+            return self.repo.cloud.get_remote_odb(self.remote_name, command="tether")
+        except NoRemoteError:
+            raise StorageError(
+                "no DVC remote is configured",
+                hint="add one: dvc remote add -d storage s3://bucket/path (see README, 'S3')",
+            ) from None
+        except Exception as exc:  # a malformed or unreachable remote configuration
+            raise StorageError(f"cannot open the DVC remote: {exc}") from exc
+
+    def remote_url(self) -> str:
+        odb = self.remote()
+        return f"{odb.fs.protocol}://{odb.path}" if odb.fs.protocol != "local" else odb.path
+
+    def cache_path(self, md5: str) -> Path:
+        return Path(self.cache.oid_to_path(md5))
+
+    def missing_in_cache(self, md5s: Iterable[str]) -> set[str]:
+        return {m for m in set(md5s) if not self.cache_path(m).exists()}
+
+    def missing_on_remote(self, md5s: Iterable[str]) -> set[str]:
+        wanted = set(md5s)
+        if not wanted:
+            return set()
+        odb = self.remote()
+        try:
+            with _quiet():
+                present = set(odb.oids_exist(sorted(wanted)))
+        except Exception as exc:
+            raise StorageError(f"the DVC remote is unreachable: {_short(exc)}",
+                               hint="check the remote's URL, endpoint and credentials (dvc remote list)") from exc
+        return wanted - present
+
+    def push(self, md5s: Iterable[str]) -> None:
+        self._transfer(self.cache, self.remote(), md5s, "push to")
+
+    def fetch(self, md5s: Iterable[str]) -> None:
+        """Into the local cache; every object is verified on arrival (DVC checks the md5)."""
+        self._transfer(self.remote(), self.cache, md5s, "fetch from")
+
+    def _transfer(self, src, dest, md5s: Iterable[str], verb: str) -> None:
+        from dvc_data.hashfile.transfer import transfer
+
+        ids = {_hash_info(m) for m in md5s}
+        if not ids:
+            return
+        try:
+            with _quiet():
+                result = transfer(src, dest, ids, jobs=4, verify=dest is self.cache)
+        except Exception as exc:
+            raise StorageError(f"could not {verb} the DVC remote: {_short(exc)}",
+                               hint="check that the remote is reachable and your credentials") from exc
+        if result.failed:
+            names = ", ".join(sorted(h.value for h in result.failed)[:5])
+            raise StorageError(f"could not {verb} the DVC remote {len(result.failed)} object(s): {names}")
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet():
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield

@@ -1,0 +1,66 @@
+"""One exception tree; each class carries its exit code (design.md, "Exit codes").
+
+Commands raise; only the CLI turns an exception into a message and an exit status.
+"""
+
+from __future__ import annotations
+
+
+class TetherError(Exception):
+    """Base class. `hint` says what to do next; the CLI prints it under the message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(TetherError):
+    exit_code = 2
+
+
+class NotFound(TetherError):
+    exit_code = 3
+
+
+class Conflict(TetherError):
+    """Dirty tree, existing tag, lost compare-and-swap, nothing to roll back to."""
+
+    exit_code = 4
+
+
+class GateFailed(TetherError):
+    exit_code = 5
+
+    def __init__(self, message: str, hint: str | None = None, failures: list | None = None) -> None:
+        super().__init__(message, hint)
+        self.failures = failures or []
+
+
+class IntegrityError(TetherError):
+    """A digest mismatch, a moved tag, a tampered file."""
+
+    exit_code = 6
+
+
+class StorageError(TetherError):
+    """DVC remote unreachable or objects missing on it."""
+
+    exit_code = 7
+
+
+EXIT_CODES = {
+    0: "ok",
+    1: "anything else",
+    2: "usage",
+    3: "not found (unknown model, version, environment)",
+    4: "conflict (dirty tree, tag exists, lost compare-and-swap, nothing to roll back to)",
+    5: "gate failed",
+    6: "integrity (digest mismatch, moved tag, tampered file)",
+    7: "storage (DVC remote unreachable or missing objects)",
+}

@@ -1,0 +1,163 @@
+"""Gate decisions. Pure: each takes facts already gathered and returns GateResults that say
+what is wrong and how to fix it; the caller decides what to raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tether.dvcgraph import ModelGraph, Stage, under
+from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, TetherError
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    ok: bool
+    message: str
+    hint: str | None = None
+    error: type[TetherError] = GateFailed
+
+    def as_dict(self) -> dict:
+        return {"gate": self.name, "ok": self.ok, "message": self.message, "hint": self.hint}
+
+
+def passed(name: str, message: str) -> GateResult:
+    return GateResult(name, True, message)
+
+
+def clean_tree(porcelain: list[str]) -> GateResult:
+    if not porcelain:
+        return passed("clean-tree", "git tree is clean")
+    shown = ", ".join(line[3:] for line in porcelain[:5]) + (" …" if len(porcelain) > 5 else "")
+    return GateResult("clean-tree", False, f"uncommitted changes: {shown}",
+                      "commit or stash them: a release must be reproducible from its commit", Conflict)
+
+
+def dvc_in_sync(changed: dict) -> GateResult:
+    if not changed:
+        return passed("dvc-status", "dvc.lock matches the workspace")
+    stages = ", ".join(sorted(changed)[:6])
+    return GateResult("dvc-status", False, f"the pipeline is out of date: {stages}",
+                      "run `dvc repro`, then commit dvc.lock")
+
+
+def params_match_conf(problems: list[str] | None) -> GateResult:
+    if problems is None:
+        return passed("params-conf", "no Hydra conf/ to compare")
+    if not problems:
+        return passed("params-conf", "params.yaml equals the composition of conf/")
+    return GateResult("params-conf", False,
+                      "params.yaml disagrees with conf/: " + "; ".join(problems[:4]),
+                      "compose it again with `dvc repro` (the compose stage) or put the values in conf/")
+
+
+def completeness(graph: ModelGraph, undeclared: dict[str, dict[str, str]], threshold: dict | None) -> list[GateResult]:
+    """All five parts present, and every stage declares the code it runs and the data it reads."""
+    out = []
+    name = graph.artifact.name
+    if graph.weights and all(w.md5 for w in graph.weights):
+        out.append(passed("weights", f"{len(graph.weights)} output(s) under {graph.artifact.path}"))
+    else:
+        out.append(GateResult("weights", False, f"no stage in dvc.lock produces {graph.artifact.path}",
+                              "run `dvc repro` and commit dvc.lock"))
+    starved = [s.name for s in graph.stages
+               if any(under(o.path, graph.artifact.path) for o in s.outs) and not _reads_data(graph, s)]
+    if not graph.data:
+        out.append(GateResult("data", False, f"{name}'s stages declare no data dependency",
+                              "add the training/eval data files as deps of the model's stages in dvc.yaml"))
+    elif starved:
+        out.append(GateResult("data", False,
+                              f"stage(s) {', '.join(starved)} produce {name} but declare no data dependency",
+                              "add the data they read as deps in dvc.yaml, so the release pins it"))
+    else:
+        out.append(passed("data", f"{len(graph.data)} data file(s) upstream"))
+    missing_code = {f"{stage}: {path} ({why})" for stage, files in undeclared.items() for path, why in files.items()}
+    if missing_code:
+        out.append(GateResult("code", False,
+                              "code that stages run but do not declare as deps: " + "; ".join(sorted(missing_code)),
+                              "add these files to the stages' deps in dvc.yaml, so a change to them retrains and is pinned"))
+    elif not graph.code:
+        out.append(GateResult("code", False, f"{name}'s stages declare no source files as deps",
+                              "add the scripts/modules each stage runs to its deps in dvc.yaml"))
+    else:
+        out.append(passed("code", f"{len(graph.code)} source dep(s), every module the stages run is declared"))
+    if graph.params:
+        out.append(passed("params", "params declared: " + ", ".join(sorted(graph.params))))
+    else:
+        out.append(GateResult("params", False, f"{name}'s stages declare no params",
+                              "list the hyperparameters each stage reads under `params:` in dvc.yaml"))
+    if threshold and isinstance(threshold.get("value"), (int, float)):
+        out.append(passed("threshold", f"threshold {threshold['value']} from {threshold.get('source')}"))
+    else:
+        out.append(GateResult("threshold", False, f"{name} has no decision threshold",
+                              f"write {graph.artifact.path}/threshold.json ({{\"value\": …, \"source\": …}}) from a stage"))
+    return out
+
+
+def _reads_data(graph: ModelGraph, stage: Stage, seen: set | None = None) -> bool:
+    seen = seen if seen is not None else set()
+    data_paths = {d.path for d in graph.data}
+    by_name = {s.name: s for s in graph.stages}
+    for dep in stage.deps:
+        if dep.path in data_paths or any(under(dep.path, p) or under(p, dep.path) for p in data_paths):
+            return True
+        up = graph.producers.get(dep.path)
+        if up and up in by_name and up not in seen:
+            seen.add(up)
+            if _reads_data(graph, by_name[up], seen):
+                return True
+    return False
+
+
+def on_remote(missing: dict[str, str]) -> GateResult:
+    if not missing:
+        return passed("remote", "every output is on the DVC remote")
+    shown = ", ".join(sorted(missing)[:5])
+    return GateResult("remote", False, f"{len(missing)} output(s) are not on the DVC remote: {shown}",
+                      "push them: `dvc push`, or release with --push", StorageError)
+
+
+def tag_free(tag: str, exists: bool) -> GateResult:
+    if not exists:
+        return passed("tag", f"{tag} is free")
+    return GateResult("tag", False, f"tag {tag} already exists", "releases never change: pick the next version", Conflict)
+
+
+def raise_failures(results: list[GateResult], what: str) -> None:
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return
+    first = failed[0]
+    lines = [f"{r.name}: {r.message}" for r in failed]
+    hints = [r.hint for r in failed if r.hint]
+    exc = first.error(f"{what} refused: " + "\n  ".join(["", *lines]).lstrip("\n") if len(lines) > 1
+                      else f"{what} refused: {lines[0]}", hint="; ".join(hints) or None)
+    if isinstance(exc, GateFailed):
+        exc.failures = [r.as_dict() for r in failed]
+    raise exc
+
+
+def regression(current: dict, candidate: dict, tolerance: float, lower_is_better: tuple[str, ...],
+               only: tuple[str, ...] = ()) -> GateResult:
+    """No metric may get worse by more than `tolerance` (relative) against what runs now."""
+    worse = []
+    keys = only or tuple(k for k in sorted(set(current) & set(candidate)) if k != "threshold")
+    for k in keys:
+        a, b = current.get(k), candidate.get(k)
+        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool):
+            continue
+        if k in ("n_eval", "n_train", "threshold"):
+            continue
+        lower = k in lower_is_better
+        drop = (b - a) if lower else (a - b)
+        base = abs(a) if a else 1.0
+        if drop / base > tolerance:
+            worse.append(f"{k} {a:.4g} → {b:.4g} ({-drop / base if not lower else drop / base:+.1%})")
+    if not worse:
+        return passed("regression", f"no metric regresses more than {tolerance:.0%}")
+    return GateResult("regression", False, f"metrics regress more than {tolerance:.0%}: " + ", ".join(worse),
+                      "fix the model, or pass --allow-regression REASON to record why it is acceptable")
+
+
+def integrity(message: str) -> GateResult:
+    return GateResult("integrity", False, message, None, IntegrityError)

@@ -1,0 +1,283 @@
+"""A narrow git adapter: plumbing commands turned into small typed objects.
+
+Refs move only by compare-and-swap (`update-ref NEW OLD`); a lost race raises Conflict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tether.cmd import CommandFailed, run, run_bytes
+from tether.errors import Conflict, NotFound, StorageError, TetherError, UsageError
+
+ZERO = "0" * 40
+
+
+@dataclass(frozen=True)
+class RefRecord:
+    """One row of `git for-each-ref`: a tag or a branch, with the peeled commit for tags."""
+
+    name: str  # full refname
+    objecttype: str  # tag (annotated), commit (lightweight tag or branch)
+    objectname: str  # tag object id for annotated tags, else commit id
+    commit: str  # peeled commit
+    tree: str  # peeled tree
+    creator_date: str  # ISO-8601 of tagger (tags) or committer (commits)
+    creator: str
+    message: str  # tag message (annotated tags only)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    commit: str
+    parents: tuple[str, ...]
+    tree: str
+    date: str
+    message: str
+    trailers: dict[str, str]
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """Trailers of the message's last paragraph (`Key: value` lines)."""
+    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
+    if not paragraphs:
+        return {}
+    out: dict[str, str] = {}
+    for line in paragraphs[-1].splitlines():
+        key, sep, value = line.partition(": ")
+        if not sep or not key or " " in key:
+            return {}
+        out[key] = value.strip()
+    return out
+
+
+class Git:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def run(self, *args: str, check: bool = True, input: str | None = None, env=None):
+        return run(["git", *args], cwd=self.root, check=check, input=input, env=env)
+
+    def out(self, *args: str) -> str:
+        return self.run(*args).stdout.strip()
+
+    @staticmethod
+    def discover(path: str | Path) -> "Git":
+        res = run(["git", "rev-parse", "--show-toplevel"], cwd=path, check=False)
+        if res.returncode != 0:
+            raise UsageError(
+                f"{Path(path).resolve()} is not inside a git repository",
+                hint="run tether from a git repository that uses DVC (git init && dvc init)",
+            )
+        return Git(res.stdout.strip())
+
+    def rev_parse(self, rev: str) -> str | None:
+        res = self.run("rev-parse", "--verify", "--quiet", rev + "^{object}", check=False)
+        return res.stdout.strip() or None
+
+    def head(self) -> str:
+        sha = self.rev_parse("HEAD")
+        if sha is None:
+            raise UsageError("the repository has no commits yet", hint="commit your pipeline first")
+        return sha
+
+    def current_branch(self) -> str | None:
+        res = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        return res.stdout.strip() or None
+
+    def is_shallow(self) -> bool:
+        return self.out("rev-parse", "--is-shallow-repository") == "true"
+
+    def tree_of(self, rev: str) -> str:
+        return self.out("rev-parse", rev + "^{tree}")
+
+    def status_porcelain(self) -> list[str]:
+        out = self.run("status", "--porcelain=v1", "--untracked-files=normal").stdout
+        return [line for line in out.splitlines() if line]
+
+    def show(self, rev: str, path: str) -> str:
+        res = self.run("show", f"{rev}:{path}", check=False)
+        if res.returncode != 0:
+            raise NotFound(f"{path} does not exist at {rev[:12]}")
+        return res.stdout
+
+    def ls_tree(self, rev: str, paths: list[str] | None = None) -> dict[str, tuple[str, str]]:
+        """path -> (type, object id) for every entry under the given paths, recursively."""
+        args = ["ls-tree", "-r", "-t", "-z", rev]
+        if paths:
+            args += ["--", *paths]
+        out = self.run(*args).stdout
+        entries = {}
+        for rec in out.split("\0"):
+            if not rec:
+                continue
+            meta, _, path = rec.partition("\t")
+            _mode, otype, oid = meta.split()
+            entries[path] = (otype, oid)
+        return entries
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        return self.run("merge-base", "--is-ancestor", a, b, check=False).returncode == 0
+
+    # -- refs -----------------------------------------------------------------------------
+    _FIELDS = (
+        "%(refname)",
+        "%(objecttype)",
+        "%(objectname)",
+        "%(*objectname)",
+        "%(tree)",
+        "%(*tree)",
+        "%(creatordate:iso-strict)",
+        "%(if)%(taggername)%(then)%(taggername)%(else)%(committername)%(end)",
+        "%(contents)",
+    )
+
+    def for_each_ref(self, *patterns: str) -> list[RefRecord]:
+        """Every matching ref with its peeled commit and tag message, in ONE subprocess."""
+        fmt = "%00".join(self._FIELDS) + "%00"
+        out = self.run("for-each-ref", f"--format={fmt}", *patterns).stdout
+        fields = out.split("\0")
+        n = len(self._FIELDS)
+        records = []
+        for i in range(0, len(fields) - n + 1, n):
+            name, otype, oname, peeled, tree, ptree, date, who, msg = fields[i : i + n]
+            name = name.lstrip("\n")
+            records.append(
+                RefRecord(
+                    name=name,
+                    objecttype=otype,
+                    objectname=oname,
+                    commit=peeled or oname,
+                    tree=ptree or tree,
+                    creator_date=date,
+                    creator=who,
+                    message=msg if otype == "tag" else "",
+                )
+            )
+        return records
+
+    def ref(self, name: str) -> str | None:
+        res = self.run("rev-parse", "--verify", "--quiet", name, check=False)
+        return res.stdout.strip() or None
+
+    def update_ref(self, name: str, new: str, old: str | None, message: str) -> None:
+        """Compare-and-swap: moves `name` to `new` only if it still points at `old`
+        (None: only if it does not exist yet)."""
+        res = self.run("update-ref", "-m", message, name, new, old or ZERO, check=False)
+        if res.returncode != 0:
+            raise Conflict(
+                f"{short_ref(name)} moved while we worked (expected {(old or 'nothing')[:12]})",
+                hint="someone else moved it; look at `tether history` and try again",
+            )
+
+    def create_tag(self, name: str, commit: str, message: str) -> str:
+        """An annotated tag; refuses (Conflict) if the tag exists. Returns the tag object id."""
+        tag_obj = self.run(
+            "mktag",
+            input=(
+                f"object {commit}\ntype commit\ntag {name}\n"
+                f"tagger {self.ident('GIT_COMMITTER_IDENT')}\n\n{message}"
+                + ("" if message.endswith("\n") else "\n")
+            ),
+        ).stdout.strip()
+        self.update_ref(f"refs/tags/{name}", tag_obj, None, f"tether: release {name}")
+        return tag_obj
+
+    def ident(self, var: str = "GIT_COMMITTER_IDENT") -> str:
+        res = self.run("var", var, check=False)
+        if res.returncode != 0:
+            raise UsageError(
+                "git does not know who you are",
+                hint='set it with git config user.name "…" and git config user.email "…"',
+            )
+        return res.stdout.strip()
+
+    def commit_tree(self, tree: str, parents: list[str], message: str) -> str:
+        args = ["commit-tree", tree]
+        for p in parents:
+            args += ["-p", p]
+        return self.run(*args, input=message).stdout.strip()
+
+    def log_first_parent(self, rev: str) -> list[LogEntry]:
+        """Newest first. One subprocess for the whole history."""
+        fmt = "%H%x00%P%x00%T%x00%cI%x00%B%x00"
+        out = self.run("log", "--first-parent", f"--format={fmt}", rev).stdout
+        fields = out.split("\0")
+        entries = []
+        for i in range(0, len(fields) - 4, 5):
+            sha, parents, tree, date, body = fields[i : i + 5]
+            entries.append(
+                LogEntry(
+                    commit=sha.strip(),
+                    parents=tuple(parents.split()),
+                    tree=tree,
+                    date=date,
+                    message=body,
+                    trailers=parse_trailers(body),
+                )
+            )
+        return entries
+
+    # -- remotes --------------------------------------------------------------------------
+    def remote_url(self, name: str = "origin") -> str | None:
+        res = self.run("remote", "get-url", name, check=False)
+        return res.stdout.strip() or None
+
+    def fetch(self, remote: str, *refspecs: str) -> None:
+        try:
+            self.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
+        except CommandFailed as exc:
+            raise StorageError(f"cannot fetch from git remote '{remote}': {exc.message}") from exc
+
+    def push(self, remote: str, *refspecs: str) -> None:
+        """A plain (fast-forward only) push; a rejection means someone else moved the ref."""
+        res = self.run("push", "--porcelain", "--atomic", remote, *refspecs, check=False)
+        if res.returncode == 0:
+            return
+        text = res.stdout + res.stderr
+        if "rejected" in text or "non-fast-forward" in text or "fetch first" in text or "already exists" in text:
+            raise Conflict(
+                f"the git remote '{remote}' rejected the push: it moved since you last fetched",
+                hint="someone else pushed first; fetch, look at `tether history`, and try again",
+            )
+        raise TetherError(f"git push to '{remote}' failed: {text.strip()[-400:]}")
+
+
+def short_ref(name: str) -> str:
+    for prefix in ("refs/heads/", "refs/tags/", "refs/remotes/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def cat_files(git: Git, specs: list[str]) -> dict[str, bytes | None]:
+    """Many `rev:path` blobs in one `git cat-file --batch` process; None where missing."""
+    if not specs:
+        return {}
+    out = run_bytes(["git", "cat-file", "--batch"], git.root, ("\n".join(specs) + "\n").encode())
+    pos, result = 0, {}
+    for spec in specs:
+        nl = out.index(b"\n", pos)
+        header = out[pos:nl].decode()
+        pos = nl + 1
+        if header.endswith(" missing") or header.endswith(" ambiguous"):
+            result[spec] = None
+            continue
+        size = int(header.split()[2])
+        result[spec] = out[pos : pos + size]
+        pos += size + 1
+    return result
+
+
+def object_ids(git: Git, specs: list[str]) -> dict[str, str | None]:
+    """Object ids of many `rev:path` in one `git cat-file --batch-check` process."""
+    if not specs:
+        return {}
+    out = run_bytes(["git", "cat-file", "--batch-check=%(objectname)"], git.root,
+                    ("\n".join(specs) + "\n").encode()).decode()
+    result = {}
+    for spec, line in zip(specs, out.splitlines()):
+        result[spec] = None if line.endswith(" missing") or line.endswith(" ambiguous") else line.strip()
+    return result

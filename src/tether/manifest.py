@@ -1,0 +1,134 @@
+"""The release manifest (schema_version 1): parse, diff, and the bump it implies. Pure.
+
+It travels in the annotated tag's message, so every read command works from the tag alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+COMPONENTS = ("weights", "data", "code", "params", "threshold")
+_REQUIRED = ("model", "version", "commit", "tree", "created_at", "released_by", "components")
+
+
+class ManifestError(ValueError):
+    """A tag message that is not a tether manifest (e.g. a tag made by hand)."""
+
+
+def dumps(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def loads(message: str) -> dict:
+    text = message.strip()
+    start = text.find("{")
+    if start < 0:
+        raise ManifestError("the tag message holds no manifest")
+    # The manifest may follow a human summary line; it runs to the end of the message
+    # (git appends a PGP signature after it when the tag is signed).
+    end = text.find("\n-----BEGIN PGP SIGNATURE-----")
+    body = text[start:] if end < 0 else text[start:end]
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"the tag message is not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ManifestError("the manifest is not a JSON object")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(f"unsupported manifest schema_version {data.get('schema_version')!r}")
+    missing = [k for k in _REQUIRED if k not in data]
+    missing += [f"components.{c}" for c in COMPONENTS if c not in (data.get("components") or {})]
+    if missing:
+        raise ManifestError("the manifest lacks " + ", ".join(missing))
+    return data
+
+
+def tag_message(manifest: dict, summary: str | None) -> str:
+    head = summary.strip() if summary else f"Release {manifest['model']} v{manifest['version']}"
+    return f"{head}\n\n{dumps(manifest)}"
+
+
+def flatten(values, prefix: str = "") -> dict:
+    if isinstance(values, dict):
+        out = {}
+        for k, v in values.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: values}
+
+
+def _by_path(entries: list[dict], key: str) -> dict[str, str]:
+    return {e["path"]: e.get(key) for e in entries}
+
+
+@dataclass(frozen=True)
+class ComponentDiff:
+    name: str
+    changed: bool
+    detail: dict
+
+
+def diff(a: dict, b: dict) -> dict:
+    """What changed from release a to release b, component by component."""
+    ca, cb = a["components"], b["components"]
+    out: dict = {"from": f"{a['model']}@v{a['version']}", "to": f"{b['model']}@v{b['version']}", "components": {}}
+
+    def files(name: str, key: str) -> dict:
+        pa, pb = _by_path(ca[name], key), _by_path(cb[name], key)
+        added = sorted(set(pb) - set(pa))
+        removed = sorted(set(pa) - set(pb))
+        modified = sorted(p for p in set(pa) & set(pb) if pa[p] != pb[p])
+        return {"changed": bool(added or removed or modified), "added": added, "removed": removed, "modified": modified}
+
+    out["components"]["weights"] = files("weights", "md5")
+    out["components"]["data"] = files("data", "md5")
+    out["components"]["code"] = files("code", "git_id")
+    fa, fb = flatten(ca["params"].get("values", {})), flatten(cb["params"].get("values", {}))
+    keys = {
+        k: {"from": fa.get(k), "to": fb.get(k)}
+        for k in sorted(set(fa) | set(fb))
+        if fa.get(k) != fb.get(k)
+    }
+    out["components"]["params"] = {"changed": bool(keys) or ca["params"].get("sha256") != cb["params"].get("sha256"), "keys": keys}
+    ta, tb = ca["threshold"].get("value"), cb["threshold"].get("value")
+    out["components"]["threshold"] = {"changed": ta != tb, "from": ta, "to": tb}
+    out["feature_schema_changed"] = schema_key(a) != schema_key(b)
+    ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
+    out["metrics"] = {
+        k: {"from": ma.get(k), "to": mb.get(k), "delta": _delta(ma.get(k), mb.get(k))}
+        for k in sorted(set(ma) | set(mb))
+        if isinstance(ma.get(k, 0), (int, float)) and isinstance(mb.get(k, 0), (int, float))
+    }
+    return out
+
+
+def _delta(x, y):
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+        return round(y - x, 6)
+    return None
+
+
+def schema_key(m: dict):
+    """The feature schema's contract: names and dtypes. Observed ranges drift with data and
+    are not a breaking change."""
+    feats = (m.get("feature_schema") or {}).get("features") or []
+    return tuple((f.get("name"), f.get("dtype")) for f in feats)
+
+
+def propose_bump(previous: dict | None, current: dict) -> tuple[str | None, list[str]]:
+    """(major|minor|patch, reasons), or (None, []) when nothing in the tuple changed."""
+    if previous is None:
+        return "initial", ["first release of this model"]
+    d = diff(previous, current)
+    comps = d["components"]
+    if d["feature_schema_changed"]:
+        return "major", ["the feature schema changed (names or dtypes)"]
+    minor = [c for c in ("data", "params", "weights") if comps[c]["changed"]]
+    if minor:
+        return "minor", [f"{c} changed" for c in minor]
+    patch = [c for c in ("threshold", "code") if comps[c]["changed"]]
+    if patch:
+        return "patch", [f"{c} changed" for c in patch]
+    return None, []

@@ -1,0 +1,212 @@
+"""The registry, read in one pass: one `git for-each-ref` over release tags and environment
+branches, plus one first-parent `git log` per environment that has moved. Never ordered by
+timestamps: releases sort by SemVer, environment events by their position in history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tether import manifest as mf
+from tether.errors import IntegrityError, NotFound, UsageError
+from tether.gitrepo import LogEntry, RefRecord
+from tether.refs import RefArg, ReleaseName, parse_tag
+from tether.workspace import Workspace
+
+ACTIONS = ("promote", "rollback")
+
+
+@dataclass(frozen=True)
+class Release:
+    name: ReleaseName
+    tag_object: str
+    commit: str
+    tree: str
+    created_at: str
+    creator: str
+    annotated: bool
+    manifest: dict | None
+    problem: str | None  # why it is not a complete tether release
+
+    @property
+    def tag(self) -> str:
+        return self.name.tag
+
+    @property
+    def version(self):
+        return self.name.version
+
+
+@dataclass(frozen=True)
+class Event:
+    """One move of an environment: a commit on its branch, newest first in history."""
+
+    env: str
+    commit: str
+    action: str
+    release: str  # tag name
+    tag_object: str
+    previous: str  # previous tag name, or "none"
+    approver: str
+    reason: str
+    time: str
+    tree: str
+    trailers: dict = field(default_factory=dict)
+
+
+def parse_event(env: str, e: LogEntry) -> Event | None:
+    t = e.trailers
+    if t.get("Tether-Action") not in ACTIONS or "Tether-Release" not in t:
+        return None
+    return Event(
+        env=env,
+        commit=e.commit,
+        action=t["Tether-Action"],
+        release=t["Tether-Release"],
+        tag_object=t.get("Tether-Tag-Object", ""),
+        previous=t.get("Tether-Previous", "none"),
+        approver=t.get("Tether-Approver", ""),
+        reason=t.get("Tether-Reason", ""),
+        time=t.get("Tether-Time", e.date),
+        tree=e.tree,
+        trailers=t,
+    )
+
+
+def release_from_record(rec: RefRecord) -> Release | None:
+    name = parse_tag(rec.name[len("refs/tags/"):])
+    if name is None:
+        return None
+    manifest, problem = None, None
+    if rec.objecttype != "tag":
+        problem = "a lightweight tag: releases are annotated tags carrying a manifest"
+    else:
+        try:
+            manifest = mf.loads(rec.message)
+            if manifest["model"] != name.model or manifest["version"] != str(name.version):
+                problem = f"its manifest describes {manifest['model']}@v{manifest['version']}"
+            elif manifest["commit"] != rec.commit:
+                problem = "it points at a different commit than its manifest records"
+        except mf.ManifestError as exc:
+            problem = f"no tether manifest ({exc}); made by hand with git tag?"
+    return Release(
+        name=name,
+        tag_object=rec.objectname,
+        commit=rec.commit,
+        tree=rec.tree,
+        created_at=rec.creator_date,
+        creator=rec.creator,
+        annotated=rec.objecttype == "tag",
+        manifest=manifest,
+        problem=problem,
+    )
+
+
+class Registry:
+    def __init__(self, ws: Workspace, records: list[RefRecord] | None = None) -> None:
+        self.ws = ws
+        records = records if records is not None else ws.git.for_each_ref("refs/tags/", "refs/heads/")
+        self.releases: dict[str, list[Release]] = {}
+        self.heads: dict[str, RefRecord] = {}
+        for rec in records:
+            if rec.name.startswith("refs/tags/"):
+                rel = release_from_record(rec)
+                if rel:
+                    self.releases.setdefault(rel.name.model, []).append(rel)
+            else:
+                self.heads[rec.name[len("refs/heads/"):]] = rec
+        for rels in self.releases.values():
+            rels.sort(key=lambda r: r.version, reverse=True)
+        self._history: dict[tuple[str, str], list[Event]] = {}
+
+    # -- releases -------------------------------------------------------------------------
+    def of(self, model: str) -> list[Release]:
+        return self.releases.get(model, [])
+
+    def by_tag(self, tag: str) -> Release | None:
+        name = parse_tag(tag)
+        if not name:
+            return None
+        return next((r for r in self.of(name.model) if r.tag == tag), None)
+
+    def latest(self, model: str, complete_only: bool = True) -> Release | None:
+        for r in self.of(model):
+            if not r.version.prerelease and (r.problem is None or not complete_only):
+                return r
+        return next((r for r in self.of(model) if r.problem is None or not complete_only), None)
+
+    # -- environments ---------------------------------------------------------------------
+    def env_head(self, model: str, env: str) -> RefRecord | None:
+        return self.heads.get(self.ws.branch(model, env))
+
+    def history(self, model: str, env: str) -> list[Event]:
+        """Newest first: the environment's audit trail from its first-parent log."""
+        key = (model, env)
+        if key not in self._history:
+            head = self.env_head(model, env)
+            events: list[Event] = []
+            if head:
+                for entry in self.ws.git.log_first_parent(head.commit):
+                    ev = parse_event(env, entry)
+                    if ev is None:
+                        break  # below the first move lies ordinary project history
+                    events.append(ev)
+            self._history[key] = events
+        return self._history[key]
+
+    def live(self, model: str, env: str) -> Event | None:
+        hist = self.history(model, env)
+        return hist[0] if hist else None
+
+    def stage(self, rel: Release) -> str:
+        """Derived, never stored: production/staging (live there), archived (was live once),
+        registered."""
+        model = rel.name.model
+        live_in = [env for env in self.ws.settings(model).environments
+                   if (ev := self.live(model, env)) and ev.release == rel.tag]
+        if live_in:
+            return ",".join(live_in)
+        for env in self.ws.settings(model).environments:
+            if any(ev.release == rel.tag for ev in self.history(model, env)):
+                return "archived"
+        return "registered"
+
+    def check_tag_integrity(self, events: list[Event]) -> None:
+        """A tag that moved or was re-created after it went live is an integrity failure."""
+        for ev in events:
+            rel = self.by_tag(ev.release)
+            if rel is None:
+                raise IntegrityError(
+                    f"{ev.release}, live in {ev.env} at {ev.commit[:12]}, no longer exists as a tag",
+                    hint=f"restore the tag: git tag -a {ev.release} … must point at tag object {ev.tag_object[:12]}",
+                )
+            if ev.tag_object and rel.tag_object != ev.tag_object:
+                raise IntegrityError(
+                    f"tag {ev.release} was moved or re-created after it was {ev.action}d to {ev.env} "
+                    f"(recorded tag object {ev.tag_object[:12]}, now {rel.tag_object[:12]})",
+                    hint="releases never change: restore the original tag from a clone or the remote",
+                )
+
+    # -- REF resolution -------------------------------------------------------------------
+    def resolve(self, ref: RefArg, model: str | None = None) -> Release:
+        if ref.env:
+            model = self.ws.model(model)
+            ev = self.live(model, ref.env)
+            if ev is None:
+                raise NotFound(f"environment '{ref.env}' of {model} has no release yet",
+                               hint=f"promote one: tether promote {model}@vX.Y.Z --to {ref.env} …")
+            rel = self.by_tag(ev.release)
+            if rel is None:
+                raise IntegrityError(f"{ev.release}, live in {ref.env}, no longer exists as a tag")
+            return rel
+        model = self.ws.model(ref.model or model)
+        if ref.latest:
+            rel = self.latest(model)
+            if rel is None:
+                raise NotFound(f"{model} has no releases yet", hint=f"make one: tether release {model}")
+            return rel
+        if ref.version is None:
+            raise UsageError("a REF needs a version, @latest, or an environment name")
+        for rel in self.of(model):
+            if rel.version == ref.version:
+                return rel
+        raise NotFound(f"no release {model}@v{ref.version}", hint=f"see `tether list {model}`")

@@ -1,0 +1,120 @@
+"""The workspace a command works on: repository root, git adapter, dvc.yaml and settings.
+
+Passed in explicitly; there is no module-level state. Settings live with the model in
+dvc.yaml (`artifacts.<model>.meta.tether`), so a repository needs no extra config file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from tether import dvcgraph
+from tether.errors import NotFound, UsageError
+from tether.gitrepo import Git
+from tether.refs import check_env
+
+try:  # the C loader is ~10x faster on large dvc.lock files
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+
+def load_yaml(text: str) -> dict:
+    return yaml.load(text, Loader=_Loader) or {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    environments: tuple[str, ...] = ("staging", "production")
+    # production only takes a release that was in the first environment before it
+    require_staging: bool = True
+    tolerance: float = 0.05
+    lower_is_better: tuple[str, ...] = ("loss", "log_loss", "brier", "mae", "mse", "rmse")
+    gate_metrics: tuple[str, ...] = ()  # empty: every numeric metric both releases have
+    keep: int = 3
+    branch_template: str | None = None  # e.g. "{model}/{env}"
+    threshold_file: str = "threshold.json"
+    feature_schema_file: str = "feature_schema.json"
+    runtime_file: str = "runtime.json"
+    metrics_file: str = "metrics.json"
+    bundle_manifest_file: str = "manifest.json"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Settings":
+        raw = dict((meta or {}).get("tether") or {})
+        kwargs = {}
+        for key in ("require_staging", "keep", "branch_template", "threshold_file",
+                    "feature_schema_file", "runtime_file", "metrics_file", "bundle_manifest_file"):
+            if key in raw:
+                kwargs[key] = raw.pop(key)
+        if "tolerance" in raw:
+            kwargs["tolerance"] = float(raw.pop("tolerance"))
+        for key in ("environments", "lower_is_better", "gate_metrics"):
+            if key in raw:
+                kwargs[key] = tuple(raw.pop(key))
+        s = cls(**kwargs, extra=raw)
+        for env in s.environments:
+            check_env(env)
+        return s
+
+
+class Workspace:
+    def __init__(self, root: str | Path, git: Git | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.git = git or Git(self.root)
+
+    @classmethod
+    def discover(cls, path: str | Path = ".") -> "Workspace":
+        git = Git.discover(path)
+        return cls(git.root, git)
+
+    @cached_property
+    def dvc_yaml(self) -> dict:
+        path = self.root / "dvc.yaml"
+        if not path.exists():
+            raise UsageError(
+                f"{self.root} has no dvc.yaml",
+                hint="tether works on a DVC pipeline: run `dvc init` and declare your stages and model artifact",
+            )
+        return load_yaml(path.read_text())
+
+    def dvc_lock(self) -> dict:
+        path = self.root / "dvc.lock"
+        return load_yaml(path.read_text()) if path.exists() else {}
+
+    @cached_property
+    def models(self) -> dict[str, dvcgraph.Artifact]:
+        return dvcgraph.models(self.dvc_yaml)
+
+    def model(self, name: str | None) -> str:
+        if name:
+            if name not in self.models:
+                known = ", ".join(sorted(self.models)) or "none"
+                raise NotFound(f"unknown model '{name}' (models: {known})",
+                               hint="declare it under `artifacts:` in dvc.yaml with type: model")
+            return name
+        if len(self.models) == 1:
+            return next(iter(self.models))
+        if not self.models:
+            raise NotFound("dvc.yaml declares no model artifact",
+                           hint="add `artifacts: {my-model: {path: models/my-model, type: model}}` to dvc.yaml")
+        raise UsageError("this repository has several models; name one",
+                         hint="models: " + ", ".join(sorted(self.models)))
+
+    def settings(self, model: str) -> Settings:
+        return Settings.from_meta(self.models[model].meta)
+
+    def branch(self, model: str, env: str) -> str:
+        """Environment branch name. One model: the environment's own name, so plain
+        `git checkout production` works; several: `<model>/<env>` so names cannot collide."""
+        s = self.settings(model)
+        if env not in s.environments:
+            raise NotFound(f"unknown environment '{env}' for {model}",
+                           hint="environments: " + ", ".join(s.environments))
+        tmpl = s.branch_template or ("{env}" if len(self.models) == 1 else "{model}/{env}")
+        return tmpl.format(model=model, env=env)

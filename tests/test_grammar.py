@@ -1,0 +1,123 @@
+"""The tag grammar and SemVer order, as tables of cases and properties."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tether.errors import UsageError
+from tether.refs import parse_ref, parse_tag
+from tether.semver import Version
+
+
+@pytest.mark.parametrize(
+    "tag,model,version",
+    [
+        ("fraud-detector@v1.0.0", "fraud-detector", "1.0.0"),
+        ("fraud-detector@v1.10.0", "fraud-detector", "1.10.0"),
+        ("a@v0.0.1", "a", "0.0.1"),
+        ("nlp/sentiment@v2.3.4", "nlp/sentiment", "2.3.4"),
+        ("m2@v1.9.0-rc.1", "m2", "1.9.0-rc.1"),
+        ("m@v1.0.0-alpha+build.7", "m", "1.0.0-alpha+build.7"),
+    ],
+)
+def test_valid_release_tags(tag, model, version):
+    name = parse_tag(tag)
+    assert name is not None
+    assert name.model == model
+    assert str(name.version) == version
+    assert name.tag == tag
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "fraud-detector@1.0.0",  # no v
+        "fraud-detector@v1.0",  # two parts
+        "fraud-detector@v01.0.0",  # leading zero
+        "Fraud@v1.0.0",  # upper case
+        "fraud--detector@v1.0.0",  # double dash
+        "fraud-@v1.0.0",  # trailing dash
+        "@v1.0.0",  # no model
+        "v1.0.0",  # plain version tag
+        "fraud-detector@v1.0.0-",  # empty pre-release
+        "fraud-detector@v1.0.0-01",  # numeric pre-release with leading zero
+        "fraud-detector#v1.0.0",
+        "fraud detector@v1.0.0",
+    ],
+)
+def test_invalid_release_tags(tag):
+    assert parse_tag(tag) is None
+
+
+def test_semver_order_table():
+    ordered = ["1.9.0-alpha", "1.9.0-alpha.1", "1.9.0-alpha.beta", "1.9.0-beta.2", "1.9.0-beta.11",
+               "1.9.0-rc.1", "1.9.0", "1.9.1", "1.10.0", "2.0.0-rc.1", "2.0.0", "10.0.0"]
+    versions = [Version.parse(v) for v in ordered]
+    assert sorted(reversed(versions)) == versions
+    assert Version.parse("1.10.0") > Version.parse("1.9.0") > Version.parse("1.9.0-rc.1")
+    assert Version.parse("1.0.0+b1") == Version.parse("1.0.0+b2")  # build metadata ignored
+
+
+@pytest.mark.parametrize(
+    "start,part,expected",
+    [("1.2.3", "major", "2.0.0"), ("1.2.3", "minor", "1.3.0"), ("1.2.3", "patch", "1.2.4"),
+     ("1.3.0-rc.1", "patch", "1.3.0"), ("0.9.9", "minor", "0.10.0")],
+)
+def test_bump(start, part, expected):
+    assert str(Version.parse(start).bump(part)) == expected
+
+
+@pytest.mark.parametrize("text", ["1.2", "x.y.z", "1.2.3.4", "", "v", "-1.0.0"])
+def test_invalid_semver_is_a_usage_error(text):
+    with pytest.raises(UsageError) as exc:
+        Version.parse(text)
+    assert exc.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "text,kind",
+    [("fraud-detector@v1.2.3", "version"), ("fraud-detector@latest", "latest"), ("production", "env"),
+     ("v1.2.3", "version")],
+)
+def test_parse_ref(text, kind):
+    ref = parse_ref(text)
+    assert {"version": ref.version is not None, "latest": ref.latest, "env": ref.env is not None}[kind]
+
+
+@pytest.mark.parametrize("text", ["", "fraud-detector@1.2", "Fraud@v1.0.0", "fraud@vx", "Prod Env", "a..b"])
+def test_malformed_ref_is_a_usage_error(text):
+    with pytest.raises(UsageError):
+        parse_ref(text)
+
+
+_num = st.integers(min_value=0, max_value=10_000)
+_ident = st.one_of(_num.map(str), st.from_regex(r"[a-zA-Z-][0-9a-zA-Z-]{0,6}", fullmatch=True))
+_versions = st.builds(
+    lambda a, b, c, pre: Version.parse(f"{a}.{b}.{c}" + (("-" + ".".join(pre)) if pre else "")),
+    _num, _num, _num, st.lists(_ident, max_size=3),
+)
+
+
+@given(_versions)
+def test_semver_roundtrips(v):
+    assert Version.parse(str(v)) == v
+    name = parse_tag(f"some-model@v{v}")
+    assert name is not None and name.version == v
+
+
+@given(_versions, _versions, _versions)
+def test_semver_order_is_total_and_transitive(a, b, c):
+    assert (a < b) + (b < a) + (a == b) == 1
+    if a <= b and b <= c:
+        assert a <= c
+
+
+@given(_versions, st.sampled_from(["major", "minor", "patch"]))
+def test_bump_always_increases(v, part):
+    assert v.bump(part) > v
+
+
+@given(st.text(max_size=30))
+def test_parse_tag_never_crashes(text):
+    name = parse_tag(text)
+    assert name is None or name.tag == text or "+" in text
