@@ -36,3 +36,25 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    from s3server import moto_server
+
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3_remote(s3_endpoint, monkeypatch, request):
+    """A fresh bucket on the session's S3 server; credentials come from the environment."""
+    import re
+
+    from s3server import CREDENTIALS, make_bucket
+
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") or "bucket"
+    make_bucket(s3_endpoint, bucket)
+    return {"endpoint": s3_endpoint, "bucket": bucket, "url": f"s3://{bucket}/dvcstore"}

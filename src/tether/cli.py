@@ -254,6 +254,87 @@ def status(model: Optional[str] = typer.Argument(None), as_json: bool = JSON) ->
     emit(out, as_json, "\n".join(lines))
 
 
+# -- environments --------------------------------------------------------------------------
+def _move(action: str, **kw) -> None:
+    from tether.environments import execute_move, plan_move
+
+    as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
+    ws = _ws()
+    if not as_json:
+        progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
+                 + "smoke test …")
+    plan = plan_move(ws, action=action, **kw)
+    frm = plan.current.release if plan.current else "(empty)"
+    gate_lines = [f"  gate {g.name}: ok - {g.message}" for g in plan.gates]
+    if dry_run:
+        emit({"dry_run": True, **plan.as_dict()}, as_json,
+             "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *gate_lines]))
+        return
+    new = execute_move(ws, plan)
+    emit({"dry_run": False, "commit": new, **plan.as_dict()}, as_json,
+         "\n".join([*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {new[:12]}"
+                     + (", pushed" if plan.push else "") + ")"]))
+
+
+@app.command()
+def promote(
+    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment to copy from."),
+    to: str = typer.Option(..., "--to", help="Environment to move."),
+    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    push: bool = typer.Option(False, "--push", help="Fast-forward push to origin; a concurrent move is rejected."),
+    allow_regression: Optional[str] = typer.Option(None, "--allow-regression", metavar="REASON"),
+    skip_staging: Optional[str] = typer.Option(None, "--skip-staging", metavar="REASON"),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Gate a release, then move an environment to it (compare-and-swap)."""
+    _move("promote", model=model, env=to, release_ref=ref, approver=approver, reason=reason, push=push,
+          allow_regression=allow_regression, skip_staging=skip_staging, dry_run=dry_run, as_json=as_json)
+
+
+@app.command()
+def rollback(
+    env: str = typer.Option("production", "--env", help="Environment to move back."),
+    to: Optional[str] = typer.Option(None, "--to", help="A release; default: the last known good one."),
+    approver: str = typer.Option(..., "--approver"),
+    reason: str = typer.Option(..., "--reason"),
+    model: Optional[str] = typer.Option(None, "--model"),
+    push: bool = typer.Option(False, "--push"),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Move an environment back to the last known good release, or to --to REF."""
+    _move("rollback", model=model, env=env, release_ref=to, approver=approver, reason=reason, push=push,
+          dry_run=dry_run, as_json=as_json)
+
+
+@app.command()
+def history(
+    env: Optional[str] = typer.Option(None, "--env"),
+    at: Optional[str] = typer.Option(None, "--at", help="ISO-8601: which release was live then."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    as_json: bool = JSON,
+) -> None:
+    """The audit trail of each environment, newest first."""
+    from tether.environments import move_history
+
+    data = move_history(_ws(), model, env, at)
+    lines = []
+    for e, entry in data["environments"].items():
+        lines.append(f"{e} (branch {entry['branch']})")
+        if "live_at" in entry:
+            lines.append(f"  live at {entry['live_at']['at']}: {entry['live_at']['release'] or '(nothing)'}")
+            continue
+        if not entry["events"]:
+            lines.append("  (no moves yet)")
+        for ev in entry["events"]:
+            lines.append(f"  {ev['time'][:26]:26} {ev['action']:8} {ev['previous']} → {ev['release']}"
+                         f"  by {ev['approver']}: {ev['reason']}")
+    emit(data, as_json, "\n".join(lines))
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

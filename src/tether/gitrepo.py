@@ -229,6 +229,13 @@ class Git:
         try:
             self.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
         except CommandFailed as exc:
+            if "would clobber existing tag" in exc.result.stderr:
+                from tether.errors import IntegrityError
+
+                raise IntegrityError(
+                    f"a release tag on '{remote}' differs from ours: it was moved or re-created",
+                    hint="releases never change; find out who re-tagged, and restore the original",
+                ) from None
             raise StorageError(f"cannot fetch from git remote '{remote}': {exc.message}") from exc
 
     def push(self, remote: str, *refspecs: str) -> None:

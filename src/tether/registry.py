@@ -143,15 +143,17 @@ class Registry:
         key = (model, env)
         if key not in self._history:
             head = self.env_head(model, env)
-            events: list[Event] = []
-            if head:
-                for entry in self.ws.git.log_first_parent(head.commit):
-                    ev = parse_event(env, entry)
-                    if ev is None:
-                        break  # below the first move lies ordinary project history
-                    events.append(ev)
-            self._history[key] = events
+            self._history[key] = self.events_at(env, head.commit) if head else []
         return self._history[key]
+
+    def events_at(self, env: str, commit: str) -> list[Event]:
+        events: list[Event] = []
+        for entry in self.ws.git.log_first_parent(commit):
+            ev = parse_event(env, entry)
+            if ev is None:
+                break  # below the first move lies ordinary project history
+            events.append(ev)
+        return events
 
     def live(self, model: str, env: str) -> Event | None:
         hist = self.history(model, env)
