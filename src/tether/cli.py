@@ -335,6 +335,87 @@ def history(
     emit(data, as_json, "\n".join(lines))
 
 
+# -- serving hosts and workspaces ----------------------------------------------------------
+@app.command()
+def deploy(
+    env: str = typer.Option(..., "--env", help="Environment whose release to serve."),
+    target: str = typer.Option(..., "--target", help="Serving directory."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="Git URL to deploy from (default: this repo)."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    keep: int = typer.Option(3, "--keep", help="Materialised releases to keep."),
+    full: bool = typer.Option(False, "--full", help="Materialise every DVC output, data too."),
+    smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test before switching."),
+    as_json: bool = JSON,
+) -> None:
+    """Converge DIR to the environment's release, atomically."""
+    from pathlib import Path
+
+    from tether.deploy import deploy as do_deploy
+
+    if repo is None:
+        _ws()  # fail early outside a repository
+    res = do_deploy(Path(target), env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
+                    progress=None if as_json else progress)
+    text = {"noop": f"{env}: {res.release} is already live in {target}",
+            "switched": f"{env}: switched {target}/current {res.previous} → {res.release} (already materialised)",
+            "deployed": f"{env}: deployed {res.release} to {target} (was {res.previous or 'empty'})"}[res.outcome]
+    if res.pruned:
+        text += f"\npruned: {', '.join(res.pruned)}"
+    emit(res.as_dict(), as_json, text)
+
+
+@app.command()
+def verify(
+    ref: Optional[str] = typer.Argument(None, help="A release to verify from the cache or remote."),
+    target: Optional[str] = typer.Option(None, "--target", help="Verify DIR/current instead."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    as_json: bool = JSON,
+) -> None:
+    """Recompute every digest against the manifest."""
+    from pathlib import Path
+
+    if (ref is None) == (target is None):
+        raise UsageError("give a REF or --target DIR (one of them)")
+    if target:
+        from tether.deploy import verify_target
+
+        res = verify_target(Path(target))
+    else:
+        from tether.checkout import verify_release
+
+        res = verify_release(_ws(), ref, model, progress=None if as_json else progress)
+    emit(res, as_json, f"{res['release']}: {res['files']} file(s), every digest matches")
+
+
+@app.command()
+def checkout(
+    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest or an environment."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    force: bool = typer.Option(False, "--force", help="Discard uncommitted work."),
+    as_json: bool = JSON,
+) -> None:
+    """Safe `git checkout` + `dvc pull`: all of the release, or nothing changes."""
+    from tether.checkout import checkout as do_checkout
+
+    res = do_checkout(_ws(), ref, model=model, force=force, progress=None if as_json else progress)
+    emit(res.as_dict(), as_json, f"checked out {res.release} ({res.ref}); {len(res.outputs)} output(s) in place")
+
+
+@app.command()
+def serve(
+    target: str = typer.Option(..., "--target", help="Serving directory (see deploy)."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
+) -> None:
+    """HTTP service over DIR/current: POST /predict, GET /ready, GET /version."""
+    from pathlib import Path
+
+    from tether.serve import run
+
+    run(Path(target), host, port, watch_interval)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

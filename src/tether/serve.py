@@ -1,0 +1,149 @@
+"""`tether serve`: an HTTP service over DIR/current.
+
+The bundle is loaded only through the verifying loader. A watcher notices when `current` names a
+new release and loads it beside the old one; requests keep going to the old bundle until the new
+one is verified and loaded, then one reference swap moves them. A release that fails to load is
+reported and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("tether.serve")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    release_dir: str
+    bundle: object
+    manifest: dict
+    manifest_sha256: str
+
+
+class ModelHolder:
+    def __init__(self, target: Path) -> None:
+        self.target = Path(target).absolute()
+        self.loaded: Loaded | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def current_dir(self) -> str | None:
+        link = self.target / "current"
+        return os.path.realpath(link) if link.is_symlink() else None
+
+    def refresh(self) -> bool:
+        """Load what `current` names if it changed. True if a new bundle is now serving."""
+        from tether.bundle import load_bundle
+        from tether.deploy import manifest_digest
+
+        with self._lock:
+            wanted = self.current_dir()
+            if wanted is None or (self.loaded and self.loaded.release_dir == wanted):
+                return False
+            try:
+                manifest = json.loads((Path(wanted) / ".tether" / "manifest.json").read_text())
+                bundle = load_bundle(Path(wanted) / manifest["artifact"]["path"])
+            except Exception as exc:  # keep serving what we have
+                msg = f"cannot load {wanted}: {exc}"
+                if msg != self.last_error:
+                    log.error("%s; still serving %s", msg,
+                              self.loaded.manifest["version"] if self.loaded else "nothing")
+                self.last_error = msg
+                return False
+            self.loaded = Loaded(wanted, bundle, manifest, manifest_digest(manifest))
+            self.last_error = None
+            log.warning("serving %s@v%s (commit %s)", manifest["model"], manifest["version"], manifest["commit"][:12])
+            return True
+
+    def watch(self, interval: float, stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            self.refresh()
+
+
+def create_app(target: Path, watch_interval: float = 1.0):
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import JSONResponse
+
+    holder = ModelHolder(target)
+    stop = threading.Event()
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        holder.refresh()
+        thread = threading.Thread(target=holder.watch, args=(watch_interval, stop), daemon=True)
+        thread.start()
+        yield
+        stop.set()
+
+    app = FastAPI(title="tether serve", lifespan=lifespan)
+    app.state.holder = holder
+
+    @app.get("/ready")
+    def ready():
+        if holder.loaded is None:
+            return JSONResponse({"ready": False, "error": holder.last_error}, status_code=503)
+        return {"ready": True, "version": holder.loaded.manifest["version"], "error": holder.last_error}
+
+    @app.get("/version")
+    def version():
+        if holder.loaded is None:
+            raise HTTPException(503, "no verified bundle loaded")
+        m = holder.loaded.manifest
+        return {"model": m["model"], "version": m["version"], "commit": m["commit"],
+                "manifest_sha256": holder.loaded.manifest_sha256,
+                "threshold": m["components"]["threshold"]["value"]}
+
+    @app.post("/predict")
+    def predict(payload: dict):
+        from tether.bundle import BundleInputError
+
+        loaded = holder.loaded  # one read: a hot swap mid-request cannot mix two bundles
+        if loaded is None:
+            raise HTTPException(503, "no verified bundle loaded")
+        records = payload.get("records") if isinstance(payload, dict) else None
+        if not isinstance(records, list) or not records:
+            return JSONResponse({"detail": [{"loc": ["body", "records"], "msg": "a non-empty list of records is required"}]},
+                                status_code=422)
+        try:
+            frame = loaded.bundle.validate(records)
+            scores, decisions = loaded.bundle.predict(frame)
+        except BundleInputError as exc:
+            return JSONResponse({"detail": [{"loc": ["body", "records", *f.split(":")[:1]], "msg": f}
+                                            for f in exc.fields] or [{"msg": str(exc)}]}, status_code=422)
+        m = loaded.manifest
+        return {"model": m["model"], "version": m["version"],
+                "threshold": loaded.bundle.threshold,
+                "scores": [float(s) for s in scores], "decisions": [bool(d) for d in decisions]}
+
+    return app
+
+
+def run(target: Path, host: str, port: int, watch_interval: float = 1.0) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(create_app(target, watch_interval), host=host, port=port, log_level="info")
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/ready", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
