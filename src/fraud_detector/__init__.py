@@ -1,0 +1,1 @@
+"""The reference project: a fraud detector on a seeded synthetic card-transaction stream."""
