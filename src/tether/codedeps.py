@@ -70,8 +70,8 @@ def stage_sources(stage: Stage, read: Reader, default_roots: tuple[str, ...] = (
         if path in needed:
             continue
         src = read(path) or ""
-        if path.endswith("__init__.py") and not src.strip():
-            continue  # an empty package marker changes nothing the stage computes
+        if path.endswith("__init__.py") and _only_docstring(src):
+            continue  # a bare package marker changes nothing the stage computes
         needed[path] = why
         for imported in _imports(src, module if not path.endswith("__init__.py") else f"{module}.__init__"):
             dep = _module_files(imported, roots, read)
@@ -87,3 +87,11 @@ def undeclared_sources(stage: Stage, read: Reader) -> dict[str, str]:
         for path, why in stage_sources(stage, read).items()
         if not any(under(path, d) for d in declared)
     }
+
+
+def _only_docstring(source: str) -> bool:
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)

@@ -181,8 +181,9 @@ def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, R
     branch = ws.branch(model, env)
     head = None
     if ws.git.remote_url("origin"):
-        ws.git.fetch("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}", "refs/tags/*:refs/tags/*")
-        head = ws.git.ref(f"refs/remotes/origin/{branch}")
+        ws.git.fetch("origin", "refs/tags/*:refs/tags/*")
+        if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
+            head = ws.git.ref(f"refs/remotes/origin/{branch}")
     reg = Registry(ws)
     if head is None and (local := reg.env_head(model, env)):
         head = local.commit

@@ -73,7 +73,8 @@ def _sync_with_remote(ws: Workspace, branch: str) -> None:
     ahead (lossless), refuse if the two diverged."""
     if not ws.git.remote_url("origin"):
         raise UsageError("--push needs a git remote named origin")
-    ws.git.fetch("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+    if not ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
+        return
     remote = ws.git.ref(f"refs/remotes/origin/{branch}")
     local = ws.git.ref(f"refs/heads/{branch}")
     if remote is None or remote == local:

@@ -128,10 +128,12 @@ def raise_failures(results: list[GateResult], what: str) -> None:
     if not failed:
         return
     first = failed[0]
-    lines = [f"{r.name}: {r.message}" for r in failed]
+    if len(failed) == 1:
+        text = f"{what} refused: {first.name}: {first.message}"
+    else:
+        text = f"{what} refused, {len(failed)} gates failed:" + "".join(f"\n  - {r.name}: {r.message}" for r in failed)
     hints = [r.hint for r in failed if r.hint]
-    exc = first.error(f"{what} refused: " + "\n  ".join(["", *lines]).lstrip("\n") if len(lines) > 1
-                      else f"{what} refused: {lines[0]}", hint="; ".join(hints) or None)
+    exc = first.error(text, hint="; ".join(hints) or None)
     if isinstance(exc, GateFailed):
         exc.failures = [r.as_dict() for r in failed]
     raise exc

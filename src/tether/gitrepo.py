@@ -238,6 +238,16 @@ class Git:
                 ) from None
             raise StorageError(f"cannot fetch from git remote '{remote}': {exc.message}") from exc
 
+    def fetch_optional(self, remote: str, refspec: str) -> bool:
+        """Fetch one ref; False if the remote does not have it."""
+        try:
+            self.fetch(remote, refspec)
+        except StorageError as exc:
+            if "couldn't find remote ref" in exc.message:
+                return False
+            raise
+        return True
+
     def push(self, remote: str, *refspecs: str) -> None:
         """A plain (fast-forward only) push; a rejection means someone else moved the ref."""
         res = self.run("push", "--porcelain", "--atomic", remote, *refspecs, check=False)
