@@ -24,19 +24,21 @@ def fraud_stream(window: int, rows: int, fraud_rate: float, seed: int) -> pd.Dat
     def pick(legit, fraud):
         return np.where(f, fraud, legit)
 
-    amount = pick(rng.lognormal(3.4, 0.9, rows), rng.lognormal(4.3 + drift, 1.1, rows))
-    hour = pick(rng.normal(14, 4, rows), rng.normal(3 + 2 * drift, 3, rows)).round().astype(np.int64) % 24
+    amount = pick(rng.lognormal(3.4, 0.9, rows), rng.lognormal(3.7 + drift, 1.1, rows))
+    hour = pick(rng.normal(14, 5, rows), rng.normal(8 + 2 * drift, 7, rows)).round().astype(np.int64) % 24
     frame = pd.DataFrame({
         "amount": amount.round(2),
         "hour": hour,
-        "merchant_category": pick(rng.integers(0, 20, rows), rng.choice([3, 7, 11, 17, 19], rows)).astype(np.int64),
-        "distance_from_home_km": pick(rng.exponential(8, rows), rng.exponential(60 * (1 + drift), rows)).round(3),
-        "card_age_days": pick(rng.integers(30, 3650, rows), rng.integers(1, 900, rows)).astype(np.int64),
-        "txn_count_24h": pick(rng.poisson(2.5, rows), rng.poisson(6 + 4 * drift, rows)).astype(np.int64),
-        "foreign": (rng.random(rows) < pick(0.05, 0.35 + drift / 2)).astype(np.int64),
-        "online": (rng.random(rows) < pick(0.35, 0.7 + drift / 4)).astype(np.int64),
-        "amount_to_avg_ratio": pick(rng.lognormal(0, 0.4, rows), rng.lognormal(1.1 + drift, 0.6, rows)).round(4),
-        "device_risk_score": pick(rng.beta(2, 8, rows), rng.beta(4, 4 - min(drift, 2), rows)).round(4),
+        "merchant_category": pick(rng.integers(0, 20, rows),
+                                  np.where(rng.random(rows) < 0.5, rng.choice([3, 7, 11, 17, 19], rows),
+                                           rng.integers(0, 20, rows))).astype(np.int64),
+        "distance_from_home_km": pick(rng.exponential(10, rows), rng.exponential(22 * (1 + drift), rows)).round(3),
+        "card_age_days": pick(rng.integers(30, 3650, rows), rng.integers(1, 2400, rows)).astype(np.int64),
+        "txn_count_24h": pick(rng.poisson(2.5, rows), rng.poisson(3.5 + 2 * drift, rows)).astype(np.int64),
+        "foreign": (rng.random(rows) < pick(0.06, 0.18 + drift / 2)).astype(np.int64),
+        "online": (rng.random(rows) < pick(0.4, 0.6 + drift / 4)).astype(np.int64),
+        "amount_to_avg_ratio": pick(rng.lognormal(0, 0.5, rows), rng.lognormal(0.4 + drift, 0.6, rows)).round(4),
+        "device_risk_score": pick(rng.beta(2, 6, rows), rng.beta(3, 5 - min(drift, 2), rows)).round(4),
     })
     # Some legitimate transactions look like fraud and vice versa: the problem is not trivial.
     noise = rng.random(rows) < 0.08

@@ -63,6 +63,7 @@ class ModelHolder:
             return True
 
     def watch(self, interval: float, stop: threading.Event) -> None:
+        self.refresh()
         while not stop.wait(interval):
             self.refresh()
 
@@ -78,7 +79,7 @@ def create_app(target: Path, watch_interval: float = 1.0):
 
     @asynccontextmanager
     async def lifespan(_app):
-        holder.refresh()
+        # Load in the background: /ready says 503 until a verified bundle is in.
         thread = threading.Thread(target=holder.watch, args=(watch_interval, stop), daemon=True)
         thread.start()
         yield
@@ -117,14 +118,21 @@ def create_app(target: Path, watch_interval: float = 1.0):
             frame = loaded.bundle.validate(records)
             scores, decisions = loaded.bundle.predict(frame)
         except BundleInputError as exc:
-            return JSONResponse({"detail": [{"loc": ["body", "records", *f.split(":")[:1]], "msg": f}
-                                            for f in exc.fields] or [{"msg": str(exc)}]}, status_code=422)
+            return JSONResponse({"detail": [_problem(f) for f in exc.fields]}, status_code=422)
         m = loaded.manifest
         return {"model": m["model"], "version": m["version"],
                 "threshold": loaded.bundle.threshold,
                 "scores": [float(s) for s in scores], "decisions": [bool(d) for d in decisions]}
 
     return app
+
+
+def _problem(field: str) -> dict:
+    """'3.amount: missing' -> {"loc": ["body", "records", 3, "amount"], "msg": "missing"}"""
+    where, _, msg = field.partition(": ")
+    index, _, name = where.partition(".")
+    loc = ["body", "records", int(index) if index.isdigit() else index] + ([name] if name else [])
+    return {"loc": loc, "msg": msg or field}
 
 
 def run(target: Path, host: str, port: int, watch_interval: float = 1.0) -> None:
