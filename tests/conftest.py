@@ -58,3 +58,24 @@ def s3_remote(s3_endpoint, monkeypatch, request):
     bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") or "bucket"
     make_bucket(s3_endpoint, bucket)
     return {"endpoint": s3_endpoint, "bucket": bucket, "url": f"s3://{bucket}/dvcstore"}
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory):
+    """The reference project reproduced, committed, released as v1.0.0 and pushed: once."""
+    from project import ISOLATION, build_template
+
+    home = tmp_path_factory.mktemp("template-home")
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        for k, v in ISOLATION.items():
+            mp.setenv(k, v)
+        yield build_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture
+def project(template, tmp_path):
+    from project import clone_template
+
+    return clone_template(template, tmp_path / "p")

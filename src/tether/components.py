@@ -92,18 +92,42 @@ def dvcgraph_param(params: dict, key: tuple[str, ...]):
     return None
 
 
-def file_entries(ws: Workspace, entries, with_sha: bool = True) -> list[dict]:
+def file_entries(ws: Workspace, entries, roles: dict[str, str] | None = None) -> list[dict]:
     out = []
     for e in entries:
         p = ws.root / e.path
-        out.append({
+        entry = {
             "path": e.path,
             "md5": e.md5,
             "size": e.size,
-            "sha256": sha256_file(p) if with_sha and p.is_file() else None,
+            "sha256": sha256_file(p) if p.is_file() else None,
             "stage": e.stage,
-        })
+        }
+        if roles is not None:
+            entry["role"] = roles.get(Path(e.path).name, "model")
+        out.append(entry)
     return out
+
+
+def weight_roles(settings) -> dict[str, str]:
+    """Which files under the artifact are not the fitted model itself: a threshold or metrics
+    change is not a weights change (design.md: threshold alone is a patch)."""
+    return {
+        settings.threshold_file: "threshold",
+        settings.metrics_file: "metrics",
+        settings.feature_schema_file: "schema",
+        settings.runtime_file: "runtime",
+        settings.bundle_manifest_file: "bundle-manifest",
+    }
+
+
+def threshold_params(graph: dvcgraph.ModelGraph, threshold_file: str) -> list[str]:
+    """The params of the stage that writes the threshold: changing only those moves the
+    threshold, not the model."""
+    for st in graph.stages:
+        if any(o.path.endswith("/" + threshold_file) for o in st.outs):
+            return sorted(k for values in st.params.values() for k in (values or {}))
+    return []
 
 
 def code_entries(ws: Workspace, commit: str, paths: tuple[str, ...]) -> list[dict]:

@@ -125,7 +125,15 @@ def propose_bump(previous: dict | None, current: dict) -> tuple[str | None, list
     comps = d["components"]
     if d["feature_schema_changed"]:
         return "major", ["the feature schema changed (names or dtypes)"]
-    minor = [c for c in ("data", "params", "weights") if comps[c]["changed"]]
+    # Threshold-only params (those of the stage that picks the threshold) and bundle files that
+    # are not the fitted model move the threshold or the metrics, not the model.
+    tkeys = tuple(current["components"]["threshold"].get("params") or ())
+    params_keys = [k for k in comps["params"]["keys"] if not any(k == t or k.startswith(t + ".") for t in tkeys)]
+    model_files = {e["path"] for e in previous["components"]["weights"] + current["components"]["weights"]
+                   if e.get("role", "model") == "model"}
+    weights_changed = any(p in model_files for k in ("added", "removed", "modified") for p in comps["weights"][k])
+    minor = [c for c, changed in (("data", comps["data"]["changed"]), ("params", bool(params_keys)),
+                                  ("weights", weights_changed)) if changed]
     if minor:
         return "minor", [f"{c} changed" for c in minor]
     patch = [c for c in ("threshold", "code") if comps[c]["changed"]]

@@ -80,6 +80,7 @@ def plan_release(
     results.append(gates.dvc_in_sync(store.changed_stages()))
     results.append(gates.params_match_conf(_conf_problems(ws)))
     facts = components.gather(ws, model)
+    settings = ws.settings(model)
     results += gates.completeness(facts.graph, facts.undeclared, facts.threshold)
     gates.raise_failures(results, "release")
 
@@ -93,11 +94,12 @@ def plan_release(
         "released_by": git.ident().rsplit(" ", 2)[0],
         "artifact": {"path": facts.graph.artifact.path, "type": facts.graph.artifact.type},
         "components": {
-            "weights": components.file_entries(ws, facts.graph.weights),
+            "weights": components.file_entries(ws, facts.graph.weights, components.weight_roles(settings)),
             "data": components.file_entries(ws, facts.graph.data),
             "code": components.code_entries(ws, commit, facts.graph.code),
             "params": components.params_component(ws, commit, facts.graph),
-            "threshold": facts.threshold,
+            "threshold": {**facts.threshold,
+                          "params": components.threshold_params(facts.graph, settings.threshold_file)},
         },
         "stages": {s.name: s.cmd for s in facts.graph.stages},
         "metrics": facts.metrics,

@@ -1,0 +1,147 @@
+"""A throwaway copy of the reference project as a real git + DVC repository, with a bare git
+origin and a local DVC remote beside it. Built (and reproduced) once per session; each test gets
+its own copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["dvc.yaml", "dvc.lock", "params.yaml", "conf", "src/fraud_detector", ".dvc/config",
+                 ".dvc/.gitignore", ".dvcignore", ".gitignore", "data/raw/.gitignore", "data/split/.gitignore",
+                 "models/fraud-detector/.gitignore"]
+BIN = str(Path(sys.executable).parent)
+
+ISOLATION = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Tess Tether",
+    "GIT_AUTHOR_EMAIL": "tess@example.com",
+    "GIT_COMMITTER_NAME": "Tess Tether",
+    "GIT_COMMITTER_EMAIL": "tess@example.com",
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+class Project:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.root = base / "project"
+        self.origin = base / "origin.git"
+        self.store = base / "dvcstore"
+
+    # -- running things -------------------------------------------------------------------
+    def env(self, extra: dict | None = None) -> dict:
+        env = {**os.environ, **ISOLATION, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+        env.pop("PYTHONPATH", None)
+        return {**env, **(extra or {})}
+
+    def sh(self, *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> Result:
+        proc = subprocess.run(list(args), cwd=cwd or self.root, capture_output=True, text=True,
+                              env=self.env(env), stdin=subprocess.DEVNULL)
+        res = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return res
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        return self.sh("git", *args, cwd=cwd).out.strip()
+
+    def dvc(self, *args: str, check: bool = True) -> Result:
+        return self.sh(os.path.join(BIN, "dvc"), *args, check=check)
+
+    def tether(self, *args: str, cwd: Path | None = None, env: dict | None = None) -> Result:
+        """The real CLI in a subprocess: exit codes, stdout and stderr as a user sees them."""
+        return self.sh(sys.executable, "-m", "tether.cli", *args, cwd=cwd, check=False, env=env)
+
+    def ok(self, *args: str, cwd: Path | None = None) -> Result:
+        res = self.tether(*args, cwd=cwd)
+        assert res.code == 0, f"tether {' '.join(args)} exited {res.code}:\n{res.out}\n{res.err}"
+        return res
+
+    # -- editing --------------------------------------------------------------------------
+    def commit_all(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def code_only_change(self, note: str) -> str:
+        """Touch the bundle stage's code without changing what it computes: a new release whose
+        weights, data, params and metrics equal the old ones (a patch)."""
+        path = self.root / "src/fraud_detector/bundle.py"
+        path.write_text(path.read_text() + f"\n# {note}\n")
+        self.dvc("repro", "-q")
+        return self.commit_all(f"bundle: {note}")
+
+    def release_code_change(self, note: str, *extra: str) -> str:
+        self.code_only_change(note)
+        res = self.ok("release", "--push", "--json", *extra)
+        return res.json()["tag"]
+
+    def tags(self) -> list[str]:
+        return self.git("tag", "--list").split()
+
+    def refs(self) -> str:
+        return self.git("for-each-ref", "--format=%(refname) %(objectname)")
+
+    def snapshot(self) -> dict:
+        """Every file of the workspace (except .git and the DVC cache) with its bytes, plus HEAD."""
+        files = {}
+        for p in sorted(self.root.rglob("*")):
+            rel = p.relative_to(self.root).as_posix()
+            if rel.startswith((".git/", ".dvc/cache", ".dvc/tmp")) or rel == ".git" or p.is_dir():
+                continue
+            files[rel] = p.read_bytes() if not p.is_symlink() else os.readlink(p).encode()
+        head = self.git("rev-parse", "HEAD")
+        branch = self.sh("git", "symbolic-ref", "-q", "--short", "HEAD", check=False).out.strip()
+        return {"files": files, "head": head, "branch": branch}
+
+
+def build_template(base: Path) -> Project:
+    """Reproduce the reference pipeline once, commit it, release v1.0.0 and push everything."""
+    p = Project(base)
+    p.root.mkdir(parents=True)
+    for rel in PROJECT_FILES:
+        src, dst = REPO_ROOT / rel, p.root / rel
+        if not src.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    p.git("init", "-q", "-b", "main")
+    p.git("config", "user.name", "Tess Tether")
+    p.git("config", "user.email", "tess@example.com")
+    p.dvc("remote", "add", "--local", "-f", "-d", "local", str(p.store))
+    p.dvc("repro", "-q")
+    p.commit_all("reference pipeline")
+    p.git("init", "-q", "--bare", str(p.origin))
+    p.git("remote", "add", "origin", str(p.origin))
+    p.git("push", "-q", "origin", "main")
+    p.ok("release", "--push", "-m", "first release")
+    return p
+
+
+def clone_template(template: Project, base: Path) -> Project:
+    """A private copy: project, bare origin and DVC remote, with paths re-pointed."""
+    shutil.copytree(template.base, base, symlinks=True, dirs_exist_ok=True)
+    p = Project(base)
+    p.git("remote", "set-url", "origin", str(p.origin))
+    p.dvc("remote", "modify", "--local", "local", "url", str(p.store))
+    return p
