@@ -112,7 +112,7 @@ def _reads_data(graph: ModelGraph, stage: Stage, seen: set | None = None) -> boo
 def on_remote(missing: dict[str, str]) -> GateResult:
     if not missing:
         return passed("remote", "every output is on the DVC remote")
-    shown = ", ".join(sorted(missing)[:5])
+    shown = ", ".join(sorted(missing)[:12]) + (" …" if len(missing) > 12 else "")
     return GateResult("remote", False, f"{len(missing)} output(s) are not on the DVC remote: {shown}",
                       "push them: `dvc push`, or release with --push", StorageError)
 
