@@ -17,7 +17,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m fraud_detector.demo
 
 test: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n 2
 
 stress: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" TETHER_STRESS=1 $(PY) -m pytest -q -m stress

@@ -113,6 +113,7 @@ class Workspace:
         """Environment branch name. One model: the environment's own name, so plain
         `git checkout production` works; several: `<model>/<env>` so names cannot collide."""
         s = self.settings(model)
+        check_env(env)
         if env not in s.environments:
             raise NotFound(f"unknown environment '{env}' for {model}",
                            hint="environments: " + ", ".join(s.environments))
