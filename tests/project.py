@@ -145,3 +145,32 @@ def clone_template(template: Project, base: Path) -> Project:
     p.git("remote", "set-url", "origin", str(p.origin))
     p.dvc("remote", "modify", "--local", "local", "url", str(p.store))
     return p
+
+
+def threshold_release(p: Project, value: float) -> str:
+    """A release with new bundle objects (threshold, metrics), same weights: quick to make."""
+    conf = p.root / "conf/evaluate/fixed.yaml"
+    import re
+
+    conf.write_text(re.sub(r"threshold: [0-9.]+", f"threshold: {value}", conf.read_text()))
+    p.dvc("repro", "-q")
+    p.commit_all(f"threshold {value}")
+    return p.ok("release", "--push", "--json").json()["tag"]
+
+
+def promote_to(p: Project, tag: str, env: str = "production") -> None:
+    p.ok("promote", tag, "--to", env, "--approver", "ci", "--reason", "test", "--skip-staging", "test",
+         "--allow-regression", "test")
+
+
+def cache_object(p: Project, md5: str) -> Path:
+    return p.root / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+
+
+def corrupt(path: Path) -> None:
+    """Flip bytes in place and keep the file read-only, as a silent disk or cache fault would."""
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    path.chmod(0o444)
