@@ -14,16 +14,16 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m fraud_detector.demo
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m fraud_detector.demo
 
 test: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -n 2
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2
 
 stress: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" TETHER_STRESS=1 $(PY) -m pytest -q -m stress
+	PATH="$(abspath $(VENV))/bin:$$PATH" TETHER_STRESS=1 $(PY) -m pytest -q -m stress
 
 bench: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) bench/run.py
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) sandbox bench/out

@@ -154,24 +154,36 @@ def target_lock(target: Path):
         yield
 
 
-def source_workspace(target: Path, repo_url: str | None, progress=None) -> Workspace:
+def source_workspace(target: Path, repo_url: str | None, env: str, model: str | None, progress=None) -> Workspace:
     """Where releases come from: the given git URL, cloned into DIR/.tether/repo (whose DVC
-    cache then serves every later deploy and rollback); or, without --repo, the repository we
-    are run from."""
+    cache then serves every later deploy and rollback) and checked out at the environment's
+    head, so dvc.yaml and the DVC remote config are the live release's own; or, without --repo,
+    the repository we are run from."""
     if repo_url is None:
         return Workspace.discover(".")
     clone = target / ".tether" / "repo"
+    git = Git(clone)
     if not (clone / ".git").exists():
         if progress:
             progress(f"cloning {repo_url} …")
         tmp = clone.with_name("repo.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            Git(target).run("clone", "--quiet", repo_url, str(tmp))
+            Git(target).run("clone", "--quiet", "--no-checkout", repo_url, str(tmp))
         except TetherError as exc:
             raise NotFound(f"cannot clone {repo_url}: {exc.message}") from None
         os.replace(tmp, clone)
-    return Workspace(clone)
+    git.fetch("origin", "+refs/heads/*:refs/remotes/origin/*")
+    names = [f"{model}/{env}"] if model else []
+    names += [env] + [r.name[len("refs/remotes/origin/"):] for r in git.for_each_ref("refs/remotes/origin/")
+                      if r.name.endswith(f"/{env}") and r.name.count("/") > 3]
+    for name in names:
+        head = git.ref(f"refs/remotes/origin/{name}")
+        if head:
+            git.run("checkout", "--quiet", "--force", "--detach", head)
+            return Workspace(clone, git)
+    raise NotFound(f"{repo_url} has no branch for environment '{env}'",
+                   hint=f"promote a release first: tether promote MODEL@vX.Y.Z --to {env} --push …")
 
 
 def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, Release]:
@@ -224,7 +236,7 @@ def deploy(
     if not os.access(target, os.W_OK):
         raise UsageError(f"cannot write to {target}: permission denied")
     with target_lock(target):
-        ws = source_workspace(target, repo_url, progress)
+        ws = source_workspace(target, repo_url, env, model, progress)
         _reg, rel = plan_source(ws, model, env)
         manifest = rel.manifest
         release_id = rel.tag.replace("/", "--")
