@@ -18,6 +18,7 @@ ACTIONS = ("promote", "rollback")
 @dataclass(frozen=True)
 class Release:
     name: ReleaseName
+    tag: str
     tag_object: str
     commit: str
     tree: str
@@ -26,10 +27,6 @@ class Release:
     annotated: bool
     manifest: dict | None
     problem: str | None  # why it is not a complete tether release
-
-    @property
-    def tag(self) -> str:
-        return self.name.tag
 
     @property
     def version(self):
@@ -90,6 +87,7 @@ def release_from_record(rec: RefRecord) -> Release | None:
             problem = f"no tether manifest ({exc}); made by hand with git tag?"
     return Release(
         name=name,
+        tag=rec.name[len("refs/tags/"):],
         tag_object=rec.objectname,
         commit=rec.commit,
         tree=rec.tree,
@@ -116,7 +114,7 @@ class Registry:
                 self.heads[rec.name[len("refs/heads/"):]] = rec
         for rels in self.releases.values():
             rels.sort(key=lambda r: r.version, reverse=True)
-        self._history: dict[tuple[str, str], list[Event]] = {}
+        self._history: dict[tuple, object] = {}
 
     # -- releases -------------------------------------------------------------------------
     def of(self, model: str) -> list[Release]:
@@ -163,14 +161,19 @@ class Registry:
         """Derived, never stored: production/staging (live there), archived (was live once),
         registered."""
         model = rel.name.model
-        live_in = [env for env in self.ws.settings(model).environments
-                   if (ev := self.live(model, env)) and ev.release == rel.tag]
+        envs = self.ws.settings(model).environments
+        live_in = [env for env in envs if (ev := self.live(model, env)) and ev.release == rel.tag]
         if live_in:
             return ",".join(live_in)
-        for env in self.ws.settings(model).environments:
-            if any(ev.release == rel.tag for ev in self.history(model, env)):
-                return "archived"
+        if any(rel.tag in self._ever_live(model, env) for env in envs):
+            return "archived"
         return "registered"
+
+    def _ever_live(self, model: str, env: str) -> set[str]:
+        key = ("ever", model, env)
+        if key not in self._history:
+            self._history[key] = {ev.release for ev in self.history(model, env)}
+        return self._history[key]
 
     def check_tag_integrity(self, events: list[Event]) -> None:
         """A tag that moved or was re-created after it went live is an integrity failure."""

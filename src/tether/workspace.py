@@ -67,6 +67,7 @@ class Workspace:
     def __init__(self, root: str | Path, git: Git | None = None) -> None:
         self.root = Path(root).resolve()
         self.git = git or Git(self.root)
+        self._settings: dict[str, Settings] = {}
 
     @classmethod
     def discover(cls, path: str | Path = ".") -> "Workspace":
@@ -107,7 +108,9 @@ class Workspace:
                          hint="models: " + ", ".join(sorted(self.models)))
 
     def settings(self, model: str) -> Settings:
-        return Settings.from_meta(self.models[model].meta)
+        if model not in self._settings:
+            self._settings[model] = Settings.from_meta(self.models[model].meta)
+        return self._settings[model]
 
     def branch(self, model: str, env: str) -> str:
         """Environment branch name. One model: the environment's own name, so plain
