@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tether import dvcgraph
+from tether import manifest as mf
 from tether.dvcstore import DvcStore
 from tether.gitrepo import cat_files, object_ids
 from tether.registry import Registry, Release
@@ -83,10 +84,8 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
     if remote and complete and store is not None:
         wanted: dict[str, list[str]] = {}
         for rel in complete:
-            comps = rel.manifest["components"]
-            for e in comps["weights"] + comps["data"]:
-                if e.get("md5"):
-                    wanted.setdefault(e["md5"], []).append(f"{rel.tag}:{e['path']}")
+            for e in mf.dvc_objects(rel.manifest):
+                wanted.setdefault(e["md5"], []).append(f"{rel.tag}:{e['path']}")
         missing = store.missing_on_remote(wanted)
         per_tag: dict[str, list[str]] = {}
         for md5 in missing:

@@ -109,6 +109,17 @@ def file_entries(ws: Workspace, entries, roles: dict[str, str] | None = None) ->
     return out
 
 
+def mark_git_tracked(ws: Workspace, commit: str, entries: list[dict]) -> list[dict]:
+    """A data dep kept in git (a small CSV, say) travels with the tree, not the DVC remote."""
+    if not entries:
+        return entries
+    tracked = ws.git.ls_tree(commit, [e["path"] for e in entries])
+    for e in entries:
+        if e["path"] in tracked:
+            e["git_id"] = tracked[e["path"]][1]
+    return entries
+
+
 def weight_roles(settings) -> dict[str, str]:
     """Which files under the artifact are not the fitted model itself: a threshold or metrics
     change is not a weights change (design.md: threshold alone is a patch)."""

@@ -195,8 +195,10 @@ def plan_move(
                 results.append(gates.GateResult("staging-first", False, f"{rel.tag} was never in {before}",
                                                 f"promote it to {before} first, or pass --skip-staging REASON"))
     gates.raise_failures(results, action)
-    if smoke:
+    if smoke and settings.smoke:
         results.append(smoke_gate(ws, rel, store))
+    elif smoke:
+        results.append(gates.passed("smoke", "disabled for this model in dvc.yaml (meta.tether.smoke: false)"))
     gates.raise_failures(results, action)
     plan.gates = results
     return plan

@@ -50,6 +50,13 @@ def tag_message(manifest: dict, summary: str | None) -> str:
     return f"{head}\n\n{dumps(manifest)}"
 
 
+def dvc_objects(manifest: dict) -> list[dict]:
+    """The weights and data entries that live in DVC storage (not in git), i.e. what a release
+    needs on the DVC remote."""
+    comps = manifest["components"]
+    return [e for e in comps["weights"] + comps["data"] if e.get("md5") and not e.get("git_id")]
+
+
 def flatten(values, prefix: str = "") -> dict:
     if isinstance(values, dict):
         out = {}

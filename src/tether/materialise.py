@@ -15,15 +15,14 @@ from tether.digest import sha256_file
 from tether.dvcstore import DvcStore
 from tether.errors import IntegrityError, StorageError
 from tether.gitrepo import Git
+from tether.manifest import dvc_objects
 
 
 def needed(manifest: dict, full: bool = False, data_paths: tuple[str, ...] = ()) -> list[dict]:
     """The DVC entries to materialise: the model's own outputs, plus all data with `full`, or
     just the named data files (e.g. the frozen eval slice for a smoke test)."""
-    comps = manifest["components"]
-    entries = list(comps["weights"])
-    entries += [e for e in comps["data"] if full or e["path"] in data_paths]
-    return entries
+    weights = {e["path"] for e in manifest["components"]["weights"]}
+    return [e for e in dvc_objects(manifest) if e["path"] in weights or full or e["path"] in data_paths]
 
 
 def ensure_cached(store: DvcStore, entries: list[dict], progress=None) -> None:

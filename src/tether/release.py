@@ -50,8 +50,7 @@ def now_iso() -> str:
 
 def all_md5s(manifest: dict) -> dict[str, str]:
     """{md5: path} of every DVC object a release needs."""
-    comps = manifest["components"]
-    return {e["md5"]: e["path"] for e in comps["weights"] + comps["data"] if e.get("md5")}
+    return {e["md5"]: e["path"] for e in mf.dvc_objects(manifest)}
 
 
 def plan_release(
@@ -75,6 +74,8 @@ def plan_release(
     if git.current_branch() is None:
         raise UsageError("HEAD is detached", hint="check out the branch you release from (e.g. git switch main)")
     store = store or DvcStore(ws.root)
+    if push and not git.remote_url("origin"):
+        raise UsageError("--push needs a git remote named origin", hint="git remote add origin URL, or drop --push")
 
     results = [gates.clean_tree(git.status_porcelain())]
     results.append(gates.dvc_in_sync(store.changed_stages()))
@@ -95,7 +96,7 @@ def plan_release(
         "artifact": {"path": facts.graph.artifact.path, "type": facts.graph.artifact.type},
         "components": {
             "weights": components.file_entries(ws, facts.graph.weights, components.weight_roles(settings)),
-            "data": components.file_entries(ws, facts.graph.data),
+            "data": components.mark_git_tracked(ws, commit, components.file_entries(ws, facts.graph.data)),
             "code": components.code_entries(ws, commit, facts.graph.code),
             "params": components.params_component(ws, commit, facts.graph),
             "threshold": {**facts.threshold,

@@ -36,6 +36,7 @@ class Settings:
     lower_is_better: tuple[str, ...] = ("loss", "log_loss", "brier", "mae", "mse", "rmse")
     gate_metrics: tuple[str, ...] = ()  # empty: every numeric metric both releases have
     keep: int = 3
+    smoke: bool = True  # the promote gate; off only for models the verifying loader cannot run
     branch_template: str | None = None  # e.g. "{model}/{env}"
     threshold_file: str = "threshold.json"
     feature_schema_file: str = "feature_schema.json"
@@ -48,7 +49,7 @@ class Settings:
     def from_meta(cls, meta: dict) -> "Settings":
         raw = dict((meta or {}).get("tether") or {})
         kwargs = {}
-        for key in ("require_staging", "keep", "branch_template", "threshold_file",
+        for key in ("require_staging", "keep", "smoke", "branch_template", "threshold_file",
                     "feature_schema_file", "runtime_file", "metrics_file", "bundle_manifest_file"):
             if key in raw:
                 kwargs[key] = raw.pop(key)

@@ -1,0 +1,163 @@
+"""Rollback latency with 50 MB and 500 MB bundles: the time from the command until `current`
+names the old release, when the old release is (a) still materialised, (b) only in the local DVC
+cache, (c) only on the DVC remote; (b) and (c) against naive in-place
+`git checkout <tag> && dvc pull` on the same data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BIN, ENV, Table  # noqa: E402
+
+MAKE_MODEL = '''
+import hashlib, json, os, random, yaml
+p = yaml.safe_load(open("params.yaml"))
+os.makedirs("models/big", exist_ok=True)
+rng = random.Random(p["seed"])
+with open("models/big/weights.bin", "wb") as f:
+    for _ in range(p["size_mb"]):
+        f.write(rng.randbytes(1 << 20))
+json.dump({"value": 0.5, "source": "fixed"}, open("models/big/threshold.json", "w"))
+json.dump({"auc": 0.9, "predictions_sha256": "0"}, open("models/big/metrics.json", "w"))
+files = {n: {"sha256": hashlib.sha256(open("models/big/" + n, "rb").read()).hexdigest(),
+             "size": os.path.getsize("models/big/" + n)} for n in ("weights.bin", "threshold.json", "metrics.json")}
+json.dump({"schema_version": 1, "model": "big", "files": files}, open("models/big/manifest.json", "w"))
+'''
+DVC_YAML = '''stages:
+  make:
+    cmd: python make_model.py
+    deps: [make_model.py, data/input.csv]
+    params: [seed, size_mb]
+    outs: [models/big/weights.bin, models/big/threshold.json, models/big/metrics.json, models/big/manifest.json]
+artifacts:
+  big:
+    path: models/big
+    type: model
+    meta:
+      tether: {smoke: false, require_staging: false}
+'''
+
+
+def sh(*args, cwd):
+    proc = subprocess.run(list(args), cwd=cwd, env=ENV, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def timed(*args, cwd) -> float:
+    t = time.perf_counter()
+    sh(*args, cwd=cwd)
+    return time.perf_counter() - t
+
+
+def build(root: Path, size_mb: int) -> Path:
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    (repo / "make_model.py").write_text(MAKE_MODEL)
+    (repo / "dvc.yaml").write_text(DVC_YAML)
+    (repo / "data").mkdir()
+    (repo / "data/input.csv").write_text("a,b\n1,2\n")
+    sh("git", "init", "-q", "-b", "main", cwd=repo)
+    sh(str(BIN / "dvc"), "init", "-q", cwd=repo)
+    sh(str(BIN / "dvc"), "remote", "add", "-d", "store", str(root / "store"), cwd=repo)
+    for seed in (1, 2):
+        (repo / "params.yaml").write_text(f"seed: {seed}\nsize_mb: {size_mb}\n")
+        sh(str(BIN / "dvc"), "repro", "-q", cwd=repo)
+        sh("git", "add", "-A", cwd=repo)
+        sh("git", "commit", "-q", "-m", f"seed {seed}", cwd=repo)
+        sh(str(BIN / "dvc"), "push", "-q", cwd=repo)
+        sh(str(BIN / "tether"), "release", "--version", f"{seed}.0.0", cwd=repo)
+        sh(str(BIN / "tether"), "promote", f"big@v{seed}.0.0", "--to", "production", "--approver", "b", "--reason", "b",
+           cwd=repo)
+    return repo
+
+
+def rollback_env(repo: Path, to: str) -> None:
+    sh(str(BIN / "tether"), "rollback", "--env", "production", "--to", to, "--approver", "b", "--reason", "b", cwd=repo)
+
+
+def deploy(repo: Path, target: Path) -> float:
+    return timed(str(BIN / "tether"), "deploy", "--env", "production", "--target", str(target), cwd=repo)
+
+
+def naive(repo: Path, tag: str) -> float:
+    t = time.perf_counter()
+    sh("git", "checkout", "-q", tag, cwd=repo)
+    # --force: without the old outputs in the cache, plain `dvc pull` refuses to overwrite them
+    sh(str(BIN / "dvc"), "pull", "-q", "--force", cwd=repo)
+    return time.perf_counter() - t
+
+
+def run(size_mb: int, table: Table) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"tether-bench-rollback-{size_mb}-") as tmp:
+        root = Path(tmp)
+        repo = build(root, size_mb)
+        target = root / "serving"
+        cache = repo / ".dvc/cache"
+
+        # (a) materialised: v1 then v2 deployed; roll back to v1 = stamp check + one symlink swap
+        rollback_env(repo, "big@v1.0.0")
+        deploy(repo, target)
+        rollback_env(repo, "big@v2.0.0")
+        deploy(repo, target)
+        rollback_env(repo, "big@v1.0.0")
+        t_switch = deploy(repo, target)
+        assert os.readlink(target / "current") == "releases/big@v1.0.0"
+        from tether.deploy import switch_current
+
+        t0 = time.perf_counter()
+        for _ in range(20):
+            switch_current(target, "big@v1.0.0")
+        t_symlink = (time.perf_counter() - t0) / 20
+        table.add(f"{size_mb} MB materialised: tether deploy", t_switch, "s", target="(whole command)")
+        table.add(f"{size_mb} MB materialised: the switch itself", t_symlink * 1000, "ms", target="< 50 ms",
+                  ok=t_symlink < 0.05)
+
+        # (b) only in the local DVC cache
+        rollback_env(repo, "big@v2.0.0")
+        deploy(repo, target)
+        rollback_env(repo, "big@v1.0.0")
+        shutil.rmtree(target / "releases/big@v1.0.0")
+        t_cache = deploy(repo, target)
+        sh("git", "checkout", "-q", "big@v2.0.0", cwd=repo)
+        sh(str(BIN / "dvc"), "checkout", "-q", "--force", cwd=repo)
+        n_cache = naive(repo, "big@v1.0.0")
+        table.add(f"{size_mb} MB in local cache: tether deploy", t_cache, "s", "git checkout && dvc pull", n_cache,
+                  "<= 1.25x naive", t_cache <= 1.25 * n_cache)
+        table.rows[-1]["ratio"] = t_cache / n_cache
+
+        # (c) only on the remote
+        sh("git", "checkout", "-q", "main", cwd=repo)
+        rollback_env(repo, "big@v2.0.0")
+        deploy(repo, target)
+        rollback_env(repo, "big@v1.0.0")
+        shutil.rmtree(target / "releases/big@v1.0.0")
+        shutil.rmtree(cache)
+        t_remote = deploy(repo, target)
+        sh("git", "checkout", "-q", "big@v2.0.0", cwd=repo)
+        sh(str(BIN / "dvc"), "pull", "-q", "--force", cwd=repo)
+        shutil.rmtree(cache)
+        n_remote = naive(repo, "big@v1.0.0")
+        table.add(f"{size_mb} MB only on remote: tether deploy", t_remote, "s", "git checkout && dvc pull", n_remote,
+                  "<= 1.25x naive", t_remote <= 1.25 * n_remote)
+        table.rows[-1]["ratio"] = t_remote / n_remote
+
+
+def main() -> None:
+    sizes = [int(s) for s in os.environ.get("TETHER_BENCH_SIZES", "50,500").split(",")]
+    table = Table("Rollback: time until current names the old release (ratio = tether / naive)")
+    for size in sizes:
+        run(size, table)
+    table.print()
+
+
+if __name__ == "__main__":
+    main()
