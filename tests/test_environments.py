@@ -259,3 +259,30 @@ def test_plain_git_checkout_and_dvc_pull_restore_the_tuple(project, tmp_path):
     for c in manifest["components"]["code"]:
         assert project.git("rev-parse", f"HEAD:{c['path']}", cwd=fresh) == c["git_id"]
     assert (fresh / "params.yaml").read_bytes() == (project.root / "params.yaml").read_bytes()
+
+
+def test_gc_never_removes_what_a_release_in_any_history_needs(project):
+    from project import cache_object, promote_to, threshold_release
+
+    v2 = threshold_release(project, 0.35)
+    v3 = threshold_release(project, 0.4)
+    for tag in ("fraud-detector@v1.0.0", v2, v3):
+        promote_to(project, tag)
+    # an experiment that was never released leaves objects behind
+    conf = project.root / "conf/evaluate/fixed.yaml"
+    conf.write_text(conf.read_text().replace("threshold: 0.4", "threshold: 0.45"))
+    project.dvc("repro", "-q")
+    import yaml
+
+    lock = yaml.safe_load((project.root / "dvc.lock").read_text())
+    junk = next(o["md5"] for o in lock["stages"]["evaluate"]["outs"] if o["path"].endswith("threshold.json"))
+    project.git("checkout", "-q", "--", "conf")
+    project.dvc("repro", "-q")
+    assert cache_object(project, junk).exists()
+    res = project.ok("gc", "--keep", "1", "--cloud", "--json").json()
+    assert set(res["protected_releases"]) == {"fraud-detector@v1.0.0", v2, v3}
+    assert junk in res["cache_delete"]
+    assert not cache_object(project, junk).exists()
+    for tag in ("fraud-detector@v1.0.0", v2, v3):
+        assert project.tether("verify", tag).code == 0, tag
+    assert project.ok("check", "--json").json()["ok"]

@@ -335,6 +335,26 @@ def history(
     emit(data, as_json, "\n".join(lines))
 
 
+@app.command()
+def gc(
+    keep: int = typer.Option(3, "--keep", help="Newest releases per model to keep besides every one ever live."),
+    cloud: bool = typer.Option(False, "--cloud", help="Also delete from the DVC remote."),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Garbage-collect DVC objects no protected release or the workspace needs."""
+    from tether.gc import execute_gc, plan_gc
+
+    ws = _ws()
+    plan = plan_gc(ws, newest=keep, cloud=cloud)
+    text = (f"protected: {', '.join(plan.protected) or '(none)'}\n"
+            f"{'would delete' if dry_run else 'deleted'} {len(plan.cache_delete)} cache object(s)"
+            + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
+    if not dry_run:
+        execute_gc(ws, plan)
+    emit({"dry_run": dry_run, **plan.as_dict()}, as_json, text)
+
+
 # -- serving hosts and workspaces ----------------------------------------------------------
 @app.command()
 def deploy(
