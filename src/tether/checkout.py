@@ -48,7 +48,7 @@ def _lock_outs(ws: Workspace, rev: str | None) -> set[str]:
 def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: bool = False,
              store: DvcStore | None = None, progress=None) -> CheckoutResult:
     ref = parse_ref(ref_text)
-    reg = Registry(ws)
+    reg = Registry(ws, messages=False)
     rel = reg.resolve(ref, model)
     if rel.manifest is None:
         raise IntegrityError(f"{rel.tag} is not a complete release: {rel.problem}")
@@ -87,7 +87,6 @@ def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: b
         git.run("checkout", "--quiet", *([target_rev] if ref.env else ["--detach", target_rev]))
         git_moved = True
         materialise.place_outputs(store, entries, ws.root)
-        materialise.verify_outputs(entries, ws.root)
     except BaseException:
         _restore(ws, backup, moved, outs, old_branch or old_head, git_moved)
         raise
@@ -116,7 +115,7 @@ def verify_release(ws: Workspace, ref_text: str, model: str | None = None, progr
     """`tether verify REF`: fetch (cache or remote) and recompute every digest."""
     from tether.bundle import verify_bundle
 
-    reg = Registry(ws)
+    reg = Registry(ws, messages=False)
     ref = parse_ref(ref_text)
     rel = reg.resolve(ref, model)
     if rel.manifest is None:

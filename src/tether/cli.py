@@ -138,7 +138,7 @@ def show(
     from tether.manifest import dumps
     from tether.registry import Registry
 
-    reg = Registry(_ws())
+    reg = Registry(_ws(), messages=False)
     rel = _resolve(reg, ref, model)
     if rel.manifest is None:
         raise IntegrityError(f"{rel.tag} is not a complete release: {rel.problem}",
@@ -175,7 +175,7 @@ def diff(
     from tether.manifest import diff as mdiff
     from tether.registry import Registry
 
-    reg = Registry(_ws())
+    reg = Registry(_ws(), messages=False)
     ra, rb = _resolve(reg, a), _resolve(reg, b)
     for r in (ra, rb):
         if r.manifest is None:
@@ -231,7 +231,7 @@ def status(model: Optional[str] = typer.Argument(None), as_json: bool = JSON) ->
     from tether.registry import Registry
 
     ws = _ws()
-    reg = Registry(ws)
+    reg = Registry(ws, messages=False)
     head = ws.git.head()
     tree = ws.git.tree_of(head)
     dirty = bool(ws.git.status_porcelain())
@@ -345,6 +345,8 @@ def gc(
     """Garbage-collect DVC objects no protected release or the workspace needs."""
     from tether.gc import execute_gc, plan_gc
 
+    if keep < 0:
+        raise UsageError("--keep must be 0 or more")
     ws = _ws()
     plan = plan_gc(ws, newest=keep, cloud=cloud)
     text = (f"protected: {', '.join(plan.protected) or '(none)'}\n"

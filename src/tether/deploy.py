@@ -196,7 +196,7 @@ def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, R
         ws.git.fetch("origin", "refs/tags/*:refs/tags/*")
         if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
             head = ws.git.ref(f"refs/remotes/origin/{branch}")
-    reg = Registry(ws)
+    reg = Registry(ws, messages=False)
     if head is None and (local := reg.env_head(model, env)):
         head = local.commit
     events = reg.events_at(env, head) if head else []

@@ -135,7 +135,7 @@ def plan_move(
                          hint="fetch the full history first: git fetch --unshallow")
     if push:
         _sync_with_remote(ws, branch)
-    reg = Registry(ws)
+    reg = Registry(ws, messages=False)
     current = reg.live(model, env)
     reg.check_tag_integrity(reg.history(model, env))
     head = reg.env_head(model, env)
@@ -227,7 +227,7 @@ def execute_move(ws: Workspace, plan: MovePlan) -> str:
 
 def move_history(ws: Workspace, model: str | None, env: str | None, at: str | None) -> dict:
     model = ws.model(model)
-    reg = Registry(ws)
+    reg = Registry(ws, messages=False)
     envs = [env] if env else list(ws.settings(model).environments)
     out = {"model": model, "environments": {}}
     for e in envs:

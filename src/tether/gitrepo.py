@@ -134,9 +134,10 @@ class Git:
         "%(contents)",
     )
 
-    def for_each_ref(self, *patterns: str) -> list[RefRecord]:
-        """Every matching ref with its peeled commit and tag message, in ONE subprocess."""
-        fmt = "%00".join(self._FIELDS) + "%00"
+    def for_each_ref(self, *patterns: str, messages: bool = True) -> list[RefRecord]:
+        """Every matching ref with its peeled commit (and tag message), in ONE subprocess."""
+        fields = self._FIELDS if messages else (*self._FIELDS[:-1], "")
+        fmt = "%00".join(fields) + "%00"
         out = self.run("for-each-ref", f"--format={fmt}", *patterns).stdout
         fields = out.split("\0")
         n = len(self._FIELDS)
@@ -157,6 +158,10 @@ class Git:
                 )
             )
         return records
+
+    def tag_message(self, tag_object: str) -> str:
+        raw = self.run("cat-file", "tag", tag_object).stdout
+        return raw.split("\n\n", 1)[1] if "\n\n" in raw else ""
 
     def ref(self, name: str) -> str | None:
         res = self.run("rev-parse", "--verify", "--quiet", name, check=False)

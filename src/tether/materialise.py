@@ -3,6 +3,7 @@ checked against the manifest. Shared by deploy, checkout, verify and the smoke t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -11,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 from tether.cmd import run_bytes
-from tether.digest import sha256_file
+from tether.digest import _BLOCK, sha256_file
 from tether.dvcstore import DvcStore
 from tether.errors import IntegrityError, StorageError
 from tether.gitrepo import Git
@@ -60,17 +61,34 @@ def write_git_tree(git: Git, commit: str, dest: Path) -> None:
         tar.extractall(dest, filter="data")
 
 
-def _copy(src: Path, dst: Path) -> None:
+def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "") -> None:
     """A copy, never a hardlink: the cache must not change if someone edits the served file.
-    copyfile uses copy_file_range/sendfile, which reflinks on filesystems that support it."""
+    With a digest, the bytes are hashed as they are written, in the same pass, and a mismatch
+    refuses the file before anything can use it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tether-tmp")
-    shutil.copyfile(src, tmp)
+    if sha256 is None:
+        shutil.copyfile(src, tmp)
+    else:
+        h = hashlib.sha256()
+        buf = bytearray(_BLOCK)
+        view = memoryview(buf)
+        with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout:
+            while n := fin.readinto(buf):
+                h.update(view[:n])
+                fout.write(view[:n])
+        if h.hexdigest() != sha256:
+            tmp.unlink()
+            raise IntegrityError(
+                f"{name or dst.name} does not match the manifest (sha256 {h.hexdigest()[:16]}…, expected {sha256[:16]}…)",
+                hint=f"the cache object {src} is corrupt: delete it and run again to fetch a good copy",
+            )
     os.chmod(tmp, 0o444)
     os.replace(tmp, dst)
 
 
 def place_outputs(store: DvcStore, entries: list[dict], dest: Path) -> None:
+    """Copy every output from the cache into `dest`, verifying each file's SHA-256 on the way."""
     for e in entries:
         md5 = e["md5"]
         target = dest / e["path"]
@@ -78,7 +96,7 @@ def place_outputs(store: DvcStore, entries: list[dict], dest: Path) -> None:
             for child in dir_listing(store, md5):
                 _copy(store.cache_path(child["md5"]), target / child["relpath"])
         else:
-            _copy(store.cache_path(md5), target)
+            _copy(store.cache_path(md5), target, e.get("sha256"), e["path"])
 
 
 def verify_outputs(entries: list[dict], root: Path) -> None:
@@ -97,8 +115,7 @@ def verify_outputs(entries: list[dict], root: Path) -> None:
 
 
 def materialise(git: Git, store: DvcStore, manifest: dict, dest: Path, entries: list[dict]) -> None:
-    """Into `dest` (which must not exist): git tree, DVC outputs, verified."""
+    """Into `dest` (which must not exist): git tree, DVC outputs, each verified as it is copied."""
     dest.mkdir(parents=True)
     write_git_tree(git, manifest["commit"], dest)
     place_outputs(store, entries, dest)
-    verify_outputs(entries, dest)

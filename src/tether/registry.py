@@ -5,6 +5,7 @@ timestamps: releases sort by SemVer, environment events by their position in his
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from tether import manifest as mf
 from tether.errors import IntegrityError, NotFound, UsageError
@@ -17,6 +18,9 @@ ACTIONS = ("promote", "rollback")
 
 @dataclass(frozen=True)
 class Release:
+    """A release tag. Its manifest is parsed on first use: `list` needs every one, `show` and
+    `history` one or none, and 1,000 JSON documents are most of a cold `list`."""
+
     name: ReleaseName
     tag: str
     tag_object: str
@@ -25,12 +29,35 @@ class Release:
     created_at: str
     creator: str
     annotated: bool
-    manifest: dict | None
-    problem: str | None  # why it is not a complete tether release
+    message: str | None  # None: not read yet (see Registry(messages=False))
+    loader: object = field(default=None, repr=False, compare=False)
 
     @property
     def version(self):
         return self.name.version
+
+    @cached_property
+    def _parsed(self) -> tuple[dict | None, str | None]:
+        if not self.annotated:
+            return None, "a lightweight tag: releases are annotated tags carrying a manifest"
+        message = self.message if self.message is not None else self.loader(self.tag_object)
+        try:
+            manifest = mf.loads(message)
+        except mf.ManifestError as exc:
+            return None, f"no tether manifest ({exc}); made by hand with git tag?"
+        if manifest["model"] != self.name.model or manifest["version"] != str(self.name.version):
+            return None, f"its manifest describes {manifest['model']}@v{manifest['version']}"
+        if manifest["commit"] != self.commit:
+            return None, "it points at a different commit than its manifest records"
+        return manifest, None
+
+    @property
+    def manifest(self) -> dict | None:
+        return self._parsed[0]
+
+    @property
+    def problem(self) -> str | None:
+        return self._parsed[1]
 
 
 @dataclass(frozen=True)
@@ -69,22 +96,10 @@ def parse_event(env: str, e: LogEntry) -> Event | None:
     )
 
 
-def release_from_record(rec: RefRecord) -> Release | None:
+def release_from_record(rec: RefRecord, loader=None) -> Release | None:
     name = parse_tag(rec.name[len("refs/tags/"):])
     if name is None:
         return None
-    manifest, problem = None, None
-    if rec.objecttype != "tag":
-        problem = "a lightweight tag: releases are annotated tags carrying a manifest"
-    else:
-        try:
-            manifest = mf.loads(rec.message)
-            if manifest["model"] != name.model or manifest["version"] != str(name.version):
-                problem = f"its manifest describes {manifest['model']}@v{manifest['version']}"
-            elif manifest["commit"] != rec.commit:
-                problem = "it points at a different commit than its manifest records"
-        except mf.ManifestError as exc:
-            problem = f"no tether manifest ({exc}); made by hand with git tag?"
     return Release(
         name=name,
         tag=rec.name[len("refs/tags/"):],
@@ -94,20 +109,23 @@ def release_from_record(rec: RefRecord) -> Release | None:
         created_at=rec.creator_date,
         creator=rec.creator,
         annotated=rec.objecttype == "tag",
-        manifest=manifest,
-        problem=problem,
+        message=rec.message if loader is None else None,
+        loader=loader,
     )
 
 
 class Registry:
-    def __init__(self, ws: Workspace, records: list[RefRecord] | None = None) -> None:
+    def __init__(self, ws: Workspace, messages: bool = True) -> None:
+        """messages=False skips the tag messages in the one-pass read; the few manifests a
+        command then needs are read one by one (show, history)."""
         self.ws = ws
-        records = records if records is not None else ws.git.for_each_ref("refs/tags/", "refs/heads/")
+        records = ws.git.for_each_ref("refs/tags/", "refs/heads/", messages=messages)
+        loader = None if messages else ws.git.tag_message
         self.releases: dict[str, list[Release]] = {}
         self.heads: dict[str, RefRecord] = {}
         for rec in records:
             if rec.name.startswith("refs/tags/"):
-                rel = release_from_record(rec)
+                rel = release_from_record(rec, loader)
                 if rel:
                     self.releases.setdefault(rel.name.model, []).append(rel)
             else:

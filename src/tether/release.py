@@ -109,7 +109,7 @@ def plan_release(
         "runtime": components.runtime_component(facts.runtime),
     }
 
-    reg = Registry(ws)
+    reg = Registry(ws, messages=False)
     previous = reg.latest(model)
     if wanted is None:
         if previous is None:
