@@ -3,7 +3,6 @@ and a check that read paths never import dvc."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile

@@ -3,7 +3,6 @@ promotions, through `git fast-import`, with realistic manifests and tether's own
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess

@@ -2,7 +2,6 @@
 are exactly a release's tree, with an append-only audit trail."""
 
 import os
-import subprocess
 import sys
 
 import pytest

@@ -51,7 +51,7 @@ def server(project, tmp_path):
             break  # 503: up, nothing loaded yet
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise AssertionError("server did not start")
+                raise AssertionError("server did not start") from None
             time.sleep(0.2)
             continue
         break
