@@ -154,3 +154,15 @@ def test_bad_input_corpus(project, args, code):
     assert res.code == code, (args, res.code, res.err)
     assert "Traceback" not in res.err and res.err.strip()
     assert (project.refs(), project.git("status", "--porcelain")) == before
+
+
+def test_dry_runs_of_deploy_and_checkout_change_nothing(project, tmp_path):
+    promote_to(project, "fraud-detector@v1.0.0")
+    target = tmp_path / "serving"
+    before = project.snapshot()
+    res = project.tether("deploy", "--env", "production", "--target", str(target), "--dry-run", "--json")
+    assert res.code == 0 and res.json()["outcome"] == "would-deploy", res.err
+    assert not target.exists()
+    res = project.tether("checkout", "production", "--dry-run", "--json")
+    assert res.code == 0 and res.json()["release"] == "fraud-detector@v1.0.0"
+    assert project.snapshot() == before

@@ -46,7 +46,7 @@ def _lock_outs(ws: Workspace, rev: str | None) -> set[str]:
 
 
 def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: bool = False,
-             store: DvcStore | None = None, progress=None) -> CheckoutResult:
+             dry_run: bool = False, store: DvcStore | None = None, progress=None) -> CheckoutResult:
     ref = parse_ref(ref_text)
     reg = Registry(ws, messages=False)
     rel = reg.resolve(ref, model)
@@ -64,6 +64,9 @@ def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: b
             raise Conflict(f"the workspace has uncommitted work that checkout would overwrite: {what}",
                            hint="commit or stash it, or pass --force to discard it")
     entries = materialise.needed(rel.manifest, full=True)
+    if dry_run:
+        target = ws.branch(rel.name.model, ref.env) if ref.env else rel.commit
+        return CheckoutResult(release=rel.tag, commit=rel.commit, ref=target, outputs=[e["path"] for e in entries])
     if progress:
         progress(f"fetching and checking {len(entries)} object(s) for {rel.tag} …")
     materialise.ensure_cached(store, entries, progress)

@@ -367,6 +367,7 @@ def deploy(
     keep: int = typer.Option(3, "--keep", help="Materialised releases to keep."),
     full: bool = typer.Option(False, "--full", help="Materialise every DVC output, data too."),
     smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test before switching."),
+    dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
     """Converge DIR to the environment's release, atomically."""
@@ -377,7 +378,11 @@ def deploy(
     if repo is None:
         _ws()  # fail early outside a repository
     res = do_deploy(Path(target), env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                    progress=None if as_json else progress)
+                    dry_run=dry_run, progress=None if as_json else progress)
+    if dry_run:
+        emit({"dry_run": True, **res.as_dict()}, as_json,
+             f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")
+        return
     text = {"noop": f"{env}: {res.release} is already live in {target}",
             "switched": f"{env}: switched {target}/current {res.previous} → {res.release} (already materialised)",
             "deployed": f"{env}: deployed {res.release} to {target} (was {res.previous or 'empty'})"}[res.outcome]
@@ -414,12 +419,17 @@ def checkout(
     ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest or an environment."),
     model: Optional[str] = typer.Option(None, "--model"),
     force: bool = typer.Option(False, "--force", help="Discard uncommitted work."),
+    dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
     """Safe `git checkout` + `dvc pull`: all of the release, or nothing changes."""
     from tether.checkout import checkout as do_checkout
 
-    res = do_checkout(_ws(), ref, model=model, force=force, progress=None if as_json else progress)
+    res = do_checkout(_ws(), ref, model=model, force=force, dry_run=dry_run, progress=None if as_json else progress)
+    if dry_run:
+        emit({"dry_run": True, **res.as_dict()}, as_json,
+             f"would check out {res.release} ({res.ref}) with {len(res.outputs)} output(s); nothing changed")
+        return
     emit(res.as_dict(), as_json, f"checked out {res.release} ({res.ref}); {len(res.outputs)} output(s) in place")
 
 

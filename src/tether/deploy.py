@@ -223,11 +223,14 @@ def deploy(
     keep: int = 3,
     full: bool = False,
     smoke: bool = False,
+    dry_run: bool = False,
     progress=None,
 ) -> DeployResult:
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = Path(target).absolute()
+    if dry_run:
+        return _dry_run(target, env, repo_url, model)
     try:
         target.mkdir(parents=True, exist_ok=True)
         (target / "releases").mkdir(exist_ok=True)
@@ -260,6 +263,25 @@ def deploy(
         log_event(target, {**record, "outcome": outcome})
         pruned = prune(target, keep, protect={release_id, previous})
         return DeployResult(env, rel.tag, previous, outcome, str(final), pruned)
+
+
+def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None) -> DeployResult:
+    """What deploy would do, touching nothing in DIR (a --repo clone goes to a temp dir)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tether-dry-run-") as tmp:
+        ws = source_workspace(Path(tmp), repo_url, env, model) if repo_url else Workspace.discover(".")
+        _reg, rel = plan_source(ws, model, env)
+        release_id = rel.tag.replace("/", "--")
+        final = target / "releases" / release_id
+        previous = current_release(target)
+        if previous == release_id and final.exists() and stamp_ok(final, rel.manifest):
+            outcome = "would-noop"
+        elif final.exists() and stamp_ok(final, rel.manifest):
+            outcome = "would-switch"
+        else:
+            outcome = "would-deploy"
+        return DeployResult(env, rel.tag, previous, outcome, str(final), [])
 
 
 def _build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, progress) -> None:
