@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -c requirements.lock -e '.[test,bench]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -c requirements.lock -e '.[test,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,6 +25,7 @@ stress: $(STAMP)
 		tests/test_environments.py::test_concurrent_promotions_in_one_clone_one_winner_per_round
 
 bench: $(STAMP)
+	$(PY) -m compileall -q src  # start-up is measured as users get it: with bytecode
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/run.py
 
 clean:
