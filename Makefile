@@ -20,7 +20,7 @@ test: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2
 
 stress: $(STAMP)
-	PATH="$(abspath $(VENV))/bin:$$PATH" TETHER_STRESS=50 TETHER_RACE_ROUNDS=20 $(PY) -m pytest -q -n 2 \
+	PATH="$(abspath $(VENV))/bin:$$PATH" TETHER_STRESS=50 TETHER_RACE_ROUNDS=20 $(PY) -m pytest -q -n 2 --timeout 3600 \
 		tests/test_deploy.py::test_kill_9_at_random_points_never_leaves_a_mixed_current \
 		tests/test_environments.py::test_concurrent_promotions_in_one_clone_one_winner_per_round
 
