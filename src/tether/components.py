@@ -13,7 +13,6 @@ from pathlib import Path
 
 from tether import codedeps, dvcgraph
 from tether.digest import sha256_bytes, sha256_file
-from tether.gitrepo import cat_files
 from tether.workspace import Workspace, load_yaml
 
 
@@ -27,17 +26,6 @@ class Facts:
     runtime: dict
 
 
-def graph_at(ws: Workspace, model: str, commit: str | None = None) -> tuple[dvcgraph.ModelGraph, dict]:
-    """The model's graph from the workspace (commit None) or from a commit's dvc.yaml/dvc.lock."""
-    if commit is None:
-        dvc_yaml, dvc_lock = ws.dvc_yaml, ws.dvc_lock()
-    else:
-        blobs = cat_files(ws.git, [f"{commit}:dvc.yaml", f"{commit}:dvc.lock"])
-        dvc_yaml = load_yaml((blobs[f"{commit}:dvc.yaml"] or b"").decode())
-        dvc_lock = load_yaml((blobs[f"{commit}:dvc.lock"] or b"").decode())
-    return dvcgraph.model_graph(dvc_yaml, dvc_lock, model), dvc_lock
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -46,7 +34,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def gather(ws: Workspace, model: str) -> Facts:
-    graph, _ = graph_at(ws, model)
+    graph = dvcgraph.model_graph(ws.dvc_yaml, ws.dvc_lock(), model)
     settings = ws.settings(model)
 
     def read(rel: str) -> str | None:

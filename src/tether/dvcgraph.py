@@ -103,11 +103,6 @@ def lock_stages(dvc_lock: dict) -> dict[str, Stage]:
     return stages
 
 
-def yaml_stage_names(dvc_yaml: dict) -> set[str]:
-    """Stage names as they appear in dvc.lock (foreach/matrix stages expand to name@key)."""
-    return set((dvc_yaml.get("stages") or {}).keys())
-
-
 def model_graph(
     dvc_yaml: dict,
     dvc_lock: dict,

@@ -75,10 +75,6 @@ class DvcStore:
         except Exception as exc:  # a malformed or unreachable remote configuration
             raise StorageError(f"cannot open the DVC remote: {exc}") from exc
 
-    def remote_url(self) -> str:
-        odb = self.remote()
-        return f"{odb.fs.protocol}://{odb.path}" if odb.fs.protocol != "local" else odb.path
-
     def cache_path(self, md5: str) -> Path:
         return self._cache_root() / md5[:2] / md5[2:]
 

@@ -52,15 +52,3 @@ class StorageError(TetherError):
     """DVC remote unreachable or objects missing on it."""
 
     exit_code = 7
-
-
-EXIT_CODES = {
-    0: "ok",
-    1: "anything else",
-    2: "usage",
-    3: "not found (unknown model, version, environment)",
-    4: "conflict (dirty tree, tag exists, lost compare-and-swap, nothing to roll back to)",
-    5: "gate failed",
-    6: "integrity (digest mismatch, moved tag, tampered file)",
-    7: "storage (DVC remote unreachable or missing objects)",
-}

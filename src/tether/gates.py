@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tether.dvcgraph import ModelGraph, Stage, under
-from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, TetherError
+from tether.errors import Conflict, GateFailed, StorageError, TetherError
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,3 @@ def regression(current: dict, candidate: dict, tolerance: float, lower_is_better
         return passed("regression", f"no metric regresses more than {tolerance:.0%}")
     return GateResult("regression", False, f"metrics regress more than {tolerance:.0%}: " + ", ".join(worse),
                       "fix the model, or pass --allow-regression REASON to record why it is acceptable")
-
-
-def integrity(message: str) -> GateResult:
-    return GateResult("integrity", False, message, None, IntegrityError)

@@ -6,7 +6,6 @@ It travels in the annotated tag's message, so every read command works from the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 COMPONENTS = ("weights", "data", "code", "params", "threshold")
@@ -68,13 +67,6 @@ def flatten(values, prefix: str = "") -> dict:
 
 def _by_path(entries: list[dict], key: str) -> dict[str, str]:
     return {e["path"]: e.get(key) for e in entries}
-
-
-@dataclass(frozen=True)
-class ComponentDiff:
-    name: str
-    changed: bool
-    detail: dict
 
 
 def diff(a: dict, b: dict) -> dict:
