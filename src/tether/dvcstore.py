@@ -37,6 +37,7 @@ class DvcStore:
             from dvc.exceptions import NotDvcRepoError
             from dvc.repo import Repo
 
+            _repair_rwlock(self.root / ".dvc" / "tmp" / "rwlock")
             try:
                 self._repo = Repo(str(self.root))
             except NotDvcRepoError:
@@ -129,6 +130,21 @@ class DvcStore:
         if result.failed:
             names = ", ".join(sorted(h.value for h in result.failed)[:5])
             raise StorageError(f"could not {verb} the DVC remote {len(result.failed)} object(s): {names}")
+
+
+def _repair_rwlock(path: Path) -> None:
+    """DVC rewrites .dvc/tmp/rwlock in place; a process killed mid-write (kill -9 of any DVC
+    command, ours included) leaves it empty and every later DVC command fails until someone
+    deletes it, as DVC's own message advises. A file that does not parse records no operation
+    anyone could still be running, so we remove it for the user."""
+    import json
+
+    try:
+        json.loads(path.read_text() or "!")
+    except FileNotFoundError:
+        return
+    except (ValueError, OSError):
+        path.unlink(missing_ok=True)
 
 
 def _short(exc: Exception) -> str:
