@@ -9,14 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# What a user's clone of the reference project holds before its first `dvc repro` (no dvc.lock,
-# no outputs: the template is reproduced from scratch).
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "conf", "src/fraud_detector", ".dvc/config",
+PROJECT_FILES = ["dvc.yaml", "dvc.lock", "params.yaml", "conf", "src/fraud_detector", ".dvc/config",
                  ".dvc/.gitignore", ".dvcignore", ".gitignore", "data/raw/.gitignore", "data/split/.gitignore",
                  "models/fraud-detector/.gitignore"]
 BIN = str(Path(sys.executable).parent)
@@ -29,23 +26,6 @@ ISOLATION = {
     "GIT_COMMITTER_EMAIL": "tess@example.com",
     "DVC_NO_ANALYTICS": "1",
 }
-
-
-def _bytecode_env() -> dict:
-    """Every stage and CLI call is a fresh interpreter importing scikit-learn, pandas and DVC.
-    Where the installed packages carry no bytecode (a venv installed without compiling, run with
-    PYTHONDONTWRITEBYTECODE), each import would recompile them from source: 3-4 s per process.
-    Then subprocesses share a private bytecode cache outside the project trees instead."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or spec.origin is None or Path(importlib.util.cache_from_source(spec.origin)).exists():
-        return {}
-    prefix = Path(tempfile.gettempdir()) / f"tether-tests-pycache-{os.getuid()}"
-    return {"PYTHONPYCACHEPREFIX": str(prefix), "PYTHONDONTWRITEBYTECODE": None}
-
-
-BYTECODE = _bytecode_env()
 
 
 @dataclass
@@ -67,9 +47,9 @@ class Project:
 
     # -- running things -------------------------------------------------------------------
     def env(self, extra: dict | None = None) -> dict:
-        env = {**os.environ, **ISOLATION, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), **BYTECODE}
+        env = {**os.environ, **ISOLATION, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
         env.pop("PYTHONPATH", None)
-        return {k: v for k, v in {**env, **(extra or {})}.items() if v is not None}
+        return {**env, **(extra or {})}
 
     def sh(self, *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> Result:
         proc = subprocess.run(list(args), cwd=cwd or self.root, capture_output=True, text=True,

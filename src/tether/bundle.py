@@ -21,13 +21,8 @@ from pathlib import Path
 from tether.digest import sha256_file
 from tether.errors import IntegrityError, NotFound, UsageError
 
-# Types skops does not trust by default that the reference model families need: the explicit
-# allowlist. Anything else a model file names is refused (a skops file can name any importable
-# callable). With scikit-learn 1.9 / skops 0.16 the trees of random_forest and gradient_boosting
-# need only `Tree` (tests/test_bundle.py checks all six model x preprocess combinations); the
-# gradient-boosting loss/link objects and numpy.dtype are data-only types that other scikit-learn
-# and skops versions in the supported range report as untrusted. logistic_regression and the
-# standard/robust preprocessing need nothing beyond skops' defaults.
+# Types skops does not trust by default that the reference model families need. Anything else
+# found in a model file is refused: a skops file can name any importable callable.
 TRUSTED_TYPES = (
     "sklearn.tree._tree.Tree",
     "sklearn._loss.link.Interval",
@@ -94,19 +89,15 @@ class Bundle:
         return [f["name"] for f in self.feature_schema["features"]]
 
     def validate(self, records):
-        """Records (a list of objects) or a DataFrame, checked against the feature schema: a
-        DataFrame with exactly the schema's columns, in its order and dtypes. Anything else raises
-        BundleInputError naming every problem ('<row>.<field>: <what>' for records)."""
+        """A DataFrame in schema order, or BundleInputError naming every bad field."""
         import pandas as pd
 
         if isinstance(records, pd.DataFrame):
-            return self._validate_frame(records)
+            records = records.to_dict("records")
         if not isinstance(records, list) or not records:
             raise BundleInputError(["records: a non-empty list of objects is required"])
         problems: list[str] = []
         names = self.features
-        dtypes = {f["name"]: str(f["dtype"]) for f in self.feature_schema["features"]}
-        target = self.feature_schema.get("target")
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
                 problems.append(f"{i}: not an object")
@@ -116,49 +107,29 @@ class Bundle:
                     problems.append(f"{i}.{name}: missing")
                     continue
                 v = rec[name]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
                     problems.append(f"{i}.{name}: must be a finite number, got {v!r}")
-                elif dtypes[name].startswith(("int", "uint")) and v != int(v):
-                    problems.append(f"{i}.{name}: must be a whole number, got {v!r}")
-            problems += [f"{i}.{k}: unknown field" for k in rec if k not in dtypes and k != target]
+            problems += [f"{i}.{k}: unknown field" for k in rec if k not in names and k != self.feature_schema.get("target")]
         if problems:
             raise BundleInputError(problems[:50])
         frame = pd.DataFrame.from_records(records, columns=names)
-        return frame.astype(dtypes)
-
-    def _validate_frame(self, frame):
-        import numpy as np
-        from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-        dtypes = {f["name"]: str(f["dtype"]) for f in self.feature_schema["features"]}
-        target = self.feature_schema.get("target")
-        problems = [f"{name}: missing" for name in dtypes if name not in frame.columns]
-        problems += [f"{c}: unknown field" for c in frame.columns if c not in dtypes and c != target]
-        for name, dtype in dtypes.items():
-            if name not in frame.columns:
-                continue
-            col = frame[name]
-            if is_bool_dtype(col.dtype) or not is_numeric_dtype(col.dtype):
-                problems.append(f"{name}: must be numeric, got dtype {col.dtype}")
-                continue
-            values = col.to_numpy(dtype="float64")
-            bad = int((~np.isfinite(values)).sum())
-            if bad:
-                problems.append(f"{name}: must be a finite number ({bad} rows are not)")
-            elif dtype.startswith(("int", "uint")) and not (values == np.round(values)).all():
-                problems.append(f"{name}: must be a whole number")
+        for f in self.feature_schema["features"]:
+            if f["dtype"].startswith("int") and not (frame[f["name"]] % 1 == 0).all():
+                problems.append(f"{f['name']}: must be a whole number")
+            else:
+                frame[f["name"]] = frame[f["name"]].astype(f["dtype"])
         if problems:
-            raise BundleInputError(problems[:50])
-        return frame[list(dtypes)].astype(dtypes)
+            raise BundleInputError(problems)
+        return frame
 
     def predict(self, data):
-        """(scores, decisions) for records or a DataFrame, validated against the feature schema,
-        with the bundle's own preprocessing (inside the model) and its own threshold."""
+        """(scores, decisions) with the bundle's own preprocessing and threshold."""
         import numpy as np
+        import pandas as pd
 
-        frame = self.validate(data)
-        scores = np.asarray(self.model.predict_proba(frame)[:, 1])
-        return scores, scores >= self.threshold
+        frame = data if isinstance(data, pd.DataFrame) else self.validate(data)
+        scores = self.model.predict_proba(frame[self.features])[:, 1]
+        return scores, np.asarray(scores >= self.threshold)
 
 
 def load_bundle(path: str | Path, trusted: tuple[str, ...] = TRUSTED_TYPES) -> Bundle:
