@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tether import dvcgraph
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
-from tether.gitrepo import cat_files, object_ids
 from tether.registry import Registry, Release
-from tether.workspace import load_yaml
 
 # How bad each finding is; the worst decides the exit code.
 INCOMPLETE, MISMATCH, MISSING, MOVED = "incomplete", "mismatch", "missing-objects", "moved-tag"
@@ -27,6 +24,7 @@ class Finding:
 class CheckReport:
     checked: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -36,50 +34,32 @@ class CheckReport:
         return {
             "ok": self.ok,
             "checked": self.checked,
+            "skipped": self.skipped,
             "findings": [f.__dict__ for f in self.findings],
         }
 
 
 def check_releases(reg: Registry, releases: list[Release], store: DvcStore | None, remote: bool = True) -> CheckReport:
+    """Holds every tag, however it was made, to the rules `tether release` applies: the five
+    parts derived from its commit, an attestation (if any) that agrees with the commit, and every
+    DVC object on the remote. A malformed tag is one finding, never a crash."""
     report = CheckReport()
-    git = reg.ws.git
+    if remote and store is not None:
+        releases = reg.resolve_objects(releases, store)
     complete = []
     for rel in releases:
         report.checked.append(rel.tag)
-        if rel.problem:
-            report.findings.append(Finding(rel.tag, INCOMPLETE, rel.problem))
-        else:
+        try:
+            kind, problem = rel.problem_kind, rel.problem
+        except Exception as exc:  # noqa: BLE001 - one bad tag must not take the registry down
+            kind, problem = "unusable", f"cannot be read: {exc}"
+        if kind == "mismatch":
+            report.findings.append(Finding(rel.tag, MISMATCH, problem))
+        elif kind is not None:
+            fixes = "; ".join(f"{p}: {rel.fixes[p]}" for p in rel.missing_parts if p in rel.fixes)
+            report.findings.append(Finding(rel.tag, INCOMPLETE, problem + (f" (to fix: {fixes})" if fixes else "")))
+        if rel.manifest is not None and kind in (None, "incomplete"):
             complete.append(rel)
-
-    # Everything below reads the commits' files in two batched git processes, not one per tag.
-    lock_specs = [f"{r.commit}:{name}" for r in complete for name in ("dvc.yaml", "dvc.lock")]
-    blobs = cat_files(git, lock_specs)
-    code_specs = [f"{r.commit}:{c['path']}" for r in complete for c in r.manifest["components"]["code"]]
-    ids = object_ids(git, code_specs)
-    for rel in complete:
-        m = rel.manifest
-        problems = []
-        if m["tree"] != rel.tree:
-            problems.append(f"its tree is {rel.tree[:12]}, the manifest records {m['tree'][:12]}")
-        y, lk = blobs.get(f"{rel.commit}:dvc.yaml"), blobs.get(f"{rel.commit}:dvc.lock")
-        if y is None or lk is None:
-            problems.append("its commit has no dvc.yaml/dvc.lock")
-        else:
-            try:
-                graph = dvcgraph.model_graph(load_yaml(y.decode()), load_yaml(lk.decode()), rel.name.model)
-                for comp, entries in (("weights", graph.weights), ("data", graph.data)):
-                    have = {e.path: e.md5 for e in entries}
-                    said = {e["path"]: e["md5"] for e in m["components"][comp]}
-                    if have != said:
-                        diff = sorted(set(have.items()) ^ set(said.items()))
-                        problems.append(f"{comp} in dvc.lock differ from the manifest ({', '.join(p for p, _ in diff[:3])})")
-            except Exception as exc:  # a broken dvc.yaml at that commit
-                problems.append(f"cannot read its pipeline: {exc}")
-        for c in m["components"]["code"]:
-            if ids.get(f"{rel.commit}:{c['path']}") != c.get("git_id"):
-                problems.append(f"code {c['path']} differs from the manifest")
-        if problems:
-            report.findings.append(Finding(rel.tag, MISMATCH, "; ".join(problems)))
 
     if remote and complete and store is not None:
         wanted: dict[str, list[str]] = {}
@@ -96,8 +76,10 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
             report.findings.append(Finding(tag, MISSING, "not on the DVC remote: " + ", ".join(sorted(paths))))
 
     for model in {r.name.model for r in releases}:
-        for env in reg.ws.settings(model).environments:
+        for env in reg.ws.environments(model):
             for ev in reg.history(model, env):
+                if ev.source != "tether":
+                    continue
                 rel = reg.by_tag(ev.release)
                 if rel is None or (ev.tag_object and rel.tag_object != ev.tag_object):
                     report.findings.append(Finding(ev.release, MOVED,

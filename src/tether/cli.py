@@ -203,9 +203,11 @@ def diff(
 def check(
     model: Optional[str] = typer.Argument(None),
     offline: bool = typer.Option(False, "--offline", help="Skip the DVC remote check."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="VERSION",
+                                        help="Only releases at or above this version (e.g. v2.0.0): old history stays out of CI."),
     as_json: bool = JSON,
 ) -> None:
-    """For CI: every release is complete, matches its tree, and is on the DVC remote."""
+    """For CI: every release tag (however it was made) is complete, agrees with its commit, and is on the DVC remote."""
     from tether.check import MISSING, MOVED, check_releases
     from tether.dvcstore import DvcStore
     from tether.errors import GateFailed, IntegrityError, StorageError
@@ -215,8 +217,18 @@ def check(
     reg = Registry(ws)
     models = [ws.model(model)] if model else sorted(ws.models)
     rels = [r for m in models for r in reg.of(m)]
+    skipped = []
+    if since:
+        from tether.semver import Version
+
+        floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
+        skipped = [r.tag for r in rels if r.version < floor]
+        rels = [r for r in rels if not r.version < floor]
     report = check_releases(reg, rels, None if offline else DvcStore(ws.root))
-    lines = [f"checked {len(report.checked)} release(s)"]
+    report.skipped = skipped
+    lines = [f"checked {len(report.checked)} release(s)"
+             + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
+                + (" …" if len(skipped) > 5 else "") if skipped else "")]
     lines += [f"  {f.tag}: {f.kind}: {f.message}" for f in report.findings]
     emit(report.as_dict(), as_json, "\n".join(lines) if not report.ok or as_json else lines[0] + ": all complete, matching, on the remote")
     if not report.ok:
@@ -238,20 +250,40 @@ def status(model: Optional[str] = typer.Argument(None), as_json: bool = JSON) ->
     out, lines = [], []
     for m in ([ws.model(model)] if model else sorted(ws.models)):
         latest = reg.latest(m)
-        envs = {}
-        for env in ws.settings(m).environments:
-            ev = reg.live(m, env)
-            envs[env] = ev.release if ev else None
+        envs, states = {}, {}
+        for env in ws.environments(m):
+            envs[env] = reg.live_release(m, env)
+            states[env] = reg.env_state(m, env)
+            if (ev := reg.live(m, env)) and not ev.release:
+                envs[env] = None
         matching = [r.tag for r in reg.of(m) if r.tree == tree]
         out.append({"model": m, "latest": latest.tag if latest else None, "environments": envs,
+                    "refs": {e: st.as_dict() for e, st in states.items()},
                     "workspace": {"commit": head, "dirty": dirty, "matches": matching}})
         lines.append(f"{m}")
         lines.append(f"  latest     {latest.tag if latest else '(no releases)'}")
         for env, tag in envs.items():
-            lines.append(f"  {env:10} {tag or '(empty)'}")
+            st = states[env]
+            ev = reg.live(m, env)
+            shown = tag or (f"{ev.commit[:12]} committed outside tether, matches no release" if ev else "(empty)")
+            lines.append(f"  {env:10} {shown}{_ref_note(st.as_dict())}")
         ws_state = ", ".join(matching) if matching else "no release"
         lines.append(f"  workspace  {head[:12]}{' (dirty)' if dirty else ''} matches {ws_state}")
     emit(out, as_json, "\n".join(lines))
+
+
+def _ref_note(st: dict) -> str:
+    """Which ref a command used for an environment, and how local and origin's differ."""
+    rel, b = st["relation"], st["branch"]
+    if rel in ("absent", "same", "local-only"):
+        return ""
+    if rel == "remote-only":
+        return f"  (from origin/{b}; no local branch)"
+    if rel == "behind":
+        return f"  (from origin/{b}; local {b} is behind)"
+    if rel == "ahead":
+        return f"  (from local {b}; ahead of origin/{b}: not pushed)"
+    return f"  (local {b} and origin/{b} have DIVERGED; showing local)"
 
 
 # -- environments --------------------------------------------------------------------------
@@ -264,13 +296,15 @@ def _move(action: str, **kw) -> None:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
     plan = plan_move(ws, action=action, **kw)
-    frm = plan.current.release if plan.current else "(empty)"
+    frm = ((plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)")
     gate_lines = [f"  gate {g.name}: ok - {g.message}" for g in plan.gates]
     if dry_run:
         emit({"dry_run": True, **plan.as_dict()}, as_json,
              "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *gate_lines]))
         return
     new = execute_move(ws, plan)
+    for step in plan.published:
+        progress(step)
     emit({"dry_run": False, "commit": new, **plan.as_dict()}, as_json,
          "\n".join([*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {new[:12]}"
                      + (", pushed" if plan.push else "") + ")"]))
@@ -286,12 +320,15 @@ def promote(
     push: bool = typer.Option(False, "--push", help="Fast-forward push to origin; a concurrent move is rejected."),
     allow_regression: Optional[str] = typer.Option(None, "--allow-regression", metavar="REASON"),
     skip_staging: Optional[str] = typer.Option(None, "--skip-staging", metavar="REASON"),
+    allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
+                                                   help="Promote a release missing one of the five parts (recorded)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
     """Gate a release, then move an environment to it (compare-and-swap)."""
     _move("promote", model=model, env=to, release_ref=ref, approver=approver, reason=reason, push=push,
-          allow_regression=allow_regression, skip_staging=skip_staging, dry_run=dry_run, as_json=as_json)
+          allow_regression=allow_regression, skip_staging=skip_staging, allow_incomplete=allow_incomplete,
+          dry_run=dry_run, as_json=as_json)
 
 
 @app.command()
@@ -323,15 +360,20 @@ def history(
     data = move_history(_ws(), model, env, at)
     lines = []
     for e, entry in data["environments"].items():
-        lines.append(f"{e} (branch {entry['branch']})")
+        lines.append(f"{e} (branch {entry['branch']}){_ref_note(entry['ref'])}")
         if "live_at" in entry:
             lines.append(f"  live at {entry['live_at']['at']}: {entry['live_at']['release'] or '(nothing)'}")
             continue
         if not entry["events"]:
             lines.append("  (no moves yet)")
         for ev in entry["events"]:
+            if ev["source"] == "outside":
+                what = ev["release"] or "matches no release"
+                lines.append(f"  {ev['time'][:26]:26} outside  {ev['previous']} → {what}"
+                             f"  commit {ev['commit'][:12]} by {ev['approver']}: {ev['reason']}")
+                continue
             lines.append(f"  {ev['time'][:26]:26} {ev['action']:8} {ev['previous']} → {ev['release']}"
-                         f"  by {ev['approver']}: {ev['reason']}")
+                         f"  by {ev['approver']}: {ev['reason']}" + ("  (gto tag)" if ev["source"] == "gto" else ""))
     emit(data, as_json, "\n".join(lines))
 
 
@@ -349,9 +391,12 @@ def gc(
         raise UsageError("--keep must be 0 or more")
     ws = _ws()
     plan = plan_gc(ws, newest=keep, cloud=cloud)
-    text = (f"protected: {', '.join(plan.protected) or '(none)'}\n"
+    text = (("read origin's environments and tags first\n" if plan.fetched else "")
+            + f"protected: {', '.join(plan.protected) or '(none)'} ({len(plan.protected_commits)} commit(s))\n"
             f"{'would delete' if dry_run else 'deleted'} {len(plan.cache_delete)} cache object(s)"
             + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
+    for tag, md5s in sorted(plan.by_release.items()):
+        text += f"\n  {tag}: {len(md5s)} object(s)"
     if not dry_run:
         execute_gc(ws, plan)
     emit({"dry_run": dry_run, **plan.as_dict()}, as_json, text)

@@ -197,13 +197,16 @@ def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, R
         if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
             head = ws.git.ref(f"refs/remotes/origin/{branch}")
     reg = Registry(ws, messages=False)
-    if head is None and (local := reg.env_head(model, env)):
-        head = local.commit
-    events = reg.events_at(env, head) if head else []
+    if head is None:
+        head = reg.env_head(model, env)
+    events = reg.events_at(env, head, model) if head else []
     if not events:
         raise NotFound(f"environment '{env}' of {model} has no release yet",
                        hint=f"promote one first: tether promote {model}@vX.Y.Z --to {env} …")
     ev = events[0]
+    if not ev.release:
+        raise IntegrityError(f"{branch}'s head {ev.commit[:12]} was committed outside tether and matches no release",
+                             hint=f"move {env} to a release with tether promote/rollback; nothing was deployed")
     reg.check_tag_integrity([ev])
     rel = reg.by_tag(ev.release)
     if rel is None or rel.manifest is None:

@@ -8,12 +8,17 @@ warning and exit 0, while a release or a deploy must know.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from tether.errors import StorageError, UsageError
+from tether.errors import IntegrityError, StorageError, UsageError
+
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _hash_info(md5: str):
@@ -91,29 +96,121 @@ class DvcStore:
                 self._root_cache = self.root / ".dvc" / "cache" / "files" / "md5"
         return self._root_cache
 
+    # -- directory outputs ----------------------------------------------------------------
+    # A directory output is one `<md5>.dir` object: a JSON listing [{"md5", "relpath"}, ...] of
+    # the files inside, each its own object. Every storage operation below works on the
+    # listing AND the files it names: the listing alone restores nothing.
+    def dir_entries(self, md5: str) -> list[dict]:
+        """The validated listing of a `.dir` object in the local cache. FileNotFoundError
+        when the cache lacks it; IntegrityError when it is not a well-formed listing."""
+        path = self.cache_path(md5)
+        return parse_listing(path.read_bytes(), md5, str(path))
+
+    def _local_listing(self, md5: str) -> list[dict] | None:
+        try:
+            return self.dir_entries(md5)
+        except FileNotFoundError:
+            return None
+
+    def _remote_listing(self, odb, md5: str) -> list[dict] | None:
+        path = odb.oid_to_path(md5)
+        try:
+            with _quiet():
+                raw = odb.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise StorageError(f"the DVC remote is unreachable: {_short(exc)}",
+                               hint="check the remote's URL, endpoint and credentials (dvc remote list)") from exc
+        return parse_listing(raw, md5, f"the DVC remote's {path}")
+
     def missing_in_cache(self, md5s: Iterable[str]) -> set[str]:
-        return {m for m in set(md5s) if not self.cache_path(m).exists()}
+        """A `.dir` object is missing when its listing or any file it lists is."""
+        missing = set()
+        for m in set(md5s):
+            if not self.cache_path(m).exists():
+                missing.add(m)
+            elif is_dir(m) and any(not self.cache_path(c["md5"]).exists() for c in self.dir_entries(m)):
+                missing.add(m)
+        return missing
 
     def missing_on_remote(self, md5s: Iterable[str]) -> set[str]:
+        """The md5s (as given) the remote cannot restore. A `.dir` counts as missing when its
+        listing or any file it lists is absent there. One batched existence query for every
+        object whose listing is in the local cache; a second one only for directories whose
+        listing has to be read from the remote."""
         wanted = set(md5s)
         if not wanted:
             return set()
         odb = self.remote()
+        children: dict[str, set[str]] = {}
+        for m in sorted(wanted):
+            if is_dir(m):
+                listing = self._local_listing(m)
+                if listing is not None:
+                    children[m] = {c["md5"] for c in listing}
+        asked = wanted.union(*children.values())
+        present = self._oids_exist(odb, asked)
+        remote_read = [m for m in sorted(wanted) if is_dir(m) and m not in children and m in present]
+        for m in remote_read:
+            listing = self._remote_listing(odb, m)
+            if listing is None:  # deleted since we asked
+                present.discard(m)
+            else:
+                children[m] = {c["md5"] for c in listing}
+        more = set().union(*(children[m] for m in remote_read if m in children)) - asked
+        if more:
+            present |= self._oids_exist(odb, more)
+        return {m for m in wanted if m not in present or not children.get(m, set()) <= present}
+
+    def _oids_exist(self, odb, oids: set[str]) -> set[str]:
+        if not oids:
+            return set()
         try:
             with _quiet():
-                present = set(odb.oids_exist(sorted(wanted)))
+                return set(odb.oids_exist(sorted(oids)))
         except Exception as exc:
             raise StorageError(f"the DVC remote is unreachable: {_short(exc)}",
                                hint="check the remote's URL, endpoint and credentials (dvc remote list)") from exc
-        return wanted - present
 
     def push(self, md5s: Iterable[str]) -> None:
-        self._transfer(self.cache, self.remote(), md5s, "push to")
+        """Every object, and for a `.dir` its listing plus every file it lists (the listing is
+        uploaded after its files, so the remote never holds a listing of files it lacks)."""
+        wanted = set(md5s)
+        ids = set(wanted)
+        for m in sorted(wanted):
+            if is_dir(m):
+                listing = self._local_listing(m)
+                if listing is None:
+                    raise StorageError(
+                        f"cannot push directory object {m}: its listing is not in the local cache "
+                        f"({self.cache_path(m)})",
+                        hint="run `dvc repro` or `dvc pull` in this workspace first, so the cache holds the directory",
+                    )
+                ids.update(c["md5"] for c in listing)
+        self._transfer(self.cache, self.remote(), ids, "push to")
 
     def fetch(self, md5s: Iterable[str]) -> None:
-        """Into the local cache. Not re-hashed here: every byte is checked against the
-        manifest's SHA-256 when it is materialised, and hashing twice doubled rollback time."""
-        self._transfer(self.remote(), self.cache, md5s, "fetch from")
+        """Into the local cache, a `.dir` with every file it lists. Not re-hashed here: every
+        byte is checked against the manifest's SHA-256 when it is materialised, and hashing
+        twice doubled rollback time."""
+        wanted = set(md5s)
+        dirs = {m for m in wanted if is_dir(m)}
+        files = wanted - dirs
+        remote = self.remote()
+        # The listings first: they say which files to get. Each is read and validated before
+        # it may enter the cache (DVC's own transfer loads it as a tree, and would fail on a
+        # malformed one with a bare assertion).
+        new_dirs = {m for m in dirs if not self.cache_path(m).exists()}
+        for m in sorted(new_dirs):
+            if self._remote_listing(remote, m) is None:
+                new_dirs.discard(m)  # absent there too: the caller's check names it
+        self._transfer(remote, self.cache, new_dirs, "fetch from")
+        for m in sorted(dirs):
+            listing = self._local_listing(m)
+            if listing is not None:  # a listing the remote lacks too: the caller's check names it
+                files.update(c["md5"] for c in listing)
+        self._transfer(remote, self.cache, {m for m in files if not self.cache_path(m).exists()}, "fetch from")
 
     def _transfer(self, src, dest, md5s: Iterable[str], verb: str) -> None:
         from dvc_data.hashfile.transfer import transfer
@@ -130,6 +227,42 @@ class DvcStore:
         if result.failed:
             names = ", ".join(sorted(h.value for h in result.failed)[:5])
             raise StorageError(f"could not {verb} the DVC remote {len(result.failed)} object(s): {names}")
+
+
+def is_dir(md5: str) -> bool:
+    return md5.endswith(".dir")
+
+
+def parse_listing(raw: bytes | str, md5: str, where: str) -> list[dict]:
+    """A `.dir` object's listing, validated: it comes from storage, so it is untrusted. Each
+    entry needs a hex md5 (it becomes a cache path) and a relative path that stays inside the
+    directory (it becomes a file path when the output is restored)."""
+    def bad(why: str) -> IntegrityError:
+        return IntegrityError(f"directory object {md5} is malformed ({why}): {where}",
+                              hint="delete the corrupt object and fetch or push it again from a good copy")
+
+    if isinstance(raw, str):
+        raw = raw.encode()
+    if hashlib.md5(raw).hexdigest() != md5.removesuffix(".dir"):
+        raise bad("its content does not hash to its name")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise bad("not JSON") from None
+    if not isinstance(data, list):
+        raise bad("not a JSON list")
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise bad(f"entry {i} is not an object")
+        child, rel = entry.get("md5"), entry.get("relpath")
+        if not isinstance(child, str) or not isinstance(rel, str):
+            raise bad(f"entry {i} lacks a string md5 and relpath")
+        if not _MD5.match(child):
+            raise bad(f"entry {i} has md5 {child[:40]!r}")
+        parts = rel.replace("\\", "/").split("/")
+        if not rel or rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or ".." in parts or "" in parts:
+            raise bad(f"entry {i} has unsafe relpath {rel[:80]!r}")
+    return data
 
 
 def _repair_rwlock(path: Path) -> None:

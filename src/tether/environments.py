@@ -24,12 +24,14 @@ class MovePlan:
     branch: str
     action: str
     release: Release
-    old_head: str | None
+    old_head: str | None  # the environment's head as used (local, or origin's when ours lags)
+    local_head: str | None  # what the local branch points at now: the compare-and-swap's "old"
     current: Event | None
     approver: str
     reason: str
     push: bool
     notes: dict = field(default_factory=dict)  # extra trailers (allowed regression, skipped staging)
+    published: list = field(default_factory=list)  # what --push had to publish first
     gates: list[gates.GateResult] = field(default_factory=list)
 
     def trailers(self, time: str) -> dict[str, str]:
@@ -37,7 +39,7 @@ class MovePlan:
             "Tether-Action": self.action,
             "Tether-Release": self.release.tag,
             "Tether-Tag-Object": self.release.tag_object,
-            "Tether-Previous": self.current.release if self.current else "none",
+            "Tether-Previous": (self.current.release or "none") if self.current else "none",
             "Tether-Approver": self.approver,
             "Tether-Reason": self.reason,
             **self.notes,
@@ -86,15 +88,22 @@ def _sync_with_remote(ws: Workspace, branch: str) -> None:
                        hint=f"inspect both histories: git log --first-parent {branch} origin/{branch}")
 
 
-def _release_gates(reg: Registry, rel: Release, store: DvcStore) -> list[gates.GateResult]:
+def _release_gates(reg: Registry, rel: Release, store: DvcStore, allow_incomplete: str | None,
+                   notes: dict) -> list[gates.GateResult]:
     report = check_releases(reg, [rel], store)
     out = []
     for f in report.findings:
         err = {MOVED: IntegrityError, "mismatch": IntegrityError, MISSING: StorageError, INCOMPLETE: GateFailed}[f.kind]
+        if f.kind == INCOMPLETE and f.tag == rel.tag and allow_incomplete and rel.manifest is not None:
+            notes["Tether-Allow-Incomplete"] = _one_line(allow_incomplete, "allow-incomplete reason")
+            out.append(gates.passed("complete", f"allowed without {', '.join(rel.missing_parts)}: {allow_incomplete}"))
+            continue
         if f.tag == rel.tag or f.kind == MOVED:
-            out.append(gates.GateResult("check", False, f"{f.tag}: {f.message}",
-                                        "run `tether check` for details", err))
-    return out or [gates.passed("check", f"{rel.tag} is complete, matches its tree, and is on the remote")]
+            hint = ("declare the missing parts in dvc.yaml and release again, or pass --allow-incomplete REASON"
+                    if f.kind == INCOMPLETE else "run `tether check` for details")
+            out.append(gates.GateResult("check", False, f"{f.tag}: {f.message}", hint, err))
+    return [g for g in out if not g.ok] or out or [
+        gates.passed("check", f"{rel.tag} is complete, matches its commit, and is on the remote")]
 
 
 def smoke_gate(ws: Workspace, rel: Release, store: DvcStore) -> gates.GateResult:
@@ -122,6 +131,7 @@ def plan_move(
     push: bool = False,
     allow_regression: str | None = None,
     skip_staging: str | None = None,
+    allow_incomplete: str | None = None,
     smoke: bool = True,
     store: DvcStore | None = None,
 ) -> MovePlan:
@@ -136,12 +146,13 @@ def plan_move(
     if push:
         _sync_with_remote(ws, branch)
     reg = Registry(ws, messages=False)
+    state = reg.env_state(model, env)
+    if state.relation == "diverged":
+        raise Conflict(f"{branch} has diverged from origin/{branch}",
+                       hint=f"inspect both histories (git log --first-parent {branch} origin/{branch}) "
+                            "and reconcile them before moving the environment")
     current = reg.live(model, env)
     reg.check_tag_integrity(reg.history(model, env))
-    head = reg.env_head(model, env)
-    if head is not None and current is None:
-        raise Conflict(f"branch {branch} exists but was not made by tether",
-                       hint=f"rename it (git branch -m {branch} {branch}-old) or set branch_template in dvc.yaml")
 
     if action == "rollback":
         if ref is None:
@@ -164,16 +175,21 @@ def plan_move(
         raise Conflict(f"{env} already runs {rel.tag}", hint="nothing to do")
 
     store = store or DvcStore(ws.root)
+    # threshold and metrics files DVC tracks are read from their objects: fetch the few missing
+    rel = reg.resolve_objects([rel], store)[0]
     plan = MovePlan(model=model, env=env, branch=branch, action=action, release=rel,
-                    old_head=head.commit if head else None, current=current,
+                    old_head=state.commit, local_head=state.local, current=current,
                     approver=approver, reason=reason, push=push)
-    results = _release_gates(reg, rel, store)
+    results = _release_gates(reg, rel, store, allow_incomplete, plan.notes)
     gates.raise_failures(results, action)
 
     settings = ws.settings(model)
     envs = settings.environments
     if action == "promote":
-        if current is not None and (cur := reg.by_tag(current.release)) and cur.manifest:
+        cur = reg.by_tag(current.release) if current is not None and current.release else None
+        if cur is not None:
+            cur = reg.resolve_objects([cur], store)[0]
+        if cur is not None and cur.manifest:
             reg_gate = gates.regression(cur.manifest.get("metrics") or {}, rel.manifest.get("metrics") or {},
                                         settings.tolerance, settings.lower_is_better, settings.gate_metrics)
             if not reg_gate.ok and allow_regression:
@@ -182,7 +198,7 @@ def plan_move(
             results.append(reg_gate)
         else:
             results.append(gates.passed("regression", f"{env} runs nothing yet"))
-        idx = envs.index(env)
+        idx = envs.index(env) if env in envs else 0  # a GTO stage outside the configured order
         if settings.require_staging and idx > 0:
             before = envs[idx - 1]
             was_there = any(ev.release == rel.tag for ev in reg.history(model, before))
@@ -211,30 +227,90 @@ def commit_message(plan: MovePlan, time: str) -> str:
     return f"{title}\n\n{plan.reason}\n\n{body}\n"
 
 
-def execute_move(ws: Workspace, plan: MovePlan) -> str:
-    """Create the move commit and swap the branch to it; returns the new commit.
-    With --push the remote moves first (fast-forward only): if someone else got there first the
-    push is rejected and our local branch never moved."""
+def gto_tag_plan(ws: Workspace, reg: Registry, plan: MovePlan) -> tuple[str, str, int] | None:
+    """(name, message, unix time) of the GTO assignment tag that records this move for `gto show`
+    and `gto history`, or None where GTO cannot express it (names outside GTO's grammar) or the
+    model turns it off (`meta.tether.gto: false`)."""
+    import time as _time
+
+    from tether import gto
+
+    if ws.settings(plan.model).extra.get("gto", True) is False:
+        return None
+    if not (gto.is_gto_model(plan.model) and gto.is_gto_name(plan.env)):
+        return None
+    records = reg.gto_records()
+    name = gto.next_assignment_tag(plan.model, plan.env, reg.tag_records)
+    when = gto.assignment_time(int(_time.time()), records, plan.model)
+    return name, gto.assignment_message(plan.model, f"v{plan.release.version}", plan.env), when
+
+
+def ensure_published(ws: Workspace, plan: MovePlan, store: DvcStore) -> list[str]:
+    """Before an environment move is published, the release it names must be usable by every
+    other clone: its DVC objects on the DVC remote, then its tag on origin."""
+    from tether.release import all_md5s
+
+    done = []
     rel = plan.release
+    res = ws.git.run("ls-remote", "--tags", "origin", f"refs/tags/{rel.tag}", check=False)
+    if res.returncode != 0:
+        raise StorageError(f"cannot reach origin: {res.stderr.strip()[-300:]}")
+    md5s = all_md5s(rel.manifest)
+    missing = store.missing_on_remote(md5s)
+    if missing:
+        store.push(missing)
+        still = store.missing_on_remote(missing)
+        if still:
+            raise StorageError(f"the DVC remote still lacks {len(still)} object(s) of {rel.tag} after pushing",
+                               hint="nothing was published; check the remote and try again")
+        done.append(f"pushed {len(missing)} DVC object(s) of {rel.tag}")
+    if not res.stdout.strip():
+        ws.git.push("origin", f"refs/tags/{rel.tag}:refs/tags/{rel.tag}")
+        done.append(f"pushed tag {rel.tag}")
+    return done
+
+
+def execute_move(ws: Workspace, plan: MovePlan, store: DvcStore | None = None) -> str:
+    """Create the move commit and swap the branch to it; returns the new commit.
+    With --push the release is published first (its objects, its tag), then the environment
+    moves on the remote (fast-forward only, atomically with its GTO tag): if someone else got
+    there first the push is rejected and our local branch never moved."""
+    rel = plan.release
+    reg = Registry(ws, messages=False)
+    gto_tag = gto_tag_plan(ws, reg, plan)
+    if gto_tag:
+        plan.notes["Tether-Gto-Tag"] = gto_tag[0]
     parents = ([plan.old_head] if plan.old_head else []) + [rel.commit]
     new = ws.git.commit_tree(rel.tree, parents, commit_message(plan, now_iso()))
     ref = f"refs/heads/{plan.branch}"
+    tag_obj = None
+    if gto_tag:
+        name, message, when = gto_tag
+        tag_obj = ws.git.make_tag_object(name, rel.commit, message, when)
     if plan.push:
-        ws.git.push("origin", f"{new}:{ref}")
-    ws.git.update_ref(ref, new, plan.old_head, f"tether: {plan.action} {plan.env} to {rel.tag}")
+        plan.published = ensure_published(ws, plan, store or DvcStore(ws.root))
+        specs = [f"{new}:{ref}"] + ([f"{tag_obj}:refs/tags/{gto_tag[0]}"] if tag_obj else [])
+        ws.git.push("origin", *specs)
+    ws.git.update_ref(ref, new, plan.local_head, f"tether: {plan.action} {plan.env} to {rel.tag}")
+    if tag_obj:
+        try:
+            ws.git.update_ref(f"refs/tags/{gto_tag[0]}", tag_obj, None, f"tether: gto {gto_tag[0]}")
+        except Conflict:
+            pass  # someone made that GTO tag meanwhile; the branch, tether's record, has moved
     return new
 
 
 def move_history(ws: Workspace, model: str | None, env: str | None, at: str | None) -> dict:
     model = ws.model(model)
     reg = Registry(ws, messages=False)
-    envs = [env] if env else list(ws.settings(model).environments)
+    envs = [env] if env else list(ws.environments(model))
     out = {"model": model, "environments": {}}
     for e in envs:
         ws.branch(model, e)  # validates the name
         events = reg.history(model, e)
         reg.check_tag_integrity(events)
-        entry: dict = {"branch": ws.branch(model, e), "events": [ev.__dict__ for ev in events]}
+        st = reg.env_state(model, e)
+        entry: dict = {"branch": ws.branch(model, e), "ref": st.as_dict(), "events": [ev.__dict__ for ev in events]}
         if at:
             live = history.live_at(events, history.parse_time(at))
             entry["live_at"] = {"at": at, "release": live.release if live else None,

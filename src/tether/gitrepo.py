@@ -36,6 +36,11 @@ class LogEntry:
     date: str
     message: str
     trailers: dict[str, str]
+    author: str = ""
+
+    @property
+    def subject(self) -> str:
+        return self.message.strip().split("\n", 1)[0] if self.message.strip() else ""
 
 
 def parse_trailers(message: str) -> dict[str, str]:
@@ -177,6 +182,17 @@ class Git:
                 hint="someone else moved it; look at `tether history` and try again",
             )
 
+    def make_tag_object(self, name: str, commit: str, message: str, when: int | None = None) -> str:
+        """An annotated tag object (no ref yet); `when` sets the tagger date (Unix seconds)."""
+        ident = self.ident("GIT_COMMITTER_IDENT")
+        if when is not None:
+            ident = ident.rsplit(" ", 2)[0] + f" {int(when)} +0000"
+        return self.run(
+            "mktag",
+            input=f"object {commit}\ntype commit\ntag {name}\ntagger {ident}\n\n{message}"
+            + ("" if message.endswith("\n") else "\n"),
+        ).stdout.strip()
+
     def create_tag(self, name: str, commit: str, message: str) -> str:
         """An annotated tag; refuses (Conflict) if the tag exists. Returns the tag object id."""
         tag_obj = self.run(
@@ -207,12 +223,12 @@ class Git:
 
     def log_first_parent(self, rev: str) -> list[LogEntry]:
         """Newest first. One subprocess for the whole history."""
-        fmt = "%H%x00%P%x00%T%x00%cI%x00%B%x00"
+        fmt = "%H%x00%P%x00%T%x00%cI%x00%an <%ae>%x00%B%x00"
         out = self.run("log", "--first-parent", f"--format={fmt}", rev).stdout
         fields = out.split("\0")
         entries = []
-        for i in range(0, len(fields) - 4, 5):
-            sha, parents, tree, date, body = fields[i : i + 5]
+        for i in range(0, len(fields) - 5, 6):
+            sha, parents, tree, date, author, body = fields[i : i + 6]
             entries.append(
                 LogEntry(
                     commit=sha.strip(),
@@ -221,6 +237,7 @@ class Git:
                     date=date,
                     message=body,
                     trailers=parse_trailers(body),
+                    author=author,
                 )
             )
         return entries

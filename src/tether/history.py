@@ -34,7 +34,7 @@ def rollback_target(events: list[Event]) -> str | None:
     if not events:
         return None
     current = events[0].release
-    bad = {current} | {ev.previous for ev in events if ev.action == "rollback"}
+    bad = {current, ""} | {ev.previous for ev in events if ev.action == "rollback"}
     for ev in events[1:]:
         if ev.release not in bad:
             return ev.release

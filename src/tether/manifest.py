@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 SCHEMA_VERSION = 1
+MAX_MESSAGE = 16 * 1024 * 1024  # larger messages are not manifests tether wrote
 COMPONENTS = ("weights", "data", "code", "params", "threshold")
 _REQUIRED = ("model", "version", "commit", "tree", "created_at", "released_by", "components")
 
@@ -29,12 +30,28 @@ def loads(message: str) -> dict:
     # (git appends a PGP signature after it when the tag is signed).
     end = text.find("\n-----BEGIN PGP SIGNATURE-----")
     body = text[start:] if end < 0 else text[start:end]
+    if len(body) > MAX_MESSAGE:
+        raise ManifestError(f"the manifest is larger than {MAX_MESSAGE} bytes")
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"the tag message is not valid JSON ({exc.msg})") from None
+    except (RecursionError, ValueError):
+        raise ManifestError("the tag message is not a readable JSON document") from None
     if not isinstance(data, dict):
         raise ManifestError("the manifest is not a JSON object")
+    comps = data.get("components")
+    if not isinstance(comps, dict):
+        raise ManifestError("the manifest's components are not an object")
+    for part in ("weights", "data", "code"):
+        if not isinstance(comps.get(part, []), list) or not all(isinstance(e, dict) and isinstance(e.get("path"), str)
+                                                                 for e in comps.get(part, [])):
+            raise ManifestError(f"the manifest's components.{part} is not a list of files")
+    for part in ("params", "threshold"):
+        if not isinstance(comps.get(part, {}), dict):
+            raise ManifestError(f"the manifest's components.{part} is not an object")
+    if not isinstance(data.get("metrics", {}) or {}, dict):
+        raise ManifestError("the manifest's metrics are not an object")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ManifestError(f"unsupported manifest schema_version {data.get('schema_version')!r}")
     missing = [k for k in _REQUIRED if k not in data]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -52,7 +51,8 @@ def ensure_cached(store: DvcStore, entries: list[dict], progress=None) -> None:
 
 
 def dir_listing(store: DvcStore, md5: str) -> list[dict]:
-    return json.loads(store.cache_path(md5).read_text())
+    """The validated listing (relative paths only, no `..`): paths from storage are untrusted."""
+    return store.dir_entries(md5)
 
 
 def write_git_tree(git: Git, commit: str, dest: Path) -> None:
@@ -61,16 +61,19 @@ def write_git_tree(git: Git, commit: str, dest: Path) -> None:
         tar.extractall(dest, filter="data")
 
 
-def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "") -> None:
+def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "", md5: str | None = None) -> None:
     """A copy, never a hardlink: the cache must not change if someone edits the served file.
     With a digest, the bytes are hashed as they are written, in the same pass, and a mismatch
     refuses the file before anything can use it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tether-tmp")
-    if sha256 is None:
+    if sha256 is None and md5 is None:
         shutil.copyfile(src, tmp)
     else:
-        h = hashlib.sha256()
+        # without a recorded sha256 (files inside directory outputs, releases tagged by hand)
+        # the bytes are checked against DVC's own md5 from dvc.lock or the directory listing
+        h = hashlib.sha256() if sha256 else hashlib.md5()
+        sha256 = sha256 or md5
         buf = bytearray(_BLOCK)
         view = memoryview(buf)
         with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout:
@@ -80,7 +83,7 @@ def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "") -> No
         if h.hexdigest() != sha256:
             tmp.unlink()
             raise IntegrityError(
-                f"{name or dst.name} does not match the manifest (sha256 {h.hexdigest()[:16]}…, expected {sha256[:16]}…)",
+                f"{name or dst.name} does not match the manifest ({h.name} {h.hexdigest()[:16]}…, expected {sha256[:16]}…)",
                 hint=f"the cache object {src} is corrupt: delete it and run again to fetch a good copy",
             )
     os.chmod(tmp, 0o444)
@@ -94,9 +97,10 @@ def place_outputs(store: DvcStore, entries: list[dict], dest: Path) -> None:
         target = dest / e["path"]
         if md5.endswith(".dir"):
             for child in dir_listing(store, md5):
-                _copy(store.cache_path(child["md5"]), target / child["relpath"])
+                _copy(store.cache_path(child["md5"]), target / child["relpath"], None,
+                      f"{e['path']}/{child['relpath']}", md5=child["md5"])
         else:
-            _copy(store.cache_path(md5), target, e.get("sha256"), e["path"])
+            _copy(store.cache_path(md5), target, e.get("sha256"), e["path"], md5=md5)
 
 
 def verify_outputs(entries: list[dict], root: Path) -> None:

@@ -4,9 +4,11 @@ timestamps: releases sort by SemVer, environment events by their position in his
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from tether import derive
 from tether import manifest as mf
 from tether.errors import IntegrityError, NotFound, UsageError
 from tether.gitrepo import LogEntry, RefRecord
@@ -18,8 +20,9 @@ ACTIONS = ("promote", "rollback")
 
 @dataclass(frozen=True)
 class Release:
-    """A release tag. Its manifest is parsed on first use: `list` needs every one, `show` and
-    `history` one or none, and 1,000 JSON documents are most of a cold `list`."""
+    """A release tag. Its manifest is DERIVED from the tagged commit (see derive.py), whoever
+    made the tag; the manifest in an annotated tag's message is only an attestation checked
+    against it. Derivation is batched per model by the registry on first use."""
 
     name: ReleaseName
     tag: str
@@ -31,43 +34,86 @@ class Release:
     annotated: bool
     message: str | None  # None: not read yet (see Registry(messages=False))
     loader: object = field(default=None, repr=False, compare=False)
+    deriver: object = field(default=None, repr=False, compare=False)
 
     @property
     def version(self):
         return self.name.version
 
     @cached_property
-    def _parsed(self) -> tuple[dict | None, str | None]:
+    def attested(self) -> dict | None:
+        """The manifest `tether release` wrote into the tag message, if any and well-formed."""
         if not self.annotated:
-            return None, "a lightweight tag: releases are annotated tags carrying a manifest"
+            return None
         message = self.message if self.message is not None else self.loader(self.tag_object)
         try:
-            manifest = mf.loads(message)
-        except mf.ManifestError as exc:
-            return None, f"no tether manifest ({exc}); made by hand with git tag?"
-        if manifest["model"] != self.name.model or manifest["version"] != str(self.name.version):
-            return None, f"its manifest describes {manifest['model']}@v{manifest['version']}"
-        if manifest["commit"] != self.commit:
-            return None, "it points at a different commit than its manifest records"
-        return manifest, None
+            return mf.loads(message)
+        except mf.ManifestError:
+            return None
+
+    @cached_property
+    def _state(self) -> dict:
+        d = self.deriver(self)
+        if d.manifest is None:
+            return {"manifest": None, "problem": "; ".join(d.problems) or "no pipeline at its commit",
+                    "kind": "unusable", "missing": [], "fixes": {}, "attestation": [], "unresolved": []}
+        attested = self.attested
+        att = []
+        if attested is not None:
+            if attested.get("model") != self.name.model or attested.get("version") != str(self.name.version):
+                att.append(f"its message describes {attested.get('model')}@v{attested.get('version')}")
+            att += derive.attestation_problems(d.manifest, attested)
+        meta = {"model": self.name.model, "version": str(self.name.version),
+                "created_at": self.created_at, "released_by": self.creator}
+        manifest = derive.merge(d.manifest, attested if not att else None, meta)
+        problem, kind = None, None
+        if att:
+            problem, kind = "the manifest in its tag message disagrees with its commit: " + "; ".join(att), "mismatch"
+        elif d.problems:
+            problem, kind = "; ".join(d.problems), "unusable"
+        elif d.missing_parts:
+            problem, kind = "incomplete: no " + ", ".join(d.missing_parts), "incomplete"
+        return {"manifest": manifest, "problem": problem, "kind": kind, "missing": d.missing_parts,
+                "fixes": d.fixes, "attestation": att, "unresolved": d.unresolved}
 
     @property
     def manifest(self) -> dict | None:
-        return self._parsed[0]
+        return self._state["manifest"]
 
     @property
     def problem(self) -> str | None:
-        return self._parsed[1]
+        return self._state["problem"]
+
+    @property
+    def problem_kind(self) -> str | None:
+        """None, "incomplete" (a part is missing), "mismatch" (the attestation lies), or
+        "unusable" (no pipeline for the model at its commit)."""
+        return self._state["kind"]
+
+    @property
+    def missing_parts(self) -> list[str]:
+        return self._state["missing"]
+
+    @property
+    def fixes(self) -> dict:
+        return self._state["fixes"]
+
+    @property
+    def unresolved(self) -> list[str]:
+        return self._state["unresolved"]
 
 
 @dataclass(frozen=True)
 class Event:
-    """One move of an environment: a commit on its branch, newest first in history."""
+    """One move of an environment, newest first in history. `source` says who made it:
+    "tether" (a commit with tether's trailers), "outside" (any other commit on the branch: a
+    hand commit, a merge, a reset), or "gto" (a GTO assignment tag). `release` is the tag whose
+    tree the environment then had, or "" when it matches no release."""
 
     env: str
     commit: str
     action: str
-    release: str  # tag name
+    release: str  # tag name, or "" (matches no release)
     tag_object: str
     previous: str  # previous tag name, or "none"
     approver: str
@@ -75,6 +121,37 @@ class Event:
     time: str
     tree: str
     trailers: dict = field(default_factory=dict)
+    source: str = "tether"
+
+
+@dataclass(frozen=True)
+class EnvState:
+    """Where an environment's branch is, locally and on origin, and which one a command uses.
+    A fresh clone has only origin's; a local branch behind origin's is stale and origin's wins;
+    one ahead holds unpushed moves and is used; diverged ones are reported and refused for moves."""
+
+    model: str
+    env: str
+    branch: str
+    local: str | None
+    remote: str | None
+    relation: str  # same | local-only | remote-only | ahead | behind | diverged | absent
+
+    @property
+    def commit(self) -> str | None:
+        if self.relation in ("behind", "remote-only"):
+            return self.remote
+        return self.local
+
+    @property
+    def used(self) -> str | None:
+        if self.commit is None:
+            return None
+        return f"origin/{self.branch}" if self.commit == self.remote and self.local != self.remote else self.branch
+
+    def as_dict(self) -> dict:
+        return {"branch": self.branch, "local": self.local, "remote": self.remote,
+                "relation": self.relation, "used": self.used}
 
 
 def parse_event(env: str, e: LogEntry) -> Event | None:
@@ -96,7 +173,24 @@ def parse_event(env: str, e: LogEntry) -> Event | None:
     )
 
 
-def release_from_record(rec: RefRecord, loader=None) -> Release | None:
+def outside_event(env: str, e: LogEntry, release: Release | None, previous: str) -> Event:
+    return Event(
+        env=env,
+        commit=e.commit,
+        action="outside",
+        release=release.tag if release else "",
+        tag_object=release.tag_object if release else "",
+        previous=previous,
+        approver=e.author,
+        reason=e.subject or "(no message)",
+        time=e.date,
+        tree=e.tree,
+        trailers=e.trailers,
+        source="outside",
+    )
+
+
+def release_from_record(rec: RefRecord, loader=None, deriver=None) -> Release | None:
     name = parse_tag(rec.name[len("refs/tags/"):])
     if name is None:
         return None
@@ -111,6 +205,7 @@ def release_from_record(rec: RefRecord, loader=None) -> Release | None:
         annotated=rec.objecttype == "tag",
         message=rec.message if loader is None else None,
         loader=loader,
+        deriver=deriver,
     )
 
 
@@ -119,20 +214,66 @@ class Registry:
         """messages=False skips the tag messages in the one-pass read; the few manifests a
         command then needs are read one by one (show, history)."""
         self.ws = ws
-        records = ws.git.for_each_ref("refs/tags/", "refs/heads/", messages=messages)
+        records = ws.git.for_each_ref("refs/tags/", "refs/heads/", "refs/remotes/origin/", messages=messages)
         loader = None if messages else ws.git.tag_message
         self.releases: dict[str, list[Release]] = {}
         self.heads: dict[str, RefRecord] = {}
+        self.remote_heads: dict[str, RefRecord] = {}
+        self.tag_records: dict[str, RefRecord] = {}
         for rec in records:
             if rec.name.startswith("refs/tags/"):
-                rel = release_from_record(rec, loader)
+                self.tag_records[rec.name[len("refs/tags/"):]] = rec
+                rel = release_from_record(rec, loader, self._derive)
                 if rel:
                     self.releases.setdefault(rel.name.model, []).append(rel)
-            else:
+            elif rec.name.startswith("refs/heads/"):
                 self.heads[rec.name[len("refs/heads/"):]] = rec
+            elif not rec.name.endswith("/HEAD"):
+                self.remote_heads[rec.name[len("refs/remotes/origin/"):]] = rec
         for rels in self.releases.values():
             rels.sort(key=lambda r: r.version, reverse=True)
         self._history: dict[tuple, object] = {}
+        self._by_tree: dict[str, dict[str, Release]] = {}
+        self._derived: dict[tuple[str, str], object] = {}
+        self._reader = None
+
+    # -- derivation -----------------------------------------------------------------------
+    def _derive(self, rel: Release):
+        """Derive every release of rel's model in one batch (list needs them all; the batch
+        costs a fixed number of git processes)."""
+        key = (rel.commit, rel.name.model)
+        if key not in self._derived:
+            if self._reader is None:
+                from tether.dvcstore import DvcStore
+
+                self._reader = derive.cache_reader(DvcStore(self.ws.root).cache_path("00" * 16).parent.parent)
+            batch = [(r.commit, r.name.model) for r in self.of(rel.name.model) if (r.commit, r.name.model) not in self._derived]
+            self._derived.update(derive.derive_many(self.ws.git, batch or [key], self._reader))
+        return self._derived[key]
+
+    def resolve_objects(self, rels: list[Release], store) -> list[Release]:
+        """Fetch the small DVC objects (threshold, metrics, listings) the derivation of these
+        releases could not read from the local cache, then derive them again. Returns the
+        refreshed releases (same tags)."""
+        md5s = sorted({m for r in rels for m in r.unresolved})
+        if not md5s:
+            return rels
+        absent = store.missing_on_remote(md5s)
+        present = [m for m in md5s if m not in absent]
+        if present:
+            store.fetch(present)
+        keys = [(r.commit, r.name.model) for r in rels]
+        for k in keys:
+            self._derived.pop(k, None)
+        self._derived.update(derive.derive_many(self.ws.git, keys, self._reader or derive.cache_reader(
+            store.cache_path("00" * 16).parent.parent)))
+        out = []
+        for r in rels:
+            fresh = dataclasses.replace(r)
+            out.append(fresh)
+            lst = self.releases[r.name.model]
+            lst[lst.index(r)] = fresh
+        return out
 
     # -- releases -------------------------------------------------------------------------
     def of(self, model: str) -> list[Release]:
@@ -150,37 +291,137 @@ class Registry:
                 return r
         return next((r for r in self.of(model) if r.problem is None or not complete_only), None)
 
+    def release_for_tree(self, model: str, tree: str, commit: str | None = None) -> Release | None:
+        """The release whose tree an environment commit carries: the one tagged on that very
+        commit if any, else the newest release with that tree."""
+        if model not in self._by_tree:
+            idx: dict[str, Release] = {}
+            for r in reversed(self.of(model)):  # oldest first, so the newest wins
+                idx[r.tree] = r
+            self._by_tree[model] = idx
+        if commit:
+            exact = next((r for r in self.of(model) if r.commit == commit), None)
+            if exact:
+                return exact
+        return self._by_tree[model].get(tree)
+
     # -- environments ---------------------------------------------------------------------
-    def env_head(self, model: str, env: str) -> RefRecord | None:
-        return self.heads.get(self.ws.branch(model, env))
+    def env_state(self, model: str, env: str) -> EnvState:
+        key = ("state", model, env)
+        if key not in self._history:
+            branch = self.ws.branch(model, env)
+            local = self.heads.get(branch)
+            remote = self.remote_heads.get(branch)
+            lc, rc = (local.commit if local else None), (remote.commit if remote else None)
+            if lc is None and rc is None:
+                relation = "absent"
+            elif rc is None:
+                relation = "local-only"
+            elif lc is None:
+                relation = "remote-only"
+            elif lc == rc:
+                relation = "same"
+            elif self.ws.git.is_ancestor(lc, rc):
+                relation = "behind"
+            elif self.ws.git.is_ancestor(rc, lc):
+                relation = "ahead"
+            else:
+                relation = "diverged"
+            self._history[key] = EnvState(model, env, branch, lc, rc, relation)
+        return self._history[key]
+
+    def env_head(self, model: str, env: str) -> str | None:
+        return self.env_state(model, env).commit
 
     def history(self, model: str, env: str) -> list[Event]:
-        """Newest first: the environment's audit trail from its first-parent log."""
+        """Newest first: the environment's audit trail from its branch's first-parent log,
+        merged with GTO's assignment tags for the same stage that tether did not write itself
+        (a team that also runs `gto assign`). Branch events keep their order; a GTO event goes
+        where its tag's date puts it."""
         key = (model, env)
         if key not in self._history:
             head = self.env_head(model, env)
-            self._history[key] = self.events_at(env, head.commit) if head else []
+            branch = self.events_at(env, head, model) if head else []
+            written = {ev.trailers.get("Tether-Gto-Tag") for ev in branch}
+            foreign = [g for g in self.gto_events(model, env) if g.trailers.get("Gto-Tag") not in written]
+            self._history[key] = _merge_newest_first(branch, foreign)
         return self._history[key]
 
-    def events_at(self, env: str, commit: str) -> list[Event]:
-        events: list[Event] = []
-        for entry in self.ws.git.log_first_parent(commit):
-            ev = parse_event(env, entry)
+    def gto_records(self) -> list:
+        """Every annotated GTO tag (lightweight ones do not count for GTO either)."""
+        if "gto" not in self._history:
+            from tether import gto
+
+            recs = []
+            for name, rec in self.tag_records.items():
+                if rec.objecttype != "tag":
+                    continue
+                t = gto.parse_gto_tag(name)
+                if t is not None:
+                    recs.append(gto.TagRecord(t, rec.commit, _epoch(rec.creator_date)))
+            self._history["gto"] = recs
+        return self._history["gto"]
+
+    def gto_events(self, model: str, env: str) -> list[Event]:
+        """GTO's assignment and unassignment tags of `model` for stage `env`, newest first,
+        each mapped (as GTO maps it) to the release registered at the commit it points at."""
+        out = []
+        for r in self.gto_records():
+            t = r.tag
+            if t.model != model or t.stage != env or t.action not in ("assign", "unassign"):
+                continue
+            rec = self.tag_records[t.name]
+            rel = next((x for x in self.of(model) if x.commit == r.commit), None)
+            out.append(Event(
+                env=env, commit=r.commit, action=t.action,
+                release=rel.tag if (rel and t.action == "assign") else "",
+                tag_object=rec.objectname, previous="", approver=rec.creator,
+                reason=(rec.message or "").strip().splitlines()[0] if rec.message else t.name,
+                time=rec.creator_date, tree=rel.tree if rel else "", trailers={"Gto-Tag": t.name},
+                source="gto"))
+        out.sort(key=lambda e: _epoch(e.time), reverse=True)
+        prev = "none"
+        for i in range(len(out) - 1, -1, -1):
+            out[i] = dataclasses.replace(out[i], previous=prev)
+            prev = out[i].release or "none"
+        return out
+
+    def events_at(self, env: str, commit: str, model: str) -> list[Event]:
+        """Every move down the first-parent chain to the first move tether made: commits
+        without tether's trailers above it are moves made outside tether (a hand commit, a
+        merge), never the end of history. A branch tether never moved is one outside move."""
+        entries = self.ws.git.log_first_parent(commit)
+        parsed = [parse_event(env, e) for e in entries]
+        oldest = max((i for i, ev in enumerate(parsed) if ev is not None), default=-1)
+        if oldest < 0:
+            entries, parsed = entries[:1], [None]
+        else:
+            entries, parsed = entries[: oldest + 1], parsed[: oldest + 1]
+        events: list[Event] = [None] * len(entries)  # type: ignore[list-item]
+        previous = "none"
+        for i in range(len(entries) - 1, -1, -1):  # oldest first, so `previous` is known
+            ev = parsed[i]
             if ev is None:
-                break  # below the first move lies ordinary project history
-            events.append(ev)
+                rel = self.release_for_tree(model, entries[i].tree, entries[i].commit)
+                ev = outside_event(env, entries[i], rel, previous)
+            events[i] = ev
+            previous = ev.release or "none"
         return events
 
     def live(self, model: str, env: str) -> Event | None:
         hist = self.history(model, env)
         return hist[0] if hist else None
 
+    def live_release(self, model: str, env: str) -> str | None:
+        ev = self.live(model, env)
+        return ev.release if ev and ev.release and ev.action != "unassign" else None
+
     def stage(self, rel: Release) -> str:
         """Derived, never stored: production/staging (live there), archived (was live once),
         registered."""
         model = rel.name.model
-        envs = self.ws.settings(model).environments
-        live_in = [env for env in envs if (ev := self.live(model, env)) and ev.release == rel.tag]
+        envs = self.ws.environments(model)
+        live_in = [env for env in envs if self.live_release(model, env) == rel.tag]
         if live_in:
             return ",".join(live_in)
         if any(rel.tag in self._ever_live(model, env) for env in envs):
@@ -190,12 +431,14 @@ class Registry:
     def _ever_live(self, model: str, env: str) -> set[str]:
         key = ("ever", model, env)
         if key not in self._history:
-            self._history[key] = {ev.release for ev in self.history(model, env)}
+            self._history[key] = {ev.release for ev in self.history(model, env) if ev.release}
         return self._history[key]
 
     def check_tag_integrity(self, events: list[Event]) -> None:
         """A tag that moved or was re-created after it went live is an integrity failure."""
         for ev in events:
+            if ev.source != "tether":
+                continue  # derived from the tags as they are now: nothing recorded to compare
             rel = self.by_tag(ev.release)
             if rel is None:
                 raise IntegrityError(
@@ -217,6 +460,15 @@ class Registry:
             if ev is None:
                 raise NotFound(f"environment '{ref.env}' of {model} has no release yet",
                                hint=f"promote one: tether promote {model}@vX.Y.Z --to {ref.env} …")
+            if ev.action == "unassign":
+                raise NotFound(f"environment '{ref.env}' of {model} holds no release: GTO unassigned it ({ev.trailers.get('Gto-Tag')})",
+                               hint=f"promote one: tether promote {model}@vX.Y.Z --to {ref.env} …")
+            if not ev.release:
+                raise IntegrityError(
+                    f"{ref.env}'s head {ev.commit[:12]} ({ev.reason}, by {ev.approver}) was committed outside "
+                    "tether and its tree matches no release",
+                    hint=f"move it to a release: tether promote {model}@vX.Y.Z --to {ref.env} …, "
+                         f"or tether rollback --env {ref.env}")
             rel = self.by_tag(ev.release)
             if rel is None:
                 raise IntegrityError(f"{ev.release}, live in {ref.env}, no longer exists as a tag")
@@ -229,7 +481,37 @@ class Registry:
             return rel
         if ref.version is None:
             raise UsageError("a REF needs a version, @latest, or an environment name")
-        for rel in self.of(model):
-            if rel.version == ref.version:
-                return rel
+        wanted = f"{model}@v{ref.version}"
+        exact = [r for r in self.of(model) if r.tag == wanted]
+        if exact:
+            return exact[0]
+        same = [r for r in self.of(model) if r.version == ref.version]
+        if not ref.version.build and len(same) == 1:
+            return same[0]  # v1.0.2 names v1.0.2+hotfix when that is the only 1.0.2
+        if same:
+            raise NotFound(f"no release {wanted}; build metadata is part of the name",
+                           hint="name one exactly: " + ", ".join(r.tag for r in same))
         raise NotFound(f"no release {model}@v{ref.version}", hint=f"see `tether list {model}`")
+
+
+def _epoch(iso: str) -> int:
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    except (ValueError, AttributeError):
+        return 0
+
+
+def _merge_newest_first(branch: list[Event], foreign: list[Event]) -> list[Event]:
+    if not foreign:
+        return branch
+    out, i, j = [], 0, 0
+    while i < len(branch) or j < len(foreign):
+        if j >= len(foreign) or (i < len(branch) and _epoch(branch[i].time) >= _epoch(foreign[j].time)):
+            out.append(branch[i])
+            i += 1
+        else:
+            out.append(foreign[j])
+            j += 1
+    return out

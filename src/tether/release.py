@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from tether import components, gates, hydraconf
+from tether import components, derive, gates, hydraconf
+from tether.digest import sha256_file
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
-from tether.errors import Conflict, UsageError
+from tether.errors import Conflict, GateFailed, UsageError
 from tether.registry import Registry
 from tether.semver import BUMPS, Version
 from tether.workspace import Workspace, load_yaml
@@ -28,6 +29,7 @@ class ReleasePlan:
     push: bool
     message: str
     steps: list[str] = field(default_factory=list)
+    resume: bool = False  # the tag exists locally: only publish it
 
     def as_dict(self) -> dict:
         return {
@@ -40,6 +42,7 @@ class ReleasePlan:
             "commit": self.commit,
             "gates": [g.as_dict() for g in self.gates],
             "steps": self.steps,
+            "resume": self.resume,
             "manifest": self.manifest,
         }
 
@@ -81,40 +84,41 @@ def plan_release(
     results.append(gates.dvc_in_sync(store.changed_stages()))
     results.append(gates.params_match_conf(_conf_problems(ws)))
     facts = components.gather(ws, model)
-    settings = ws.settings(model)
     results += gates.completeness(facts.graph, facts.undeclared, facts.threshold)
     gates.raise_failures(results, "release")
 
-    manifest = {
-        "schema_version": mf.SCHEMA_VERSION,
-        "model": model,
-        "version": None,
-        "commit": commit,
-        "tree": git.tree_of(commit),
-        "created_at": now_iso(),
-        "released_by": git.ident().rsplit(" ", 2)[0],
-        "artifact": {"path": facts.graph.artifact.path, "type": facts.graph.artifact.type},
-        "components": {
-            "weights": components.file_entries(ws, facts.graph.weights, components.weight_roles(settings)),
-            "data": components.mark_git_tracked(ws, commit, components.file_entries(ws, facts.graph.data)),
-            "code": components.code_entries(ws, commit, facts.graph.code),
-            "params": components.params_component(ws, commit, facts.graph),
-            "threshold": {**facts.threshold,
-                          "params": components.threshold_params(facts.graph, settings.threshold_file)},
-        },
-        "stages": {s.name: s.cmd for s in facts.graph.stages},
-        "metrics": facts.metrics,
-        "predictions_sha256": facts.metrics.get("predictions_sha256"),
-        "feature_schema": facts.feature_schema,
-        "runtime": components.runtime_component(facts.runtime),
-    }
+    # The manifest is what the commit says (derive.py), the same derivation `check` applies to
+    # any tag later, plus what only the release can record: each weights file's sha256 (read
+    # now from the workspace, which dvc status just proved matches dvc.lock) and the runtime.
+    reader = derive.cache_reader(store.cache_path("00" * 16).parent.parent)
+    derived = derive.derive_many(git, [(commit, model)], reader, use_cache=False)[(commit, model)]
+    if derived.manifest is None:
+        raise GateFailed(f"cannot derive {model}'s manifest at {commit[:12]}: " + "; ".join(derived.problems))
+    manifest = derive.merge(derived.manifest, None, {"created_at": now_iso(),
+                                                     "released_by": git.ident().rsplit(" ", 2)[0]})
+    manifest.pop("derived", None)
+    for e in manifest["components"]["weights"] + manifest["components"]["data"]:
+        p = ws.root / e["path"]
+        e["sha256"] = sha256_file(p) if e.get("md5") and p.is_file() else None
+    manifest["feature_schema"] = manifest.get("feature_schema") or facts.feature_schema
+    manifest["runtime"] = components.runtime_component(manifest.get("runtime") or facts.runtime)
+    if not manifest.get("metrics"):
+        manifest["metrics"] = facts.metrics
+        manifest["predictions_sha256"] = facts.metrics.get("predictions_sha256")
 
     reg = Registry(ws, messages=False)
+    if push and (resumed := _unpublished_tag(ws, reg, model, commit)) is not None:
+        return _resume_plan(resumed, results, push)
     previous = reg.latest(model)
+    highest = reg.of(model)[0] if reg.of(model) else None  # every version, whoever tagged it
     if wanted is None:
-        if previous is None:
+        if previous is None and highest is None:
             kind, reasons = "initial", ["first release of this model"]
             wanted = Version(1, 0, 0) if not bump else Version(0, 0, 0).bump(bump)
+        elif previous is None:
+            kind = bump or "minor"
+            reasons = [f"first complete release; {highest.tag} exists already"]
+            wanted = _above(highest.version, kind)
         else:
             kind, reasons = mf.propose_bump(previous.manifest, {**manifest, "version": "next"})
             if bump:
@@ -125,7 +129,7 @@ def plan_release(
                     "and threshold are identical",
                     hint="there is nothing to release; give --version to tag it anyway",
                 )
-            wanted = previous.version.bump(kind)
+            wanted = _above(highest.version if highest else previous.version, kind)
     else:
         kind, reasons = None, ["--version given"]
     manifest["version"] = str(wanted)
@@ -153,6 +157,35 @@ def plan_release(
     )
 
 
+def _above(version: Version, kind: str) -> Version:
+    """The bump applied to the highest existing version, so a proposal never collides with a
+    version someone made with git tag or gto register."""
+    return version.bump(kind)
+
+
+def _unpublished_tag(ws: Workspace, reg: Registry, model: str, commit: str):
+    """A release of this model already tagged on HEAD but missing on origin: an interrupted
+    `release --push`. Returns the release to finish publishing, or None."""
+    for rel in reg.of(model):
+        if rel.commit == commit:
+            res = ws.git.run("ls-remote", "--tags", "origin", f"refs/tags/{rel.tag}", check=False)
+            if res.returncode == 0 and not res.stdout.strip():
+                return rel
+    return None
+
+
+def _resume_plan(rel, results, push: bool) -> ReleasePlan:
+    if rel.manifest is None:
+        raise GateFailed(f"{rel.tag} is on HEAD but is not a usable release: {rel.problem}")
+    md5s = all_md5s(rel.manifest)
+    return ReleasePlan(
+        model=rel.name.model, tag=rel.tag, version=str(rel.version), bump=None,
+        reasons=[f"{rel.tag} exists here but not on origin: finishing its publication"],
+        previous=None, commit=rel.commit, manifest=rel.manifest, gates=results, push=push,
+        message="", steps=[f"push {len(md5s)} DVC object(s) to the remote, then confirm each is there",
+                           f"push the existing tag {rel.tag} to origin"], resume=True)
+
+
 def _conf_problems(ws: Workspace) -> list[str] | None:
     conf = ws.root / "conf"
     if not (conf / "config.yaml").exists():
@@ -171,6 +204,9 @@ def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = N
         store.push(md5s)
         missing = store.missing_on_remote(md5s)
         gates.raise_failures([gates.on_remote({md5s[m]: m for m in missing})], "release")
+    if plan.resume:
+        ws.git.push("origin", f"refs/tags/{plan.tag}:refs/tags/{plan.tag}")
+        return ws.git.rev_parse(f"refs/tags/{plan.tag}")
     tag_obj = ws.git.create_tag(plan.tag, plan.commit, mf.tag_message(plan.manifest, plan.message))
     if plan.push:
         try:

@@ -113,13 +113,71 @@ class Workspace:
             self._settings[model] = Settings.from_meta(self.models[model].meta)
         return self._settings[model]
 
+    def environments(self, model: str) -> tuple[str, ...]:
+        """The configured environments, then any stage GTO's assignment tags name for this
+        model (a repository with GTO history has `prod`, `dev`, … whatever tether's settings say)."""
+        if not hasattr(self, "_envs"):
+            self._envs: dict[str, tuple[str, ...]] = {}
+        if model not in self._envs:
+            from tether import gto
+
+            found = list(self.settings(model).environments)
+            for name in self.tag_names():
+                t = gto.parse_gto_tag(name)
+                if t and t.model == model and t.stage and t.stage not in found and _valid_env(t.stage):
+                    found.append(t.stage)
+            self._envs[model] = tuple(found)
+        return self._envs[model]
+
+    def tag_names(self) -> list[str]:
+        if not hasattr(self, "_tag_names"):
+            self._tag_names = self.git.run("tag", "--list").stdout.split()
+        return self._tag_names
+
     def branch(self, model: str, env: str) -> str:
         """Environment branch name. One model: the environment's own name, so plain
-        `git checkout production` works; several: `<model>/<env>` so names cannot collide."""
+        `git checkout production` works. Several: an existing `<env>` branch keeps belonging to
+        the model whose releases it has carried (adding a model never renames anyone's history);
+        every other model uses `<model>/<env>`."""
         s = self.settings(model)
         check_env(env)
-        if env not in s.environments:
+        if env not in self.environments(model):
             raise NotFound(f"unknown environment '{env}' for {model}",
-                           hint="environments: " + ", ".join(s.environments))
-        tmpl = s.branch_template or ("{env}" if len(self.models) == 1 else "{model}/{env}")
-        return tmpl.format(model=model, env=env)
+                           hint="environments: " + ", ".join(self.environments(model)))
+        if s.branch_template:
+            return s.branch_template.format(model=model, env=env)
+        if len(self.models) == 1 or self.branch_owner(env) == model:
+            return env
+        return f"{model}/{env}"
+
+    def branch_owner(self, branch: str) -> str | None:
+        """The model whose release the newest tether move on `branch` (local, else origin's)
+        names; None for a branch tether never moved or that does not exist."""
+        if not hasattr(self, "_owners"):
+            self._owners: dict[str, str | None] = {}
+        if branch not in self._owners:
+            from tether.gitrepo import parse_trailers
+            from tether.refs import parse_tag
+
+            owner = None
+            for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
+                if not self.git.ref(ref):
+                    continue
+                out = self.git.run("log", "--first-parent", "-n", "500", "--format=%B%x00", ref).stdout
+                for body in out.split("\0"):
+                    tag = parse_trailers(body).get("Tether-Release")
+                    if tag and (name := parse_tag(tag)):
+                        owner = name.model
+                        break
+                if owner:
+                    break
+            self._owners[branch] = owner
+        return self._owners[branch]
+
+
+def _valid_env(name: str) -> bool:
+    try:
+        check_env(name)
+    except UsageError:
+        return False
+    return True
