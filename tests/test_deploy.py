@@ -121,11 +121,11 @@ def test_exception_mid_copy_leaves_the_old_release_serving(live_v1, monkeypatch)
     calls = {"n": 0}
     real = materialise._copy
 
-    def flaky(src, dst, *args):
+    def flaky(src, dst, *args, **kw):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(28, "No space left on device")
-        real(src, dst, *args)
+        real(src, dst, *args, **kw)
 
     monkeypatch.setattr(materialise, "_copy", flaky)
     monkeypatch.chdir(p.root)

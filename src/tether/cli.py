@@ -96,11 +96,17 @@ def list_(
     from tether.registry import Registry
 
     ws = _ws()
-    reg = Registry(ws)
+    # Tag messages are read lazily: a warm summary cache needs none of them (see summaries).
+    reg = Registry(ws, messages=False)
     models = [ws.model(model)] if model else sorted(ws.models)
+    cold = any(not reg.summary_cached(m) for m in models)
+    if cold:  # one pass that reads every message beats one `git cat-file` per tag
+        reg = Registry(ws, messages=True)
     rows = []
     for m in models:
+        summary = reg.summaries(m)
         for rel in reg.of(m):
+            s = summary[rel.tag]
             rows.append({
                 "model": m,
                 "version": str(rel.version),
@@ -108,13 +114,14 @@ def list_(
                 "stage": reg.stage(rel),
                 "created_at": rel.created_at,
                 "commit": rel.commit,
-                "complete": rel.problem is None,
-                "problem": rel.problem,
-                "metrics": (rel.manifest or {}).get("metrics") or {},
+                "complete": s["complete"],
+                "problem": s["problem"],
+                "kind": s["kind"],
+                "metrics": s["metrics"],
             })
     lines = [f"{'RELEASE':32} {'STAGE':19} {'DATE':25} METRICS"]
     for r in rows:
-        metrics = _metrics_line(r["metrics"]) if r["complete"] else f"INCOMPLETE: {r['problem']}"
+        metrics = _metrics_line(r["metrics"]) if r["complete"] else f"{r['kind'].upper()}: {r['problem']}"
         lines.append(f"{r['tag']:32} {r['stage']:19} {r['created_at'][:25]:25} {metrics}")
     if not rows:
         lines = ["no releases yet: make one with `tether release`"]

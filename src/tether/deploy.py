@@ -209,6 +209,10 @@ def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, R
                              hint=f"move {env} to a release with tether promote/rollback; nothing was deployed")
     reg.check_tag_integrity([ev])
     rel = reg.by_tag(ev.release)
+    if rel is not None and rel.unresolved:
+        # a host with an empty cache: fetch the small objects (threshold, metrics, listings) the
+        # derivation needs, so the manifest a deploy records is the same on every host
+        rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
     if rel is None or rel.manifest is None:
         raise IntegrityError(f"{ev.release}, live in {env}, is not a complete release")
     if rel.tree != ev.tree:

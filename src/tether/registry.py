@@ -5,6 +5,8 @@ timestamps: releases sort by SemVer, environment events by their position in his
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -304,6 +306,53 @@ class Registry:
             if exact:
                 return exact
         return self._by_tree[model].get(tree)
+
+    # -- summaries: what `list` prints, cached by tag object ------------------------------
+    def _summary_cache(self) -> dict:
+        if "summary" not in self._history:
+            path = derive.cache_dir(self.ws.git).parent / "summary.json"
+            try:
+                data = json.loads(path.read_text()).get("entries", {})
+            except (OSError, ValueError, AttributeError):
+                data = {}
+            self._history["summary"] = data if isinstance(data, dict) else {}
+        return self._history["summary"]
+
+    def summary_cached(self, model: str) -> bool:
+        cache = self._summary_cache()
+        return all(isinstance(h := cache.get(r.tag_object), dict) and h.get("commit") == r.commit
+                   and h.get("tag") == r.tag for r in self.of(model))
+
+    def summaries(self, model: str) -> dict[str, dict]:
+        """{tag: {complete, problem, kind, metrics}} for every release of `model`. Keyed in a
+        cache by the tag's object id (the commit for a lightweight tag), which fixes both the
+        message and the commit, so an entry can never describe another tag; only summaries of
+        fully derived releases are stored. A warm `list` reads one file instead of parsing
+        every manifest."""
+        path = derive.cache_dir(self.ws.git).parent / "summary.json"
+        cache = self._summary_cache()
+        out, fresh = {}, {}
+        for rel in self.of(model):
+            hit = cache.get(rel.tag_object)
+            if isinstance(hit, dict) and hit.get("commit") == rel.commit and hit.get("tag") == rel.tag:
+                out[rel.tag] = hit
+                continue
+            entry = {"tag": rel.tag, "commit": rel.commit, "complete": rel.problem is None,
+                     "problem": rel.problem, "kind": rel.problem_kind,
+                     "metrics": (rel.manifest or {}).get("metrics") or {}}
+            out[rel.tag] = entry
+            if not rel.unresolved:
+                fresh[rel.tag_object] = entry
+        if fresh:
+            cache.update(fresh)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"v": 1, "entries": cache}))
+                os.replace(tmp, path)
+            except OSError:
+                pass
+        return out
 
     # -- environments ---------------------------------------------------------------------
     def env_state(self, model: str, env: str) -> EnvState:
