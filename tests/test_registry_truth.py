@@ -252,3 +252,16 @@ def test_an_environment_ahead_of_origin_is_used_and_reported(project, env):
     st = project.ok("status", "--json").json()[0]
     assert st["environments"][env] == v2 and st["refs"][env]["relation"] == "ahead"
     assert "not pushed" in project.ok("status").out
+
+
+def test_a_gto_registration_is_a_release(project):
+    project.code_only_change("registered with gto")
+    project.dvc("push", "-q")
+    gto(project, "register", MODEL, "--version", "v1.1.0")
+    rows = {r["tag"]: r for r in project.ok("list", "--json").json()}
+    assert rows[f"{MODEL}@v1.1.0"]["complete"], rows[f"{MODEL}@v1.1.0"]
+    project.ok("check")
+    project.ok("promote", f"{MODEL}@v1.1.0", "--to", "staging", "--approver", "a", "--reason", "gto register")
+    assert json.loads(gto(project, "show", "--json").out)[MODEL]["stage"]["staging"] == "v1.1.0"
+    project.code_only_change("next")
+    assert project.ok("release", "--dry-run", "--json").json()["version"] == "1.1.1"
