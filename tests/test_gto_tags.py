@@ -167,7 +167,6 @@ def test_state_rules_pure():
 
 
 # --- the real gto CLI ----------------------------------------------------------------------
-needs_gto = pytest.mark.skipif(GTO is None, reason="gto CLI not installed")
 
 
 def _env(when: int | None = None) -> dict:
@@ -225,7 +224,6 @@ def _repo(tmp_path: Path, gto_config: str | None = None, when: int | None = None
     return repo, c1, _git(repo, "rev-parse", "HEAD")
 
 
-@needs_gto
 def test_every_tag_the_gto_cli_writes_parses(tmp_path):
     repo, c1, c2 = _repo(tmp_path)
     steps = [
@@ -289,7 +287,6 @@ def _assign(repo: Path, model: str, version: str, commit: str, stage: str, now: 
     return name
 
 
-@needs_gto
 def test_tether_assignments_drive_gto_show_and_rollback(tmp_path):
     repo, c1, c2 = _repo(tmp_path, gto_config="stages: [staging, prod]\n")
     _gto(repo, "register", "churn", c1, "--version", "v1.0.0")
@@ -359,7 +356,6 @@ SCENARIOS = {
 }
 
 
-@needs_gto
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_stage_state_mirrors_gto_show(tmp_path, scenario):
     t0 = int(time.time()) - 3600  # realistic: releases an hour ago, commits before them
