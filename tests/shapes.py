@@ -307,3 +307,210 @@ def listing(cache_or_store: Path, md5: str) -> list[dict]:
 def object_path(cache_or_store: Path, md5: str) -> Path:
     """`<dir>/files/md5/ab/cdef…` (a local remote and `.dvc/cache` share the layout)."""
     return cache_or_store / "files" / "md5" / md5[:2] / md5[2:]
+
+
+# -- the issue's text classifier: threshold only on the evaluating stage, dvclive-style metrics --
+LIVE_DVC_YAML = """\
+stages:
+  prepare:
+    cmd: python src/textclf/prepare.py
+    deps:
+      - data/raw
+      - src/textclf/prepare.py
+    params:
+      - seed
+      - prepare.eval_fraction
+    outs:
+      - data/prepared
+  featurize:
+    cmd: python src/textclf/featurize.py
+    deps:
+      - data/prepared
+      - src/textclf/featurize.py
+    params:
+      - featurize.max_features
+    outs:
+      - data/features
+  train:
+    cmd: python src/textclf/train.py
+    deps:
+      - data/features
+      - src/textclf/train.py
+    params:
+      - train.alpha
+    outs:
+      - models/textclf
+  evaluate:
+    cmd: python src/textclf/evaluate.py
+    deps:
+      - data/features
+      - models/textclf
+      - src/textclf/evaluate.py
+    params:
+      - evaluate.threshold
+    plots:
+      - eval/plots:
+          cache: false
+
+metrics:
+  - eval/live/metrics.json
+
+artifacts:
+  textclf:
+    path: models/textclf
+    type: model
+    meta:
+      tether:
+        smoke: false
+"""
+
+LIVE_TRAIN = SCRIPTS["train.py"].split("        threshold = params")[0] + '''\
+        out = Path("models/textclf")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.pkl").write_bytes(pickle.dumps(model, protocol=4))
+    '''
+
+LIVE_EVALUATE = SCRIPTS["evaluate.py"].replace(
+    '''        Path("eval").mkdir(exist_ok=True)
+        Path("eval/metrics.json").write_text(json.dumps({"accuracy": round(correct / len(evals), 6)}) + "\\n")''',
+    '''        # as dvclive's Live(dir="eval/live") leaves it: metrics in git, declared at the top level
+        Path("eval/live").mkdir(parents=True, exist_ok=True)
+        Path("eval/plots").mkdir(parents=True, exist_ok=True)
+        Path("eval/live/metrics.json").write_text(json.dumps({"accuracy": round(correct / len(evals), 6),
+                                                              "step": 0}) + "\\n")
+        Path("eval/plots/scores.csv").write_text("label,correct\\n" + "".join(
+            f"{label},{1}\\n" for label, _ in evals))''')
+
+
+def build_textclf_live(base: Path, s3: dict | None = None) -> Project:
+    """The text classifier as the model-shape issue describes it: directory outputs, a pickle
+    model, the decision threshold declared only as a param of the stage that evaluates the model,
+    metrics written dvclive's way (a file in git named by the top-level `metrics:`), plots."""
+    p = _init(base, s3)
+    write_sources(p.root)
+    (p.root / "dvc.yaml").write_text(LIVE_DVC_YAML)
+    (p.root / "src/textclf/train.py").write_text(textwrap.dedent(LIVE_TRAIN))
+    (p.root / "src/textclf/evaluate.py").write_text(textwrap.dedent(LIVE_EVALUATE))
+    assert "eval/live" in (p.root / "src/textclf/evaluate.py").read_text()
+    p.dvc("add", "-q", "data/raw")
+    p.dvc("repro", "-q")
+    p.commit_all("text classifier: dvclive metrics, threshold on evaluate")
+    _publish(p)
+    return p
+
+
+def _init(base: Path, s3: dict | None) -> Project:
+    p = Project(Path(base))
+    p.root.mkdir(parents=True)
+    p.git("init", "-q", "-b", "main")
+    p.git("config", "user.name", "Tess Tether")
+    p.git("config", "user.email", "tess@example.com")
+    p.dvc("init", "-q")
+    if s3 is None:
+        p.store.mkdir(parents=True, exist_ok=True)
+        p.dvc("remote", "add", "--local", "-f", "-d", "local", str(p.store))
+    else:
+        p.dvc("remote", "add", "-f", "-d", "s3", s3["url"])
+        p.dvc("remote", "modify", "s3", "endpointurl", s3["endpoint"])
+    return p
+
+
+def _publish(p: Project) -> None:
+    p.git("init", "-q", "--bare", str(p.origin))
+    p.git("remote", "add", "origin", str(p.origin))
+    p.git("push", "-q", "origin", "main")
+
+
+# -- a model no stage produces: trained in a notebook, kept with `dvc add` or in git -----------
+CHURN_EVALUATE = '''\
+"""Score data/holdout.csv with a pickled logistic model; metrics for DVC, threshold from params."""
+import csv
+import json
+import math
+import pickle
+import sys
+from pathlib import Path
+
+import yaml
+
+model_path = Path(sys.argv[1])
+params = yaml.safe_load(Path("params.yaml").read_text())
+key = sys.argv[2]
+threshold = params[key]["threshold"]
+model = pickle.loads(model_path.read_bytes())
+rows = list(csv.reader(Path("data/holdout.csv").read_text().splitlines()))[1:]
+correct = 0
+for tenure, spend, label in rows:
+    z = model["bias"] + model["w"][0] * float(tenure) + model["w"][1] * float(spend)
+    correct += ((1 / (1 + math.exp(-z))) >= threshold) == (label == "1")
+out = Path("eval") / key
+out.mkdir(parents=True, exist_ok=True)
+(out / "metrics.json").write_text(json.dumps({"accuracy": round(correct / len(rows), 6)}) + "\\n")
+'''
+
+
+def churn_model(version: int) -> bytes:
+    import pickle
+
+    return pickle.dumps({"bias": -1.0 + 0.1 * version, "w": [-0.05, 0.02 * version]}, protocol=4)
+
+
+def churn_stage(key: str, model_path: str) -> str:
+    return f"""\
+  {key}:
+    cmd: python src/churn/evaluate.py {model_path} {key}
+    deps:
+      - data/holdout.csv
+      - {model_path}
+      - src/churn/evaluate.py
+    params:
+      - {key}.threshold
+    metrics:
+      - eval/{key}/metrics.json:
+          cache: false
+"""
+
+
+def build_churn(base: Path, keep: str = "dvc", *, evaluate: bool = True, second: bool = False) -> Project:
+    """A churn model trained outside the pipeline and committed as a file: `keep="dvc"` adds it
+    with `dvc add`, `keep="git"` commits it to git. With `evaluate`, one stage scores it (data,
+    code, threshold param, metrics); without, the model is all there is. With `second`, another
+    model (`churn-lite`, kept in git) lives in the same repository with its own evaluation."""
+    p = _init(base, None)
+    root = p.root
+    (root / "src/churn").mkdir(parents=True)
+    (root / "src/churn/evaluate.py").write_text(CHURN_EVALUATE)
+    (root / "data").mkdir()
+    rng = random.Random(5)
+    lines = ["tenure,spend,label"] + [f"{rng.randint(1, 60)},{rng.randint(10, 200)},{rng.randint(0, 1)}"
+                                      for _ in range(80)]
+    (root / "data/holdout.csv").write_text("\n".join(lines) + "\n")
+    (root / "models").mkdir()
+    (root / "models/churn.pkl").write_bytes(churn_model(1))
+    params = "evaluate:\n  threshold: 0.5\n"
+    stages = churn_stage("evaluate", "models/churn.pkl") if evaluate else ""
+    arts = "  churn:\n    path: models/churn.pkl\n    type: model\n    meta:\n      tether:\n        smoke: false\n"
+    if second:
+        (root / "models/churn-lite.pkl").write_bytes(churn_model(7))
+        params += "lite:\n  threshold: 0.4\n"
+        stages += churn_stage("lite", "models/churn-lite.pkl")
+        arts += "  churn-lite:\n    path: models/churn-lite.pkl\n    type: model\n    meta:\n      tether:\n        smoke: false\n"
+    (root / "params.yaml").write_text(params)
+    (root / "dvc.yaml").write_text((f"stages:\n{stages}\n" if stages else "") + f"artifacts:\n{arts}")
+    p.dvc("add", "-q", "data/holdout.csv")
+    if keep == "dvc":
+        p.dvc("add", "-q", "models/churn.pkl")
+    if evaluate:
+        p.dvc("repro", "-q")
+    p.commit_all(f"churn model ({keep})")
+    _publish(p)
+    return p
+
+
+def retrain_churn(p: Project, version: int, keep: str = "dvc", model: str = "churn") -> None:
+    """A new model file from the notebook, recorded the way the project keeps it."""
+    (p.root / f"models/{model}.pkl").write_bytes(churn_model(version) if model == "churn" else churn_model(version + 10))
+    if keep == "dvc" and model == "churn":
+        p.dvc("add", "-q", f"models/{model}.pkl")
+    p.dvc("repro", "-q")
+    p.commit_all(f"{model} v{version}")

@@ -56,6 +56,14 @@ def _json(path: Path) -> dict:
         raise IntegrityError(f"{path} is not valid JSON: {exc}") from None
 
 
+def is_bundle(path: str | Path, manifest_file: str = "manifest.json") -> bool:
+    """A tether serving bundle (the reference project's shape): a directory with a bundle
+    manifest. Any other model (a pickle, an ONNX file, a directory of weights) is verified by
+    the release's own digests alone; its format is not tether's business."""
+    path = Path(path)
+    return path.is_dir() and not path.is_symlink() and (path / manifest_file).is_file()
+
+
 def verify_bundle(path: str | Path) -> dict:
     """Recompute every file's SHA-256 and size against the bundle's manifest.json."""
     path = Path(path)

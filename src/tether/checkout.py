@@ -15,9 +15,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether import dvcgraph, materialise
+from tether import dvcgraph, materialise, paths
 from tether.dvcstore import DvcStore
-from tether.errors import Conflict, IntegrityError
+from tether.errors import Conflict, IntegrityError, TetherError
 from tether.refs import parse_ref
 from tether.registry import Registry
 from tether.workspace import Workspace, load_yaml
@@ -34,15 +34,44 @@ class CheckoutResult:
         return self.__dict__.copy()
 
 
-def _lock_outs(ws: Workspace, rev: str | None) -> set[str]:
-    """Every DVC output path of the pipeline at `rev` (None: the workspace's dvc.lock)."""
+def _tuple_paths(ws: Workspace, rev: str | None, model: str) -> tuple[set[str], set[str]]:
+    """(DVC-tracked paths of the model's tuple, its stages and .dvc files) in the pipeline at
+    `rev` (None: the workspace). Other outputs (evaluation reports, plots, other models) are not
+    checkout's to move."""
     if rev is None:
-        lock = ws.dvc_lock()
+        dvc_yaml, lock = ws.dvc_yaml, ws.dvc_lock()
     else:
         text = ws.git.run("show", f"{rev}:dvc.lock", check=False).stdout
         lock = load_yaml(text) if text else {}
-    return {o.path for s in dvcgraph.lock_stages(lock).values() for o in s.outs
-            if o.md5 and not o.path.endswith(".yaml")}
+        text = ws.git.run("show", f"{rev}:dvc.yaml", check=False).stdout
+        dvc_yaml = load_yaml(text) if text else {}
+    try:
+        graph = dvcgraph.model_graph(dvc_yaml or {}, lock or {}, model)
+    except TetherError:
+        return set(), set()
+    tracked = {e.path for e in graph.weights + graph.data if e.md5 and not e.external}
+    if tracked:  # files git holds (a model kept in git, a small dep) are git checkout's to move
+        listed = ws.git.run("ls-tree", "-r", "-d", "--name-only", rev or "HEAD", "--", *sorted(tracked),
+                            check=False).stdout.split("\n")
+        listed += ws.git.run("ls-tree", "-r", "--name-only", rev or "HEAD", "--", *sorted(tracked),
+                             check=False).stdout.split("\n")
+        tracked -= {p for p in listed if p}
+    keys = {st.name for st in graph.stages} | {f"{p}.dvc" for p in tracked} | {graph.artifact.path + ".dvc"}
+    return tracked, keys
+
+
+def _dirty_outputs(changed: dict, tracked: set[str]) -> list[str]:
+    """Outputs of the tuple that `dvc status` finds modified in the workspace: the work checkout
+    would overwrite. An evaluation report or another model's output is not in the way."""
+    found = set()
+    for entries in changed.values():
+        for item in entries if isinstance(entries, list) else ():
+            outs = item.get("changed outs") if isinstance(item, dict) else None
+            for path in outs or {}:
+                p = dvcgraph.norm(path)
+                if any(dvcgraph.under(p, t) or dvcgraph.under(t, p) for t in tracked):
+                    found.add(p)
+    return sorted(found)
 
 
 def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: bool = False,
@@ -50,31 +79,37 @@ def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: b
     ref = parse_ref(ref_text)
     reg = Registry(ws, messages=False)
     rel = reg.resolve(ref, model)
-    if rel.manifest is None:
-        raise IntegrityError(f"{rel.tag} is not a complete release: {rel.problem}")
+    rel.require_trusted("checked out")
     if ref.env:
         reg.check_tag_integrity(reg.history(rel.name.model, ref.env)[:1])
     store = store or DvcStore(ws.root)
     git = ws.git
+    model_name = rel.name.model
+    entries = materialise.needed(rel.manifest, full=True)
+    for e in entries:  # every path this checkout would write, checked before anything moves
+        paths.inside(ws.root, e["path"], "output path")
+    target_rev = ws.branch(model_name, ref.env) if ref.env else rel.commit
+    if ref.env:
+        _check_env_tree(ws, target_rev, rel)
+    old_paths, old_keys = _tuple_paths(ws, None, model_name)
     if not force:
         dirty = git.status_porcelain()
-        changed = store.changed_stages()
+        changed = _dirty_outputs(store.changed_stages(), old_paths)
         if dirty or changed:
-            what = ", ".join([line[3:] for line in dirty[:4]] + [f"outputs of {s}" for s in list(changed)[:3]])
+            what = ", ".join([line[3:] for line in dirty[:4]] + changed[:4])
             raise Conflict(f"the workspace has uncommitted work that checkout would overwrite: {what}",
                            hint="commit or stash it, or pass --force to discard it")
-    entries = materialise.needed(rel.manifest, full=True)
     if dry_run:
-        target = ws.branch(rel.name.model, ref.env) if ref.env else rel.commit
-        return CheckoutResult(release=rel.tag, commit=rel.commit, ref=target, outputs=[e["path"] for e in entries])
+        return CheckoutResult(release=rel.tag, commit=rel.commit, ref=target_rev, outputs=[e["path"] for e in entries])
     if progress:
         progress(f"fetching and checking {len(entries)} object(s) for {rel.tag} …")
     materialise.ensure_cached(store, entries, progress)
 
-    target_rev = ws.branch(rel.name.model, ref.env) if ref.env else rel.commit
     old_branch = git.current_branch()
     old_head = git.head()
-    outs = _lock_outs(ws, None) | _lock_outs(ws, rel.commit)
+    outs = {p for p in old_paths | {e["path"] for e in entries} if paths.problem(p) is None}
+    for p in outs:
+        paths.inside(ws.root, p, "output path")
     backup = Path(tempfile.mkdtemp(prefix=".tether-checkout-", dir=ws.root / ".dvc" / "tmp"
                                    if (ws.root / ".dvc" / "tmp").is_dir() else ws.root))
     moved: list[str] = []
@@ -83,6 +118,8 @@ def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: b
         for path in sorted(outs):
             src = ws.root / path
             if src.exists() or src.is_symlink():
+                if any(dvcgraph.under(path, m) for m in moved):
+                    continue  # inside a directory already moved aside
                 dst = backup / path
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
@@ -97,8 +134,19 @@ def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: b
     return CheckoutResult(release=rel.tag, commit=rel.commit, ref=target_rev, outputs=[e["path"] for e in entries])
 
 
+def _check_env_tree(ws: Workspace, branch: str, rel) -> None:
+    """`checkout ENV` only onto a branch whose tree is exactly its release's tree: anything else
+    is the half state (new code, old weights, or the reverse) checkout exists to prevent."""
+    head = ws.git.ref(f"refs/heads/{branch}") or ws.git.ref(f"refs/remotes/origin/{branch}")
+    tree = ws.git.rev_parse(f"{head}^{{tree}}") if head else None
+    if tree != rel.tree:
+        raise IntegrityError(f"{branch}'s tree is not {rel.tag}'s tree: it was edited by hand",
+                             hint=f"move it to a release with tether promote/rollback, or check out the release "
+                                  f"itself: tether checkout {rel.tag}")
+
+
 def _restore(ws: Workspace, backup: Path, moved: list[str], outs: set[str], old_ref: str, git_moved: bool) -> None:
-    for path in outs:
+    for path in sorted(outs, reverse=True):
         p = ws.root / path
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
@@ -116,13 +164,12 @@ def _restore(ws: Workspace, backup: Path, moved: list[str], outs: set[str], old_
 
 def verify_release(ws: Workspace, ref_text: str, model: str | None = None, progress=None) -> dict:
     """`tether verify REF`: fetch (cache or remote) and recompute every digest."""
-    from tether.bundle import verify_bundle
+    from tether.bundle import is_bundle, verify_bundle
 
     reg = Registry(ws, messages=False)
     ref = parse_ref(ref_text)
     rel = reg.resolve(ref, model)
-    if rel.manifest is None:
-        raise IntegrityError(f"{rel.tag} is not a complete release: {rel.problem}")
+    rel.require_trusted("verified")
     if ref.env:
         reg.check_tag_integrity(reg.history(rel.name.model, ref.env))
     from tether.check import check_releases
@@ -136,7 +183,9 @@ def verify_release(ws: Workspace, ref_text: str, model: str | None = None, progr
     with tempfile.TemporaryDirectory(prefix="tether-verify-") as tmp:
         dest = Path(tmp) / "release"
         materialise.materialise(ws.git, store, rel.manifest, dest, entries)
-        verify_bundle(dest / rel.manifest["artifact"]["path"])
+        art = dest / rel.manifest["artifact"]["path"]
+        if is_bundle(art):
+            verify_bundle(art)
     return {"release": rel.tag, "files": len(entries), "ok": True}
 
 

@@ -57,6 +57,11 @@ def _metrics_line(metrics: dict | None, keys=("roc_auc", "f1", "precision", "rec
     return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), (int, float)))
 
 
+def _gate_line(g) -> str:
+    line = f"  gate {g.name}: {g.status} - {g.message}"
+    return line + (f"\n    ({g.hint})" if g.warning and g.hint else "")
+
+
 # -- releases ------------------------------------------------------------------------------
 @app.command()
 def release(
@@ -77,7 +82,7 @@ def release(
     plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push)
     if dry_run:
         lines = [f"would release {plan.tag} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"]
-        lines += [f"  gate {g.name}: ok - {g.message}" for g in plan.gates]
+        lines += [_gate_line(g) for g in plan.gates]
         lines += [f"  step: {s}" for s in plan.steps]
         emit({"dry_run": True, **plan.as_dict()}, as_json, "\n".join(lines))
         return
@@ -304,7 +309,7 @@ def _move(action: str, **kw) -> None:
                  + "smoke test …")
     plan = plan_move(ws, action=action, **kw)
     frm = ((plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)")
-    gate_lines = [f"  gate {g.name}: ok - {g.message}" for g in plan.gates]
+    gate_lines = [_gate_line(g) for g in plan.gates]
     if dry_run:
         emit({"dry_run": True, **plan.as_dict()}, as_json,
              "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *gate_lines]))

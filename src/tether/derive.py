@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tether import dvcgraph
+from tether import dvcgraph, paths
 from tether import manifest as mf
 from tether.digest import sha256_bytes
 from tether.gitrepo import Git, cat_files, object_ids
@@ -132,13 +132,13 @@ def derive_many(git: Git, wanted: list[tuple[str, str]], read_object: Callable[[
             continue
         graphs[(commit, model)] = (dvc_yaml, lock, graph)
         specs += [f"{commit}:{p}" for p in graph.code]
-        specs += [f"{commit}:{e.path}" for e in graph.data]
+        specs += [f"{commit}:{e.path}" for e in graph.data if not e.external]
         specs += [f"{commit}:{p}" for p in _metric_paths(dvc_yaml, graph)]
-        specs += [f"{commit}:{graph.artifact.path}"]
+        specs += [f"{commit}:{graph.artifact.path}", f"{commit}:{graph.artifact.path}.dvc"]
         specs += [f"{commit}:{graph.artifact.path}/{n}" for n in _ART_FILES]
         specs.append(f"{commit}:conf")
     ids = object_ids(git, specs)
-    small = cat_files(git, [s for s in specs if ids.get(s) and s.rsplit("/", 1)[-1].endswith(".json")])
+    small = cat_files(git, [s for s in specs if ids.get(s) and s.rsplit("/", 1)[-1].endswith((".json", ".dvc"))])
     for key, (dvc_yaml, lock, graph) in graphs.items():
         commit, model = key
         d = _derive_one(commit, model, trees.get(commit, ""), dvc_yaml, lock, graph,
@@ -167,9 +167,16 @@ def _metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
             p = next(iter(m)) if isinstance(m, dict) else m
             if isinstance(p, str):
                 paths.append(dvcgraph.norm(p))
+    own = [o.path for st in graph.stages for o in st.outs]
+    other = [out for out, st in graph.producers.items() if st not in names]
     for m in dvc_yaml.get("metrics") or ():
-        if isinstance(m, str):
-            paths.append(dvcgraph.norm(m))
+        m = m if isinstance(m, str) else next(iter(m), None) if isinstance(m, dict) else None
+        if not isinstance(m, str):
+            continue
+        p = dvcgraph.norm(m)
+        # dvclive's files sit in an evaluating stage's output; another model's stay out
+        if any(dvcgraph.under(p, o) for o in own) or not any(dvcgraph.under(p, o) for o in other):
+            paths.append(p)
     return list(dict.fromkeys(paths))
 
 
@@ -224,18 +231,24 @@ def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, sm
     data = []
     for e in graph.data:
         entry = {"path": e.path, "md5": e.md5, "size": e.size, "sha256": None, "stage": e.stage}
-        gid = ids.get(f"{commit}:{e.path}")
+        if e.external:
+            entry["external"] = True  # a URL or a path outside the repository: pinned, never copied
+        gid = None if e.external else ids.get(f"{commit}:{e.path}")
         if gid:
             entry["git_id"] = gid
         data.append(entry)
     roles = {settings.threshold_file: "threshold", settings.metrics_file: "metrics",
              settings.feature_schema_file: "schema", settings.runtime_file: "runtime",
              settings.bundle_manifest_file: "bundle-manifest"}
-    weights = [{"path": e.path, "md5": e.md5, "size": e.size, "sha256": None, "stage": e.stage,
-                "role": roles.get(Path(e.path).name, "model")} for e in graph.weights]
-    if not weights and (gid := ids.get(f"{commit}:{art.path}")):
-        weights = [{"path": art.path, "git_id": gid, "md5": None, "size": None, "sha256": None,
-                    "stage": None, "role": "model"}]  # weights kept in git
+    weights = []
+    for e in graph.weights:
+        w = {"path": e.path, "md5": e.md5, "size": e.size, "sha256": None, "stage": e.stage,
+             "role": roles.get(Path(e.path).name, "model")}
+        if gid := ids.get(f"{commit}:{e.path}"):
+            w["git_id"] = gid  # a model kept in git and read by a stage: git holds its bytes
+        weights.append(w)
+    if not weights:
+        weights = _unstaged_weights(commit, art.path, ids, small)
     code = [{"path": p, "type": "blob" if ids.get(f"{commit}:{p}") else "missing", "git_id": ids.get(f"{commit}:{p}")}
             for p in graph.code]
     params_values = {}
@@ -244,18 +257,6 @@ def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, sm
             params_values = load_yaml(params_blob.decode()) or {}
         except Exception:  # noqa: BLE001
             d.problems.append("params.yaml at its commit is not valid YAML")
-    threshold = None
-    tj = read_json(f"{art.path}/{settings.threshold_file}")
-    if isinstance(tj, dict) and _num(tj.get("value")):
-        threshold = {**tj, "source": tj.get("source") or f"{art.path}/{settings.threshold_file}"}
-    if threshold is None:
-        from tether.components import dvcgraph_param
-
-        value = dvcgraph_param(graph.params, ("evaluate", "threshold"))
-        if value is None:
-            value = _dig(params_values, ("evaluate", "threshold")) if _evaluate_declares(dvc_yaml) else None
-        if _num(value):
-            threshold = {"value": value, "source": "params: evaluate.threshold"}
     metrics: dict = {}
     mj = read_json(f"{art.path}/{settings.metrics_file}")
     if isinstance(mj, dict):
@@ -267,6 +268,9 @@ def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, sm
         if isinstance(found, dict):
             for k, v in mf.flatten(found).items():
                 metrics.setdefault(k, v)
+    threshold, why = _threshold(settings, art, graph, params_values, read, read_json, metrics, dvc_yaml)
+    if why:
+        d.problems.append(why)
     metrics = {k: v for k, v in metrics.items() if isinstance(k, str) and (_num(v) or isinstance(v, str))}
     schema = read_json(f"{art.path}/{settings.feature_schema_file}")
     runtime = read_json(f"{art.path}/{settings.runtime_file}")
@@ -304,8 +308,91 @@ def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, sm
         if not ok and not (part == "threshold" and d.unresolved):
             d.missing_parts.append(part)
             d.fixes[part] = FIXES[part]
+            if part == "threshold":
+                art_is_file = any(w["path"] == art.path and not str(w.get("md5") or "").endswith(".dir")
+                                  for w in weights)
+                d.fixes[part] = (f"meta.tether.threshold points to {settings.threshold}, which holds no number at "
+                                 "this commit" if settings.threshold else threshold_fix(art.path, not art_is_file))
     d.unresolved = sorted(set(d.unresolved))
     return d
+
+
+def _threshold(settings: Settings, art, graph, params_values: dict, read, read_json, metrics: dict,
+               dvc_yaml: dict) -> tuple[dict | None, str | None]:
+    """(threshold, problem). Where users keep it, first match wins:
+    1. `meta.tether.threshold: FILE:KEY` (e.g. `params.yaml:evaluate.threshold`), authoritative;
+    2. `<artifact>/threshold.json` ({"value": …}) when the artifact is a directory;
+    3. a param named `threshold` (`evaluate.threshold`, `train.threshold`) of a stage in the
+       model's graph, the stages that evaluate the model included; one such key, else ambiguous;
+    4. a `threshold` key in the metrics the model's stages declare."""
+    from tether.components import dvcgraph_param
+
+    if settings.threshold:
+        file, _, key = str(settings.threshold).partition(":")
+        keys = tuple(k for k in key.split(".") if k)
+        if not file or not keys or paths.problem(file):
+            return None, (f"meta.tether.threshold {settings.threshold!r} is not FILE:KEY "
+                          "(e.g. params.yaml:evaluate.threshold)")
+        file = paths.normalise(file)
+        if file == "params.yaml":
+            doc = params_values
+        else:
+            raw = read(file)
+            try:
+                doc = load_yaml(raw.decode()) if raw is not None else None  # YAML reads JSON too
+            except Exception:  # noqa: BLE001
+                doc = None
+        value = _dig(doc, keys) if isinstance(doc, dict) else None
+        if isinstance(value, dict) and _num(value.get("value")):
+            value = value["value"]
+        if not _num(value):
+            return None, None  # a missing part: the fix names the pointer
+        return {"value": value, "source": f"{file}:{'.'.join(keys)}"}, None
+    tj = read_json(f"{art.path}/{settings.threshold_file}")
+    if isinstance(tj, dict) and _num(tj.get("value")):
+        return {**tj, "source": tj.get("source") or f"{art.path}/{settings.threshold_file}"}, None
+    value = dvcgraph_param(graph.params, ("evaluate", "threshold"))
+    if _num(value):
+        return {"value": value, "source": "params: evaluate.threshold"}, None
+    found = {k: v for values in graph.params.values() for k, v in mf.flatten(values or {}).items()
+             if k.rsplit(".", 1)[-1] == "threshold" and _num(v)}
+    if len(found) == 1:
+        k, v = next(iter(found.items()))
+        return {"value": v, "source": f"params: {k}"}, None
+    if len(found) > 1:
+        return None, (f"several params could be the threshold ({', '.join(sorted(found))}); "
+                      "name one with meta.tether.threshold: params.yaml:KEY")
+    if _num(metrics.get("threshold")):
+        return {"value": metrics["threshold"], "source": "metrics: threshold"}, None
+    return None, None
+
+
+def threshold_fix(art_path: str, is_dir: bool) -> str:
+    where = (f"write {art_path}/threshold.json ({{\"value\": …}}) from a stage, " if is_dir else "")
+    return (where + "list the param under the `params:` of the stage that evaluates the model (e.g. "
+            "`evaluate.threshold` in params.yaml), write a `threshold` key into a declared metrics file, "
+            "or point to it: `meta: {tether: {threshold: params.yaml:evaluate.threshold}}` on the artifact")
+
+
+def _unstaged_weights(commit: str, path: str, ids: dict, small: dict) -> list[dict]:
+    """A model no stage produces or reads: added with `dvc add` (its `.dvc` file at the commit
+    names the object) or a file/directory kept in git."""
+    raw = small.get(f"{commit}:{path}.dvc")
+    if raw is not None:
+        try:
+            outs = (load_yaml(raw.decode()) or {}).get("outs") or []
+            out = outs[0] if isinstance(outs, list) and outs and isinstance(outs[0], dict) else {}
+        except Exception:  # noqa: BLE001 - an unreadable .dvc file names no weights
+            out = {}
+        md5 = out.get("md5")
+        if isinstance(md5, str) and md5:
+            return [{"path": path, "md5": md5, "size": out.get("size"), "sha256": None, "stage": None,
+                     "role": "model", "dvc_file": f"{path}.dvc"}]
+    gid = ids.get(f"{commit}:{path}")
+    if gid:
+        return [{"path": path, "git_id": gid, "md5": None, "size": None, "sha256": None,
+                 "stage": None, "role": "model"}]  # weights kept in git
+    return []
 
 
 def _num(v) -> bool:
@@ -319,13 +406,6 @@ def _dig(values, key):
             return None
         node = node[k]
     return node
-
-
-def _evaluate_declares(dvc_yaml: dict) -> bool:
-    stages = dvc_yaml.get("stages") or {}
-    spec = stages.get("evaluate") if isinstance(stages, dict) else None
-    return isinstance(spec, dict) and any(
-        (p if isinstance(p, str) else "") in ("evaluate", "evaluate.threshold") for p in spec.get("params") or ())
 
 
 # -- the attestation -------------------------------------------------------------------------

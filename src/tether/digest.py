@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 _BLOCK = 1 << 20
@@ -20,3 +21,32 @@ def sha256_file(path: str | Path) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def tree_sha256(files: dict[str, str]) -> str:
+    """One SHA-256 for a directory output, from the SHA-256 of every file in it: the digest of
+    its `sha256sum`-style listing (`<sha256>  <relpath>\\n`, sorted by path). Any changed, added
+    or removed file changes it, and the manifest stays one line per directory whatever the
+    number of files (design.md, "Directory outputs"). Reproduce it by hand with
+    `cd DIR && find . -type f | sed 's|^\\./||' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum`."""
+    h = hashlib.sha256()
+    for rel in sorted(files, key=lambda p: p.encode()):
+        h.update(f"{files[rel]}  {rel}\n".encode())
+    return h.hexdigest()
+
+
+def tree_sha256_of(root: str | Path, relpaths=None) -> tuple[str, dict[str, str]]:
+    """(tree digest, {relpath: sha256}) of the files under `root`: every regular file, or just
+    `relpaths`. Symlinks are not followed and count as a mismatch of their own."""
+    root = Path(root)
+    if relpaths is None:
+        relpaths = []
+        for dirpath, dirs, names in os.walk(root):
+            dirs.sort()
+            for name in names:
+                relpaths.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+    files = {}
+    for rel in relpaths:
+        p = root / rel
+        files[rel] = "symlink" if p.is_symlink() else sha256_file(p)
+    return tree_sha256(files), files

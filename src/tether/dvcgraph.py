@@ -11,7 +11,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from tether.errors import NotFound, UsageError
+from tether import paths
+from tether.errors import IntegrityError, NotFound, UsageError
 
 CODE_SUFFIXES = (".py", ".pyx", ".r", ".R", ".jl", ".sh", ".sql", ".ipynb", ".toml", ".cfg")
 
@@ -23,6 +24,7 @@ class FileEntry:
     size: int | None
     stage: str
     is_dir: bool = False
+    external: bool = False  # a URL, absolute or `..` dep: read by the stage, never written by tether
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ class ModelGraph:
 
 
 def norm(path: str) -> str:
-    return posixpath.normpath(path.replace("\\", "/")).lstrip("./") if path not in (".", "./") else "."
+    """DVC's spelling of a path (`./a//b` is `a/b`); URLs, absolute and `..` paths keep what they
+    name, so that they can be told apart and refused (see tether.paths)."""
+    return paths.normalise(path)
 
 
 def under(path: str, root: str) -> bool:
@@ -66,9 +70,10 @@ def artifacts(dvc_yaml: dict) -> dict[str, Artifact]:
     for name, spec in (dvc_yaml.get("artifacts") or {}).items():
         if not isinstance(spec, dict) or "path" not in spec:
             raise UsageError(f"dvc.yaml: artifact '{name}' has no path")
+        path = norm(spec["path"])
         arts[name] = Artifact(
             name=name,
-            path=norm(spec["path"]),
+            path=path,
             type=spec.get("type", "model"),
             meta=(spec.get("meta") or {}),
         )
@@ -81,12 +86,14 @@ def models(dvc_yaml: dict) -> dict[str, Artifact]:
 
 def _entry(raw: dict, stage: str) -> FileEntry:
     md5 = raw.get("md5") or raw.get("etag") or raw.get("checksum")
+    path = norm(raw["path"])
     return FileEntry(
-        path=norm(raw["path"]),
+        path=path,
         md5=md5,
         size=raw.get("size"),
         stage=stage,
-        is_dir=bool(md5 and md5.endswith(".dir")),
+        is_dir=bool(isinstance(md5, str) and md5.endswith(".dir")),
+        external=paths.problem(path) is not None,
     )
 
 
@@ -118,6 +125,13 @@ def model_graph(
             hint="declare it under `artifacts:` in dvc.yaml with type: model",
         )
     art = arts[model]
+    if paths.is_url(art.path):
+        raise UsageError(f"dvc.yaml: model '{model}' is stored at {art.path}, outside the repository",
+                         hint="tether releases models the repository tracks: a stage output, a `dvc add`ed "
+                              "file or a file in git")
+    why = paths.problem(art.path, f"dvc.yaml: model '{model}' path")
+    if why:
+        raise IntegrityError(why, hint="declare the model's path relative to the repository root")
     stages = lock_stages(dvc_lock)
     producers = {o.path: s.name for s in stages.values() for o in s.outs}
 
@@ -150,24 +164,43 @@ def model_graph(
 
     for r in sorted(roots):
         visit(r)
+    # Stages that evaluate the model (read its weights, write metrics or plots) belong to the
+    # tuple too: their code, data slice and params (often the threshold) decide whether it ships.
+    weight_paths = [art.path] + [o.path for n in order for o in stages[n].outs if under(o.path, art.path)]
+    evaluating = sorted(n for n, st in stages.items() if n not in seen and _reports(dvc_yaml, n, st)
+                        and any(under(d.path, w) for d in st.deps for w in weight_paths))
+    for n in evaluating:
+        visit(n)
     closure = tuple(stages[n] for n in order)
+    eval_stages = set(order) - set(_upstream(stages, producer_of, producers, roots))
 
     weights, data, code, params = [], {}, set(), {}
+    produced_weights = {o.path for st in closure for o in st.outs if under(o.path, art.path)}
     for st in closure:
         for f, values in st.params.items():
             params.setdefault(norm(f), {}).update(values or {})
         for out in st.outs:
+            if out.external:
+                raise IntegrityError(paths.problem(out.path, f"dvc.lock: stage '{st.name}' output"),
+                                     hint="DVC outputs must be inside the repository")
             if under(out.path, art.path):
                 weights.append(out)
-            elif out.path in params_files:
-                continue
+            elif out.path in params_files or st.name in eval_stages:
+                continue  # an evaluation's report (metrics, plots) is read, not shipped
             else:
                 data.setdefault(out.path, out)
         for dep in st.deps:
             if dep.path in params_files or any(under(dep.path, c) for c in config_dirs):
                 continue
+            if dep.external:
+                data.setdefault(dep.path, dep)  # read where it is (a URL, a shared disk), never written
+                continue
             if producer_of(dep.path):
                 continue  # an upstream output, recorded where it is produced
+            if under(dep.path, art.path):
+                if dep.path not in produced_weights and all(w.path != dep.path for w in weights):
+                    weights.append(dep)  # a model added with `dvc add` or kept in git, read by a stage
+                continue
             if is_code_path(dep.path):
                 code.add(dep.path)
             else:
@@ -181,6 +214,35 @@ def model_graph(
         params=params,
         producers=producers,
     )
+
+
+def _upstream(stages: dict, producer_of, producers: dict, roots: list[str]) -> list[str]:
+    """The stages the artifact's producers need (without the evaluating ones)."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for dep in stages[name].deps:
+            up = producer_of(dep.path)
+            if up and up != name:
+                todo.append(up)
+            elif not up:
+                todo += [st for out, st in producers.items() if under(out, dep.path) and st != name]
+    return list(seen)
+
+
+def _reports(dvc_yaml: dict, name: str, stage: Stage) -> bool:
+    """The stage writes metrics or plots: per stage in dvc.yaml, or one of its outputs is (or
+    holds) a file of the top-level `metrics:`/`plots:` (where dvclive declares its files)."""
+    spec = (dvc_yaml.get("stages") or {}).get(name) if isinstance(dvc_yaml.get("stages"), dict) else None
+    if isinstance(spec, dict) and (spec.get("metrics") or spec.get("plots")):
+        return True
+    top = [m if isinstance(m, str) else next(iter(m), "") for key in ("metrics", "plots")
+           for m in (dvc_yaml.get(key) or ()) if isinstance(m, (str, dict))]
+    return any(under(norm(t), o.path) for t in top if isinstance(t, str) and t for o in stage.outs)
 
 
 def is_code_path(path: str) -> bool:

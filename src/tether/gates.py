@@ -16,9 +16,14 @@ class GateResult:
     message: str
     hint: str | None = None
     error: type[TetherError] = GateFailed
+    warning: bool = False  # passed without checking anything (e.g. no metrics to compare)
+
+    @property
+    def status(self) -> str:
+        return "FAIL" if not self.ok else "warn" if self.warning else "ok"
 
     def as_dict(self) -> dict:
-        return {"gate": self.name, "ok": self.ok, "message": self.message, "hint": self.hint}
+        return {"gate": self.name, "ok": self.ok, "status": self.status, "message": self.message, "hint": self.hint}
 
 
 def passed(name: str, message: str) -> GateResult:
@@ -51,20 +56,29 @@ def params_match_conf(problems: list[str] | None) -> GateResult:
                       "compose it again with `dvc repro` (the compose stage) or put the values in conf/")
 
 
-def completeness(graph: ModelGraph, undeclared: dict[str, dict[str, str]], threshold: dict | None) -> list[GateResult]:
-    """All five parts present, and every stage declares the code it runs and the data it reads."""
+def completeness(graph: ModelGraph, undeclared: dict[str, dict[str, str]], manifest: dict,
+                 fixes: dict | None = None) -> list[GateResult]:
+    """All five parts present, and every stage declares the code it runs and the data it reads.
+    `manifest` is the derivation of the commit (derive.py): weights and threshold as any tag of
+    it will be read later."""
+    fixes = fixes or {}
     out = []
     name = graph.artifact.name
-    if graph.weights and all(w.md5 for w in graph.weights):
-        out.append(passed("weights", f"{len(graph.weights)} output(s) under {graph.artifact.path}"))
+    weights = manifest["components"]["weights"]
+    if weights and all(w.get("md5") or w.get("git_id") for w in weights):
+        how = ("kept in git" if all(w.get("git_id") for w in weights)
+               else "added with dvc add" if any(w.get("dvc_file") for w in weights)
+               else f"output(s) under {graph.artifact.path}")
+        out.append(passed("weights", f"{len(weights)} file(s) {how}"))
     else:
-        out.append(GateResult("weights", False, f"no stage in dvc.lock produces {graph.artifact.path}",
-                              "run `dvc repro` and commit dvc.lock"))
+        out.append(GateResult("weights", False, f"nothing in dvc.lock, a .dvc file or git holds {graph.artifact.path}",
+                              "produce it with a stage (`dvc repro`), `dvc add` it, or commit it to git; then commit"))
     starved = [s.name for s in graph.stages
                if any(under(o.path, graph.artifact.path) for o in s.outs) and not _reads_data(graph, s)]
     if not graph.data:
         out.append(GateResult("data", False, f"{name}'s stages declare no data dependency",
-                              "add the training/eval data files as deps of the model's stages in dvc.yaml"))
+                              fixes.get("data") or "add the training/eval data files as deps of the model's "
+                                                   "stages in dvc.yaml"))
     elif starved:
         out.append(GateResult("data", False,
                               f"stage(s) {', '.join(starved)} produce {name} but declare no data dependency",
@@ -86,11 +100,12 @@ def completeness(graph: ModelGraph, undeclared: dict[str, dict[str, str]], thres
     else:
         out.append(GateResult("params", False, f"{name}'s stages declare no params",
                               "list the hyperparameters each stage reads under `params:` in dvc.yaml"))
-    if threshold and isinstance(threshold.get("value"), (int, float)):
+    threshold = manifest["components"]["threshold"]
+    if isinstance(threshold.get("value"), (int, float)):
         out.append(passed("threshold", f"threshold {threshold['value']} from {threshold.get('source')}"))
     else:
         out.append(GateResult("threshold", False, f"{name} has no decision threshold",
-                              f"write {graph.artifact.path}/threshold.json ({{\"value\": …, \"source\": …}}) from a stage"))
+                              fixes.get("threshold") or "declare one (see README, 'Using tether on your own repository')"))
     return out
 
 
@@ -155,7 +170,18 @@ def regression(current: dict, candidate: dict, tolerance: float, lower_is_better
         base = abs(a) if a else 1.0
         if drop / base > tolerance:
             worse.append(f"{k} {a:.4g} → {b:.4g} ({-drop / base if not lower else drop / base:+.1%})")
+    compared = [k for k in keys if k not in ("n_eval", "n_train", "threshold")
+                and all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) for m in (current, candidate))]
+    if not compared:
+        # Not "ok": nothing was compared. It does not block (a project may not measure yet),
+        # but every promotion says so.
+        return GateResult("regression", True,
+                          "could not compare: " + ("neither release records metrics" if not current and not candidate
+                                                   else "the two releases share no numeric metric"),
+                          "declare the evaluation's metrics file under `metrics:` in dvc.yaml (dvclive's "
+                          "metrics.json counts) so promotions compare them", warning=True)
     if not worse:
-        return passed("regression", f"no metric regresses more than {tolerance:.0%}")
+        return passed("regression", f"no metric regresses more than {tolerance:.0%} ({', '.join(compared[:4])}"
+                                    + (" …" if len(compared) > 4 else "") + ")")
     return GateResult("regression", False, f"metrics regress more than {tolerance:.0%}: " + ", ".join(worse),
                       "fix the model, or pass --allow-regression REASON to record why it is acceptable")

@@ -70,7 +70,8 @@ def dvc_objects(manifest: dict) -> list[dict]:
     """The weights and data entries that live in DVC storage (not in git), i.e. what a release
     needs on the DVC remote."""
     comps = manifest["components"]
-    return [e for e in comps["weights"] + comps["data"] if e.get("md5") and not e.get("git_id")]
+    return [e for e in comps["weights"] + comps["data"]
+            if e.get("md5") and not e.get("git_id") and not e.get("external")]
 
 
 def flatten(values, prefix: str = "") -> dict:

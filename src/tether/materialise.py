@@ -10,8 +10,9 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from tether import paths
 from tether.cmd import run_bytes
-from tether.digest import _BLOCK, sha256_file
+from tether.digest import _BLOCK, sha256_file, tree_sha256, tree_sha256_of
 from tether.dvcstore import DvcStore
 from tether.errors import IntegrityError, StorageError
 from tether.gitrepo import Git
@@ -58,68 +59,98 @@ def dir_listing(store: DvcStore, md5: str) -> list[dict]:
 def write_git_tree(git: Git, commit: str, dest: Path) -> None:
     data = run_bytes(["git", "archive", "--format=tar", commit], git.root, b"")
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
+        try:
+            tar.extractall(dest, filter="data")
+        except tarfile.FilterError as exc:  # a symlink (or path) in the commit that leaves the tree
+            raise IntegrityError(f"the release's git tree at {commit[:12]} holds {exc}",
+                                 hint="a link or path in the commit points outside the release; nothing outside "
+                                      "was written") from None
 
 
-def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "", md5: str | None = None) -> None:
+def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "", md5: str | None = None) -> str:
     """A copy, never a hardlink: the cache must not change if someone edits the served file.
-    With a digest, the bytes are hashed as they are written, in the same pass, and a mismatch
-    refuses the file before anything can use it."""
+    The bytes are hashed as they are written, in the same pass, and a mismatch refuses the file
+    before anything can use it: against the manifest's sha256, else (files inside directory
+    outputs, releases tagged by hand) against DVC's own md5. Returns the copy's sha256."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tether-tmp")
-    if sha256 is None and md5 is None:
-        shutil.copyfile(src, tmp)
-    else:
-        # without a recorded sha256 (files inside directory outputs, releases tagged by hand)
-        # the bytes are checked against DVC's own md5 from dvc.lock or the directory listing
-        h = hashlib.sha256() if sha256 else hashlib.md5()
-        sha256 = sha256 or md5
-        buf = bytearray(_BLOCK)
-        view = memoryview(buf)
-        with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout:
-            while n := fin.readinto(buf):
-                h.update(view[:n])
-                fout.write(view[:n])
-        if h.hexdigest() != sha256:
-            tmp.unlink()
-            raise IntegrityError(
-                f"{name or dst.name} does not match the manifest ({h.name} {h.hexdigest()[:16]}…, expected {sha256[:16]}…)",
-                hint=f"the cache object {src} is corrupt: delete it and run again to fetch a good copy",
-            )
+    h = hashlib.sha256()
+    check_md5 = hashlib.md5() if sha256 is None and md5 is not None else None
+    buf = bytearray(_BLOCK)
+    view = memoryview(buf)
+    with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout:
+        while n := fin.readinto(buf):
+            h.update(view[:n])
+            if check_md5 is not None:
+                check_md5.update(view[:n])
+            fout.write(view[:n])
+    bad = None
+    if sha256 is not None and h.hexdigest() != sha256:
+        bad = ("sha256", h.hexdigest(), sha256)
+    elif check_md5 is not None and check_md5.hexdigest() != md5:
+        bad = ("md5", check_md5.hexdigest(), md5)
+    if bad:
+        tmp.unlink()
+        raise IntegrityError(
+            f"{name or dst.name} does not match the manifest ({bad[0]} {bad[1][:16]}…, expected {bad[2][:16]}…)",
+            hint=f"the cache object {src} is corrupt: delete it and run again to fetch a good copy",
+        )
     os.chmod(tmp, 0o444)
     os.replace(tmp, dst)
+    return h.hexdigest()
 
 
-def place_outputs(store: DvcStore, entries: list[dict], dest: Path) -> None:
-    """Copy every output from the cache into `dest`, verifying each file's SHA-256 on the way."""
+def place_outputs(store: DvcStore, entries: list[dict], dest: Path) -> dict[str, str]:
+    """Copy every output from the cache into `dest`, verifying every file on the way: a file
+    against its sha256 (or md5), a directory file by file against DVC's listing and as a whole
+    against its tree sha256 (digest.tree_sha256). Returns {path: sha256} of what was placed."""
+    for e in entries:  # every path is checked before the first byte is written
+        paths.inside(dest, e["path"], "output path")
+    placed = {}
     for e in entries:
         md5 = e["md5"]
-        target = dest / e["path"]
+        target = paths.inside(dest, e["path"], "output path")
         if md5.endswith(".dir"):
+            files = {}
             for child in dir_listing(store, md5):
-                _copy(store.cache_path(child["md5"]), target / child["relpath"], None,
-                      f"{e['path']}/{child['relpath']}", md5=child["md5"])
+                rel = f"{e['path']}/{child['relpath']}"
+                files[child["relpath"]] = _copy(store.cache_path(child["md5"]), paths.inside(dest, rel, "output path"),
+                                                None, rel, md5=child["md5"])
+            placed[e["path"]] = tree_sha256(files)
+            if e.get("sha256") and placed[e["path"]] != e["sha256"]:
+                raise IntegrityError(f"{e['path']}/ does not match the manifest (tree sha256 "
+                                     f"{placed[e['path']][:16]}…, expected {e['sha256'][:16]}…)",
+                                     hint="a file in the DVC cache or remote was replaced; fetch it again from a "
+                                          "trusted remote")
         else:
-            _copy(store.cache_path(md5), target, e.get("sha256"), e["path"], md5=md5)
+            placed[e["path"]] = _copy(store.cache_path(md5), target, e.get("sha256"), e["path"], md5=md5)
+    return placed
 
 
 def verify_outputs(entries: list[dict], root: Path) -> None:
-    """Recompute every SHA-256 against the manifest; the first mismatch names the file."""
+    """Recompute every SHA-256 against the manifest; the first mismatch names the file. A
+    directory is checked as a whole: every file in it, none added, none missing."""
     for e in entries:
-        path = root / e["path"]
+        path = paths.inside(root, e["path"], "output path")
         if not path.exists():
             raise IntegrityError(f"{e['path']} is missing from {root}")
-        if e.get("sha256") and path.is_file():
+        if not e.get("sha256"):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            actual, _files = tree_sha256_of(path)
+        elif path.is_file() and not path.is_symlink():
             actual = sha256_file(path)
-            if actual != e["sha256"]:
-                raise IntegrityError(
-                    f"{e['path']} does not match the manifest (sha256 {actual[:16]}…, expected {e['sha256'][:16]}…)",
-                    hint="the file or a cache object was modified; remove it and fetch again",
-                )
+        else:
+            raise IntegrityError(f"{e['path']} in {root} is not a regular file or directory")
+        if actual != e["sha256"]:
+            raise IntegrityError(
+                f"{e['path']} does not match the manifest (sha256 {actual[:16]}…, expected {e['sha256'][:16]}…)",
+                hint="the file or a cache object was modified; remove it and fetch again",
+            )
 
 
-def materialise(git: Git, store: DvcStore, manifest: dict, dest: Path, entries: list[dict]) -> None:
+def materialise(git: Git, store: DvcStore, manifest: dict, dest: Path, entries: list[dict]) -> dict[str, str]:
     """Into `dest` (which must not exist): git tree, DVC outputs, each verified as it is copied."""
     dest.mkdir(parents=True)
     write_git_tree(git, manifest["commit"], dest)
-    place_outputs(store, entries, dest)
+    return place_outputs(store, entries, dest)

@@ -92,6 +92,15 @@ class Release:
         "unusable" (no pipeline for the model at its commit)."""
         return self._state["kind"]
 
+    def require_trusted(self, what: str) -> dict:
+        """The manifest, unless the release cannot be trusted: its tag message lies about its
+        commit (mismatch) or its commit holds no usable pipeline (exit 6, nothing done)."""
+        if self.manifest is None or self.problem_kind in ("mismatch", "unusable"):
+            raise IntegrityError(f"{self.tag} cannot be {what}: {self.problem}",
+                                 hint="the tag or its commit was made or edited by hand; see `tether check "
+                                      f"{self.tag}`")
+        return self.manifest
+
     @property
     def missing_parts(self) -> list[str]:
         return self._state["missing"]

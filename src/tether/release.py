@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from tether import components, derive, gates, hydraconf
-from tether.digest import sha256_file
+from tether.digest import sha256_file, tree_sha256_of
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, UsageError
@@ -84,9 +84,6 @@ def plan_release(
     results.append(gates.dvc_in_sync(store.changed_stages()))
     results.append(gates.params_match_conf(_conf_problems(ws)))
     facts = components.gather(ws, model)
-    results += gates.completeness(facts.graph, facts.undeclared, facts.threshold)
-    gates.raise_failures(results, "release")
-
     # The manifest is what the commit says (derive.py), the same derivation `check` applies to
     # any tag later, plus what only the release can record: each weights file's sha256 (read
     # now from the workspace, which dvc status just proved matches dvc.lock) and the runtime.
@@ -94,12 +91,15 @@ def plan_release(
     derived = derive.derive_many(git, [(commit, model)], reader, use_cache=False)[(commit, model)]
     if derived.manifest is None:
         raise GateFailed(f"cannot derive {model}'s manifest at {commit[:12]}: " + "; ".join(derived.problems))
+    results += gates.completeness(facts.graph, facts.undeclared, derived.manifest, derived.fixes)
+    if derived.problems:
+        results.append(gates.GateResult("manifest", False, "; ".join(derived.problems)))
+    gates.raise_failures(results, "release")
     manifest = derive.merge(derived.manifest, None, {"created_at": now_iso(),
                                                      "released_by": git.ident().rsplit(" ", 2)[0]})
     manifest.pop("derived", None)
     for e in manifest["components"]["weights"] + manifest["components"]["data"]:
-        p = ws.root / e["path"]
-        e["sha256"] = sha256_file(p) if e.get("md5") and p.is_file() else None
+        e["sha256"] = _workspace_sha256(ws, store, e)
     manifest["feature_schema"] = manifest.get("feature_schema") or facts.feature_schema
     manifest["runtime"] = components.runtime_component(manifest.get("runtime") or facts.runtime)
     if not manifest.get("metrics"):
@@ -155,6 +155,22 @@ def plan_release(
         previous=previous.tag if previous else None, commit=commit, manifest=manifest,
         gates=results, push=push, message=message or f"Release {tag}", steps=steps,
     )
+
+
+def _workspace_sha256(ws: Workspace, store: DvcStore, entry: dict) -> str | None:
+    """The sha256 a release records for a DVC-tracked file, or the tree sha256 of a directory
+    (over exactly the files DVC's listing names: digest.tree_sha256)."""
+    md5 = entry.get("md5")
+    if not md5 or entry.get("external") or entry.get("git_id"):
+        return None
+    p = ws.root / entry["path"]
+    if md5.endswith(".dir") and p.is_dir():
+        try:
+            rels = [c["relpath"] for c in store.dir_entries(md5)]
+        except FileNotFoundError:
+            rels = None
+        return tree_sha256_of(p, rels)[0]
+    return sha256_file(p) if p.is_file() else None
 
 
 def _above(version: Version, kind: str) -> Version:

@@ -43,6 +43,7 @@ class Settings:
     runtime_file: str = "runtime.json"
     metrics_file: str = "metrics.json"
     bundle_manifest_file: str = "manifest.json"
+    threshold: str | None = None  # FILE:KEY, e.g. params.yaml:evaluate.threshold
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -50,7 +51,7 @@ class Settings:
         raw = dict((meta or {}).get("tether") or {})
         kwargs = {}
         for key in ("require_staging", "keep", "smoke", "branch_template", "threshold_file",
-                    "feature_schema_file", "runtime_file", "metrics_file", "bundle_manifest_file"):
+                    "feature_schema_file", "runtime_file", "metrics_file", "bundle_manifest_file", "threshold"):
             if key in raw:
                 kwargs[key] = raw.pop(key)
         if "tolerance" in raw:
