@@ -76,7 +76,8 @@ def test_release_push_sends_every_file_of_every_directory_output(tmp_path):
 
 def test_a_file_missing_inside_a_directory_output_is_found(tmp_path):
     p = build_textclf(tmp_path / "p")
-    released(p)
+    tag = released(p)
+    p.ok("promote", tag, "--to", "staging", "--approver", "a", "--reason", "r", "--push")
     model = dir_objects(p)["models/textclf"]
     victim = next(c for c in children(p, model) if c["relpath"] == "model.pkl")
     object_path(p.store, victim["md5"]).unlink()
@@ -85,6 +86,13 @@ def test_a_file_missing_inside_a_directory_output_is_found(tmp_path):
     res = p.tether("check")
     assert res.code == 7, (res.out, res.err)
     assert "models/textclf" in res.out + res.err
+    # a serving host with an empty cache refuses, and its target stays as it was
+    host = clone(p, tmp_path / "host")
+    target = tmp_path / "serving"
+    res = p.tether("deploy", "--env", "staging", "--target", str(target), cwd=host)
+    assert res.code == 7 and "models/textclf" in res.err, res.err
+    assert not (target / "current").exists()
+    assert not [r for r in (target / "releases").iterdir()] if (target / "releases").exists() else True
 
     store = DvcStore(p.root)
     try:
@@ -180,10 +188,15 @@ def test_push_round_trip_through_s3(tmp_path, s3_remote):
     p.sh(dvc_bin(), "pull", "-q", cwd=other)
     assert_restored(p, other)
 
-    victim = children(p, outs["data/prepared"])[0]
+    p.ok("promote", tag, "--to", "staging", "--approver", "a", "--reason", "r", "--push")
+    victim = next(c for c in children(p, outs["models/textclf"]) if c["relpath"] == "model.pkl")
     delete_objects(s3_remote["endpoint"], s3_remote["bucket"], key(victim["md5"]))
     res = p.tether("check")
-    assert res.code == 7 and "data/prepared" in res.out + res.err, (res.out, res.err)
+    assert res.code == 7 and "models/textclf" in res.out + res.err, (res.out, res.err)
+    target = tmp_path / "serving"
+    res = p.tether("deploy", "--env", "staging", "--target", str(target), "--repo", str(p.origin))
+    assert res.code == 7 and "models/textclf" in res.err, res.err
+    assert not (target / "current").exists()
 
 
 # -- malformed listings -------------------------------------------------------------------------

@@ -159,3 +159,35 @@ def test_two_models_in_one_repository(tmp_path):
     st = p.ok("status", "--json").json()
     text = json.dumps(st)
     assert "churn-lite@v1.0.0" in text and "churn@v1.0.0" in text
+
+
+def test_a_threshold_pointer_wins_and_a_broken_one_is_named(tmp_path):
+    p = build_churn(tmp_path / "p", "dvc")
+    (p.root / "policy").mkdir()
+    (p.root / "policy/decision.json").write_text('{"decision": {"threshold": 0.62}}\n')
+    y = p.root / "dvc.yaml"
+    y.write_text(y.read_text().replace("        smoke: false\n",
+                                       "        smoke: false\n        threshold: policy/decision.json:decision.threshold\n"))
+    p.commit_all("threshold from the policy file")
+    plan = p.ok("release", "--push", "--dry-run", "--json").json()
+    assert plan["manifest"]["components"]["threshold"] == {
+        "value": 0.62, "source": "policy/decision.json:decision.threshold", "params": []}
+
+    y.write_text(y.read_text().replace("decision.threshold", "decision.cutoff"))
+    p.commit_all("a pointer to nothing")
+    res = p.tether("release")
+    assert res.code == 5 and "meta.tether.threshold points to policy/decision.json:decision.cutoff" in res.err, res.err
+
+
+def test_the_regression_gate_never_says_ok_without_metrics():
+    from tether import gates
+
+    g = gates.regression({}, {}, 0.05, ())
+    assert g.ok and g.warning and g.status == "warn" and "could not compare" in g.message
+    assert "metrics:" in g.hint
+    g = gates.regression({"accuracy": 0.9}, {"loss": 0.1}, 0.05, ())
+    assert g.status == "warn" and "share no numeric metric" in g.message
+    g = gates.regression({"accuracy": 0.9}, {"accuracy": 0.91}, 0.05, ())
+    assert g.status == "ok" and "accuracy" in g.message
+    g = gates.regression({"accuracy": 0.9}, {"accuracy": 0.5}, 0.05, ())
+    assert g.status == "FAIL"

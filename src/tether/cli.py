@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from tether.errors import TetherError, UsageError
+from tether.gates import NOT_METRICS
 
 app = typer.Typer(
     add_completion=False,
@@ -54,7 +55,11 @@ def progress(msg: str) -> None:
 def _metrics_line(metrics: dict | None, keys=("roc_auc", "f1", "precision", "recall")) -> str:
     if not metrics:
         return "-"
-    return " ".join(f"{k}={metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), (int, float)))
+    shown = [k for k in keys if isinstance(metrics.get(k), (int, float))]
+    if not shown:  # a project with its own metric names: the first few numeric ones
+        shown = [k for k in sorted(metrics) if k not in NOT_METRICS and isinstance(metrics[k], (int, float))
+                 and not isinstance(metrics[k], bool)][:4]
+    return " ".join(f"{k}={metrics[k]:.3f}" for k in shown) or "-"
 
 
 def _gate_line(g) -> str:
@@ -428,14 +433,15 @@ def deploy(
     as_json: bool = JSON,
 ) -> None:
     """Converge DIR to the environment's release, atomically."""
-    from pathlib import Path
-
     from tether.deploy import deploy as do_deploy
+    from tether.deploy import resolve_target
 
+    resolve_target(target, _state["chdir"])  # an empty --target is a usage error, before anything else
     if repo is None:
         _ws()  # fail early outside a repository
-    res = do_deploy(Path(target), env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                    dry_run=dry_run, progress=None if as_json else progress)
+    # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
+    res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
+                    dry_run=dry_run, progress=None if as_json else progress, cwd=_state["chdir"])
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")
@@ -456,14 +462,12 @@ def verify(
     as_json: bool = JSON,
 ) -> None:
     """Recompute every digest against the manifest."""
-    from pathlib import Path
-
     if (ref is None) == (target is None):
         raise UsageError("give a REF or --target DIR (one of them)")
-    if target:
+    if target is not None:  # `--target ""` is refused, not taken for "no target"
         from tether.deploy import verify_target
 
-        res = verify_target(Path(target))
+        res = verify_target(target, cwd=_state["chdir"])
     else:
         from tether.checkout import verify_release
 
@@ -498,11 +502,10 @@ def serve(
     watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
 ) -> None:
     """HTTP service over DIR/current: POST /predict, GET /ready, GET /version."""
-    from pathlib import Path
-
+    from tether.deploy import resolve_target
     from tether.serve import run
 
-    run(Path(target), host, port, watch_interval)
+    run(resolve_target(target, _state["chdir"]), host, port, watch_interval)
 
 
 def main() -> None:

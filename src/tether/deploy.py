@@ -23,10 +23,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether import materialise
+from tether import materialise, paths
 from tether.digest import sha256_bytes
 from tether.dvcstore import DvcStore
-from tether.errors import IntegrityError, NotFound, TetherError, UsageError
+from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.gitrepo import Git
 from tether.manifest import dumps
 from tether.registry import Registry, Release
@@ -72,11 +72,101 @@ def manifest_digest(manifest: dict) -> str:
     return sha256_bytes(dumps(manifest).encode())
 
 
-def current_release(target: Path) -> str | None:
+def resolve_target(target: str | Path, cwd: str | Path = ".") -> Path:
+    """DIR as given on the command line, absolute. A relative DIR is relative to `cwd` (the
+    directory of `-C`, as in git). An empty DIR is refused: Path("") is ".", and a deploy there
+    would fill whatever directory the command happened to run in."""
+    if target is None or not str(target).strip():
+        raise UsageError("--target is empty: it must name the serving directory",
+                         hint="give a directory, e.g. --target /srv/models/fraud")
+    path = Path(target)
+    if not path.is_absolute():
+        path = Path(cwd) / path
+    return path.absolute()
+
+
+def _hint_take_over(link: Path) -> str:
+    return (f"tether serves only a `current` symlink it made, naming a release under {link.parent / 'releases'}/; "
+            f"nothing was changed. If tether should manage {link.parent}, remove {link} and deploy again")
+
+
+def resolve_current(target: Path, *, must_exist: bool = True) -> Path | None:
+    """The release directory DIR/current names, or None when there is no `current` at all.
+
+    `current` must be a symlink that resolves (every hop followed) to a direct child directory
+    of DIR/releases/ other than a `.partial` build. Anything else, an absolute link to a copy
+    elsewhere, `../x`, a chain that leaves releases/, a plain directory or file, was put there
+    by someone other than tether: deploy, verify and serve all refuse it (IntegrityError) rather
+    than trust, serve or replace it. With `must_exist=False` (deploy), a link of tether's own
+    shape whose release directory has gone is accepted: deploy rebuilds it."""
     link = target / "current"
-    if not link.is_symlink():
+    if not os.path.lexists(link):
         return None
-    return Path(os.readlink(link)).name
+    if not link.is_symlink():
+        kind = "directory" if link.is_dir() else "file"
+        raise IntegrityError(f"{link} is a {kind}, not the symlink into {target / 'releases'}/ that tether makes",
+                             hint=_hint_take_over(link))
+    releases = os.path.realpath(target / "releases")
+    real = os.path.realpath(link)
+    parent, name = os.path.split(real)
+    if parent != releases or not name or name.endswith(".partial"):
+        where = "an unfinished build" if parent == releases and name.endswith(".partial") else real
+        to = os.readlink(link)
+        raise IntegrityError(f"{link} points to {to}" + (f", which resolves to {where}" if where != to else "")
+                             + f", not to a release directory in {target / 'releases'}/",
+                             hint=_hint_take_over(link))
+    if os.path.isdir(real):
+        return Path(real)
+    if os.path.lexists(real):
+        raise IntegrityError(f"{link} names {real}, which is not a directory", hint=_hint_take_over(link))
+    if must_exist:
+        raise IntegrityError(f"{link} names releases/{name}, which does not exist",
+                             hint=f"deploy again to rebuild it: tether deploy --env ENV --target {target}")
+    return Path(real)
+
+
+def current_release(target: Path, *, must_exist: bool = False) -> str | None:
+    """The id of the release DIR/current names (see resolve_current), or None."""
+    real = resolve_current(target, must_exist=must_exist)
+    return real.name if real is not None else None
+
+
+def _inside(root: Path, rel, what: str) -> Path:
+    """`root / rel` for a path read from a release's own records (.tether/*.json), which anyone
+    with write access to DIR can edit: a safe relative path (tether.paths) that, every symlink
+    followed (the last one too: verify and serve read through it), stays inside `root`."""
+    why = paths.problem(rel, what)
+    if why:
+        raise IntegrityError(f"{why}; refusing to read outside {root}",
+                             hint="the release's .tether records were edited: deploy it again "
+                                  "(remove the release directory first)")
+    path = root / rel
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise IntegrityError(f"{what} {rel!r} leads through a symlink to {real}; refusing to read outside {root}",
+                             hint="the release directory was edited: deploy it again (remove it first)")
+    return path
+
+
+def read_release(root: Path) -> tuple[dict, list[dict], Path]:
+    """A deployed release's manifest, its entries and its bundle directory, every path in them
+    confined to `root` (see _inside). IntegrityError when they are missing or malformed."""
+    try:
+        manifest = json.loads((root / ".tether" / "manifest.json").read_text())
+        entries = json.loads((root / ".tether" / "entries.json").read_text())
+    except (OSError, ValueError):
+        raise IntegrityError(f"{root} has no readable tether stamp: it was not deployed by tether",
+                             hint="deploy it again: tether deploy --env ENV --target DIR") from None
+    artifact = manifest.get("artifact") if isinstance(manifest, dict) else None
+    if not isinstance(artifact, dict) or not isinstance(entries, list) \
+            or not all(isinstance(e, dict) for e in entries):
+        raise IntegrityError(f"{root}/.tether/manifest.json or entries.json is malformed",
+                             hint="deploy the release again: tether deploy --env ENV --target DIR")
+    for e in entries:
+        _inside(root, e.get("path"), f"{root.name}/.tether/entries.json: path")
+    bundle = _inside(root, artifact.get("path"), f"{root.name}/.tether/manifest.json: artifact path")
+    return manifest, entries, bundle
 
 
 def read_stamp(release_dir: Path) -> dict | None:
@@ -154,13 +244,44 @@ def target_lock(target: Path):
         yield
 
 
-def source_workspace(target: Path, repo_url: str | None, env: str, model: str | None, progress=None) -> Workspace:
+def _url_key(url: str, base: Path) -> str:
+    """What a git URL names, for comparing the URL given now with the clone's `origin`: a local
+    path (git clone stores it absolute) by its real path, relative ones against `base`; any
+    other URL (scheme://, scp-like host:path) as written, less trailing slashes."""
+    u = url.strip()
+    if u.startswith("file://"):
+        u = u[len("file://"):]
+    elif "://" in u or ":" in u.split("/", 1)[0]:
+        return u.rstrip("/")
+    return os.path.realpath(os.path.join(base, u))
+
+
+def _check_origin(clone: Path, repo_url: str, base: Path) -> None:
+    """A clone in DIR/.tether/repo serves the URL it was cloned from, and no other: deploying
+    --repo B from a clone of A would silently serve A's releases."""
+    origin = Git(clone).remote_url("origin")
+    if origin is None or _url_key(origin, base) != _url_key(repo_url, base):
+        raise UsageError(
+            f"{clone} is a clone of {origin or '(no origin)'}, not of {repo_url}",
+            hint=f"deploy {repo_url} to another --target, or remove {clone} to clone {repo_url} afresh "
+                 f"(its DVC cache goes with it)",
+        )
+
+
+def source_workspace(target: Path, repo_url: str | None, env: str, model: str | None, progress=None,
+                     cwd: str | Path = ".") -> Workspace:
     """Where releases come from: the given git URL, cloned into DIR/.tether/repo (whose DVC
     cache then serves every later deploy and rollback) and checked out at the environment's
     head, so dvc.yaml and the DVC remote config are the live release's own; or, without --repo,
-    the repository we are run from."""
+    the repository at `cwd` (`-C`, default: where we run). A relative local --repo path is
+    relative to `cwd` too, as in `git -C cwd clone`."""
     if repo_url is None:
-        return Workspace.discover(".")
+        return Workspace.discover(cwd)
+    if not repo_url.strip():
+        raise UsageError("--repo is empty: it must be a git URL or path")
+    base = Path(cwd).absolute()
+    if not base.is_dir():
+        raise UsageError(f"{base} is not a directory (-C)")
     clone = target / ".tether" / "repo"
     git = Git(clone)
     if not (clone / ".git").exists():
@@ -169,11 +290,19 @@ def source_workspace(target: Path, repo_url: str | None, env: str, model: str | 
         tmp = clone.with_name("repo.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            Git(target).run("clone", "--quiet", "--no-checkout", repo_url, str(tmp))
+            Git(base).run("clone", "--quiet", "--no-checkout", repo_url, str(tmp))
         except TetherError as exc:
             raise NotFound(f"cannot clone {repo_url}: {exc.message}") from None
         os.replace(tmp, clone)
-    git.fetch("origin", "+refs/heads/*:refs/remotes/origin/*")
+    else:
+        _check_origin(clone, repo_url, base)
+    try:
+        git.fetch("origin", "+refs/heads/*:refs/remotes/origin/*")
+    except StorageError as exc:
+        reason = exc.message.partition("': ")[2] if exc.message.startswith("cannot fetch from git") else exc.message
+        raise StorageError(f"cannot fetch from {repo_url}: {reason or exc.message}",
+                           hint="check that the repository still exists there and that you may read it; "
+                                "nothing was deployed") from None
     names = [f"{model}/{env}"] if model else []
     names += [env] + [r.name[len("refs/remotes/origin/"):] for r in git.for_each_ref("refs/remotes/origin/")
                       if r.name.endswith(f"/{env}") and r.name.count("/") > 3]
@@ -184,6 +313,41 @@ def source_workspace(target: Path, repo_url: str | None, env: str, model: str | 
             return Workspace(clone, git)
     raise NotFound(f"{repo_url} has no branch for environment '{env}'",
                    hint=f"promote a release first: tether promote MODEL@vX.Y.Z --to {env} --push …")
+
+
+_STORAGE_LIBRARIES = ("dvc", "dvc_data", "dvc_objects", "scmrepo", "fsspec", "s3fs", "aiobotocore", "botocore",
+                      "dulwich", "pygit2", "asyncssh", "requests", "aiohttp", "urllib3")
+
+
+def _reason(exc: BaseException) -> str:
+    """The whole chain of a library error: DVC raises `CloneError("SCM error")` from the
+    error that says which repository could not be cloned and why."""
+    parts: list[str] = []
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if not any(text in p for p in parts):
+            parts.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return ": ".join(parts)[:600]
+
+
+@contextlib.contextmanager
+def _storage_errors():
+    """Storage failures from the libraries under DvcStore (DVC, its SCM layer cloning the source
+    of a `dvc import`, fsspec, boto) leave as StorageError (exit 7) with their reason, never as
+    an unexplained exit 1. Tether's own errors and local OS errors pass unchanged."""
+    try:
+        yield
+    except TetherError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in _STORAGE_LIBRARIES:
+            raise
+        raise StorageError(f"DVC storage failed: {type(exc).__name__}: {_reason(exc)}",
+                           hint="check that the DVC remote (dvc remote list) and the source repository of "
+                                "any `dvc import` are reachable; nothing was switched") from exc
 
 
 def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, Release]:
@@ -215,6 +379,7 @@ def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, R
         rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
     if rel is None or rel.manifest is None:
         raise IntegrityError(f"{ev.release}, live in {env}, is not a complete release")
+    rel.require_trusted("deployed")
     if rel.tree != ev.tree:
         raise IntegrityError(f"{branch}'s tree is not {rel.tag}'s tree",
                              hint="the branch was edited by hand; move it with tether promote/rollback")
@@ -222,7 +387,7 @@ def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, R
 
 
 def deploy(
-    target: Path,
+    target: str | Path,
     env: str,
     *,
     repo_url: str | None = None,
@@ -232,12 +397,17 @@ def deploy(
     smoke: bool = False,
     dry_run: bool = False,
     progress=None,
+    cwd: str | Path = ".",
 ) -> DeployResult:
+    """`cwd` is the directory tether acts in (`-C`): the repository without --repo, and what a
+    relative DIR or --repo path is relative to."""
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
-    target = Path(target).absolute()
+    target = resolve_target(target, cwd)
+    # A `current` tether did not make is refused before anything is created or locked.
+    current_release(target)
     if dry_run:
-        return _dry_run(target, env, repo_url, model)
+        return _dry_run(target, env, repo_url, model, cwd)
     try:
         target.mkdir(parents=True, exist_ok=True)
         (target / "releases").mkdir(exist_ok=True)
@@ -246,12 +416,13 @@ def deploy(
     if not os.access(target, os.W_OK):
         raise UsageError(f"cannot write to {target}: permission denied")
     with target_lock(target):
-        ws = source_workspace(target, repo_url, env, model, progress)
-        _reg, rel = plan_source(ws, model, env)
+        previous = current_release(target)  # again, under the lock
+        ws = source_workspace(target, repo_url, env, model, progress, cwd=cwd)
+        with _storage_errors():
+            _reg, rel = plan_source(ws, model, env)
         manifest = rel.manifest
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
-        previous = current_release(target)
         record = {"env": env, "from": previous, "to": release_id, "release": rel.tag, "commit": rel.commit}
 
         if previous == release_id and final.exists() and stamp_ok(final, manifest):
@@ -261,7 +432,8 @@ def deploy(
                 outcome = "switched"
             else:
                 outcome = "deployed"
-                _build(ws, rel, final, full=full, smoke=smoke, progress=progress)
+                with _storage_errors():
+                    _build(ws, rel, final, full=full, smoke=smoke, progress=progress)
             switch_current(target, release_id)
         except BaseException as exc:  # including KeyboardInterrupt: record it, leave current alone
             with contextlib.suppress(Exception):
@@ -272,13 +444,17 @@ def deploy(
         return DeployResult(env, rel.tag, previous, outcome, str(final), pruned)
 
 
-def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None) -> DeployResult:
+def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".") -> DeployResult:
     """What deploy would do, touching nothing in DIR (a --repo clone goes to a temp dir)."""
     import tempfile
 
+    clone = target / ".tether" / "repo"
+    if repo_url and (clone / ".git").exists():
+        _check_origin(clone, repo_url, Path(cwd).absolute())  # the real run would refuse
     with tempfile.TemporaryDirectory(prefix="tether-dry-run-") as tmp:
-        ws = source_workspace(Path(tmp), repo_url, env, model) if repo_url else Workspace.discover(".")
-        _reg, rel = plan_source(ws, model, env)
+        ws = source_workspace(Path(tmp), repo_url, env, model, cwd=cwd) if repo_url else Workspace.discover(cwd)
+        with _storage_errors():
+            _reg, rel = plan_source(ws, model, env)
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
         previous = current_release(target)
@@ -311,7 +487,10 @@ def _build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool,
         _rmtree(final)  # materialised once, but its stamp no longer verifies
     if progress:
         progress(f"materialising {rel.tag} into {partial} and verifying every digest …")
-    materialise.materialise(ws.git, store, manifest, partial, entries)
+    placed = materialise.materialise(ws.git, store, manifest, partial, entries)
+    # what `verify --target` re-checks later: the manifest's digest, or the one just verified
+    # against DVC's md5 on the way in (a directory's tree digest, a hand-tagged release's file)
+    entries = [{**e, "sha256": e.get("sha256") or placed.get(e["path"])} for e in entries]
     if smoke:
         from tether.bundle import load_bundle, smoke_test
         from tether.smoke import read_table
@@ -357,22 +536,18 @@ def prune(target: Path, keep: int, protect: set) -> list[str]:
     return pruned
 
 
-def verify_target(target: Path) -> dict:
-    """Recompute every digest of DIR/current against the manifest it was deployed from."""
-    target = Path(target).absolute()
-    live = current_release(target)
-    if live is None:
+def verify_target(target: str | Path, cwd: str | Path = ".") -> dict:
+    """Recompute every digest of DIR/current against the manifest it was deployed from. Only a
+    `current` tether made is verified (see resolve_current), and only paths inside it are read."""
+    target = resolve_target(target, cwd)
+    root = resolve_current(target)
+    if root is None:
         raise NotFound(f"{target} has no current release", hint="deploy one: tether deploy --env … --target …")
-    root = target / "releases" / live
-    try:
-        manifest = json.loads((root / ".tether" / "manifest.json").read_text())
-        entries = json.loads((root / ".tether" / "entries.json").read_text())
-    except (OSError, ValueError):
-        raise IntegrityError(f"{root} has no readable tether stamp: it was not deployed by tether") from None
+    manifest, entries, bundle = read_release(root)
     materialise.verify_outputs(entries, root)
-    from tether.bundle import verify_bundle
+    from tether.bundle import is_bundle, verify_bundle
 
-    verify_bundle(root / manifest["artifact"]["path"])
-    return {"target": str(target), "release": f"{manifest['model']}@v{manifest['version']}",
+    if is_bundle(bundle):  # any other model format is covered by the release's digests above
+        verify_bundle(bundle)
+    return {"target": str(target), "release": f"{manifest.get('model')}@v{manifest.get('version')}",
             "files": len(entries), "ok": True}
-

@@ -115,6 +115,7 @@ def derive_many(git: Git, wanted: list[tuple[str, str]], read_object: Callable[[
     trees = dict(zip(commits, git.run("rev-parse", *[f"{c}^{{tree}}" for c in commits]).stdout.split()))
     graphs: dict[tuple[str, str], tuple] = {}
     specs: list[str] = []
+    wanted_small: set[str] = set()
     for commit, model in todo:
         y, lk = blobs.get(f"{commit}:dvc.yaml"), blobs.get(f"{commit}:dvc.lock")
         if y is None:
@@ -137,8 +138,13 @@ def derive_many(git: Git, wanted: list[tuple[str, str]], read_object: Callable[[
         specs += [f"{commit}:{graph.artifact.path}", f"{commit}:{graph.artifact.path}.dvc"]
         specs += [f"{commit}:{graph.artifact.path}/{n}" for n in _ART_FILES]
         specs.append(f"{commit}:conf")
+        pointer = _pointer_file(graph.artifact.meta)
+        if pointer:
+            specs.append(f"{commit}:{pointer}")
+            wanted_small.add(f"{commit}:{pointer}")
     ids = object_ids(git, specs)
-    small = cat_files(git, [s for s in specs if ids.get(s) and s.rsplit("/", 1)[-1].endswith((".json", ".dvc"))])
+    small = cat_files(git, [s for s in specs if ids.get(s) and (s in wanted_small or
+                                                                s.rsplit("/", 1)[-1].endswith((".json", ".dvc")))])
     for key, (dvc_yaml, lock, graph) in graphs.items():
         commit, model = key
         d = _derive_one(commit, model, trees.get(commit, ""), dvc_yaml, lock, graph,
@@ -315,6 +321,13 @@ def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, sm
                                  "this commit" if settings.threshold else threshold_fix(art.path, not art_is_file))
     d.unresolved = sorted(set(d.unresolved))
     return d
+
+
+def _pointer_file(meta: dict) -> str | None:
+    """The file a `meta.tether.threshold: FILE:KEY` pointer names, if it is a safe path."""
+    raw = ((meta or {}).get("tether") or {}).get("threshold") if isinstance(meta, dict) else None
+    file = str(raw).partition(":")[0] if raw else ""
+    return paths.normalise(file) if file and paths.problem(file) is None else None
 
 
 def _threshold(settings: Settings, art, graph, params_values: dict, read, read_json, metrics: dict,

@@ -73,6 +73,14 @@ def completeness(graph: ModelGraph, undeclared: dict[str, dict[str, str]], manif
     else:
         out.append(GateResult("weights", False, f"nothing in dvc.lock, a .dvc file or git holds {graph.artifact.path}",
                               "produce it with a stage (`dvc repro`), `dvc add` it, or commit it to git; then commit"))
+    if not graph.stages:
+        # A model no stage produces or reads (trained in a notebook, then `dvc add`ed or committed):
+        # one stage that evaluates it pins data, code, params and threshold at once.
+        stage_fix = (f"add a stage that evaluates {graph.artifact.path}: deps: [{graph.artifact.path}, <eval data>, "
+                     "<its script>], params: [evaluate.threshold], metrics: [<its metrics file>] "
+                     "(README: 'Using tether on your own repository')")
+        fixes = {**fixes, "data": stage_fix, "code": None, "params": None,
+                 "threshold": None if not fixes.get("threshold", "").startswith("meta.") else fixes["threshold"]}
     starved = [s.name for s in graph.stages
                if any(under(o.path, graph.artifact.path) for o in s.outs) and not _reads_data(graph, s)]
     if not graph.data:
@@ -92,20 +100,20 @@ def completeness(graph: ModelGraph, undeclared: dict[str, dict[str, str]], manif
                               "add these files to the stages' deps in dvc.yaml, so a change to them retrains and is pinned"))
     elif not graph.code:
         out.append(GateResult("code", False, f"{name}'s stages declare no source files as deps",
-                              "add the scripts/modules each stage runs to its deps in dvc.yaml"))
+                              fixes.get("code", "add the scripts/modules each stage runs to its deps in dvc.yaml")))
     else:
         out.append(passed("code", f"{len(graph.code)} source dep(s), every module the stages run is declared"))
     if graph.params:
         out.append(passed("params", "params declared: " + ", ".join(sorted(graph.params))))
     else:
         out.append(GateResult("params", False, f"{name}'s stages declare no params",
-                              "list the hyperparameters each stage reads under `params:` in dvc.yaml"))
+                              fixes.get("params", "list the hyperparameters each stage reads under `params:` in dvc.yaml")))
     threshold = manifest["components"]["threshold"]
     if isinstance(threshold.get("value"), (int, float)):
         out.append(passed("threshold", f"threshold {threshold['value']} from {threshold.get('source')}"))
     else:
         out.append(GateResult("threshold", False, f"{name} has no decision threshold",
-                              fixes.get("threshold") or "declare one (see README, 'Using tether on your own repository')"))
+                              fixes.get("threshold", "declare one (see README, 'Using tether on your own repository')")))
     return out
 
 
@@ -154,6 +162,10 @@ def raise_failures(results: list[GateResult], what: str) -> None:
     raise exc
 
 
+# Counters and bookkeeping a metrics file carries (dvclive writes `step`), not quality measures.
+NOT_METRICS = frozenset({"n_eval", "n_train", "threshold", "step", "epoch", "timestamp"})
+
+
 def regression(current: dict, candidate: dict, tolerance: float, lower_is_better: tuple[str, ...],
                only: tuple[str, ...] = ()) -> GateResult:
     """No metric may get worse by more than `tolerance` (relative) against what runs now."""
@@ -163,14 +175,14 @@ def regression(current: dict, candidate: dict, tolerance: float, lower_is_better
         a, b = current.get(k), candidate.get(k)
         if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool):
             continue
-        if k in ("n_eval", "n_train", "threshold"):
+        if k in NOT_METRICS:
             continue
         lower = k in lower_is_better
         drop = (b - a) if lower else (a - b)
         base = abs(a) if a else 1.0
         if drop / base > tolerance:
             worse.append(f"{k} {a:.4g} → {b:.4g} ({-drop / base if not lower else drop / base:+.1%})")
-    compared = [k for k in keys if k not in ("n_eval", "n_train", "threshold")
+    compared = [k for k in keys if k not in NOT_METRICS
                 and all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) for m in (current, candidate))]
     if not compared:
         # Not "ok": nothing was compared. It does not block (a project may not measure yet),

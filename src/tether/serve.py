@@ -8,9 +8,7 @@ reported and the old one keeps serving.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,27 +32,40 @@ class ModelHolder:
         self._lock = threading.Lock()
 
     def current_dir(self) -> str | None:
-        link = self.target / "current"
-        return os.path.realpath(link) if link.is_symlink() else None
+        """The release directory `current` names; IntegrityError when `current` is not the
+        symlink into releases/ that deploy makes (see deploy.resolve_current)."""
+        from tether.deploy import resolve_current
+
+        real = resolve_current(self.target)
+        return str(real) if real is not None else None
+
+    def _refuse(self, msg: str) -> None:
+        if msg != self.last_error:
+            log.error("%s; still serving %s", msg, self.loaded.manifest["version"] if self.loaded else "nothing")
+        self.last_error = msg
 
     def refresh(self) -> bool:
         """Load what `current` names if it changed. True if a new bundle is now serving."""
         from tether.bundle import load_bundle
-        from tether.deploy import manifest_digest
+        from tether.deploy import manifest_digest, read_release
+        from tether.errors import TetherError
 
         with self._lock:
-            wanted = self.current_dir()
-            if wanted is None or (self.loaded and self.loaded.release_dir == wanted):
+            try:
+                wanted = self.current_dir()
+            except TetherError as exc:  # a `current` tether did not make: never switch to it
+                self._refuse(f"refusing {self.target / 'current'}: {exc.message}")
+                return False
+            if wanted is None:
+                return False
+            if self.loaded and self.loaded.release_dir == wanted:
+                self.last_error = None  # back on the release we serve: any refusal is over
                 return False
             try:
-                manifest = json.loads((Path(wanted) / ".tether" / "manifest.json").read_text())
-                bundle = load_bundle(Path(wanted) / manifest["artifact"]["path"])
+                manifest, _entries, bundle_dir = read_release(Path(wanted))
+                bundle = load_bundle(bundle_dir)
             except Exception as exc:  # keep serving what we have
-                msg = f"cannot load {wanted}: {exc}"
-                if msg != self.last_error:
-                    log.error("%s; still serving %s", msg,
-                              self.loaded.manifest["version"] if self.loaded else "nothing")
-                self.last_error = msg
+                self._refuse(f"cannot load {wanted}: {exc}")
                 return False
             self.loaded = Loaded(wanted, bundle, manifest, manifest_digest(manifest))
             self.last_error = None
@@ -72,6 +83,9 @@ def create_app(target: Path, watch_interval: float = 1.0):
     from fastapi.responses import JSONResponse
 
     holder = ModelHolder(target)
+    # Refuse to start over a `current` tether did not make (IntegrityError, exit 6) rather than
+    # serve whatever it points at; a target with no `current` yet starts and waits for a deploy.
+    holder.current_dir()
     stop = threading.Event()
 
     from contextlib import asynccontextmanager
