@@ -18,10 +18,13 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "
        "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
 
 
-def wall(args: list[str], cwd: Path, repeat: int = 5, check: bool = True) -> float:
-    """Median wall seconds of a whole command (process start included, as a user waits)."""
+def wall(args: list[str], cwd: Path, repeat: int = 5, check: bool = True, setup=None) -> float:
+    """Median wall seconds of a whole command (process start included, as a user waits).
+    `setup()`, if given, runs before each repeat, outside the timing (e.g. drop a cache)."""
     times = []
     for _ in range(repeat):
+        if setup is not None:
+            setup()
         t = time.perf_counter()
         proc = subprocess.run(args, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         times.append(time.perf_counter() - t)

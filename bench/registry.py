@@ -1,34 +1,145 @@
-"""Registry at scale: 1,000 releases and 300 promotions. tether list / show production / history
-against gto show / gto history on the same repository, and raw `git for-each-ref` (the floor)."""
+"""Registry at scale, on synthetic repositories whose releases are real DVC project states with
+the manifests tether attests (bench/synthetic.py): `tether list` cold (no .git/tether caches)
+and warm, `tether status`, `tether history --env production`, `tether show production` and
+`tether check --offline`, against `gto show` on the same repository and against the git floor
+(`git for-each-ref` with the fields tether reads). Ratios are printed, not asserted.
+
+Sizes: TETHER_BENCH_SIZES (default "1000,5000" releases) and TETHER_BENCH_GTO_MAX (default
+1000): `gto show` grows quadratically with the tag count (≈10 s at 1,300 tags, ≈36 s at 2,300,
+≈200 s at 5,400 on the 2-core bench machine), so larger sizes are measured against the git
+floor only. TETHER_BENCH_YEARS (default 3) spreads each history over that many years. About
+3 minutes with the defaults on an idle machine; the fuller run
+`TETHER_BENCH_SIZES=1000,2000,5000 TETHER_BENCH_GTO_MAX=2000` about 5.
+
+It also prints what feeds the manifest-size question: the average tag message (attested
+manifest) in bytes, and the size of tether's caches under .git/tether after a cold list.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, Table, wall  # noqa: E402
-from synthetic import build_registry_repo  # noqa: E402
+from common import BIN, ENV, OUT, Table, wall  # noqa: E402
+from synthetic import MODEL, build_registry_repo, repo_stats  # noqa: E402
+
+PROMOTIONS = 300
+TETHER_FIELDS = ("%(refname)%00%(objecttype)%00%(objectname)%00%(*objectname)%00%(tree)%00%(*tree)%00"
+                 "%(creatordate:iso-strict)%00%(if)%(taggername)%(then)%(taggername)%(else)%(committername)%(end)%00")
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def validate(repo: Path) -> dict:
+    """The synthetic registry must be the real path: every release complete and matching."""
+    proc = subprocess.run([str(BIN / "tether"), "list", "--json"], cwd=repo, env=ENV, capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: tether list failed: {proc.stderr[-500:]}")
+    rows = json.loads(proc.stdout)
+    kinds: dict = {}
+    for r in rows:
+        kinds[r["kind"] or "ok"] = kinds.get(r["kind"] or "ok", 0) + 1
+    if set(kinds) != {"ok"}:
+        bad = [f"{r['tag']}: {r['kind']}: {r['problem']}" for r in rows if r["kind"]][:5]
+        raise SystemExit("bench: the synthetic registry has problem rows, so the benchmark would time an "
+                         f"error path: {kinds}\n  " + "\n  ".join(bad))
+    return {"rows": len(rows), **kinds}
+
+
+def measure(n: int, tmp: Path, gto_max: int, years: float) -> dict:
+    t0 = time.perf_counter()
+    repo = build_registry_repo(tmp / f"repo-{n}", releases=n, promotions=PROMOTIONS, years=years)
+    built = time.perf_counter() - t0
+    tags = len(subprocess.run(["git", "tag", "--list"], cwd=repo, capture_output=True, text=True, check=True).stdout.split())
+    moves = sum(len(subprocess.run(["git", "log", "--first-parent", "--grep=^Tether-Action: ", "--format=%H", b], cwd=repo,
+                                   capture_output=True, text=True, check=True).stdout.split())
+                for b in ("staging", "production"))
+    print(f"\nbuilt {n} releases ({tags} tags, {moves} moves, {years:g} years) in {built:.1f} s", flush=True)
+    tether = [str(BIN / "tether")]
+    cache = repo / ".git" / "tether"
+
+    def drop() -> None:
+        shutil.rmtree(cache, ignore_errors=True)
+
+    small = n <= 2000
+    r: dict = {"releases": n, "tags": tags, "moves": moves, "build_s": built}
+    r["floor"] = wall(["git", "for-each-ref", f"--format={TETHER_FIELDS}", "refs/tags/", "refs/heads/"], repo)
+    r["floor_messages"] = wall(["git", "for-each-ref", f"--format={TETHER_FIELDS}%(contents)%00", "refs/tags/"], repo)
+    r["list_cold"] = wall(tether + ["list"], repo, repeat=3 if small else 1, setup=drop)
+    stats = repo_stats(repo)  # the caches one cold list leaves
+    r["list_warm"] = wall(tether + ["list"], repo, repeat=5)
+    r["status"] = wall(tether + ["status"], repo, repeat=5)
+    r["history"] = wall(tether + ["history", "--env", "production"], repo, repeat=5)
+    r["show"] = wall(tether + ["show", "production"], repo, repeat=5)
+    r["check"] = wall(tether + ["check", "--offline"], repo, repeat=3 if small else 1)
+    r["validity"] = validate(repo)
+    if n <= gto_max:
+        r["gto_show"] = wall([str(BIN / "gto"), "show", MODEL], repo, repeat=1)
+    r.update(stats)
+    shutil.rmtree(repo, ignore_errors=True)
+    return r
+
+
+def report(r: dict) -> None:
+    n = r["releases"]
+    gto = r.get("gto_show")
+    t = Table(f"Registry {n}: {n:,} releases, {r['tags']:,} tags, {r['moves']} moves (median wall s; ratio = baseline/value)")
+    base = ("gto show", gto) if gto else ("git for-each-ref", r["floor"])
+    for figure, key in (("tether list (cold: no .git/tether)", "list_cold"), ("tether list (warm)", "list_warm"),
+                        ("tether status", "status"), ("tether history --env production", "history"),
+                        ("tether show production", "show"), ("tether check --offline (warm)", "check")):
+        t.add(figure, r[key], "s", *base)
+    t.add("tether list (warm) vs the git floor", r["list_warm"], "s", "git for-each-ref", r["floor"])
+    t.add("tether list (cold) vs for-each-ref + messages", r["list_cold"], "s", "for-each-ref+msgs", r["floor_messages"])
+    if gto:
+        t.add("gto show (baseline)", gto, "s")
+    t.print()
+    print(f"  valid: {r['validity']}")
+    print(f"  tag messages with a manifest: {r['manifest_tags']:,}, avg {r['manifest_avg_bytes']:,.0f} B "
+          f"(max {r['manifest_max_bytes']:,} B, {r['manifest_avg_disk_bytes']:,.0f} B packed), "
+          f"total {_mb(r['manifest_total_bytes'])}; {r['other_annotated_tags']:,} other annotated tags")
+    print(f"  .git/tether after a cold list: {_mb(r['cache_bytes'])} in {r['cache_files']:,} files "
+          f"(derived/: {_mb(r['derived_bytes'])} in {r['derived_files']:,}, summary.json: {_mb(r['summary_bytes'])}); "
+          f".git total {_mb(r['git_dir_bytes'])}; DVC cache objects: {r['dvc_cache_files']:,}; built in {r['build_s']:.1f} s",
+          flush=True)
 
 
 def main() -> None:
+    sizes = [int(x) for x in os.environ.get("TETHER_BENCH_SIZES", "1000,5000").split(",") if x.strip()]
+    gto_max = int(os.environ.get("TETHER_BENCH_GTO_MAX", "1000"))
+    years = float(os.environ.get("TETHER_BENCH_YEARS", "3"))
+    results = []
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tether-bench-registry-") as tmp:
-        repo = build_registry_repo(Path(tmp) / "repo", releases=1000, promotions=300)
-        tether = [str(BIN / "tether")]
-        gto = [str(BIN / "gto")]
-        floor = wall(["git", "for-each-ref", "--format=%(refname) %(objectname) %(contents)", "refs/tags"], repo)
-        t_list = wall(tether + ["list"], repo)
-        t_show = wall(tether + ["show", "production"], repo)
-        t_hist = wall(tether + ["history"], repo)
-        g_show = wall(gto + ["show", "fraud-detector"], repo, repeat=3)
-        g_hist = wall(gto + ["history", "fraud-detector"], repo, repeat=3)
-        t = Table("Registry: 1,000 releases, 300 promotions (median wall seconds)")
-        t.add("tether list", t_list, "s", "gto show", g_show, ">= 30x gto, < 0.3 s", g_show / t_list >= 30 and t_list < 0.3)
-        t.add("tether show production", t_show, "s", "gto show", g_show, ">= 30x gto, < 0.3 s", g_show / t_show >= 30 and t_show < 0.3)
-        t.add("tether history", t_hist, "s", "gto history", g_hist, ">= 30x gto, < 0.3 s", g_hist / t_hist >= 30 and t_hist < 0.3)
-        t.add("tether list vs the floor", t_list, "s", "git for-each-ref", floor, "(floor: how close)")
-        t.print()
+        for n in sizes:
+            r = measure(n, Path(tmp), gto_max, years)
+            report(r)
+            results.append(r)
+    if len(results) > 1:
+        first = results[0]
+        print(f"\nRegistry scaling (median wall s; x = vs {first['releases']:,} releases)")
+        keys = ("floor", "list_cold", "list_warm", "status", "history", "show", "check", "gto_show")
+        print(f"  {'figure':12}" + "".join(f"{r['releases']:>16,}" for r in results))
+        for k in keys:
+            cells = []
+            for r in results:
+                v = r.get(k)
+                cells.append(f"{'-':>16}" if v is None else
+                             f"{v:>8.3f} ({v / first[k]:>4.1f}x)" if first.get(k) else f"{v:>16.3f}")
+            print(f"  {k:12}" + "".join(cells))
+    OUT.mkdir(exist_ok=True)
+    (OUT / "registry-scaling.json").write_text(json.dumps(results, indent=1))
+    print(f"\nregistry bench: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
