@@ -45,5 +45,41 @@ def main() -> None:
         _ = root
 
 
+def flows() -> None:
+    """The README's "Releases made any way" transcript: a plain `git tag` release, `gto`
+    reading tether's moves and tether reading gto's."""
+    with tempfile.TemporaryDirectory(prefix="tether-flows-") as tmp:
+        p = build_textclf_live(Path(tmp) / "textclf")
+        gto = os.path.join(os.path.dirname(sys.executable), "gto")
+
+        def show(cmd: str, res) -> None:
+            text = (res.out + res.err).replace(tmp, "/tmp/x").rstrip()
+            text = re.sub(r"\b[0-9a-f]{12,40}\b", lambda m: m.group(0)[:7] + "…", text)
+            text = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?", "2026-11-25 09:00", text)
+            print(f"$ {cmd}")
+            print(text + (f"\n(exit {res.code})" if res.code else ""))
+            print()
+
+        def tether(*args: str) -> None:
+            show("tether " + " ".join(a if " " not in a else repr(a) for a in args), p.tether(*args))
+
+        def sh(*args: str) -> None:
+            show(" ".join(a if " " not in a else f'"{a}"' for a in args).replace(gto, "gto")
+                 .replace(os.path.join(os.path.dirname(sys.executable), "dvc"), "dvc"),
+                 p.sh(*args, check=False))
+
+        sh("git", "tag", "-a", "textclf@v1.0.0", "-m", "first model, tagged by hand")
+        sh("git", "push", "-q", "origin", "textclf@v1.0.0")
+        tether("check")
+        sh(os.path.join(os.path.dirname(sys.executable), "dvc"), "push", "-q")
+        tether("check")
+        tether("list")
+        tether("promote", "textclf@v1.0.0", "--to", "staging", "--approver", "ana", "--reason", "hand tag", "--push")
+        sh(gto, "show", "textclf")
+        sh(gto, "assign", "textclf", "--version", "v1.0.0", "--stage", "prod")
+        tether("status")
+        tether("history", "--env", "prod")
+
+
 if __name__ == "__main__":
-    main()
+    flows() if sys.argv[1:] == ["flows"] else main()

@@ -187,8 +187,12 @@ def test_malformed_tags_are_findings_never_a_crash(project):
         assert "Traceback" not in res.err and "hint: run again with --debug" not in res.err, f"{args}: {res.err}"
     rows = {r["tag"]: r for r in project.ok("list", "--json").json()}
     assert not rows[f"{MODEL}@v0.1.0"]["complete"]
-    res = project.tether("promote", f"{MODEL}@v0.1.0", "--to", "staging", "--approver", "a", "--reason", "r")
-    assert res.code == 5, res.err
+    # one verdict, one exit code, whichever command meets it
+    for args in (["promote", f"{MODEL}@v0.1.0", "--to", "staging", "--approver", "a", "--reason", "r"],
+                 ["show", f"{MODEL}@v0.1.0"], ["checkout", f"{MODEL}@v0.1.0"], ["verify", f"{MODEL}@v0.1.0"],
+                 ["diff", f"{MODEL}@v0.1.0", f"{MODEL}@v1.0.0"]):
+        res = project.tether(*args)
+        assert res.code == 6 and "no dvc.yaml" in res.err, (args, res.code, res.err)
 
 
 def test_build_metadata_names_exactly_one_tag_and_bumps_start_above_every_version(project):

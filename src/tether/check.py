@@ -10,7 +10,7 @@ from tether.dvcstore import DvcStore
 from tether.registry import Registry, Release
 
 # How bad each finding is; the worst decides the exit code.
-INCOMPLETE, MISMATCH, MISSING, MOVED = "incomplete", "mismatch", "missing-objects", "moved-tag"
+INCOMPLETE, MISMATCH, UNUSABLE, MISSING, MOVED = "incomplete", "mismatch", "unusable", "missing-objects", "moved-tag"
 
 
 @dataclass
@@ -55,6 +55,8 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
             kind, problem = "unusable", f"cannot be read: {exc}"
         if kind == "mismatch":
             report.findings.append(Finding(rel.tag, MISMATCH, problem))
+        elif kind == "unusable":
+            report.findings.append(Finding(rel.tag, UNUSABLE, problem))
         elif kind is not None:
             fixes = "; ".join(f"{p}: {rel.fixes[p]}" for p in rel.missing_parts if p in rel.fixes)
             report.findings.append(Finding(rel.tag, INCOMPLETE, problem + (f" (to fix: {fixes})" if fixes else "")))

@@ -91,7 +91,7 @@ def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: b
     target_rev = ws.branch(model_name, ref.env) if ref.env else rel.commit
     if ref.env:
         _check_env_tree(ws, target_rev, rel)
-    old_paths, old_keys = _tuple_paths(ws, None, model_name)
+    old_paths, _stages = _tuple_paths(ws, None, model_name)
     if not force:
         dirty = git.status_porcelain()
         changed = _dirty_outputs(store.changed_stages(), old_paths)

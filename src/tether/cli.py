@@ -151,15 +151,12 @@ def show(
     as_json: bool = JSON,
 ) -> None:
     """The release manifest."""
-    from tether.errors import IntegrityError
     from tether.manifest import dumps
     from tether.registry import Registry
 
     reg = Registry(_ws(), messages=False)
     rel = _resolve(reg, ref, model)
-    if rel.manifest is None:
-        raise IntegrityError(f"{rel.tag} is not a complete release: {rel.problem}",
-                             hint="re-release it with `tether release`")
+    rel.require_trusted("shown")
     if as_json:
         typer.echo(dumps(rel.manifest).rstrip())
         return
@@ -195,8 +192,7 @@ def diff(
     reg = Registry(_ws(), messages=False)
     ra, rb = _resolve(reg, a), _resolve(reg, b)
     for r in (ra, rb):
-        if r.manifest is None:
-            raise UsageError(f"{r.tag} has no manifest: {r.problem}")
+        r.require_trusted("compared")
     d = mdiff(ra.manifest, rb.manifest)
     lines = [f"{d['from']} → {d['to']}"]
     for name, comp in d["components"].items():
@@ -250,7 +246,8 @@ def check(
     emit(report.as_dict(), as_json, "\n".join(lines) if not report.ok or as_json else lines[0] + ": all complete, matching, on the remote")
     if not report.ok:
         kinds = {f.kind for f in report.findings}
-        cls = IntegrityError if kinds & {MOVED, "mismatch"} else StorageError if MISSING in kinds else GateFailed
+        cls = (IntegrityError if kinds & {MOVED, "mismatch", "unusable"} else StorageError if MISSING in kinds
+               else GateFailed)
         raise cls(f"check failed: {len(report.findings)} problem(s)", hint="see the findings above")
 
 

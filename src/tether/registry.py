@@ -12,7 +12,12 @@ from functools import cached_property
 
 from tether import derive
 from tether import manifest as mf
-from tether.errors import IntegrityError, NotFound, UsageError
+from tether.errors import GateFailed, IntegrityError, NotFound, UsageError
+
+# The one verdict on "not a usable release" and its exit code, the same in every command:
+# a part is missing (5, `promote --allow-incomplete` overrides); the tag message lies about
+# its commit, or the commit holds no usable pipeline for the model (6).
+PROBLEM_ERRORS = {"incomplete": GateFailed, "mismatch": IntegrityError, "unusable": IntegrityError}
 from tether.gitrepo import LogEntry, RefRecord
 from tether.refs import RefArg, ReleaseName, parse_tag
 from tether.workspace import Workspace
@@ -64,7 +69,7 @@ class Release:
         if attested is not None:
             if attested.get("model") != self.name.model or attested.get("version") != str(self.name.version):
                 att.append(f"its message describes {attested.get('model')}@v{attested.get('version')}")
-            att += derive.attestation_problems(d.manifest, attested)
+            att += derive.attestation_problems(d.manifest, attested, partial=bool(d.unresolved))
         meta = {"model": self.name.model, "version": str(self.name.version),
                 "created_at": self.created_at, "released_by": self.creator}
         manifest = derive.merge(d.manifest, attested if not att else None, meta)
@@ -94,11 +99,12 @@ class Release:
 
     def require_trusted(self, what: str) -> dict:
         """The manifest, unless the release cannot be trusted: its tag message lies about its
-        commit (mismatch) or its commit holds no usable pipeline (exit 6, nothing done)."""
+        commit (mismatch) or its commit holds no usable pipeline (exit 6, nothing done). An
+        incomplete release passes: what it lacks is the gates' business (promote)."""
         if self.manifest is None or self.problem_kind in ("mismatch", "unusable"):
-            raise IntegrityError(f"{self.tag} cannot be {what}: {self.problem}",
-                                 hint="the tag or its commit was made or edited by hand; see `tether check "
-                                      f"{self.tag}`")
+            raise PROBLEM_ERRORS[self.problem_kind or "unusable"](
+                f"{self.tag} cannot be {what}: {self.problem}",
+                hint=f"the tag or its commit was made or edited by hand; see `tether check` for {self.tag}")
         return self.manifest
 
     @property

@@ -191,8 +191,7 @@ def _unpublished_tag(ws: Workspace, reg: Registry, model: str, commit: str):
 
 
 def _resume_plan(rel, results, push: bool) -> ReleasePlan:
-    if rel.manifest is None:
-        raise GateFailed(f"{rel.tag} is on HEAD but is not a usable release: {rel.problem}")
+    rel.require_trusted("published")
     md5s = all_md5s(rel.manifest)
     return ReleasePlan(
         model=rel.name.model, tag=rel.tag, version=str(rel.version), bump=None,
