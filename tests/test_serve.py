@@ -66,9 +66,11 @@ def test_serving_follows_deploys_and_rollbacks(server):
     promote_to(p, "fraud-detector@v1.0.0")
     assert p.tether("deploy", "--env", "production", "--target", str(target)).code == 0
     v1 = wait_for(url, "1.0.0")
-    assert call(url, "/ready") == (200, {"ready": True, "version": "1.0.0", "error": None})
+    code, ready = call(url, "/ready")
+    assert code == 200 and ready["ready"] and ready["release"] == "fraud-detector@v1.0.0" and ready["error"] is None
     code, first = call(url, "/predict", {"records": [RECORD]})
-    assert code == 200 and first["threshold"] == 0.3 and 0 <= first["scores"][0] <= 1
+    assert code == 200, first
+    assert first["threshold"] == 0.3 and 0 <= first["scores"][0] <= 1
 
     v2 = threshold_release(p, 0.9)
     promote_to(p, v2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -494,15 +495,34 @@ def checkout(
 @app.command()
 def serve(
     target: str = typer.Option(..., "--target", help="Serving directory (see deploy)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback only)."),
     port: int = typer.Option(8000, "--port"),
     watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
+    max_body: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest /predict body accepted (413 above)."),
 ) -> None:
-    """HTTP service over DIR/current: POST /predict, GET /ready, GET /version."""
+    """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
+    /version, /metrics."""
     from tether.deploy import resolve_target
     from tether.serve import run
 
-    run(resolve_target(target, _state["chdir"]), host, port, watch_interval)
+    if max_body < 1:
+        raise UsageError("--max-body-bytes must be at least 1")
+    run(resolve_target(target, _state["chdir"]), host, port, watch_interval, max_body)
+
+
+@app.command("worker", hidden=True)
+def worker(
+    target: str = typer.Option(..., "--target"),
+    release: str = typer.Option(..., "--release"),
+    smoke_eval: Optional[str] = typer.Option(None, "--smoke-eval"),
+    once: bool = typer.Option(False, "--once"),
+) -> None:
+    """One release's worker process, started by `tether serve` (protocol: tether.worker)."""
+    from tether.worker import run as run_worker
+
+    code = run_worker(Path(target), Path(release), smoke_eval, once)
+    if code:
+        sys.exit(code)
 
 
 def main() -> None:

@@ -57,3 +57,10 @@ def run_bytes(args: list[str], cwd: str | Path | None, input: bytes) -> bytes:
     if proc.returncode != 0:
         raise CommandFailed(Result(tuple(args), proc.returncode, "", proc.stderr.decode(errors="replace")))
     return proc.stdout
+
+
+def spawn_pipes(args: list[str], cwd: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A long-running child speaking a line protocol on stdin/stdout (a serving worker); its
+    stderr is the parent's, so what the child logs reaches the server's log."""
+    return subprocess.Popen(args, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
+                            env={**os.environ, **(env or {})}, bufsize=0, close_fds=True)

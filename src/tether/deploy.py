@@ -28,7 +28,7 @@ from tether.digest import sha256_bytes
 from tether.dvcstore import DvcStore
 from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.gitrepo import Git
-from tether.manifest import dumps
+from tether.manifest import dumps, dvc_objects
 from tether.registry import Registry, Release
 from tether.release import now_iso
 from tether.workspace import Workspace
@@ -200,15 +200,21 @@ def write_stamp(release_dir: Path, manifest: dict, entries: list[dict], tag_obje
             st = p.stat()
             files[e["path"]] = (st.st_size, st.st_mtime_ns)
     (release_dir / ".tether").mkdir(exist_ok=True)
-    (release_dir / ".tether" / "manifest.json").write_text(dumps(manifest))
-    (release_dir / ".tether" / "entries.json").write_text(json.dumps(entries, indent=1))
-    (release_dir / STAMP).write_text(json.dumps({
-        "release": f"{manifest['model']}@v{manifest['version']}",
-        "tag_object": tag_object,
-        "manifest_sha256": manifest_digest(manifest),
-        "verified_at": now_iso(),
-        "files": files,
-    }, indent=1))
+    records = {
+        "manifest.json": dumps(manifest),
+        "entries.json": json.dumps(entries, indent=1),
+        "stamp.json": json.dumps({
+            "release": f"{manifest['model']}@v{manifest['version']}",
+            "tag_object": tag_object,
+            "manifest_sha256": manifest_digest(manifest),
+            "verified_at": now_iso(),
+            "files": files,
+        }, indent=1),
+    }
+    for name, text in records.items():  # read-only, like every file deploy places
+        path = release_dir / ".tether" / name
+        path.write_text(text)
+        os.chmod(path, 0o444)
 
 
 def switch_current(target: Path, release_id: str) -> None:
@@ -439,7 +445,8 @@ def deploy(
             with contextlib.suppress(Exception):
                 log_event(target, {**record, "outcome": "failed", "error": str(exc)[:500]})
             raise
-        log_event(target, {**record, "outcome": outcome})
+        # the log line is the anchor `tether serve` checks a release's recorded manifest against
+        log_event(target, {**record, "outcome": outcome, "manifest_sha256": manifest_digest(manifest)})
         pruned = prune(target, keep, protect={release_id, previous})
         return DeployResult(env, rel.tag, previous, outcome, str(final), pruned)
 
@@ -534,6 +541,74 @@ def prune(target: Path, keep: int, protect: set) -> list[str]:
         _rmtree(releases / name)
         pruned.append(name)
     return pruned
+
+
+def logged_manifest_digest(target: Path, release_id: str) -> str | None:
+    """The manifest digest deploy.log recorded when `release_id` was last made live, if any."""
+    found = None
+    try:
+        lines = (target / "deploy.log").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("to") == release_id and rec.get("outcome") in ("deployed", "switched") \
+                and rec.get("manifest_sha256"):
+            found = rec["manifest_sha256"]
+    return found
+
+
+def verify_release_dir(target: Path, root: Path) -> tuple[dict, list[dict], Path]:
+    """Everything in a materialised release against the manifest deploy derived from git for it,
+    never against a file the release's own bundle carries (a tamperer can rewrite a bundle and
+    its manifest.json consistently):
+
+    - `.tether/manifest.json` hashes to the digest in the stamp and to the one deploy.log
+      recorded when the release was made live;
+    - the DVC outputs listed in `.tether/entries.json` are the manifest's own (same path, md5 and
+      sha256), and every byte of them hashes to it (directories file by file, none added);
+    - every other file of the release directory, its git part (code, dvc.yaml, the serving
+      entrypoint), hashes to the manifest's git tree id: nothing changed, added or removed.
+
+    Returns (manifest, entries, bundle path); IntegrityError names the first thing that fails."""
+    from tether.digest import git_tree_id
+
+    manifest, entries, bundle = read_release(root)
+    digest = manifest_digest(manifest)
+    stamp = read_stamp(root) or {}
+    hint = f"deploy the release again (tether deploy … --target {target}); nothing was loaded from it"
+    if stamp.get("manifest_sha256") != digest:
+        raise IntegrityError(f"{root.name}: .tether/manifest.json does not match the digest its stamp recorded", hint=hint)
+    logged = logged_manifest_digest(target, root.name)
+    if logged is not None and logged != digest:
+        raise IntegrityError(f"{root.name}: .tether/manifest.json is not the manifest deploy.log recorded for it",
+                             hint=hint)
+    known = {(e["path"], e["md5"]): e for e in dvc_objects(manifest)}
+    for e in entries:
+        want = known.get((e.get("path"), e.get("md5")))
+        if want is None:
+            raise IntegrityError(f"{root.name}: .tether/entries.json lists {e.get('path')!r}, which is not in the manifest",
+                                 hint=hint)
+        if want.get("sha256") and e.get("sha256") != want["sha256"]:
+            raise IntegrityError(f"{root.name}: .tether/entries.json records another sha256 for {e['path']} than the "
+                                 "manifest", hint=hint)
+    listed = {e["path"] for e in entries}
+    missing = [e["path"] for e in materialise.needed(manifest) if e["path"] not in listed]
+    if missing:
+        raise IntegrityError(f"{root.name}: the model's outputs {', '.join(missing)} are not recorded", hint=hint)
+    try:
+        materialise.verify_outputs(entries, root)
+    except IntegrityError as exc:
+        raise IntegrityError(f"{root.name}: {exc.message}", hint=hint) from None
+    tree = git_tree_id(root, exclude={".tether", *listed})
+    if manifest.get("tree") and tree != manifest["tree"]:
+        raise IntegrityError(f"{root.name}: the release's git files (code, dvc.yaml) do not hash to its git tree "
+                             f"{str(manifest['tree'])[:12]} (got {str(tree)[:12]}): a file was changed, added or removed",
+                             hint=hint)
+    return manifest, entries, bundle
 
 
 def verify_target(target: str | Path, cwd: str | Path = ".") -> dict:

@@ -50,3 +50,43 @@ def tree_sha256_of(root: str | Path, relpaths=None) -> tuple[str, dict[str, str]
         p = root / rel
         files[rel] = "symlink" if p.is_symlink() else sha256_file(p)
     return tree_sha256(files), files
+
+
+def git_blob_id(data: bytes) -> str:
+    """What `git hash-object` says for these bytes."""
+    h = hashlib.sha1(b"blob %d\0" % len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+def git_tree_id(root: str | Path, exclude: set[str] = frozenset()) -> str | None:
+    """The git tree id of the files under `root` (what `git write-tree` would record for them),
+    less the relative paths in `exclude` (files or whole directories). None for an empty tree.
+    Modes as git keeps them: 100755 for an executable file, 100644 for any other, 120000 for a
+    symlink (its target is the content); empty directories do not exist for git."""
+    root = Path(root)
+
+    def tree(rel: str) -> str | None:
+        entries = []
+        base = root / rel if rel else root
+        for name in os.listdir(base):
+            sub = f"{rel}/{name}" if rel else name
+            if sub in exclude:
+                continue
+            p = base / name
+            if p.is_symlink():
+                entries.append((name.encode(), b"120000", git_blob_id(os.readlink(p).encode())))
+            elif p.is_dir():
+                tid = tree(sub)
+                if tid is not None:
+                    entries.append((name.encode() + b"/", b"40000", tid))
+            else:
+                mode = b"100755" if os.stat(p).st_mode & 0o100 else b"100644"
+                entries.append((name.encode(), mode, git_blob_id(p.read_bytes())))
+        if not entries:
+            return None
+        entries.sort(key=lambda e: e[0])  # git sorts a tree's names with "/" after directories
+        body = b"".join(mode + b" " + name.rstrip(b"/") + b"\0" + bytes.fromhex(oid) for name, mode, oid in entries)
+        return hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
+
+    return tree("")
