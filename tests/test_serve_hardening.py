@@ -72,7 +72,7 @@ def test_a_consistently_tampered_bundle_is_refused_under_load_and_served_after_r
             code, ready, _ = until(lambda: (lambda r: r if r[1].get("error") else None)(call(url, "/ready")),
                                    "the refusal")
             assert code == 200 and ready["release"] == V1, ready  # still serving v1
-            assert v2 in ready["error"] and "threshold.json" in ready["error"], ready
+            assert v2 in ready["error"] and "does not match the manifest" in ready["error"], ready
             n = len(seen)
             until(lambda: len(seen) > n + 20, "more requests while the tampered release is current")
             assert call(url, "/version")[1]["release"] == V1

@@ -148,7 +148,9 @@ class Supervisor:
                 validator = RecordValidator(hello["schema"]) if hello.get("schema") else None
             except Exception as exc:
                 worker.kill()
-                msg = f"refusing {wanted.name}: {getattr(exc, 'message', None) or exc}"
+                why = str(getattr(exc, "message", None) or exc)
+                why = why[len(wanted.name) + 2:] if why.startswith(f"{wanted.name}: ") else why
+                msg = f"refusing {wanted.name}: {why}"
                 self.failed[key] = (msg, time.monotonic())
                 self.starting = None
                 self._refuse(msg)
