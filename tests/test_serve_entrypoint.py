@@ -23,9 +23,13 @@ def test_text_classifier_served_by_its_own_release_code_v1_v2_rollback(tmp_path)
     target = tmp_path / "serving"
 
     with serve(p, target, tmp_path / "serve.log") as url:
-        p.ok("deploy", "--env", "production", "--target", str(target))
+        # --smoke: deploy runs the smoke test in a worker before the switch, and materialises the
+        # eval slice, so the serving worker runs it again before it takes traffic
+        out = p.ok("deploy", "--env", "production", "--target", str(target), "--smoke").err
+        assert "smoke-testing textclf@v1.0.0 in a worker" in out, out
         info = serving(url, v1)
         assert info["loader"] == "entrypoint" and info["version"] == "1.0.0" and info["started_at"]
+        assert info["smoke"].startswith("entrypoint reproduces its eval predictions"), info
         code, first, headers = call(url, "/predict", {"records": TEXTS})
         assert code == 200, first
         assert headers["x-tether-release"] == v1 and first["release"] == v1

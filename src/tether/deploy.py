@@ -498,13 +498,13 @@ def _build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool,
     # what `verify --target` re-checks later: the manifest's digest, or the one just verified
     # against DVC's md5 on the way in (a directory's tree digest, a hand-tagged release's file)
     entries = [{**e, "sha256": e.get("sha256") or placed.get(e["path"])} for e in entries]
-    if smoke:
-        from tether.bundle import load_bundle, smoke_test
-        from tether.smoke import read_table
-
-        bundle = load_bundle(partial / manifest["artifact"]["path"])
-        smoke_test(bundle, read_table(partial / eval_paths[0]))
     write_stamp(partial, manifest, entries, rel.tag_object)
+    if smoke:  # the way `tether serve` will run it: a worker in the release directory
+        from tether.workerproc import smoke_in_worker
+
+        if progress:
+            progress(f"smoke-testing {rel.tag} in a worker …")
+        smoke_in_worker(partial, eval_paths[0])
     _fsync_tree(partial)
     os.replace(partial, final)
     _fsync_dir(final.parent)

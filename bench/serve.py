@@ -1,0 +1,227 @@
+"""`tether serve` under load while `current` is swapped, against a same-run baseline: a bare
+FastAPI app that loads the same bundle and calls it in-process.
+
+Set-up (not timed): the reference project is reproduced, released twice (v1.0.0 and a
+threshold-only v1.0.1), and both releases are deployed into one target. Then, from CLIENTS
+concurrent keep-alive clients on 127.0.0.1, REQUESTS requests each phase:
+
+  baseline   the bare app
+  steady     tether serve, no swap
+  swapping   tether serve while `current` flips between the two releases SWAPS times
+
+Every response must be a 200 whose threshold is that of the release it names (0.3 or 0.9): a
+response from a half-loaded release, or a failed request, is counted and must be zero.
+Bounded: REQUESTS per phase, a deadline per phase, and the servers are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+from common import ENV, Table  # noqa: E402
+
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", 4))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", 1500))
+SWAPS = int(os.environ.get("BENCH_SWAPS", 6))
+PHASE_DEADLINE = 60.0
+RECORD = {"amount": 250.0, "hour": 3, "merchant_category": 7, "distance_from_home_km": 120.5, "card_age_days": 40,
+          "txn_count_24h": 9, "foreign": 1, "online": 1, "amount_to_avg_ratio": 4.2, "device_risk_score": 0.7}
+THRESHOLDS = {"fraud-detector@v1.0.0": 0.3, "fraud-detector@v1.0.1": 0.9}
+
+BASELINE_APP = '''
+import sys
+from pathlib import Path
+from fastapi import FastAPI
+from tether.bundle import load_bundle
+bundle = load_bundle(Path(sys.argv[1]))
+app = FastAPI()
+
+@app.post("/predict")
+def predict(payload: dict):
+    scores, decisions = bundle.predict(bundle.validate(payload["records"]))
+    return {"release": "baseline", "threshold": bundle.threshold,
+            "scores": [float(s) for s in scores], "decisions": [bool(d) for d in decisions]}
+
+import uvicorn
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+'''
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(port: int, path: str, timeout: float = 120, release: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path) if path != "/predict" else c.request(
+                "POST", path, json.dumps({"records": [RECORD]}), {"content-type": "application/json"})
+            r = c.getresponse()
+            body = r.read()
+            if r.status == 200 and (release is None or json.loads(body).get("release") == release):
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bench: server on {port} not up")
+
+
+def drive(port: int, n: int, swapper=None) -> dict:
+    """n requests from CLIENTS keep-alive clients; latencies, failures, inconsistent answers."""
+    body = json.dumps({"records": [RECORD]}).encode()
+    lat: list[float] = []
+    failed, mixed, releases = [], [], {}
+    lock = threading.Lock()
+    todo = iter(range(n))
+    deadline = time.monotonic() + PHASE_DEADLINE
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < deadline:
+            with lock:
+                if next(todo, None) is None:
+                    break
+            t = time.perf_counter()
+            try:
+                conn.request("POST", "/predict", body, {"content-type": "application/json"})
+                r = conn.getresponse()
+                data = r.read()
+            except OSError as exc:
+                with lock:
+                    failed.append(repr(exc))
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                continue
+            dt = time.perf_counter() - t
+            with lock:
+                lat.append(dt)
+                if r.status != 200:
+                    failed.append(r.status)
+                    continue
+                out = json.loads(data)
+                rel = out.get("release")
+                releases[rel] = releases.get(rel, 0) + 1
+                if rel in THRESHOLDS and (THRESHOLDS[rel] != out["threshold"]
+                                          or out["decisions"] != [s >= out["threshold"] for s in out["scores"]]):
+                    mixed.append(out)
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    if swapper:
+        swapper()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat.sort()
+    return {"n": len(lat), "wall": wall, "rps": len(lat) / wall, "p50": statistics.median(lat),
+            "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "failed": failed, "mixed": mixed,
+            "releases": releases}
+
+
+def setup(base: Path):
+    from project import ISOLATION, build_template, promote_to, threshold_release
+
+    home = base / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+    os.environ.update({"HOME": str(home), **ISOLATION})
+    print("bench serve: reproducing the reference project and making two releases …", file=sys.stderr, flush=True)
+    p = build_template(base / "t")
+    target = base / "serving"
+    promote_to(p, "fraud-detector@v1.0.0")
+    assert p.tether("deploy", "--env", "production", "--target", str(target)).code == 0
+    v2 = threshold_release(p, 0.9)
+    promote_to(p, v2)
+    assert p.tether("deploy", "--env", "production", "--target", str(target)).code == 0
+    return p, target
+
+
+def main() -> None:
+    from tether.deploy import switch_current
+
+    table = Table("Serve: /predict under load, swaps of current, against a bare FastAPI app")
+    with tempfile.TemporaryDirectory(prefix="tether-bench-serve-") as tmp:
+        base = Path(tmp)
+        p, target = setup(base)
+        env = p.env()
+        procs = []
+        try:
+            port_b = free_port()
+            bundle = target / "releases" / "fraud-detector@v1.0.0" / "models/fraud-detector"
+            procs.append(subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(bundle), str(port_b)], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_up(port_b, "/predict")
+            drive(port_b, 100)  # warm-up
+            baseline = drive(port_b, REQUESTS)
+            procs[0].terminate()
+            procs[0].wait()
+
+            switch_current(target, "fraud-detector@v1.0.0")
+            port = free_port()
+            procs.append(subprocess.Popen([sys.executable, "-m", "tether.cli", "serve", "--target", str(target),
+                                           "--port", str(port), "--watch-interval", "0.1"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_up(port, "/version", release="fraud-detector@v1.0.0")
+            drive(port, 100)
+            steady = drive(port, REQUESTS)
+
+            swap_times = []
+
+            def swapper():
+                for i in range(SWAPS):
+                    time.sleep(0.6)
+                    rel = "fraud-detector@v1.0.1" if i % 2 == 0 else "fraud-detector@v1.0.0"
+                    t = time.perf_counter()
+                    switch_current(target, rel)
+                    wait_up(port, "/version", release=rel, timeout=30)
+                    swap_times.append(time.perf_counter() - t)
+
+            swapping = drive(port, REQUESTS, swapper)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(20)
+    for name, r in (("baseline (bare FastAPI, in-process)", baseline), ("tether serve, steady", steady),
+                    ("tether serve, swapping", swapping)):
+        print(f"  {name:38} {r['n']} req in {r['wall']:.2f} s: {r['rps']:.0f} req/s, p50 {r['p50'] * 1e3:.2f} ms, "
+              f"p99 {r['p99'] * 1e3:.2f} ms, failed {len(r['failed'])}, mixed {len(r['mixed'])} {r['releases']}")
+    print(f"  swaps: {len(swap_times)}, until the new release answered: median {statistics.median(swap_times):.2f} s")
+    table.add("throughput, steady (req/s)", steady["rps"], "", "bare app", baseline["rps"],
+              ">= 80% of the baseline", steady["rps"] >= 0.8 * baseline["rps"])
+    table.rows[-1]["ratio"] = steady["rps"] / baseline["rps"]
+    table.add("throughput, swapping (req/s)", swapping["rps"], "", "bare app", baseline["rps"],
+              ">= 80% of the baseline", swapping["rps"] >= 0.8 * baseline["rps"])
+    table.rows[-1]["ratio"] = swapping["rps"] / baseline["rps"]
+    table.add("p50 steady (ms)", steady["p50"] * 1e3, "", "bare app", baseline["p50"] * 1e3)
+    table.add("p99 steady (ms)", steady["p99"] * 1e3, "", "bare app", baseline["p99"] * 1e3)
+    table.add("p99 swapping (ms)", swapping["p99"] * 1e3, "", "steady p99", steady["p99"] * 1e3,
+              "<= 2x p99 without a swap", swapping["p99"] <= 2 * steady["p99"])
+    table.rows[-1]["ratio"] = swapping["p99"] / steady["p99"]
+    table.add("failed + half-loaded responses", len(swapping["failed"]) + len(swapping["mixed"])
+              + len(steady["failed"]) + len(steady["mixed"]), "", target="0",
+              ok=not (swapping["failed"] or swapping["mixed"] or steady["failed"] or steady["mixed"]))
+    table.print()
+
+
+if __name__ == "__main__":
+    main()
