@@ -224,3 +224,38 @@ def post_chunked(url, chunks):
     body = resp.read()
     conn.close()
     return resp.status, body
+
+
+def test_a_recorded_manifest_rewritten_with_its_stamp_and_log_is_caught_by_the_clone(project, tmp_path):
+    """With deploy --repo, the clone in DIR/.tether/repo is a second witness: a manifest whose
+    stamp and deploy.log line were rewritten to match it still differs from the one derived from
+    the tag's commit."""
+    from tether.deploy import log_event, manifest_digest, verify_release_dir
+    from tether.errors import IntegrityError
+
+    p = project
+    promote_to(p, V1)
+    p.git("push", "-q", "origin", "production")
+    from test_deploy_target import preclone
+
+    target = tmp_path / "host"
+    preclone(p, target)
+    res = p.tether("deploy", "--env", "production", "--target", str(target), "--repo", str(p.origin), cwd=tmp_path)
+    assert res.code == 0, res.err
+    root = target / "releases" / V1
+    verify_release_dir(target, root)
+    mf, stamp_file = root / ".tether/manifest.json", root / ".tether/stamp.json"
+    manifest = json.loads(mf.read_text())
+    manifest["components"]["threshold"]["value"] = 0.01  # what /version and the decisions would say
+    stamp = json.loads(stamp_file.read_text())
+    stamp["manifest_sha256"] = manifest_digest(manifest)
+    for f, data in ((mf, manifest), (stamp_file, stamp)):
+        f.chmod(0o644)
+        f.write_text(json.dumps(data))
+    log_event(target, {"to": V1, "outcome": "switched", "manifest_sha256": manifest_digest(manifest)})
+    try:
+        verify_release_dir(target, root)
+    except IntegrityError as exc:
+        assert "derived from" in exc.message, exc.message
+    else:
+        raise AssertionError("a consistently rewritten manifest verified")

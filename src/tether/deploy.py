@@ -608,7 +608,30 @@ def verify_release_dir(target: Path, root: Path) -> tuple[dict, list[dict], Path
         raise IntegrityError(f"{root.name}: the release's git files (code, dvc.yaml) do not hash to its git tree "
                              f"{str(manifest['tree'])[:12]} (got {str(tree)[:12]}): a file was changed, added or removed",
                              hint=hint)
+    _against_clone(target, root, manifest, digest, hint)
     return manifest, entries, bundle
+
+
+def _against_clone(target: Path, root: Path, manifest: dict, digest: str, hint: str) -> None:
+    """With the clone deploy keeps in DIR/.tether/repo (deploy --repo), the recorded manifest
+    must also be what git says now: the tag names the manifest's commit, the commit has the
+    manifest's tree, and the manifest derived afresh from the commit is the recorded one."""
+    clone = target / ".tether" / "repo"
+    if not (clone / ".git").is_dir():
+        return
+    tag = f"{manifest.get('model')}@v{manifest.get('version')}"
+    git = Git(clone)
+    commit = git.rev_parse(f"refs/tags/{tag}^{{commit}}")
+    if commit is None:
+        return  # a release the clone has not fetched: nothing to compare with
+    if commit != manifest.get("commit") or git.tree_of(commit) != manifest.get("tree"):
+        raise IntegrityError(f"{root.name}: its recorded manifest names commit {str(manifest.get('commit'))[:12]}, "
+                             f"but {tag} in {clone} is {commit[:12]}", hint=hint)
+    rel = Registry(Workspace(clone, git), messages=False).by_tag(tag)
+    if rel is not None and rel.manifest is not None and not rel.unresolved \
+            and manifest_digest(rel.manifest) != digest:
+        raise IntegrityError(f"{root.name}: its recorded manifest is not the one derived from {tag}'s commit in {clone}",
+                             hint=hint)
 
 
 def verify_target(target: str | Path, cwd: str | Path = ".") -> dict:
