@@ -513,14 +513,14 @@ def serve(
 @app.command("worker", hidden=True)
 def worker(
     target: str = typer.Option(..., "--target"),
-    release: str = typer.Option(..., "--release"),
+    release: Optional[str] = typer.Option(None, "--release", help="Without it: a spare, told later."),
     smoke_eval: Optional[str] = typer.Option(None, "--smoke-eval"),
     once: bool = typer.Option(False, "--once"),
 ) -> None:
     """One release's worker process, started by `tether serve` (protocol: tether.worker)."""
     from tether.worker import run as run_worker
 
-    code = run_worker(Path(target), Path(release), smoke_eval, once)
+    code = run_worker(Path(target), Path(release) if release else None, smoke_eval, once)
     if code:
         sys.exit(code)
 

@@ -104,6 +104,8 @@ class Supervisor:
     starting: str | None = None
     last_error: str | None = None
     failed: dict = field(default_factory=dict)  # key -> (error, when)
+    spares: bool = True
+    spare: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def current_dir(self) -> Path | None:
@@ -142,7 +144,11 @@ class Supervisor:
                 self.last_error = seen[0]
                 return False
             self.starting = wanted.name
-            worker = Worker(self.target, wanted)
+            worker, self.spare = self.spare, None
+            if worker is not None and worker.alive():
+                worker.assign(wanted)
+            else:
+                worker = Worker(self.target, wanted)
             try:
                 hello = worker.wait_ready(READY_TIMEOUT)
                 validator = RecordValidator(hello["schema"]) if hello.get("schema") else None
@@ -154,6 +160,7 @@ class Supervisor:
                 self.failed[key] = (msg, time.monotonic())
                 self.starting = None
                 self._refuse(msg)
+                self._new_spare()
                 return False
             old = self.live
             self.live = Live(worker, key, hello, validator, _iso(worker.started_at))
@@ -164,7 +171,16 @@ class Supervisor:
                         hello["loader"], hello.get("pid"), hello.get("smoke"))
         if old is not None:
             threading.Thread(target=old.worker.drain_and_stop, daemon=True).start()
+        self._new_spare()
         return True
+
+    def _new_spare(self) -> None:
+        """The next swap's process, importing its libraries now (niced where it can be), so a
+        swap costs the verification and the model's load, not a cold interpreter."""
+        from tether.workerproc import Worker
+
+        if self.spares and self.spare is None:
+            self.spare = Worker(self.target, None)
 
     def watch(self, interval: float, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -175,6 +191,8 @@ class Supervisor:
             stop.wait(interval)
         if self.live:
             self.live.worker.stop()
+        if self.spare:
+            self.spare.stop()
 
 
 def _iso(t: float) -> str:
@@ -240,7 +258,8 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
         h = live.hello
         return {"release": h["release"], "model": h["model"], "version": h["version"], "commit": h["commit"],
                 "manifest_sha256": h["manifest_sha256"], "threshold": h["threshold"], "loader": h["loader"],
-                "started_at": live.started_at, "pid": h.get("pid"), "smoke": h.get("smoke")}
+                "started_at": live.started_at, "pid": h.get("pid"), "smoke": h.get("smoke"),
+                "load_seconds": h.get("load_seconds")}
 
     @app.get("/metrics")
     def prometheus():

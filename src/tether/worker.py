@@ -27,7 +27,7 @@ def _reply(out, msg: dict) -> None:
     out.flush()
 
 
-def run(target: Path, release: Path, smoke_eval: str | None = None, once: bool = False) -> int:
+def run(target: Path, release: Path | None, smoke_eval: str | None = None, once: bool = False) -> int:
     """Serve `release` on this process's stdin/stdout. Returns the exit status. `smoke_eval`
     makes the smoke test mandatory on that eval slice; `once` stops after the ready line
     (promote's smoke gate)."""
@@ -37,6 +37,10 @@ def run(target: Path, release: Path, smoke_eval: str | None = None, once: bool =
     sys.stdout = sys.stderr
     from tether.errors import TetherError
 
+    if release is None:  # a spare: libraries imported ahead, then told which release to serve
+        release = _spare(proto)
+        if release is None:
+            return 0
     try:
         hello = _start(Path(target), Path(release), smoke_eval)
     except TetherError as exc:
@@ -52,6 +56,46 @@ def run(target: Path, release: Path, smoke_eval: str | None = None, once: bool =
         return 0
     _loop(served, sys.stdin.buffer, proto)
     return 0
+
+
+PREIMPORT = ("numpy", "pandas", "sklearn.ensemble", "sklearn.linear_model", "sklearn.pipeline", "sklearn.compose",
+             "sklearn.preprocessing", "skops.io", "pydantic", "yaml", "tether.deploy", "tether.loaders", "tether.bundle")
+
+
+def _spare(proto) -> Path | None:
+    """Import the heavy libraries every release needs (nothing from any release), at a lower
+    CPU priority while a live worker may be serving, then wait for `{"release": DIR}` on stdin.
+    A release's code is imported only after it is assigned and verified, as in any worker."""
+    import importlib
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    can_restore = os.geteuid() == 0
+    if not can_restore:
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_NICE)[0]
+            can_restore = soft == resource.RLIM_INFINITY or 20 - soft <= base
+        except (ImportError, OSError, ValueError):
+            can_restore = False
+    if can_restore:
+        os.setpriority(os.PRIO_PROCESS, 0, min(base + 10, 19))
+    for name in PREIMPORT:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional library this host lacks: the release will say so
+            pass
+    _reply(proto, {"event": "spare", "pid": os.getpid()})
+    line = sys.stdin.buffer.readline()
+    if can_restore:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, base)
+        except OSError:
+            pass
+    try:
+        return Path(json.loads(line)["release"])
+    except (ValueError, KeyError, TypeError):
+        return None  # EOF: the server no longer needs a spare
 
 
 def _start(target: Path, release: Path, smoke_eval: str | None = None) -> dict:

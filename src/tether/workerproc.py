@@ -26,15 +26,21 @@ class WorkerGone(Exception):
 
 
 class Worker:
-    def __init__(self, target: Path, release: Path, *, smoke_eval: str | None = None, once: bool = False) -> None:
-        self.release = Path(release)
+    def __init__(self, target: Path, release: Path | None, *, smoke_eval: str | None = None,
+                 once: bool = False) -> None:
+        """`release=None` starts a spare: it imports the libraries ahead and serves the release
+        `assign()` names later (the swap then costs verification and loading, not imports)."""
+        self.release = Path(release) if release is not None else Path("spare")
         self.started_at = time.time()
-        args = [sys.executable, "-c", BOOT, "worker", "--target", str(target), "--release", str(release)]
+        args = [sys.executable, "-c", BOOT, "worker", "--target", str(target)]
+        if release is not None:
+            args += ["--release", str(release)]
         if smoke_eval:
             args += ["--smoke-eval", smoke_eval]
         if once:
             args += ["--once"]
-        self.proc = cmd.spawn_pipes(args, cwd=release, env={"PYTHONDONTWRITEBYTECODE": "1"})
+        self.proc = cmd.spawn_pipes(args, cwd=release if release is not None else target,
+                                    env={"PYTHONDONTWRITEBYTECODE": "1"})
         self.ready: Future = Future()
         self.hello: dict = {}
         self._pending: dict[int, Future] = {}
@@ -59,6 +65,8 @@ class Worker:
                 except ValueError:
                     continue
                 if "event" in msg:
+                    if msg["event"] == "spare":
+                        continue
                     if msg["event"] == "ready":
                         self.hello = msg
                         self.ready.set_result(msg)
@@ -80,6 +88,16 @@ class Worker:
             pending, self._pending = self._pending, {}
         for fut in pending.values():
             fut.set_exception(gone)
+
+    def assign(self, release: Path) -> None:
+        """Tell a spare which release to serve."""
+        self.release = Path(release)
+        self.started_at = time.time()
+        try:
+            with self._write:
+                self.proc.stdin.write((json.dumps({"release": str(release)}) + "\n").encode())
+        except (OSError, ValueError):
+            pass  # it died: the reader reports it as not ready
 
     def wait_ready(self, timeout: float) -> dict:
         try:
