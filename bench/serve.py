@@ -7,7 +7,8 @@ concurrent keep-alive clients on 127.0.0.1, REQUESTS requests each phase:
 
   baseline   the bare app
   steady     tether serve, no swap
-  swapping   tether serve while `current` flips between the two releases SWAPS times
+  swapping   tether serve while `current` flips between the two releases SWAPS times, 2 s apart
+             (the clients go on until the last swap has answered, and at least REQUESTS)
 
 Every response must be a 200 whose threshold is that of the release it names (0.3 or 0.9): a
 response from a half-loaded release, or a failed request, is counted and must be zero.
@@ -93,11 +94,15 @@ def drive(port: int, n: int, swapper=None) -> dict:
     todo = iter(range(n))
     deadline = time.monotonic() + PHASE_DEADLINE
 
+    swapping = threading.Event()
+    if swapper:
+        swapping.set()
+
     def client():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         while time.monotonic() < deadline:
-            with lock:
-                if next(todo, None) is None:
+            with lock:  # with a swapper: until every swap is done (at least n requests)
+                if next(todo, None) is None and not swapping.is_set():
                     break
             t = time.perf_counter()
             try:
@@ -127,7 +132,10 @@ def drive(port: int, n: int, swapper=None) -> dict:
     for t in threads:
         t.start()
     if swapper:
-        swapper()
+        try:
+            swapper()
+        finally:
+            swapping.clear()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
@@ -188,7 +196,7 @@ def main() -> None:
 
             def swapper():
                 for i in range(SWAPS):
-                    time.sleep(1.5)
+                    time.sleep(2.0)
                     rel = "fraud-detector@v1.0.1" if i % 2 == 0 else "fraud-detector@v1.0.0"
                     t = time.perf_counter()
                     switch_current(target, rel)

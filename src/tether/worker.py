@@ -65,8 +65,10 @@ PREIMPORT = ("numpy", "pandas", "sklearn.ensemble", "sklearn.linear_model", "skl
 def _spare(proto) -> Path | None:
     """Import the heavy libraries every release needs (nothing from any release), at a lower
     CPU priority while a live worker may be serving, then wait for `{"release": DIR}` on stdin.
-    A release's code is imported only after it is assigned and verified, as in any worker."""
+    The assignment restores the priority at once, even in the middle of the imports (a thread
+    waits for it), and a release's code is imported only after it is assigned and verified."""
     import importlib
+    import threading
 
     base = os.getpriority(os.PRIO_PROCESS, 0)
     can_restore = os.geteuid() == 0
@@ -79,22 +81,32 @@ def _spare(proto) -> Path | None:
         except (ImportError, OSError, ValueError):
             can_restore = False
     if can_restore:
-        os.setpriority(os.PRIO_PROCESS, 0, min(base + 10, 19))
+        os.setpriority(os.PRIO_PROCESS, 0, min(base + 10, 19))  # Linux: this (the main) thread
+    assigned: list = []
+    got = threading.Event()
+
+    def wait_for_assignment():
+        assigned.append(sys.stdin.buffer.readline())
+        if can_restore:
+            try:
+                os.setpriority(os.PRIO_PROCESS, os.getpid(), base)  # the main thread's id is the pid
+            except OSError:
+                pass
+        got.set()
+
+    threading.Thread(target=wait_for_assignment, daemon=True).start()
     for name in PREIMPORT:
+        if got.is_set():
+            break  # assigned: what is left is imported on demand, at full priority
         try:
             importlib.import_module(name)
         except Exception:  # an optional library this host lacks: the release will say so
             pass
     _reply(proto, {"event": "spare", "pid": os.getpid()})
-    line = sys.stdin.buffer.readline()
-    if can_restore:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, base)
-        except OSError:
-            pass
+    got.wait()
     try:
-        return Path(json.loads(line)["release"])
-    except (ValueError, KeyError, TypeError):
+        return Path(json.loads(assigned[0])["release"])
+    except (ValueError, KeyError, TypeError, IndexError):
         return None  # EOF: the server no longer needs a spare
 
 
