@@ -93,3 +93,51 @@ def test_a_pickle_without_entrypoint_is_refused_with_the_reason_at_once(tmp_path
         assert time.monotonic() - t0 < 10
         code, body, _ = call(url, "/predict", {"records": TEXTS[:1]})
         assert code == 503 and "pickle" in body["error"]
+
+
+CHURN_SERVE = '''\
+import math
+import pickle
+
+
+class Model:
+    def __init__(self, bundle_dir):
+        # the artifact is a file (path: models/churn.pkl): bundle_dir is that file
+        self.m = pickle.loads(bundle_dir.read_bytes())
+
+    def predict(self, records):
+        out = []
+        for r in records:
+            z = self.m["bias"] + self.m["w"][0] * r["tenure"] + self.m["w"][1] * r["spend"]
+            out.append({"score": 1 / (1 + math.exp(-z))})
+        return out
+'''
+
+
+def test_the_issue_shape_a_file_artifact_with_an_entrypoint_and_no_schema(tmp_path):
+    """`path: <file>.pkl` + `meta.tether.serve.entrypoint: src/serve.py:Model`, exactly as the
+    issue writes it; no schema, so records reach predict() as sent and its KeyError is a 422."""
+    from shapes import build_churn, churn_model
+
+    p = build_churn(tmp_path / "p", keep="dvc")
+    dvc_yaml = p.root / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace(
+        "        smoke: false\n", "        smoke: false\n        serve:\n          entrypoint: src/serve.py:Model\n"))
+    (p.root / "src/serve.py").write_text(CHURN_SERVE)
+    p.commit_all("serve churn through its own entrypoint")
+    tag = p.ok("release", "--push", "--json").json()["tag"]
+    p.ok("promote", tag, "--to", "production", *OPS, "--skip-staging", "test")
+    target = tmp_path / "serving"
+    with serve(p, target, tmp_path / "serve.log") as url:
+        p.ok("deploy", "--env", "production", "--target", str(target))
+        assert serving(url, tag)["loader"] == "entrypoint"
+        code, body, _ = call(url, "/predict", {"records": [{"tenure": 10, "spend": 50}]})
+        assert code == 200, body
+        import math
+        import pickle
+
+        m = pickle.loads(churn_model(1))
+        want = 1 / (1 + math.exp(-(m["bias"] + m["w"][0] * 10 + m["w"][1] * 50)))
+        assert abs(body["scores"][0] - want) < 1e-12 and "decisions" not in body
+        code, body, _ = call(url, "/predict", {"records": [{"tenure": 10}]})
+        assert code == 422 and "the model rejected the input" in str(body), body
