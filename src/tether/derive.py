@@ -71,6 +71,10 @@ def _cache_file(git: Git, commit: str, model: str) -> Path:
     return cache_dir(git) / f"{commit}.{safe}.json"
 
 
+def is_cached(git: Git, commit: str, model: str) -> bool:
+    return _cache_file(git, commit, model).is_file()
+
+
 def load_cached(git: Git, commit: str, model: str) -> Derived | None:
     try:
         data = json.loads(_cache_file(git, commit, model).read_text())

@@ -248,7 +248,7 @@ class Registry:
             elif not rec.name.endswith("/HEAD"):
                 self.remote_heads[rec.name[len("refs/remotes/origin/"):]] = rec
         for rels in self.releases.values():
-            rels.sort(key=lambda r: r.version, reverse=True)
+            rels.sort(key=lambda r: r.version._key(), reverse=True)  # one key per release, not per comparison
         self._history: dict[tuple, object] = {}
         self._by_tree: dict[str, dict[str, Release]] = {}
         self._derived: dict[tuple[str, str], object] = {}
@@ -256,16 +256,22 @@ class Registry:
 
     # -- derivation -----------------------------------------------------------------------
     def _derive(self, rel: Release):
-        """Derive every release of rel's model in one batch (list needs them all; the batch
-        costs a fixed number of git processes)."""
+        """rel's derivation: from the per-commit cache when it is there (show, history read one
+        or two), else derived together with every other release of the model not cached yet,
+        in one batch (list needs them all; a batch costs a fixed number of git processes)."""
         key = (rel.commit, rel.name.model)
         if key not in self._derived:
+            cached = derive.load_cached(self.ws.git, *key)
+            if cached is not None:
+                self._derived[key] = cached
+                return cached
             if self._reader is None:
                 from tether.dvcstore import DvcStore
 
                 self._reader = derive.cache_reader(DvcStore(self.ws.root).cache_path("00" * 16).parent.parent)
-            batch = [(r.commit, r.name.model) for r in self.of(rel.name.model) if (r.commit, r.name.model) not in self._derived]
-            self._derived.update(derive.derive_many(self.ws.git, batch or [key], self._reader))
+            batch = [k for k in ((r.commit, r.name.model) for r in self.of(rel.name.model))
+                     if k not in self._derived and not derive.is_cached(self.ws.git, *k)]
+            self._derived.update(derive.derive_many(self.ws.git, batch + [key], self._reader))
         return self._derived[key]
 
     def resolve_objects(self, rels: list[Release], store) -> list[Release]:
