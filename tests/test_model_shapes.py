@@ -191,3 +191,26 @@ def test_the_regression_gate_never_says_ok_without_metrics():
     assert g.status == "ok" and "accuracy" in g.message
     g = gates.regression({"accuracy": 0.9}, {"accuracy": 0.5}, 0.05, ())
     assert g.status == "FAIL"
+
+
+def test_a_model_named_as_gto_allows_is_a_visible_release(tmp_path):
+    """`my_model` (GTO and DVC allow `_` and upper case) once got a tag the registry then
+    dropped: an invisible release. Now it is released, listed, shown and promoted; a name the
+    tag grammar cannot carry is refused before anything is written."""
+    p = build_churn(tmp_path / "p", "dvc")
+    dvc_yaml = p.root / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("  churn:\n", "  My_churn_model:\n"))
+    p.commit_all("rename the model")
+    tag = p.ok("release", "--push", "--json").json()["tag"]
+    assert tag == "My_churn_model@v1.0.0"
+    assert [r["tag"] for r in p.ok("list", "--json").json()] == [tag]
+    assert p.ok("show", tag, "--json").json()["model"] == "My_churn_model"
+    promote(p, tag, "staging", None)
+    assert p.ok("status", "--json").json()[0]["environments"]["staging"] == tag
+
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("  My_churn_model:\n", "  _churn:\n"))
+    p.commit_all("a name GTO refuses")
+    before = p.git("tag")
+    res = p.tether("release")
+    assert res.code == 2 and "not a valid model name" in res.err, res.err
+    assert p.git("tag") == before

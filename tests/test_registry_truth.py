@@ -269,3 +269,50 @@ def test_a_gto_registration_is_a_release(project):
     assert json.loads(gto(project, "show", "--json").out)[MODEL]["stage"]["staging"] == "v1.1.0"
     project.code_only_change("next")
     assert project.ok("release", "--dry-run", "--json").json()["version"] == "1.1.1"
+
+
+@pytest.mark.parametrize("fmt", ["ssh", "openpgp"])
+def test_a_signed_tags_manifest_parses_whatever_the_signature_format(project, tmp_path, monkeypatch, fmt):
+    """git appends the signature to the tag message; the manifest before it is still read."""
+    msg = json.loads(project.git("for-each-ref", "--format=%(contents)", f"refs/tags/{V1}").split("\n", 2)[2])
+    msg["version"] = "1.0.1"
+    msg["released_by"] = "Signed Sam"  # only the message says so
+    body = tmp_path / "msg.txt"
+    body.write_text(f"Release {MODEL} v1.0.1\n\n{json.dumps(msg, indent=2)}\n")
+    if fmt == "ssh":
+        key = tmp_path / "key"
+        project.sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tess", "-f", str(key))
+        project.git("config", "gpg.format", "ssh")
+        project.git("config", "user.signingkey", str(key))
+    else:
+        home = tmp_path / "gnupg"
+        home.mkdir(mode=0o700)
+        monkeypatch.setenv("GNUPGHOME", str(home))
+        project.sh("gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Tess <tess@example.com>", "ed25519",
+                   "sign", "never")
+        project.git("config", "user.signingkey", "tess@example.com")
+    commit = project.git("rev-list", "-n", "1", V1)
+    project.git("tag", "-s", "-F", str(body), f"{MODEL}@v1.0.1", commit)
+    raw = project.git("cat-file", "tag", f"{MODEL}@v1.0.1")
+    assert ("BEGIN SSH SIGNATURE" if fmt == "ssh" else "BEGIN PGP SIGNATURE") in raw
+
+    rows = {r["tag"]: r for r in project.ok("list", "--json").json()}
+    assert rows[f"{MODEL}@v1.0.1"]["complete"] and not rows[f"{MODEL}@v1.0.1"]["kind"], rows[f"{MODEL}@v1.0.1"]
+    shown = project.ok("show", f"{MODEL}@v1.0.1", "--json").json()
+    assert shown["released_by"] == "Signed Sam" and shown["derived"] is False  # the attestation was read
+    assert project.ok("check", "--offline").code == 0
+
+
+def test_trailers_are_read_as_git_reads_them(tmp_path):
+    """Folded values and `Key:value` are trailers to git, so they are to tether."""
+    from conftest import git
+
+    from tether.gitrepo import Git
+
+    git(tmp_path, "init", "-q", "-b", "main")
+    msg = ("promote production\n\nbody\n\nTether-Action: promote\nTether-Reason: a reason that\n  goes on\n"
+           "Tether-Approver:ana\n")
+    git(tmp_path, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", msg)
+    (entry,) = Git(tmp_path).log_first_parent("main")
+    assert entry.trailers == {"Tether-Action": "promote", "Tether-Reason": "a reason that goes on",
+                              "Tether-Approver": "ana"}

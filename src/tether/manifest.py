@@ -30,10 +30,9 @@ def loads(message: str) -> dict:
     start = text.find("{")
     if start < 0:
         raise ManifestError("the tag message holds no manifest")
-    # The manifest may follow a human summary line; it runs to the end of the message
-    # (git appends a PGP signature after it when the tag is signed).
-    end = text.find("\n-----BEGIN PGP SIGNATURE-----")
-    body = text[start:] if end < 0 else text[start:end]
+    # The manifest may follow a human summary line; it runs to the end of the message (the
+    # git adapter has already removed a signature, in any of git's formats).
+    body = text[start:]
     if len(body) > MAX_MESSAGE:
         raise ManifestError(f"the manifest is larger than {MAX_MESSAGE} bytes")
     try:

@@ -10,6 +10,7 @@ from tether.digest import sha256_file, tree_sha256_of
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, UsageError
+from tether.refs import check_model
 from tether.registry import Registry
 from tether.semver import BUMPS, Version
 from tether.workspace import Workspace, load_yaml
@@ -66,7 +67,9 @@ def plan_release(
     push: bool = False,
     store: DvcStore | None = None,
 ) -> ReleasePlan:
-    model = ws.model(model)
+    # A name the tag grammar cannot carry would make a tag the registry never reads back: an
+    # invisible release. Refuse it before anything is computed.
+    model = check_model(ws.model(model))
     if version and bump:
         raise UsageError("give --version or --bump, not both")
     if bump and bump not in BUMPS:

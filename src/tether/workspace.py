@@ -164,9 +164,10 @@ class Workspace:
             for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
                 if not self.git.ref(ref):
                     continue
-                out = self.git.run("log", "--first-parent", "-n", "500", "--format=%B%x00", ref).stdout
-                for body in out.split("\0"):
-                    tag = parse_trailers(body).get("Tether-Release")
+                out = self.git.run("log", "--first-parent", "-n", "500", "--format=%(trailers:only,unfold)%x00",
+                                   ref).stdout
+                for block in out.split("\0"):
+                    tag = parse_trailers(block).get("Tether-Release")
                     if tag and (name := parse_tag(tag)):
                         owner = name.model
                         break
