@@ -13,7 +13,8 @@ from tether.errors import TetherError, UsageError
 from tether.gates import NOT_METRICS
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -24,12 +25,24 @@ _state = {"debug": False, "chdir": "."}
 
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+MODEL_OPT = typer.Option(None, "--model", help="The model (optional when dvc.yaml declares one).")
+MODEL_ARG = typer.Argument(None, help="The model (optional when dvc.yaml declares one; all models if left out).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tether {version('tether')}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     chdir: str = typer.Option(".", "-C", help="Run as if started in this directory."),
+    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print tether's version and exit."),
 ) -> None:
     _state["debug"] = debug
     _state["chdir"] = chdir
@@ -99,7 +112,7 @@ def release(
 
 @app.command("list")
 def list_(
-    model: Optional[str] = typer.Argument(None),
+    model: Optional[str] = MODEL_ARG,
     as_json: bool = JSON,
 ) -> None:
     """Releases, newest SemVer first, with stage, date and key metrics."""
@@ -147,7 +160,7 @@ def _resolve(reg, ref: str, model: Optional[str] = None):
 @app.command()
 def show(
     ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """The release manifest."""
@@ -214,7 +227,7 @@ def diff(
 
 @app.command()
 def check(
-    model: Optional[str] = typer.Argument(None),
+    model: Optional[str] = MODEL_ARG,
     offline: bool = typer.Option(False, "--offline", help="Skip the DVC remote check."),
     since: Optional[str] = typer.Option(None, "--since", metavar="VERSION",
                                         help="Only releases at or above this version (e.g. v2.0.0): old history stays out of CI."),
@@ -252,7 +265,7 @@ def check(
 
 
 @app.command()
-def status(model: Optional[str] = typer.Argument(None), as_json: bool = JSON) -> None:
+def status(model: Optional[str] = MODEL_ARG, as_json: bool = JSON) -> None:
     """Per model: latest release, what each environment runs, whether the workspace matches."""
     from tether.registry import Registry
 
@@ -330,10 +343,12 @@ def promote(
     to: str = typer.Option(..., "--to", help="Environment to move."),
     approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     push: bool = typer.Option(False, "--push", help="Fast-forward push to origin; a concurrent move is rejected."),
-    allow_regression: Optional[str] = typer.Option(None, "--allow-regression", metavar="REASON"),
-    skip_staging: Optional[str] = typer.Option(None, "--skip-staging", metavar="REASON"),
+    allow_regression: Optional[str] = typer.Option(
+        None, "--allow-regression", metavar="REASON", help="Promote despite a metric regression (reason recorded)."),
+    skip_staging: Optional[str] = typer.Option(
+        None, "--skip-staging", metavar="REASON", help="Promote to production without staging first (reason recorded)."),
     allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
                                                    help="Promote a release missing one of the five parts (recorded)."),
     dry_run: bool = DRY,
@@ -349,10 +364,10 @@ def promote(
 def rollback(
     env: str = typer.Option("production", "--env", help="Environment to move back."),
     to: Optional[str] = typer.Option(None, "--to", help="A release; default: the last known good one."),
-    approver: str = typer.Option(..., "--approver"),
-    reason: str = typer.Option(..., "--reason"),
-    model: Optional[str] = typer.Option(None, "--model"),
-    push: bool = typer.Option(False, "--push"),
+    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
+    model: Optional[str] = MODEL_OPT,
+    push: bool = typer.Option(False, "--push", help="Push the environment branch (compare-and-swap on origin)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -363,9 +378,9 @@ def rollback(
 
 @app.command()
 def history(
-    env: Optional[str] = typer.Option(None, "--env"),
+    env: Optional[str] = typer.Option(None, "--env", help="One environment (default: every environment)."),
     at: Optional[str] = typer.Option(None, "--at", help="ISO-8601: which release was live then."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """The audit trail of each environment, newest first."""
@@ -422,7 +437,7 @@ def deploy(
     env: str = typer.Option(..., "--env", help="Environment whose release to serve."),
     target: str = typer.Option(..., "--target", help="Serving directory."),
     repo: Optional[str] = typer.Option(None, "--repo", help="Git URL to deploy from (default: this repo)."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     keep: int = typer.Option(3, "--keep", help="Materialised releases to keep."),
     full: bool = typer.Option(False, "--full", help="Materialise every DVC output, data too."),
     smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test before switching."),
@@ -455,7 +470,7 @@ def deploy(
 def verify(
     ref: Optional[str] = typer.Argument(None, help="A release to verify from the cache or remote."),
     target: Optional[str] = typer.Option(None, "--target", help="Verify DIR/current instead."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """Recompute every digest against the manifest."""
@@ -475,7 +490,7 @@ def verify(
 @app.command()
 def checkout(
     ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest or an environment."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     force: bool = typer.Option(False, "--force", help="Discard uncommitted work."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
@@ -494,8 +509,8 @@ def checkout(
 @app.command()
 def serve(
     target: str = typer.Option(..., "--target", help="Serving directory (see deploy)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
     watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
 ) -> None:
     """HTTP service over DIR/current: POST /predict, GET /ready, GET /version."""
