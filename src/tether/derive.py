@@ -131,6 +131,7 @@ def derive_many(git: Git, wanted: list[tuple[str, str]], read_object: Callable[[
             if not isinstance(dvc_yaml, dict) or not isinstance(lock, dict):
                 raise ValueError("not a mapping")
             graph = dvcgraph.model_graph(dvc_yaml, lock, model)
+            Settings.from_meta(graph.artifact.meta)  # a bad setting at that commit is a finding too
         except Exception as exc:  # noqa: BLE001 - any broken pipeline file is one finding
             msg = getattr(exc, "message", None) or str(exc)
             out[(commit, model)] = Derived(None, [f"cannot read its pipeline: {msg}"])

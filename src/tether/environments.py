@@ -235,7 +235,7 @@ def gto_tag_plan(ws: Workspace, reg: Registry, plan: MovePlan) -> tuple[str, str
 
     from tether import gto
 
-    if ws.settings(plan.model).extra.get("gto", True) is False:
+    if not ws.settings(plan.model).gto:
         return None
     if not (gto.is_gto_model(plan.model) and gto.is_gto_name(plan.env)):
         return None
