@@ -316,3 +316,19 @@ def test_trailers_are_read_as_git_reads_them(tmp_path):
     (entry,) = Git(tmp_path).log_first_parent("main")
     assert entry.trailers == {"Tether-Action": "promote", "Tether-Reason": "a reason that goes on",
                               "Tether-Approver": "ana"}
+
+
+def test_control_characters_from_git_are_printed_escaped(project):
+    """A hand commit whose message carries terminal escapes cannot recolour, retitle or
+    rewrite the user's terminal through `tether history`."""
+    promote_to(project, V1)
+    project.git("checkout", "-q", "production")
+    evil = "fix\x1b[2K\x1b[1A\rproduction: all good\x1b]0;pwned\x07\x9b31m"
+    project.git("commit", "-q", "--allow-empty", "-m", evil)
+    project.git("checkout", "-q", "main")
+    out = project.ok("history", "--env", "production").out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\x9b" not in out, repr(out)
+    events = project.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"]
+    reason = events[0]["reason"]  # the data is kept as git has it; only its display is escaped
+    assert reason.startswith("fix\x1b[2K\x1b[1A"), repr(reason)
+    assert reason.replace("\x1b", "\\x1b").replace("\r", "\\x0d") in out, out

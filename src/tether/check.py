@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
-from tether.registry import Registry, Release
+from tether.errors import IntegrityError, StorageError, TetherError
+from tether.registry import PROBLEM_ERRORS, Registry, Release
 
-# How bad each finding is; the worst decides the exit code.
+# The kinds of finding, and the one mapping from a finding to its exception (and so its exit
+# code), used by `check`, the promote gate and every command that meets an unusable release.
 INCOMPLETE, MISMATCH, UNUSABLE, MISSING, MOVED = "incomplete", "mismatch", "unusable", "missing-objects", "moved-tag"
+FINDING_ERRORS = {MOVED: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}
+SEVERITY = (MOVED, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: it decides the exit code
 
 
 @dataclass
@@ -29,6 +33,14 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    def error(self) -> TetherError | None:
+        """The exception for the worst finding (None when there is none)."""
+        if not self.findings:
+            return None
+        kinds = {f.kind for f in self.findings}
+        worst = next(k for k in SEVERITY if k in kinds)
+        return FINDING_ERRORS[worst](f"check failed: {len(self.findings)} problem(s)", hint="see the findings above")
 
     def as_dict(self) -> dict:
         return {

@@ -54,15 +54,25 @@ def _ws():
     return Workspace.discover(_state["chdir"])
 
 
+# C0 and C1 control characters and DEL, except newline and tab: text from git (an approver, a
+# reason, a tag message, an author) is printed escaped, so it cannot move the cursor, recolour
+# the terminal or forge a line of tether's own output.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+
+
+def safe(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
 def emit(data, as_json: bool, text: str | None = None) -> None:
-    if as_json:
+    if as_json:  # json.dumps escapes every control character itself
         typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
     elif text is not None:
-        typer.echo(text)
+        typer.echo(safe(text))
 
 
 def progress(msg: str) -> None:
-    typer.echo(msg, err=True)
+    typer.echo(safe(msg), err=True)
 
 
 def _metrics_line(metrics: dict | None, keys=("roc_auc", "f1", "precision", "recall")) -> str:
@@ -189,7 +199,7 @@ def show(
         f"  params      {c['params'].get('path')}  sha256:{(c['params'].get('sha256') or '')[:16]}",
         f"  runtime     python {m.get('runtime', {}).get('python', '?')}  lock:{m.get('runtime', {}).get('lock_sha256', '')[:16]}",
     ]
-    typer.echo("\n".join(lines))
+    typer.echo(safe("\n".join(lines)))
 
 
 @app.command()
@@ -234,9 +244,8 @@ def check(
     as_json: bool = JSON,
 ) -> None:
     """For CI: every release tag (however it was made) is complete, agrees with its commit, and is on the DVC remote."""
-    from tether.check import MISSING, MOVED, check_releases
+    from tether.check import check_releases
     from tether.dvcstore import DvcStore
-    from tether.errors import GateFailed, IntegrityError, StorageError
     from tether.registry import Registry
 
     ws = _ws()
@@ -257,11 +266,8 @@ def check(
                 + (" …" if len(skipped) > 5 else "") if skipped else "")]
     lines += [f"  {f.tag}: {f.kind}: {f.message}" for f in report.findings]
     emit(report.as_dict(), as_json, "\n".join(lines) if not report.ok or as_json else lines[0] + ": all complete, matching, on the remote")
-    if not report.ok:
-        kinds = {f.kind for f in report.findings}
-        cls = (IntegrityError if kinds & {MOVED, "mismatch", "unusable"} else StorageError if MISSING in kinds
-               else GateFailed)
-        raise cls(f"check failed: {len(report.findings)} problem(s)", hint="see the findings above")
+    if (err := report.error()) is not None:
+        raise err
 
 
 @app.command()
@@ -526,9 +532,9 @@ def main() -> None:
     except TetherError as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(safe(f"error: {exc.message}"), err=True)
         if exc.hint:
-            typer.echo(f"hint: {exc.hint}", err=True)
+            typer.echo(safe(f"hint: {exc.hint}"), err=True)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
@@ -542,7 +548,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(safe(f"error: {type(exc).__name__}: {exc}"), err=True)
         typer.echo("hint: run again with --debug for the traceback", err=True)
         sys.exit(1)
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether import gates, history
-from tether.check import INCOMPLETE, MISSING, MOVED, check_releases
+from tether.check import FINDING_ERRORS, INCOMPLETE, MOVED, check_releases
 from tether.dvcstore import DvcStore
-from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
+from tether.errors import Conflict, IntegrityError, StorageError, UsageError
 from tether.refs import RefArg, parse_ref
-from tether.registry import PROBLEM_ERRORS, Event, Registry, Release
+from tether.registry import Event, Registry, Release
 from tether.release import now_iso
 from tether.workspace import Workspace
 
@@ -93,7 +93,7 @@ def _release_gates(reg: Registry, rel: Release, store: DvcStore, allow_incomplet
     report = check_releases(reg, [rel], store)
     out = []
     for f in report.findings:
-        err = {MOVED: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}[f.kind]
+        err = FINDING_ERRORS[f.kind]
         if f.kind == INCOMPLETE and f.tag == rel.tag and allow_incomplete and rel.manifest is not None:
             notes["Tether-Allow-Incomplete"] = _one_line(allow_incomplete, "allow-incomplete reason")
             out.append(gates.passed("complete", f"allowed without {', '.join(rel.missing_parts)}: {allow_incomplete}"))
