@@ -332,3 +332,29 @@ def test_control_characters_from_git_are_printed_escaped(project):
     reason = events[0]["reason"]  # the data is kept as git has it; only its display is escaped
     assert reason.startswith("fix\x1b[2K\x1b[1A"), repr(reason)
     assert reason.replace("\x1b", "\\x1b").replace("\r", "\\x0d") in out, out
+
+
+def test_dry_runs_only_read(project, tmp_path):
+    """`promote --push --dry-run` and `deploy --dry-run` change no ref, fetch nothing and
+    write no target, even when origin has moved on: they plan from origin as last fetched."""
+    v2 = threshold_release(project, 0.35)
+    other = clone_of(project, tmp_path)
+    other.ok("promote", V1, "--to", "staging", "--approver", "a", "--reason", "from another clone", "--push")
+
+    def refs():
+        return project.git("for-each-ref", "--format=%(refname) %(objectname)")
+
+    before = refs()
+    res = project.ok("promote", v2, "--to", "staging", "--approver", "a", "--reason", "r", "--push",
+                     "--dry-run", "--json")
+    assert res.json()["dry_run"] and res.json()["release"] == v2
+    assert refs() == before  # no fetch, no fast-forward of the local branch
+    target = tmp_path / "serving"
+    project.git("fetch", "-q", "origin")
+    before = refs()
+    res = project.ok("deploy", "--env", "staging", "--target", str(target), "--dry-run", "--json")
+    assert res.json()["release"] == V1 and refs() == before and not target.exists()
+    # the real run fetches, fast-forwards and moves from origin's head by compare-and-swap
+    project.ok("promote", v2, "--to", "staging", "--approver", "a", "--reason", "r", "--push", "--allow-regression", "t")
+    events = project.ok("history", "--env", "staging", "--json").json()["environments"]["staging"]["events"]
+    assert [e["release"] for e in events] == [v2, V1]

@@ -328,7 +328,7 @@ def _move(action: str, **kw) -> None:
     if not as_json:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
-    plan = plan_move(ws, action=action, **kw)
+    plan = plan_move(ws, action=action, read_only=dry_run, **kw)
     frm = ((plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)")
     gate_lines = [_gate_line(g) for g in plan.gates]
     if dry_run:

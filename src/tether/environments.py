@@ -134,7 +134,10 @@ def plan_move(
     allow_incomplete: str | None = None,
     smoke: bool = True,
     store: DvcStore | None = None,
+    read_only: bool = False,
 ) -> MovePlan:
+    """The move and its gates. `read_only` (a --dry-run) changes no ref: with --push it plans
+    from origin's branch as last fetched instead of fetching and fast-forwarding."""
     approver = _one_line(approver, "approver")
     reason = _one_line(reason, "reason")
     ref: RefArg | None = parse_ref(release_ref) if release_ref else None
@@ -143,7 +146,7 @@ def plan_move(
     if ws.git.is_shallow():
         raise UsageError("this is a shallow clone: the environment's history is incomplete",
                          hint="fetch the full history first: git fetch --unshallow")
-    if push:
+    if push and not read_only:
         _sync_with_remote(ws, branch)
     reg = Registry(ws, messages=False)
     state = reg.env_state(model, env)
