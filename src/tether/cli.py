@@ -126,32 +126,9 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """Releases, newest SemVer first, with stage, date and key metrics."""
-    from tether.registry import Registry
+    from tether.views import release_rows
 
-    ws = _ws()
-    # Tag messages are read lazily: a warm summary cache needs none of them (see summaries).
-    reg = Registry(ws, messages=False)
-    models = [ws.model(model)] if model else sorted(ws.models)
-    cold = any(not reg.summary_cached(m) for m in models)
-    if cold:  # one pass that reads every message beats one `git cat-file` per tag
-        reg = Registry(ws, messages=True)
-    rows = []
-    for m in models:
-        summary = reg.summaries(m)
-        for rel in reg.of(m):
-            s = summary[rel.tag]
-            rows.append({
-                "model": m,
-                "version": str(rel.version),
-                "tag": rel.tag,
-                "stage": reg.stage(rel),
-                "created_at": rel.created_at,
-                "commit": rel.commit,
-                "complete": s["complete"],
-                "problem": s["problem"],
-                "kind": s["kind"],
-                "metrics": s["metrics"],
-            })
+    rows = [r.as_dict() for r in release_rows(_ws(), model)]
     lines = [f"{'RELEASE':32} {'STAGE':19} {'DATE':25} METRICS"]
     for r in rows:
         metrics = _metrics_line(r["metrics"]) if r["complete"] else f"{r['kind'].upper()}: {r['problem']}"
@@ -273,36 +250,20 @@ def check(
 @app.command()
 def status(model: Optional[str] = MODEL_ARG, as_json: bool = JSON) -> None:
     """Per model: latest release, what each environment runs, whether the workspace matches."""
-    from tether.registry import Registry
+    from tether.views import model_status
 
-    ws = _ws()
-    reg = Registry(ws, messages=False)
-    head = ws.git.head()
-    tree = ws.git.tree_of(head)
-    dirty = bool(ws.git.status_porcelain())
-    out, lines = [], []
-    for m in ([ws.model(model)] if model else sorted(ws.models)):
-        latest = reg.latest(m)
-        envs, states = {}, {}
-        for env in ws.environments(m):
-            envs[env] = reg.live_release(m, env)
-            states[env] = reg.env_state(m, env)
-            if (ev := reg.live(m, env)) and not ev.release:
-                envs[env] = None
-        matching = [r.tag for r in reg.of(m) if r.tree == tree]
-        out.append({"model": m, "latest": latest.tag if latest else None, "environments": envs,
-                    "refs": {e: st.as_dict() for e, st in states.items()},
-                    "workspace": {"commit": head, "dirty": dirty, "matches": matching}})
-        lines.append(f"{m}")
-        lines.append(f"  latest     {latest.tag if latest else '(no releases)'}")
-        for env, tag in envs.items():
-            st = states[env]
-            ev = reg.live(m, env)
-            shown = tag or (f"{ev.commit[:12]} committed outside tether, matches no release" if ev else "(empty)")
-            lines.append(f"  {env:10} {shown}{_ref_note(st.as_dict())}")
-        ws_state = ", ".join(matching) if matching else "no release"
-        lines.append(f"  workspace  {head[:12]}{' (dirty)' if dirty else ''} matches {ws_state}")
-    emit(out, as_json, "\n".join(lines))
+    models = model_status(_ws(), model)
+    lines = []
+    for st in models:
+        lines.append(st.model)
+        lines.append(f"  latest     {st.latest or '(no releases)'}")
+        for env, view in st.environments.items():
+            shown = view.release or (f"{view.outside_commit[:12]} committed outside tether, matches no release"
+                                     if view.outside_commit else "(empty)")
+            lines.append(f"  {env:10} {shown}{_ref_note(view.state.as_dict())}")
+        matches = ", ".join(st.matches) if st.matches else "no release"
+        lines.append(f"  workspace  {st.head[:12]}{' (dirty)' if st.dirty else ''} matches {matches}")
+    emit([st.as_dict() for st in models], as_json, "\n".join(lines))
 
 
 def _ref_note(st: dict) -> str:
