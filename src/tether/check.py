@@ -62,7 +62,7 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
     for rel in releases:
         report.checked.append(rel.tag)
         try:
-            kind, problem = rel.problem_kind, rel.problem
+            kind, problem = rel.problem_kind, rel.problem or ""
         except Exception as exc:  # noqa: BLE001 - one bad tag must not take the registry down
             kind, problem = "unusable", f"cannot be read: {exc}"
         if kind == "mismatch":
@@ -78,7 +78,7 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
     if remote and complete and store is not None:
         wanted: dict[str, list[str]] = {}
         for rel in complete:
-            for e in mf.dvc_objects(rel.manifest):
+            for e in mf.dvc_objects(rel.manifest or {}):
                 wanted.setdefault(e["md5"], []).append(f"{rel.tag}:{e['path']}")
         missing = store.missing_on_remote(wanted)
         per_tag: dict[str, list[str]] = {}
@@ -94,8 +94,8 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
             for ev in reg.history(model, env):
                 if ev.source != "tether":
                     continue
-                rel = reg.by_tag(ev.release)
-                if rel is None or (ev.tag_object and rel.tag_object != ev.tag_object):
+                moved = reg.by_tag(ev.release)
+                if moved is None or (ev.tag_object and moved.tag_object != ev.tag_object):
                     report.findings.append(Finding(ev.release, MOVED,
                         f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
     return report

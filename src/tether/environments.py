@@ -193,7 +193,7 @@ def plan_move(
         if cur is not None:
             cur = reg.resolve_objects([cur], store)[0]
         if cur is not None and cur.manifest:
-            reg_gate = gates.regression(cur.manifest.get("metrics") or {}, rel.manifest.get("metrics") or {},
+            reg_gate = gates.regression(cur.manifest.get("metrics") or {}, (rel.manifest or {}).get("metrics") or {},
                                         settings.tolerance, settings.lower_is_better, settings.gate_metrics)
             if not reg_gate.ok and allow_regression:
                 plan.notes["Tether-Allow-Regression"] = _one_line(allow_regression, "allow-regression reason")
@@ -258,7 +258,7 @@ def ensure_published(ws: Workspace, plan: MovePlan, store: DvcStore) -> list[str
     res = ws.git.run("ls-remote", "--tags", "origin", f"refs/tags/{rel.tag}", check=False)
     if res.returncode != 0:
         raise StorageError(f"cannot reach origin: {res.stderr.strip()[-300:]}")
-    md5s = all_md5s(rel.manifest)
+    md5s = all_md5s(rel.require_trusted("published"))
     missing = store.missing_on_remote(md5s)
     if missing:
         store.push(missing)
@@ -286,18 +286,18 @@ def execute_move(ws: Workspace, plan: MovePlan, store: DvcStore | None = None) -
     parents = ([plan.old_head] if plan.old_head else []) + [rel.commit]
     new = ws.git.commit_tree(rel.tree, parents, commit_message(plan, now_iso()))
     ref = f"refs/heads/{plan.branch}"
-    tag_obj = None
+    tag_obj, gto_name = None, None
     if gto_tag:
-        name, message, when = gto_tag
-        tag_obj = ws.git.make_tag_object(name, rel.commit, message, when)
+        gto_name, message, when = gto_tag
+        tag_obj = ws.git.make_tag_object(gto_name, rel.commit, message, when)
     if plan.push:
         plan.published = ensure_published(ws, plan, store or DvcStore(ws.root))
-        specs = [f"{new}:{ref}"] + ([f"{tag_obj}:refs/tags/{gto_tag[0]}"] if tag_obj else [])
+        specs = [f"{new}:{ref}"] + ([f"{tag_obj}:refs/tags/{gto_name}"] if tag_obj else [])
         ws.git.push("origin", *specs)
     ws.git.update_ref(ref, new, plan.local_head, f"tether: {plan.action} {plan.env} to {rel.tag}")
     if tag_obj:
         try:
-            ws.git.update_ref(f"refs/tags/{gto_tag[0]}", tag_obj, None, f"tether: gto {gto_tag[0]}")
+            ws.git.update_ref(f"refs/tags/{gto_name}", tag_obj, None, f"tether: gto {gto_name}")
         except Conflict:
             pass  # someone made that GTO tag meanwhile; the branch, tether's record, has moved
     return new
@@ -307,7 +307,7 @@ def move_history(ws: Workspace, model: str | None, env: str | None, at: str | No
     model = ws.model(model)
     reg = Registry(ws, messages=False)
     envs = [env] if env else list(ws.environments(model))
-    out = {"model": model, "environments": {}}
+    out: dict = {"model": model, "environments": {}}
     for e in envs:
         ws.branch(model, e)  # validates the name
         events = reg.history(model, e)

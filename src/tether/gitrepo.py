@@ -310,7 +310,7 @@ def cat_files(git: Git, specs: list[str]) -> dict[str, bytes | None]:
     if not specs:
         return {}
     out = run_bytes(["git", "cat-file", "--batch"], git.root, ("\n".join(specs) + "\n").encode())
-    pos, result = 0, {}
+    pos, result = 0, {}  # type: tuple[int, dict[str, bytes | None]]
     for spec in specs:
         nl = out.index(b"\n", pos)
         header = out[pos:nl].decode()

@@ -86,7 +86,7 @@ def flatten(values, prefix: str = "") -> dict:
     return {prefix: values}
 
 
-def _by_path(entries: list[dict], key: str) -> dict[str, str]:
+def _by_path(entries: list[dict], key: str) -> dict[str, str | None]:
     return {e["path"]: e.get(key) for e in entries}
 
 
