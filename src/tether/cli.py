@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from typing import Optional
 
 import typer
+
+try:  # typer 0.2x vendors click; its context is the one our commands run in
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - a typer that uses click itself
+    from click import get_current_context
 
 from tether.errors import TetherError, UsageError
 from tether.gates import NOT_METRICS
@@ -21,7 +27,20 @@ app = typer.Typer(
     help="Release, promote, deploy and roll back the whole model tuple "
     "(weights, data, code, params, threshold) as one unit, on Git + DVC.",
 )
-_state = {"debug": False, "chdir": "."}
+
+
+@dataclass(frozen=True)
+class Options:
+    """The global options, kept on typer's context (no module state)."""
+
+    debug: bool = False
+    chdir: str = "."
+
+
+def _opts() -> Options:
+    ctx = get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj if isinstance(obj, Options) else Options()
 
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
@@ -39,19 +58,23 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     chdir: str = typer.Option(".", "-C", help="Run as if started in this directory."),
     _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print tether's version and exit."),
 ) -> None:
-    _state["debug"] = debug
-    _state["chdir"] = chdir
+    import os
+
+    if not os.path.isdir(chdir):
+        raise UsageError(f"-C {chdir}: no such directory")
+    ctx.obj = Options(debug=debug, chdir=chdir)
 
 
 def _ws():
     from tether.workspace import Workspace
 
-    return Workspace.discover(_state["chdir"])
+    return Workspace.discover(_opts().chdir)
 
 
 # C0 and C1 control characters and DEL, except newline and tab: text from git (an approver, a
@@ -415,12 +438,12 @@ def deploy(
     from tether.deploy import deploy as do_deploy
     from tether.deploy import resolve_target
 
-    resolve_target(target, _state["chdir"])  # an empty --target is a usage error, before anything else
+    resolve_target(target, _opts().chdir)  # an empty --target is a usage error, before anything else
     if repo is None:
         _ws()  # fail early outside a repository
     # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
     res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                    dry_run=dry_run, progress=None if as_json else progress, cwd=_state["chdir"])
+                    dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")
@@ -446,7 +469,7 @@ def verify(
     if target is not None:  # `--target ""` is refused, not taken for "no target"
         from tether.deploy import verify_target
 
-        res = verify_target(target, cwd=_state["chdir"])
+        res = verify_target(target, cwd=_opts().chdir)
     else:
         from tether.checkout import verify_release
 
@@ -484,14 +507,19 @@ def serve(
     from tether.deploy import resolve_target
     from tether.serve import run
 
-    run(resolve_target(target, _state["chdir"]), host, port, watch_interval)
+    run(resolve_target(target, _opts().chdir), host, port, watch_interval)
+
+
+def _debug_requested() -> bool:
+    # The context is gone once the command has raised: read the flag from the command line.
+    return "--debug" in sys.argv[1:]
 
 
 def main() -> None:
     try:
         app(standalone_mode=False)
     except TetherError as exc:
-        if _state["debug"]:
+        if _debug_requested():
             raise
         typer.echo(safe(f"error: {exc.message}"), err=True)
         if exc.hint:
@@ -507,7 +535,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
             sys.exit(exc.exit_code)
-        if _state["debug"]:
+        if _debug_requested():
             raise
         typer.echo(safe(f"error: {type(exc).__name__}: {exc}"), err=True)
         typer.echo("hint: run again with --debug for the traceback", err=True)
