@@ -13,7 +13,7 @@ import typer
 try:  # typer 0.2x vendors click; its context is the one our commands run in
     from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - a typer that uses click itself
-    from click import get_current_context
+    from click import get_current_context  # type: ignore[no-redef]
 
 from tether.errors import TetherError, UsageError
 from tether.gates import NOT_METRICS
@@ -470,7 +470,7 @@ def verify(
         from tether.deploy import verify_target
 
         res = verify_target(target, cwd=_opts().chdir)
-    else:
+    elif ref is not None:
         from tether.checkout import verify_release
 
         res = verify_release(_ws(), ref, model, progress=None if as_json else progress)
@@ -530,11 +530,12 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:  # click's usage errors and anything unexpected
         # typer may vendor click, so recognise click's exceptions by shape, not by class.
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(code, int):
             exc.show()
-            sys.exit(exc.exit_code)
-        if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
-            sys.exit(exc.exit_code)
+            sys.exit(code)
+        if type(exc).__name__ == "Exit" and isinstance(code, int):
+            sys.exit(code)
         if _debug_requested():
             raise
         typer.echo(safe(f"error: {type(exc).__name__}: {exc}"), err=True)
