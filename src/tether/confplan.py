@@ -184,8 +184,9 @@ def override_text(prefix: str, key: str, value) -> str:
 
 
 # -- explaining ---------------------------------------------------------------------------
-def explain(params: Mapping, compose: Compose, groups: Sequence[Group],
+def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Group]],
             entries: Callable[[Sequence[str]], Sequence[Entry]]) -> Explanation:
+    """`groups` and `entries` are asked only when params.yaml and conf/ disagree."""
     base = compose([])
     if not isinstance(params, Mapping):
         return Explanation(("params.yaml is not a mapping",), (), ("params.yaml is not a mapping of keys",))
@@ -200,7 +201,7 @@ def explain(params: Mapping, compose: Compose, groups: Sequence[Group],
     choices: list[str] = []
     chosen: dict[str, tuple[str, str]] = {}
     best_count = diff0.count
-    for g in groups:
+    for g in groups():
         best, best_cost = g.current, best_count
         for option in g.options:
             if option == g.current:
@@ -250,7 +251,10 @@ def explain(params: Mapping, compose: Compose, groups: Sequence[Group],
             overrides.append(Override(text, kind, key, value, entry.file, tuple(path), was))
 
     if not problems:
-        final = compose([*choices, *(o.text for o in overrides if o.kind != "choice")])
+        try:
+            final = compose([*choices, *(o.text for o in overrides if o.kind != "choice")])
+        except Exception as exc:
+            return Explanation(differences, tuple(overrides), (f"Hydra does not take these overrides: {exc}",))
         if not strict_equal(final, params):
             problems.append("conf/ composed with " + " ".join(o.text for o in overrides)
                             + " still differs from params.yaml: " + "; ".join(describe(leaf_diff(final, params))[:4]))

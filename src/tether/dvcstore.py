@@ -63,6 +63,12 @@ class DvcStore:
         with _quiet():
             return self.repo.status()
 
+    def commit_stage(self, stage: str) -> None:
+        """`dvc commit -f STAGE`: record the stage's current deps and outs in dvc.lock without
+        running it (only that stage, not its upstream)."""
+        with _quiet():
+            self.repo.commit(stage, force=True)
+
     # -- object databases -----------------------------------------------------------------
     @property
     def cache(self):

@@ -113,6 +113,6 @@ def explain(conf_dir: Path, params: dict, config_name: str = "config") -> Explan
                 s.compose([])
             except Exception as exc:
                 raise UsageError(f"cannot compose {conf_dir}: {exc}") from exc
-            return confplan.explain(params, s.compose, s.groups(), s.entries)
+            return confplan.explain(params, s.compose, s.groups, s.entries)
     finally:
         GlobalHydra.instance().clear()

@@ -201,13 +201,13 @@ def _resume_plan(rel, results, push: bool) -> ReleasePlan:
                            f"push the existing tag {rel.tag} to origin"], resume=True)
 
 
-def _conf_problems(ws: Workspace) -> list[str] | None:
+def _conf_problems(ws: Workspace) -> "hydraconf.Explanation | None":
     conf = ws.root / "conf"
     if not (conf / "config.yaml").exists():
         return None
     params_path = ws.root / "params.yaml"
     params = load_yaml(params_path.read_text()) if params_path.exists() else {}
-    return hydraconf.disagreements(hydraconf.compose(conf), params)
+    return hydraconf.explain(conf, params)
 
 
 def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = None) -> str:
