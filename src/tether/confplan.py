@@ -119,7 +119,10 @@ def leaf_diff(conf: Mapping, params: Mapping, prefix: str = "", out: LeafDiff | 
         if k not in params:
             out.removed.append((key, conf[k]))
         elif k not in conf:
-            out.added.append((key, params[k]))
+            if isinstance(params[k], Mapping) and params[k]:
+                leaf_diff({}, params[k], key, out)  # `+a.b=1`, the way one writes it after -S
+            else:
+                out.added.append((key, params[k]))
         else:
             a, b = conf[k], params[k]
             if isinstance(a, Mapping) and isinstance(b, Mapping) and (a or b):

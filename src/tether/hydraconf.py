@@ -10,7 +10,7 @@ from tether.errors import UsageError
 from tether.manifest import flatten
 
 
-def compose(conf_dir: Path, config_name: str = "config") -> dict:
+def compose(conf_dir: Path, config_name: str = "config", overrides: list[str] | None = None) -> dict:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -21,7 +21,7 @@ def compose(conf_dir: Path, config_name: str = "config") -> dict:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base=None):
-            cfg = hydra_compose(config_name=config_name)
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
         return OmegaConf.to_container(cfg, resolve=True)
     except UsageError:
         raise

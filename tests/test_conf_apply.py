@@ -1,0 +1,278 @@
+"""From `dvc exp run -S …` to a release: the params-vs-conf refusal names the Hydra overrides and
+the file under conf/ each one changes, and `tether conf apply` writes them there.
+
+The first tests compose real Hydra configs (a copy of the reference conf/, and small trees of
+their own) with `hydra.compose`, as `dvc exp run -S` does; the last ones run the whole flow on a
+real git + DVC repository."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from project import REPO_ROOT
+from tether import confplan, hydraconf
+
+
+def conf_copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "conf"
+    shutil.copytree(REPO_ROOT / "conf", dst)
+    return dst
+
+
+def experiment(conf: Path, *overrides: str) -> dict:
+    """params.yaml as `dvc exp run -S …` composes it: Hydra's compose with those overrides."""
+    return hydraconf.compose(conf, overrides=list(overrides))
+
+
+def apply(conf: Path, params: dict) -> dict[str, str]:
+    """The edit plan for params, written into conf; returns {file: unified diff}."""
+    exp = hydraconf.explain(conf, params)
+    assert exp.expressible, exp.problems
+    edits = confplan.edit_plan(exp.overrides, lambda f: (conf / f).read_text())
+    for e in edits:
+        (conf / e.file).write_text(e.after)
+    return {e.file: e.diff() for e in edits}
+
+
+def changed_lines(diff: str) -> list[str]:
+    return [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+
+
+# -- explaining ---------------------------------------------------------------------------
+def test_the_issues_experiment_is_three_overrides_each_with_its_file(tmp_path):
+    conf = conf_copy(tmp_path)
+    params = experiment(conf, "preprocess=robust", "evaluate.threshold=0.7", "data.window=2")
+    exp = hydraconf.explain(conf, params)
+    assert exp.expressible and not exp.problems
+    got = {o.text: (o.kind, o.file, ".".join(o.path)) for o in exp.overrides}
+    assert got == {
+        "preprocess=robust": ("choice", "config.yaml", ""),
+        "evaluate.threshold=0.7": ("change", "evaluate/fixed.yaml", "threshold"),
+        "data.window=2": ("change", "data/fraud_stream.yaml", "window"),
+    }
+
+
+def test_group_choice_is_recognised_and_is_a_one_line_edit_of_the_defaults_list(tmp_path):
+    conf = conf_copy(tmp_path)
+    params = experiment(conf, "model=gradient_boosting")
+    exp = hydraconf.explain(conf, params)
+    assert [o.text for o in exp.overrides] == ["model=gradient_boosting"]  # not five key overrides
+    diffs = apply(conf, params)
+    assert list(diffs) == ["config.yaml"]
+    assert changed_lines(diffs["config.yaml"]) == ["-  - model: random_forest", "+  - model: gradient_boosting"]
+    assert confplan.strict_equal(hydraconf.compose(conf), params)
+
+
+def test_group_choice_then_a_key_inside_the_new_option(tmp_path):
+    conf = conf_copy(tmp_path)
+    params = experiment(conf, "preprocess=robust", "preprocess.clip_quantile=0.05")
+    exp = hydraconf.explain(conf, params)
+    assert [(o.text, o.file) for o in exp.overrides] == [
+        ("preprocess=robust", "config.yaml"), ("preprocess.clip_quantile=0.05", "preprocess/robust.yaml")]
+    diffs = apply(conf, params)
+    # the comment on the edited line survives
+    assert changed_lines(diffs["preprocess/robust.yaml"]) == ["-clip_quantile: 0.01", "+clip_quantile: 0.05"]
+    assert (conf / "preprocess/standard.yaml").read_text() == (REPO_ROOT / "conf/preprocess/standard.yaml").read_text()
+    assert confplan.strict_equal(hydraconf.compose(conf), params)
+
+
+def test_nested_key_goes_to_the_chosen_option_file_and_keeps_its_comment(tmp_path):
+    conf = conf_copy(tmp_path)
+    params = experiment(conf, "model.params.n_estimators=120", "data.window=3")
+    diffs = apply(conf, params)
+    assert sorted(diffs) == ["data/fraud_stream.yaml", "model/random_forest.yaml"]
+    assert changed_lines(diffs["model/random_forest.yaml"]) == ["-  n_estimators: 80", "+  n_estimators: 120"]
+    assert changed_lines(diffs["data/fraud_stream.yaml"])[1] == (
+        "+window: 3          # which slice of the stream (weeks); fraud patterns drift between windows")
+    assert confplan.strict_equal(hydraconf.compose(conf), params)
+
+
+def test_new_keys_are_plus_overrides_beside_their_siblings_or_in_config_yaml(tmp_path):
+    conf = conf_copy(tmp_path)
+    params = experiment(conf, "+evaluate.min_precision=0.2", "+train.epochs=3", "+model.params.warm_start=true")
+    exp = hydraconf.explain(conf, params)
+    assert {o.text: (o.kind, o.file, ".".join(o.path)) for o in exp.overrides} == {
+        "+evaluate.min_precision=0.2": ("add", "evaluate/fixed.yaml", "min_precision"),
+        "+train.epochs=3": ("add", "config.yaml", "train.epochs"),
+        "+model.params.warm_start=true": ("add", "model/random_forest.yaml", "params.warm_start"),
+    }
+    diffs = apply(conf, params)
+    assert changed_lines(diffs["model/random_forest.yaml"]) == ["+  warm_start: true"]
+    assert changed_lines(diffs["config.yaml"]) == ["+train:", "+  epochs: 3"]
+    assert confplan.strict_equal(hydraconf.compose(conf), params)
+
+
+def test_a_key_is_changed_where_hydra_takes_it_from_the_last_entry_that_sets_it(tmp_path):
+    conf = conf_copy(tmp_path)
+    cfg = conf / "config.yaml"
+    cfg.write_text(cfg.read_text() + "evaluate:\n  threshold: 0.4  # team default, wins over the option\n")
+    params = experiment(conf, "evaluate.threshold=0.6")
+    exp = hydraconf.explain(conf, params)
+    assert [(o.text, o.file, o.path) for o in exp.overrides] == [("evaluate.threshold=0.6", "config.yaml", ("evaluate", "threshold"))]
+    diffs = apply(conf, params)
+    assert changed_lines(diffs["config.yaml"]) == [
+        "-  threshold: 0.4  # team default, wins over the option", "+  threshold: 0.6  # team default, wins over the option"]
+
+
+def test_strings_that_look_like_numbers_and_types_are_kept_exactly(tmp_path):
+    conf = conf_copy(tmp_path)
+    params = experiment(conf, "data.name='0.5'", "data.window=2.0")
+    exp = hydraconf.explain(conf, params)
+    assert sorted(o.text for o in exp.overrides) == ["data.name='0.5'", "data.window=2.0"]
+    diffs = apply(conf, params)
+    assert changed_lines(diffs["data/fraud_stream.yaml"])[1] == "-window: 1          # which slice of the stream (weeks); fraud patterns drift between windows"
+    assert "+name: '0.5'" in changed_lines(diffs["data/fraud_stream.yaml"])
+    composed = hydraconf.compose(conf)
+    assert composed["data"]["name"] == "0.5" and isinstance(composed["data"]["window"], float)
+    assert confplan.strict_equal(composed, params)
+
+
+def test_differences_that_are_not_overrides_are_refused_with_the_reason(tmp_path):
+    conf = conf_copy(tmp_path)
+    params = experiment(conf, "evaluate.threshold=0.7")
+    del params["evaluate"]["target_recall"]
+    params["model"]["params"] = 5
+    exp = hydraconf.explain(conf, params)
+    assert not exp.expressible
+    assert any("no evaluate.target_recall" in p and "removing a key" in p for p in exp.problems)
+    assert any("model.params is a mapping in conf/" in p for p in exp.problems)
+
+
+def test_option_files_with_other_structure_and_group_defaults_in_option_files(tmp_path):
+    """A nested group chosen inside an option file's own defaults list, and a file with comments,
+    blank lines and a flow sequence the edit must not disturb."""
+    conf = tmp_path / "conf"
+    (conf / "model" / "optim").mkdir(parents=True)
+    (conf / "config.yaml").write_text("defaults:\n  - model: net\n  - _self_\n\nseed: 1  # fixed\n")
+    (conf / "model" / "net.yaml").write_text(textwrap.dedent("""\
+        defaults:
+          - optim: sgd   # the optimiser
+
+        layers: [64, 32]
+        dropout: 0.1
+        """))
+    (conf / "model" / "optim" / "sgd.yaml").write_text("name: sgd\nlr: 0.1\n")
+    (conf / "model" / "optim" / "adam.yaml").write_text("name: adam\nlr: 0.001\nbetas: [0.9, 0.999]\n")
+    params = experiment(conf, "model/optim=adam", "model.layers=[128,64,32]", "model.optim.lr=0.0005")
+    exp = hydraconf.explain(conf, params)
+    assert sorted((o.text, o.file) for o in exp.overrides) == [
+        ("model.layers=[128,64,32]", "model/net.yaml"), ("model.optim.lr=0.0005", "model/optim/adam.yaml"),
+        ("model/optim=adam", "model/net.yaml")]
+    diffs = apply(conf, params)
+    assert changed_lines(diffs["model/net.yaml"]) == [
+        "-  - optim: sgd   # the optimiser", "+  - optim: adam   # the optimiser", "-layers: [64, 32]", "+layers: [128, 64, 32]"]
+    assert confplan.strict_equal(hydraconf.compose(conf), params)
+
+
+@pytest.mark.parametrize("a, b, equal", [
+    ({"x": 2}, {"x": 2.0}, False), ({"x": True}, {"x": 1}, False), ({"x": [1, 2]}, {"x": [1, 2]}, True),
+    ({"x": {"y": None}}, {"x": {"y": None}}, True), ({"x": {}}, {"x": {"y": 1}}, False),
+])
+def test_strict_equality(a, b, equal):
+    assert confplan.strict_equal(a, b) is equal
+
+
+# -- the flow on a real repository ----------------------------------------------------------
+def params_of(project) -> dict:
+    return yaml.safe_load((project.root / "params.yaml").read_text())
+
+
+def test_from_dvc_exp_run_to_a_release_without_losing_the_experiment(project):
+    project.dvc("exp", "run", "-S", "preprocess=robust", "-S", "evaluate.threshold=0.7", "-S", "data.window=2")
+    exp_name = project.dvc("exp", "list", "--name-only").out.split()[0]
+    project.dvc("exp", "apply", exp_name)
+    project.commit_all("experiment: robust, window 2, threshold 0.7")
+    wanted = params_of(project)
+    params_bytes = (project.root / "params.yaml").read_bytes()
+
+    # the release is refused, naming each override and the file it changes
+    before = project.refs()
+    res = project.tether("release")
+    assert res.code == 5, res.err
+    for line in ("preprocess=robust       conf/config.yaml: defaults list, preprocess: standard → robust",
+                 "evaluate.threshold=0.7  conf/evaluate/fixed.yaml: key threshold",
+                 "data.window=2           conf/data/fraud_stream.yaml: key window",
+                 "tether conf apply"):
+        assert line in res.err, res.err
+    assert project.refs() == before
+
+    # --dry-run shows the diff and writes nothing
+    snap = project.snapshot()
+    dry = project.ok("conf", "apply", "--dry-run")
+    assert "+  - preprocess: robust" in dry.out and "+threshold: 0.7" in dry.out and "+window: 2 " in dry.out
+    assert project.snapshot() == snap
+
+    res = project.ok("conf", "apply")
+    assert "nothing to re-run" in res.out
+    # params.yaml is byte for byte the experiment's, conf/ composes to it exactly
+    assert (project.root / "params.yaml").read_bytes() == params_bytes
+    assert confplan.strict_equal(hydraconf.compose(project.root / "conf"), wanted)
+    changed = sorted(project.git("status", "--porcelain").splitlines())
+    assert changed == [" M conf/config.yaml", " M conf/data/fraud_stream.yaml", " M conf/evaluate/fixed.yaml", " M dvc.lock"]
+    # dvc.lock: only the compose stage's record of conf/ changed, so nothing wants to re-run
+    lock_diff = changed_lines(project.git("diff", "-U0", "dvc.lock"))
+    assert len(lock_diff) == 4 and all(("md5:" in ln or "size:" in ln) for ln in lock_diff), lock_diff
+    assert project.dvc("status").out.strip() == "Data and pipelines are up to date."
+    assert "didn't change, skipping" in project.dvc("repro", "--dry").out
+
+    # a second apply has nothing to do
+    assert "nothing to apply" in project.ok("conf", "apply").out
+
+    project.commit_all("conf: the experiment's overrides")
+    rel = project.ok("release", "--push", "--json").json()
+    gates = {g["gate"]: g for g in rel["gates"]}
+    assert gates["params-conf"]["ok"] and gates["params-conf"]["message"] == "params.yaml equals the composition of conf/"
+    shown = project.ok("show", rel["tag"], "--json").json()
+    assert shown["components"]["params"]["values"] == wanted
+    # and a plain `dvc repro` later keeps the experiment: conf/ now says the same
+    project.dvc("repro", "-q")
+    assert params_of(project) == wanted
+
+
+def test_a_new_key_from_dvc_exp_run_plus_is_written_and_released(project):
+    project.dvc("exp", "run", "-S", "+evaluate.min_precision=0.2")
+    project.commit_all("experiment: min_precision")
+    assert params_of(project)["evaluate"]["min_precision"] == 0.2
+    res = project.tether("release")
+    assert res.code == 5 and "+evaluate.min_precision=0.2  conf/evaluate/fixed.yaml: new key min_precision" in res.err, res.err
+    project.ok("conf", "apply")
+    assert (project.root / "conf/evaluate/fixed.yaml").read_text().endswith("target_recall: 0.8\nmin_precision: 0.2\n")
+    assert project.dvc("status").out.strip() == "Data and pipelines are up to date."
+    project.commit_all("conf: min_precision")
+    tag = project.ok("release", "--push", "--json").json()["tag"]
+    assert project.ok("show", tag, "--json").json()["components"]["params"]["values"]["evaluate"]["min_precision"] == 0.2
+
+
+def test_a_difference_that_is_not_an_override_is_refused_and_nothing_is_written(project):
+    params = project.root / "params.yaml"
+    params.write_text(params.read_text().replace("  target_recall: 0.8\n", "").replace("seed: 7", "seed: 8"))
+    snap = project.snapshot()
+    res = project.tether("conf", "apply")
+    assert res.code == 5, res.err
+    assert "no evaluate.target_recall" in res.err and "nothing written" in res.err and "Traceback" not in res.err
+    assert project.snapshot() == snap
+    res = project.tether("conf", "apply", "--dry-run", "--json")
+    assert res.code == 5 and project.snapshot() == snap
+
+
+def test_conf_apply_refuses_when_the_compose_stage_has_other_changes(project):
+    params = project.root / "params.yaml"
+    params.write_text(params.read_text().replace("seed: 7", "seed: 8"))
+    code = project.root / "src/fraud_detector/compose.py"
+    code.write_text(code.read_text() + "\n# changed\n")
+    snap = project.snapshot()
+    res = project.tether("conf", "apply")
+    assert res.code == 4 and "src/fraud_detector/compose.py" in res.err, res.err
+    assert project.snapshot() == snap
+
+
+def test_conf_apply_with_nothing_to_apply_changes_nothing(project):
+    snap = project.snapshot()
+    res = project.ok("conf", "apply", "--json").json()
+    assert res["agrees"] and res["written"] == []
+    assert project.snapshot() == snap
