@@ -1,4 +1,6 @@
-"""Hydra adapter: compose `conf/` the way `dvc exp run` does, to compare with params.yaml."""
+"""Hydra adapter: compose `conf/` the way `dvc exp run` does, to compare with params.yaml, and
+give confplan.py what it needs to explain a difference as overrides (compositions with
+overrides, the groups with their options, the defaults list in merge order)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ from pathlib import Path
 from tether import confplan
 from tether.confplan import Entry, Explanation, Group
 from tether.errors import UsageError
-from tether.manifest import flatten
 
 
 def compose(conf_dir: Path, config_name: str = "config", overrides: list[str] | None = None) -> dict:
@@ -29,16 +30,6 @@ def compose(conf_dir: Path, config_name: str = "config", overrides: list[str] | 
         raise UsageError(f"cannot compose {conf_dir}: {exc}") from exc
     finally:
         GlobalHydra.instance().clear()
-
-
-def disagreements(composed: dict, params: dict) -> list[str]:
-    """Keys where params.yaml and the composition of conf/ differ, as 'key: params → conf'."""
-    a, b = flatten(params), flatten(composed)
-    return [
-        f"{k}: params.yaml has {a.get(k, '(missing)')!r}, conf/ composes {b.get(k, '(missing)')!r}"
-        for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k)
-    ]
 
 
 # -- explaining a difference as overrides (confplan.py does the deciding) -----------------

@@ -82,7 +82,7 @@ def plan_release(
 
     results = [gates.clean_tree(git.status_porcelain())]
     results.append(gates.dvc_in_sync(store.changed_stages()))
-    results.append(gates.params_match_conf(_conf_problems(ws)))
+    results.append(gates.params_match_conf(_conf_explanation(ws)))
     facts = components.gather(ws, model)
     # The manifest is what the commit says (derive.py), the same derivation `check` applies to
     # any tag later, plus what only the release can record: each weights file's sha256 (read
@@ -201,7 +201,7 @@ def _resume_plan(rel, results, push: bool) -> ReleasePlan:
                            f"push the existing tag {rel.tag} to origin"], resume=True)
 
 
-def _conf_problems(ws: Workspace) -> "hydraconf.Explanation | None":
+def _conf_explanation(ws: Workspace) -> "hydraconf.Explanation | None":
     conf = ws.root / "conf"
     if not (conf / "config.yaml").exists():
         return None
