@@ -120,8 +120,8 @@ def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
         return
     overrides = plan.explanation.overrides
     lines = [f"params.yaml is conf/ composed with {len(overrides)} override(s):", *_override_lines(overrides)]
-    lines += [e.diff().rstrip("\n") for e in plan.edits]
     if dry_run:
+        lines += [e.diff().rstrip("\n") for e in plan.edits]
         lines += [f"  step: {s}" for s in plan.steps]
         lines.append("dry run: nothing written")
         emit({"dry_run": True, "written": [], **plan.as_dict()}, as_json, "\n".join(lines))
