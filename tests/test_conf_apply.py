@@ -277,3 +277,16 @@ def test_conf_apply_with_nothing_to_apply_changes_nothing(project):
     res = project.ok("conf", "apply", "--json").json()
     assert res["agrees"] and res["written"] == []
     assert project.snapshot() == snap
+
+
+def test_one_group_chosen_twice_under_two_packages_changes_only_the_right_entry(tmp_path):
+    conf = conf_copy(tmp_path)
+    cfg = conf / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("  - preprocess: standard\n",
+                                           "  - preprocess@pre: standard\n  - preprocess@post: standard\n"))
+    params = experiment(conf, "preprocess@post=robust")
+    exp = hydraconf.explain(conf, params)
+    assert [o.text for o in exp.overrides] == ["preprocess@post=robust"]
+    diffs = apply(conf, params)
+    assert changed_lines(diffs["config.yaml"]) == ["-  - preprocess@post: standard", "+  - preprocess@post: robust"]
+    assert confplan.strict_equal(hydraconf.compose(conf), params)

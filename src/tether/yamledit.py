@@ -188,11 +188,12 @@ def render_key(key: str) -> str:
 
 
 def _default_key(raw: str) -> str:
-    """`override /preprocess@pre` → `preprocess`: the group a defaults-list item names."""
+    """`override /preprocess@pre` → `preprocess@pre`: the group (and package) a defaults-list
+    item names, as Hydra's override key spells it."""
     key = raw.strip()
     if key.startswith("override "):
         key = key[len("override "):].strip()
-    return key.lstrip("/").split("@", 1)[0]
+    return key.lstrip("/")
 
 
 def set_default(text: str, group: str, option: str) -> str:
