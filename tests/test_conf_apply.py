@@ -132,15 +132,35 @@ def test_strings_that_look_like_numbers_and_types_are_kept_exactly(tmp_path):
     assert confplan.strict_equal(composed, params)
 
 
+def test_a_removed_key_is_a_tilde_override_deleted_from_every_file_that_sets_it(tmp_path):
+    conf = conf_copy(tmp_path)
+    cfg = conf / "config.yaml"
+    cfg.write_text(cfg.read_text() + "evaluate:\n  target_recall: 0.9  # stricter\n")
+    params = experiment(conf, "~evaluate.target_recall")
+    assert "target_recall" not in params["evaluate"]
+    exp = hydraconf.explain(conf, params)
+    assert [(o.text, o.file) for o in exp.overrides] == [
+        ("~evaluate.target_recall", "evaluate/fixed.yaml"), ("~evaluate.target_recall", "config.yaml")]
+    diffs = apply(conf, params)
+    assert changed_lines(diffs["evaluate/fixed.yaml"]) == ["-target_recall: 0.8"]
+    # the parent would be left empty: ruamel's round trip writes `evaluate: {}` instead
+    assert "target_recall" not in (conf / "config.yaml").read_text()
+    assert confplan.strict_equal(hydraconf.compose(conf), params)
+
+
 def test_differences_that_are_not_overrides_are_refused_with_the_reason(tmp_path):
     conf = conf_copy(tmp_path)
     params = experiment(conf, "evaluate.threshold=0.7")
-    del params["evaluate"]["target_recall"]
-    params["model"]["params"] = 5
+    params["preprocess"] = "robust"        # a value where the group's mapping goes
+    params["model"]["params"] = 5          # a mapping turned into a value
+    del params["data"]                     # a whole group's package gone
     exp = hydraconf.explain(conf, params)
     assert not exp.expressible
-    assert any("no evaluate.target_recall" in p and "removing a key" in p for p in exp.problems)
-    assert any("model.params is a mapping in conf/" in p for p in exp.problems)
+    problems = " | ".join(exp.problems)
+    assert "preprocess is a mapping in conf/ but the value 'robust' in params.yaml" in problems
+    assert "(the group choice is `preprocess=…`)" in problems
+    assert "model.params is a mapping in conf/ but the value 5" in problems
+    assert "params.yaml has no data, the package of group data" in problems
 
 
 def test_option_files_with_other_structure_and_group_defaults_in_option_files(tmp_path):
@@ -251,11 +271,17 @@ def test_a_new_key_from_dvc_exp_run_plus_is_written_and_released(project):
 
 def test_a_difference_that_is_not_an_override_is_refused_and_nothing_is_written(project):
     params = project.root / "params.yaml"
-    params.write_text(params.read_text().replace("  target_recall: 0.8\n", "").replace("seed: 7", "seed: 8"))
+    text = params.read_text()
+    start, end = text.index("preprocess:\n"), text.index("seed: 7")
+    # a hand edit that writes the group choice as if it were the value, and a seed override
+    params.write_text(text[:start] + "preprocess: robust\n" + text[end:].replace("seed: 7", "seed: 8"))
     snap = project.snapshot()
     res = project.tether("conf", "apply")
     assert res.code == 5, res.err
-    assert "no evaluate.target_recall" in res.err and "nothing written" in res.err and "Traceback" not in res.err
+    assert "preprocess is a mapping in conf/ but the value 'robust'" in res.err and "nothing written" in res.err
+    assert "Traceback" not in res.err
+    res = project.tether("release")
+    assert res.code == 5 and "not conf/ plus overrides" in res.err, res.err
     assert project.snapshot() == snap
     res = project.tether("conf", "apply", "--dry-run", "--json")
     assert res.code == 5 and project.snapshot() == snap

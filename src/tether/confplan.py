@@ -4,7 +4,7 @@ Pure core: it is given params.yaml's values, a `compose(overrides)` function (Hy
 composition, from the adapter in hydraconf.py), the config groups of the defaults list with
 their options, and the defaults list itself in merge order with each config's own keys. It
 returns overrides in Hydra's syntax (`preprocess=robust`, `evaluate.threshold=0.7`,
-`+evaluate.min_precision=0.2`), each with the file under conf/ that would have to change, or
+`+evaluate.min_precision=0.2`, `~evaluate.target_recall`), each with the file under conf/ that would have to change, or
 the reasons the difference is not an override of the existing config. Every override set is
 checked by composing it with Hydra before it is offered.
 
@@ -45,7 +45,7 @@ class Group:
 @dataclass(frozen=True)
 class Override:
     text: str                    # Hydra syntax
-    kind: str                    # "choice" | "change" | "add"
+    kind: str                    # "choice" | "change" | "add" | "delete"
     key: str                     # the group or the dotted key
     value: object
     file: str | None             # the file under conf/ to change
@@ -56,7 +56,7 @@ class Override:
     def where(self) -> str:
         if self.kind == "choice":
             return f"conf/{self.file}: defaults list, {self.key}: {self.was} → {self.value}"
-        verb = "new key" if self.kind == "add" else "key"
+        verb = {"add": "new key", "delete": "remove key"}.get(self.kind, "key")
         return f"conf/{self.file}: {verb} {'.'.join(self.path)}"
 
     def as_dict(self) -> dict:
@@ -222,12 +222,25 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
 
     composed = compose(choices) if choices else base
     diff = leaf_diff(composed, params)
-    problems = [f"params.yaml has no {k}, which conf/ composes ({_short(a)}): removing a key is not an "
-                "override tether writes into conf/" for k, a in diff.removed]
-    problems += [f"{k} is {_shape(a)} in conf/ but {_shape(b)} in params.yaml: not an override of the "
-                 "existing config" for k, a, b in diff.reshaped]
-
     listed = entries(choices)
+    packages = {e.package: e.override_key for e in listed if e.override_key}
+    problems = []
+    for k, a, b in diff.reshaped:
+        hint = (f" (the group choice is `{packages[k]}=…`)" if k in packages else "")
+        problems.append(f"{k} is {_shape(a)} in conf/ but {_shape(b)} in params.yaml: not an override of the "
+                        f"existing config{hint}")
+    deletions: list[Override] = []
+    for k, a in diff.removed:
+        if k in packages:
+            problems.append(f"params.yaml has no {k}, the package of group {packages[k]}: removing a group "
+                            "is not an override tether writes into conf/")
+            continue
+        owners = _owners(listed, k.split("."))
+        if not owners or any(e.file is None for e, _ in owners):
+            problems.append(f"params.yaml has no {k}, which conf/ composes ({_short(a)}) from outside conf/")
+            continue
+        for e, path in owners:  # every config that sets it, or an earlier one would still provide it
+            deletions.append(Override(f"~{k}", "delete", k, None, e.file, tuple(path), a))
     overrides: list[Override] = []
     by_group = {e.override_key: e for e in listed if e.override_key}
     for name, (was, option) in chosen.items():
@@ -252,10 +265,11 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
                 continue
             entry, path = owner
             overrides.append(Override(text, kind, key, value, entry.file, tuple(path), was))
+    overrides += deletions
 
     if not problems:
         try:
-            final = compose([*choices, *(o.text for o in overrides if o.kind != "choice")])
+            final = compose([*choices, *dict.fromkeys(o.text for o in overrides if o.kind != "choice")])
         except Exception as exc:
             return Explanation(differences, tuple(overrides), (f"Hydra does not take these overrides: {exc}",))
         if not strict_equal(final, params):
@@ -271,6 +285,23 @@ def _short(value) -> str:
 
 def _shape(value) -> str:
     return "a mapping" if isinstance(value, Mapping) else f"the value {_short(value)}"
+
+
+def _owners(listed: Sequence[Entry], parts: list[str]) -> list[tuple[Entry, list[str]]]:
+    """Every entry of the defaults list that sets the key, with the key inside its file."""
+    out = []
+    for e in listed:
+        pkg = [p for p in e.package.split(".") if p]
+        if parts[:len(pkg)] != pkg or len(parts) <= len(pkg):
+            continue
+        rel, node = parts[len(pkg):], e.content
+        for part in rel:
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node = node[part]
+        else:
+            out.append((e, rel))
+    return out
 
 
 def _owner(listed: Sequence[Entry], parts: list[str], new: bool) -> tuple[Entry, list[str]] | None:
@@ -328,6 +359,11 @@ def edit_plan(overrides: Sequence[Override], read: Callable[[str], str]) -> list
         before, text, names = texts.get(o.file) or (read(o.file),) * 2 + ([],)
         if o.kind == "choice":
             text = yamledit.set_default(text, o.key, str(o.value))
+        elif o.kind == "delete":
+            try:
+                text = yamledit.delete_value(text, o.path)
+            except yamledit.EditUnsupported:
+                text = yamledit.round_trip(text, o.path, yamledit.DELETE)
         else:
             edit = yamledit.add_value if o.kind == "add" else yamledit.set_value
             try:

@@ -180,6 +180,30 @@ def _block(key: str, value, indent: int) -> list[str]:
     return [f"{pad}{render_key(key)}: {render(value)}\n"]
 
 
+def delete_value(text: str, path: Sequence[str]) -> str:
+    """Remove the key at `path` with its whole block (and the comment on its line)."""
+    doc = _load(text)
+    parent = _node(doc, path[:-1])
+    key = path[-1]
+    if not hasattr(parent, "lc") or key not in parent:
+        raise KeyError(".".join(path))
+    if _is_flow(parent) or (len(parent) == 1 and len(path) > 1):
+        raise EditUnsupported("flow mapping, or the parent would be left empty")
+    lines = _lines(text)
+    start, indent = parent.lc.key(key)
+    if lines[start][:indent].strip():
+        raise EditUnsupported("key does not start its line")
+    end = start + 1
+    for i in range(start + 1, len(lines)):
+        stripped = lines[i].strip()
+        if not stripped:
+            continue
+        if len(lines[i]) - len(lines[i].lstrip(" ")) <= indent:
+            break
+        end = i + 1
+    return "".join(lines[:start] + lines[end:])
+
+
 def render_key(key: str) -> str:
     text = render(key)
     if yaml.safe_load(f"{text}: 1") != {key: 1}:
@@ -219,8 +243,12 @@ def set_default(text: str, group: str, option: str) -> str:
     return _replace_at(text, line, col, option)
 
 
+DELETE = object()
+
+
 def round_trip(text: str, path: Sequence[str], value) -> str:
-    """Fallback: set `path` to `value` and re-emit the file with ruamel's round-trip dumper."""
+    """Fallback: set `path` to `value` (or remove it: DELETE) and re-emit the file with
+    ruamel's round-trip dumper."""
     from ruamel.yaml import YAML
 
     y = YAML(typ="rt")
@@ -239,7 +267,10 @@ def round_trip(text: str, path: Sequence[str], value) -> str:
         node = node[part]
         if not isinstance(node, dict):
             raise EditUnsupported(f"{'.'.join(path)}: a parent is not a mapping")
-    node[path[-1]] = value
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
     out = io.StringIO()
     y.dump(doc, out)
     return out.getvalue()
