@@ -317,3 +317,39 @@ def test_one_group_chosen_twice_under_two_packages_changes_only_the_right_entry(
     diffs = apply(conf, params)
     assert changed_lines(diffs["config.yaml"]) == ["-  - preprocess@post: standard", "+  - preprocess@post: robust"]
     assert confplan.strict_equal(hydraconf.compose(conf), params)
+
+
+def test_an_interpolated_key_follows_its_source_and_keeps_its_interpolation(tmp_path):
+    conf = conf_copy(tmp_path)
+    fixed = conf / "evaluate/fixed.yaml"
+    fixed.write_text(fixed.read_text() + "report_threshold: ${evaluate.threshold}  # same as the decision\n")
+    params = experiment(conf, "evaluate.threshold=0.7")
+    assert params["evaluate"]["report_threshold"] == 0.7
+    exp = hydraconf.explain(conf, params)
+    assert [o.text for o in exp.overrides] == ["evaluate.threshold=0.7"]
+    apply(conf, params)
+    assert "report_threshold: ${evaluate.threshold}  # same as the decision\n" in fixed.read_text()
+    assert confplan.strict_equal(hydraconf.compose(conf), params)
+
+
+def test_groups_that_already_agree_are_not_searched(tmp_path):
+    """Only the group whose subtree differs is composed option by option."""
+    conf = conf_copy(tmp_path)
+    params = experiment(conf, "preprocess=robust")
+    calls = []
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf), version_base=None):
+        s = hydraconf.Session(conf, "config")
+
+        def compose(overrides):
+            calls.append(list(overrides))
+            return s.compose(overrides)
+
+        exp = confplan.explain(params, compose, s.groups, s.entries)
+    GlobalHydra.instance().clear()
+    assert [o.text for o in exp.overrides] == ["preprocess=robust"]
+    searched = {c[-1].split("=")[0] for c in calls if c}
+    assert searched == {"preprocess"}, calls

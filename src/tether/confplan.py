@@ -40,6 +40,7 @@ class Group:
     name: str                    # the override key: "preprocess"
     current: str
     options: tuple[str, ...]
+    package: str = ""            # where the chosen option's keys land
 
 
 @dataclass(frozen=True)
@@ -201,26 +202,30 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
     # Group choices first: an option is chosen when composing with it leaves fewer differences
     # (so params.yaml's subtree equal to what another option composes to is always recognised);
     # a tie keeps the current choice, so no choice changes without a reason.
+    # A group whose package already agrees with params.yaml is not searched (one composition per
+    # option is the cost of this step).
     choices: list[str] = []
     chosen: dict[str, tuple[str, str]] = {}
-    best_count = diff0.count
+    composed, best_count = base, diff0.count
     for g in groups():
-        best, best_cost = g.current, best_count
+        if g.package and strict_equal(_at(composed, g.package), _at(params, g.package)):
+            continue
+        best, best_cost, best_cfg = g.current, best_count, composed
         for option in g.options:
             if option == g.current:
                 continue
             try:
-                cost = leaf_diff(compose([*choices, f"{g.name}={option}"]), params).count
+                cfg = compose([*choices, f"{g.name}={option}"])
             except Exception:  # an option that does not compose with the rest is no candidate
                 continue
+            cost = leaf_diff(cfg, params).count
             if cost < best_cost:
-                best, best_cost = option, cost
+                best, best_cost, best_cfg = option, cost, cfg
         if best != g.current:
             choices.append(f"{g.name}={best}")
             chosen[g.name] = (g.current, best)
-            best_count = best_cost
+            composed, best_count = best_cfg, best_cost
 
-    composed = compose(choices) if choices else base
     diff = leaf_diff(composed, params)
     listed = entries(choices)
     packages = {e.package: e.override_key for e in listed if e.override_key}
@@ -266,6 +271,8 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
             entry, path = owner
             overrides.append(Override(text, kind, key, value, entry.file, tuple(path), was))
     overrides += deletions
+    if not problems:
+        overrides = _keep_interpolations(overrides, listed, choices, compose, params)
 
     if not problems:
         try:
@@ -276,6 +283,44 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
             problems.append("conf/ composed with " + " ".join(o.text for o in overrides)
                             + " still differs from params.yaml: " + "; ".join(describe(leaf_diff(final, params))[:4]))
     return Explanation(differences, tuple(overrides), tuple(problems))
+
+
+def _keep_interpolations(overrides: list[Override], listed: Sequence[Entry], choices: list[str],
+                         compose: Compose, params: Mapping) -> list[Override]:
+    """A key conf/ computes by interpolation (`report: ${evaluate.threshold}`) often differs only
+    because its source does: drop its override when the rest composes to params.yaml anyway, so
+    the interpolation stays in conf/ instead of being replaced by its value."""
+    for o in [o for o in overrides if o.kind == "change" and _interpolated(listed, o)]:
+        rest = [x for x in overrides if x is not o]
+        try:
+            cfg = compose([*choices, *dict.fromkeys(x.text for x in rest if x.kind != "choice")])
+        except Exception:
+            continue
+        if strict_equal(cfg, params):
+            overrides = rest
+    return overrides
+
+
+def _interpolated(listed: Sequence[Entry], o: Override) -> bool:
+    for e in listed:
+        if e.file == o.file:
+            node = e.content
+            for part in o.path:
+                node = node.get(part, _MISSING) if isinstance(node, Mapping) else _MISSING
+            if isinstance(node, str) and "${" in node:
+                return True
+    return False
+
+
+_MISSING = object()
+
+
+def _at(tree, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
 
 
 def _short(value) -> str:

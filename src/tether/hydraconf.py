@@ -81,7 +81,7 @@ class Session:
             if not e.override_key:
                 continue
             group, _, current = e.config_path.rpartition("/")
-            out.append(Group(e.override_key, current, tuple(loader.get_group_options(group))))
+            out.append(Group(e.override_key, current, tuple(loader.get_group_options(group)), e.package))
         return out
 
     def _file(self, config_path: str) -> str | None:
