@@ -238,7 +238,8 @@ def test_from_dvc_exp_run_to_a_release_without_losing_the_experiment(project):
     lock_diff = changed_lines(project.git("diff", "-U0", "dvc.lock"))
     assert len(lock_diff) == 4 and all(("md5:" in ln or "size:" in ln) for ln in lock_diff), lock_diff
     assert project.dvc("status").out.strip() == "Data and pipelines are up to date."
-    assert "didn't change, skipping" in project.dvc("repro", "--dry").out
+    dry_repro = project.dvc("repro", "--dry").out
+    assert "Running stage" not in dry_repro and "Stage 'train' didn't change, skipping" in dry_repro, dry_repro
 
     # a second apply has nothing to do
     assert "nothing to apply" in project.ok("conf", "apply").out
@@ -353,3 +354,19 @@ def test_groups_that_already_agree_are_not_searched(tmp_path):
     assert [o.text for o in exp.overrides] == ["preprocess=robust"]
     searched = {c[-1].split("=")[0] for c in calls if c}
     assert searched == {"preprocess"}, calls
+
+
+def test_a_key_removed_with_dvc_exp_run_tilde_is_removed_from_conf_and_released(project):
+    project.dvc("exp", "run", "-S", "~evaluate.target_recall", "-S", "evaluate.threshold=0.4")
+    project.commit_all("experiment: no target_recall, threshold 0.4")
+    wanted = params_of(project)
+    assert "target_recall" not in wanted["evaluate"]
+    res = project.tether("release")
+    assert res.code == 5 and "~evaluate.target_recall  conf/evaluate/fixed.yaml: remove key target_recall" in res.err, res.err
+    project.ok("conf", "apply")
+    assert (project.root / "conf/evaluate/fixed.yaml").read_text() == (
+        "strategy: fixed    # fixed | best_f1 | target_recall\nthreshold: 0.4\n")
+    assert project.dvc("status").out.strip() == "Data and pipelines are up to date."
+    project.commit_all("conf: no target_recall")
+    tag = project.ok("release", "--push", "--json").json()["tag"]
+    assert project.ok("show", tag, "--json").json()["components"]["params"]["values"] == wanted
