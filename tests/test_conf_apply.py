@@ -261,7 +261,8 @@ def test_a_new_key_from_dvc_exp_run_plus_is_written_and_released(project):
     assert params_of(project)["evaluate"]["min_precision"] == 0.2
     res = project.tether("release")
     assert res.code == 5 and "+evaluate.min_precision=0.2  conf/evaluate/fixed.yaml: new key min_precision" in res.err, res.err
-    project.ok("conf", "apply")
+    # from another directory, as `git -C`: DVC must commit this repository's compose stage
+    project.ok("-C", str(project.root), "conf", "apply", cwd=project.base)
     assert (project.root / "conf/evaluate/fixed.yaml").read_text().endswith("target_recall: 0.8\nmin_precision: 0.2\n")
     assert project.dvc("status").out.strip() == "Data and pipelines are up to date."
     project.commit_all("conf: min_precision")
@@ -370,3 +371,24 @@ def test_a_key_removed_with_dvc_exp_run_tilde_is_removed_from_conf_and_released(
     project.commit_all("conf: no target_recall")
     tag = project.ok("release", "--push", "--json").json()["tag"]
     assert project.ok("show", tag, "--json").json()["components"]["params"]["values"] == wanted
+
+
+def test_a_failing_dvc_commit_puts_conf_and_dvc_lock_back(project):
+    """A real failure of DVC after conf/ was written (the compose stage's code vanished between
+    the plan and the commit): every file is as it was before."""
+    from tether.confapply import execute_conf_apply, plan_conf_apply
+    from tether.workspace import Workspace
+
+    params = project.root / "params.yaml"
+    params.write_text(params.read_text().replace("seed: 7", "seed: 8"))
+    ws = Workspace.discover(project.root)
+    plan = plan_conf_apply(ws)
+    assert [o.text for o in plan.explanation.overrides] == ["seed=8"]
+    snap = project.snapshot()
+    code = project.root / "src/fraud_detector/compose.py"
+    aside = project.base / "compose.py"
+    code.rename(aside)
+    with pytest.raises(Exception, match="compose.py"):
+        execute_conf_apply(ws, plan)
+    aside.rename(code)
+    assert project.snapshot() == snap

@@ -123,8 +123,10 @@ def _check_stage(store: DvcStore, stage: str) -> None:
 
 def execute_conf_apply(ws: Workspace, plan: ConfApplyPlan, store: DvcStore | None = None) -> None:
     """Write the files (each by rename), then `dvc commit` the compose stage; on any failure
-    put every file back as it was."""
+    put every file (and dvc.lock) back as it was."""
     conf = ws.root / "conf"
+    lock = ws.root / "dvc.lock"
+    lock_before = lock.read_text() if lock.exists() else None
     written: list[FileEdit] = []
     try:
         for e in plan.edits:
@@ -136,6 +138,8 @@ def execute_conf_apply(ws: Workspace, plan: ConfApplyPlan, store: DvcStore | Non
     except BaseException:
         for e in written:
             _replace(conf / e.file, e.before)
+        if lock_before is not None and lock.read_text() != lock_before:
+            _replace(lock, lock_before)
         raise
 
 
