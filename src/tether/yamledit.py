@@ -131,17 +131,13 @@ def _is_flow(node) -> bool:
 def add_value(text: str, path: Sequence[str], value) -> str:
     """Add the key at `path` (absent) under the deepest mapping of `path` the file has."""
     doc = _load(text)
-    if doc is None:
-        doc_is_empty = True
-    elif not isinstance(doc, dict):
+    if doc is not None and not isinstance(doc, dict):
         raise EditUnsupported("the file is not a mapping")
-    else:
-        doc_is_empty = False
-    depth, node = 0, doc
-    while not doc_is_empty and depth < len(path) - 1 and isinstance(node.get(path[depth]), dict):
+    depth, node = 0, doc or {}
+    while depth < len(path) - 1 and isinstance(node.get(path[depth]), dict):
         node = node[path[depth]]
         depth += 1
-    if not doc_is_empty and path[depth] in node:
+    if path[depth] in node:
         raise EditUnsupported(f"{'.'.join(path[:depth + 1])} exists and is not a mapping")
     missing = list(path[depth:])
     lines = _lines(text)
@@ -227,7 +223,7 @@ def set_default(text: str, group: str, option: str) -> str:
     if not isinstance(defaults, list):
         raise EditUnsupported("no defaults list")
     hits = []
-    for idx, item in enumerate(defaults):
+    for item in defaults:
         if isinstance(item, dict) and len(item) == 1:
             (raw,) = item.keys()
             key = _default_key(str(raw))
