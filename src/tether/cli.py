@@ -13,7 +13,8 @@ from tether.errors import TetherError, UsageError
 from tether.gates import NOT_METRICS
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -24,12 +25,24 @@ _state = {"debug": False, "chdir": "."}
 
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+MODEL_OPT = typer.Option(None, "--model", help="The model (optional when dvc.yaml declares one).")
+MODEL_ARG = typer.Argument(None, help="The model (optional when dvc.yaml declares one; all models if left out).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tether {version('tether')}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     chdir: str = typer.Option(".", "-C", help="Run as if started in this directory."),
+    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print tether's version and exit."),
 ) -> None:
     _state["debug"] = debug
     _state["chdir"] = chdir
@@ -41,15 +54,25 @@ def _ws():
     return Workspace.discover(_state["chdir"])
 
 
+# C0 and C1 control characters and DEL, except newline and tab: text from git (an approver, a
+# reason, a tag message, an author) is printed escaped, so it cannot move the cursor, recolour
+# the terminal or forge a line of tether's own output.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+
+
+def safe(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
 def emit(data, as_json: bool, text: str | None = None) -> None:
-    if as_json:
+    if as_json:  # json.dumps escapes every control character itself
         typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
     elif text is not None:
-        typer.echo(text)
+        typer.echo(safe(text))
 
 
 def progress(msg: str) -> None:
-    typer.echo(msg, err=True)
+    typer.echo(safe(msg), err=True)
 
 
 def _metrics_line(metrics: dict | None, keys=("roc_auc", "f1", "precision", "recall")) -> str:
@@ -138,36 +161,13 @@ def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
 
 @app.command("list")
 def list_(
-    model: Optional[str] = typer.Argument(None),
+    model: Optional[str] = MODEL_ARG,
     as_json: bool = JSON,
 ) -> None:
     """Releases, newest SemVer first, with stage, date and key metrics."""
-    from tether.registry import Registry
+    from tether.views import release_rows
 
-    ws = _ws()
-    # Tag messages are read lazily: a warm summary cache needs none of them (see summaries).
-    reg = Registry(ws, messages=False)
-    models = [ws.model(model)] if model else sorted(ws.models)
-    cold = any(not reg.summary_cached(m) for m in models)
-    if cold:  # one pass that reads every message beats one `git cat-file` per tag
-        reg = Registry(ws, messages=True)
-    rows = []
-    for m in models:
-        summary = reg.summaries(m)
-        for rel in reg.of(m):
-            s = summary[rel.tag]
-            rows.append({
-                "model": m,
-                "version": str(rel.version),
-                "tag": rel.tag,
-                "stage": reg.stage(rel),
-                "created_at": rel.created_at,
-                "commit": rel.commit,
-                "complete": s["complete"],
-                "problem": s["problem"],
-                "kind": s["kind"],
-                "metrics": s["metrics"],
-            })
+    rows = [r.as_dict() for r in release_rows(_ws(), model)]
     lines = [f"{'RELEASE':32} {'STAGE':19} {'DATE':25} METRICS"]
     for r in rows:
         metrics = _metrics_line(r["metrics"]) if r["complete"] else f"{r['kind'].upper()}: {r['problem']}"
@@ -186,7 +186,7 @@ def _resolve(reg, ref: str, model: Optional[str] = None):
 @app.command()
 def show(
     ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """The release manifest."""
@@ -215,7 +215,7 @@ def show(
         f"  params      {c['params'].get('path')}  sha256:{(c['params'].get('sha256') or '')[:16]}",
         f"  runtime     python {m.get('runtime', {}).get('python', '?')}  lock:{m.get('runtime', {}).get('lock_sha256', '')[:16]}",
     ]
-    typer.echo("\n".join(lines))
+    typer.echo(safe("\n".join(lines)))
 
 
 @app.command()
@@ -253,16 +253,15 @@ def diff(
 
 @app.command()
 def check(
-    model: Optional[str] = typer.Argument(None),
+    model: Optional[str] = MODEL_ARG,
     offline: bool = typer.Option(False, "--offline", help="Skip the DVC remote check."),
     since: Optional[str] = typer.Option(None, "--since", metavar="VERSION",
                                         help="Only releases at or above this version (e.g. v2.0.0): old history stays out of CI."),
     as_json: bool = JSON,
 ) -> None:
     """For CI: every release tag (however it was made) is complete, agrees with its commit, and is on the DVC remote."""
-    from tether.check import MISSING, MOVED, check_releases
+    from tether.check import check_releases
     from tether.dvcstore import DvcStore
-    from tether.errors import GateFailed, IntegrityError, StorageError
     from tether.registry import Registry
 
     ws = _ws()
@@ -283,46 +282,27 @@ def check(
                 + (" …" if len(skipped) > 5 else "") if skipped else "")]
     lines += [f"  {f.tag}: {f.kind}: {f.message}" for f in report.findings]
     emit(report.as_dict(), as_json, "\n".join(lines) if not report.ok or as_json else lines[0] + ": all complete, matching, on the remote")
-    if not report.ok:
-        kinds = {f.kind for f in report.findings}
-        cls = (IntegrityError if kinds & {MOVED, "mismatch", "unusable"} else StorageError if MISSING in kinds
-               else GateFailed)
-        raise cls(f"check failed: {len(report.findings)} problem(s)", hint="see the findings above")
+    if (err := report.error()) is not None:
+        raise err
 
 
 @app.command()
-def status(model: Optional[str] = typer.Argument(None), as_json: bool = JSON) -> None:
+def status(model: Optional[str] = MODEL_ARG, as_json: bool = JSON) -> None:
     """Per model: latest release, what each environment runs, whether the workspace matches."""
-    from tether.registry import Registry
+    from tether.views import model_status
 
-    ws = _ws()
-    reg = Registry(ws, messages=False)
-    head = ws.git.head()
-    tree = ws.git.tree_of(head)
-    dirty = bool(ws.git.status_porcelain())
-    out, lines = [], []
-    for m in ([ws.model(model)] if model else sorted(ws.models)):
-        latest = reg.latest(m)
-        envs, states = {}, {}
-        for env in ws.environments(m):
-            envs[env] = reg.live_release(m, env)
-            states[env] = reg.env_state(m, env)
-            if (ev := reg.live(m, env)) and not ev.release:
-                envs[env] = None
-        matching = [r.tag for r in reg.of(m) if r.tree == tree]
-        out.append({"model": m, "latest": latest.tag if latest else None, "environments": envs,
-                    "refs": {e: st.as_dict() for e, st in states.items()},
-                    "workspace": {"commit": head, "dirty": dirty, "matches": matching}})
-        lines.append(f"{m}")
-        lines.append(f"  latest     {latest.tag if latest else '(no releases)'}")
-        for env, tag in envs.items():
-            st = states[env]
-            ev = reg.live(m, env)
-            shown = tag or (f"{ev.commit[:12]} committed outside tether, matches no release" if ev else "(empty)")
-            lines.append(f"  {env:10} {shown}{_ref_note(st.as_dict())}")
-        ws_state = ", ".join(matching) if matching else "no release"
-        lines.append(f"  workspace  {head[:12]}{' (dirty)' if dirty else ''} matches {ws_state}")
-    emit(out, as_json, "\n".join(lines))
+    models = model_status(_ws(), model)
+    lines = []
+    for st in models:
+        lines.append(st.model)
+        lines.append(f"  latest     {st.latest or '(no releases)'}")
+        for env, view in st.environments.items():
+            shown = view.release or (f"{view.outside_commit[:12]} committed outside tether, matches no release"
+                                     if view.outside_commit else "(empty)")
+            lines.append(f"  {env:10} {shown}{_ref_note(view.state.as_dict())}")
+        matches = ", ".join(st.matches) if st.matches else "no release"
+        lines.append(f"  workspace  {st.head[:12]}{' (dirty)' if st.dirty else ''} matches {matches}")
+    emit([st.as_dict() for st in models], as_json, "\n".join(lines))
 
 
 def _ref_note(st: dict) -> str:
@@ -348,7 +328,7 @@ def _move(action: str, **kw) -> None:
     if not as_json:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
-    plan = plan_move(ws, action=action, **kw)
+    plan = plan_move(ws, action=action, read_only=dry_run, **kw)
     frm = ((plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)")
     gate_lines = [_gate_line(g) for g in plan.gates]
     if dry_run:
@@ -369,10 +349,12 @@ def promote(
     to: str = typer.Option(..., "--to", help="Environment to move."),
     approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     push: bool = typer.Option(False, "--push", help="Fast-forward push to origin; a concurrent move is rejected."),
-    allow_regression: Optional[str] = typer.Option(None, "--allow-regression", metavar="REASON"),
-    skip_staging: Optional[str] = typer.Option(None, "--skip-staging", metavar="REASON"),
+    allow_regression: Optional[str] = typer.Option(
+        None, "--allow-regression", metavar="REASON", help="Promote despite a metric regression (reason recorded)."),
+    skip_staging: Optional[str] = typer.Option(
+        None, "--skip-staging", metavar="REASON", help="Promote to production without staging first (reason recorded)."),
     allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
                                                    help="Promote a release missing one of the five parts (recorded)."),
     dry_run: bool = DRY,
@@ -388,10 +370,10 @@ def promote(
 def rollback(
     env: str = typer.Option("production", "--env", help="Environment to move back."),
     to: Optional[str] = typer.Option(None, "--to", help="A release; default: the last known good one."),
-    approver: str = typer.Option(..., "--approver"),
-    reason: str = typer.Option(..., "--reason"),
-    model: Optional[str] = typer.Option(None, "--model"),
-    push: bool = typer.Option(False, "--push"),
+    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
+    model: Optional[str] = MODEL_OPT,
+    push: bool = typer.Option(False, "--push", help="Push the environment branch (compare-and-swap on origin)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -402,9 +384,9 @@ def rollback(
 
 @app.command()
 def history(
-    env: Optional[str] = typer.Option(None, "--env"),
+    env: Optional[str] = typer.Option(None, "--env", help="One environment (default: every environment)."),
     at: Optional[str] = typer.Option(None, "--at", help="ISO-8601: which release was live then."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """The audit trail of each environment, newest first."""
@@ -461,7 +443,7 @@ def deploy(
     env: str = typer.Option(..., "--env", help="Environment whose release to serve."),
     target: str = typer.Option(..., "--target", help="Serving directory."),
     repo: Optional[str] = typer.Option(None, "--repo", help="Git URL to deploy from (default: this repo)."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     keep: int = typer.Option(3, "--keep", help="Materialised releases to keep."),
     full: bool = typer.Option(False, "--full", help="Materialise every DVC output, data too."),
     smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test before switching."),
@@ -494,7 +476,7 @@ def deploy(
 def verify(
     ref: Optional[str] = typer.Argument(None, help="A release to verify from the cache or remote."),
     target: Optional[str] = typer.Option(None, "--target", help="Verify DIR/current instead."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """Recompute every digest against the manifest."""
@@ -514,7 +496,7 @@ def verify(
 @app.command()
 def checkout(
     ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest or an environment."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     force: bool = typer.Option(False, "--force", help="Discard uncommitted work."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
@@ -533,8 +515,8 @@ def checkout(
 @app.command()
 def serve(
     target: str = typer.Option(..., "--target", help="Serving directory (see deploy)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
     watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
 ) -> None:
     """HTTP service over DIR/current: POST /predict, GET /ready, GET /version."""
@@ -550,9 +532,9 @@ def main() -> None:
     except TetherError as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(safe(f"error: {exc.message}"), err=True)
         if exc.hint:
-            typer.echo(f"hint: {exc.hint}", err=True)
+            typer.echo(safe(f"hint: {exc.hint}"), err=True)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
@@ -566,7 +548,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(safe(f"error: {type(exc).__name__}: {exc}"), err=True)
         typer.echo("hint: run again with --debug for the traceback", err=True)
         sys.exit(1)
 

@@ -232,7 +232,7 @@ class DvcStore:
             raise StorageError(f"could not {verb} the DVC remote: {_short(exc)}",
                                hint="check that the remote is reachable and your credentials") from exc
         if result.failed:
-            names = ", ".join(sorted(h.value for h in result.failed)[:5])
+            names = ", ".join(sorted(str(h.value) for h in result.failed)[:5])
             raise StorageError(f"could not {verb} the DVC remote {len(result.failed)} object(s): {names}")
 
 

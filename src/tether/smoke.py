@@ -14,7 +14,7 @@ from tether.workspace import Settings
 def eval_data_path(manifest: dict, settings: Settings) -> str:
     """The frozen eval slice: `meta.tether.eval_data` in dvc.yaml, else the one data output
     whose name says eval."""
-    configured = settings.extra.get("eval_data")
+    configured = settings.eval_data
     if configured:
         return configured
     cands = [e["path"] for e in manifest["components"]["data"] if "eval" in Path(e["path"]).name]
