@@ -4,10 +4,13 @@ what is wrong and how to fix it; the caller decides what to raise."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tether.confplan import Explanation
 from tether.dvcgraph import ModelGraph, Stage, under
 from tether.errors import Conflict, GateFailed, StorageError, TetherError
+
+if TYPE_CHECKING:  # confplan (and YAML) load only when a release compares params with conf/
+    from tether.confplan import Explanation
 
 
 @dataclass(frozen=True)
