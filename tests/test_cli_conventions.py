@@ -50,6 +50,11 @@ def test_version_and_completion():
 
     res = subprocess.run([f"{BIN}/tether", "--version"], capture_output=True, text=True, check=False)
     assert res.returncode == 0 and res.stdout.strip() == f"tether {version('tether')}"
-    res = subprocess.run([f"{BIN}/tether", "--show-completion", "bash"], capture_output=True, text=True, check=False,
-                         env={"PATH": BIN, "SHELL": "/bin/bash", "HOME": "/tmp"})
-    assert res.returncode == 0 and "complete" in res.stdout and "tether" in res.stdout, res.stdout + res.stderr
+    # click's completion protocol, which the installed script (`tether --install-completion`) calls
+    env = {"PATH": BIN, "HOME": "/tmp", "_TETHER_COMPLETE": "complete_bash", "COMP_WORDS": "tether li",
+           "COMP_CWORD": "1"}
+    res = subprocess.run([f"{BIN}/tether"], capture_output=True, text=True, check=False, env=env)
+    assert res.returncode == 0 and res.stdout.split() == ["list"], res.stdout + res.stderr
+    env.update(COMP_WORDS="tether promote --", COMP_CWORD="2")
+    res = subprocess.run([f"{BIN}/tether"], capture_output=True, text=True, check=False, env=env)
+    assert {"--to", "--approver", "--reason", "--dry-run"} <= set(res.stdout.split()), res.stdout
