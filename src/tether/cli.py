@@ -143,6 +143,45 @@ def release(
          + ("\npushed DVC outputs and the tag" if push else ""))
 
 
+# -- conf/ ---------------------------------------------------------------------------------
+conf_app = typer.Typer(no_args_is_help=True, help="Hydra conf/ and params.yaml.")
+app.add_typer(conf_app, name="conf")
+
+
+def _override_lines(overrides) -> list[str]:
+    width = max((len(o.text) for o in overrides), default=0)
+    return [f"  {o.text:{width}}  {o.where}" for o in overrides]
+
+
+@conf_app.command("apply")
+def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
+    """Write the overrides that explain params.yaml (e.g. from `dvc exp run -S`) into conf/."""
+    from tether.confapply import execute_conf_apply, plan_conf_apply
+
+    ws = _ws()
+    plan = plan_conf_apply(ws)
+    if plan.nothing_to_do:
+        emit({"dry_run": dry_run, "written": [], **plan.as_dict()}, as_json,
+             "nothing to apply: params.yaml equals the composition of conf/")
+        return
+    overrides = plan.explanation.overrides
+    lines = [f"params.yaml is conf/ composed with {len(overrides)} override(s):", *_override_lines(overrides)]
+    if dry_run:
+        lines += [e.diff().rstrip("\n") for e in plan.edits]
+        lines += [f"  step: {s}" for s in plan.steps]
+        lines.append("dry run: nothing written")
+        emit({"dry_run": True, "written": [], **plan.as_dict()}, as_json, "\n".join(lines))
+        return
+    execute_conf_apply(ws, plan)
+    written = [f"conf/{e.file}" for e in plan.edits]
+    lines.append(f"wrote {', '.join(written)}: conf/ now composes to params.yaml exactly")
+    if plan.compose_stage:
+        lines.append(f"recorded conf/ for stage {plan.compose_stage} in dvc.lock (dvc commit {plan.compose_stage}); "
+                     "params.yaml unchanged, nothing to re-run")
+    lines.append("next: git add conf dvc.lock && git commit, then tether release")
+    emit({"dry_run": False, "written": written, **plan.as_dict()}, as_json, "\n".join(lines))
+
+
 @app.command("list")
 def list_(
     model: Optional[str] = MODEL_ARG,

@@ -63,6 +63,13 @@ class DvcStore:
         with _quiet():
             return self.repo.status()
 
+    def commit_stage(self, stage: str) -> None:
+        """`dvc commit -f STAGE`: record the stage's current deps and outs in dvc.lock without
+        running it (only that stage, not its upstream)."""
+        # DVC resolves a bare stage name against the process's cwd: name dvc.yaml absolutely.
+        with _quiet():
+            self.repo.commit(f"{(self.root / 'dvc.yaml').resolve()}:{stage}", force=True)
+
     # -- object databases -----------------------------------------------------------------
     @property
     def cache(self):

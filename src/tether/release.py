@@ -85,7 +85,7 @@ def plan_release(
 
     results = [gates.clean_tree(git.status_porcelain())]
     results.append(gates.dvc_in_sync(store.changed_stages()))
-    results.append(gates.params_match_conf(_conf_problems(ws)))
+    results.append(gates.params_match_conf(_conf_explanation(ws)))
     facts = components.gather(ws, model)
     # The manifest is what the commit says (derive.py), the same derivation `check` applies to
     # any tag later, plus what only the release can record: each weights file's sha256 (read
@@ -206,13 +206,13 @@ def _resume_plan(rel, results, push: bool) -> ReleasePlan:
                            f"push the existing tag {rel.tag} to origin"], resume=True)
 
 
-def _conf_problems(ws: Workspace) -> list[str] | None:
+def _conf_explanation(ws: Workspace) -> "hydraconf.Explanation | None":
     conf = ws.root / "conf"
     if not (conf / "config.yaml").exists():
         return None
     params_path = ws.root / "params.yaml"
     params = load_yaml(params_path.read_text()) if params_path.exists() else {}
-    return hydraconf.disagreements(hydraconf.compose(conf), params)
+    return hydraconf.explain(conf, params)
 
 
 def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = None) -> str:
