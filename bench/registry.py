@@ -7,7 +7,10 @@ and warm, `tether status`, `tether history --env production`, `tether show produ
 Sizes: TETHER_BENCH_SIZES (default "1000,5000" releases) and TETHER_BENCH_GTO_MAX (default
 1000): `gto show` grows quadratically with the tag count (≈10 s at 1,300 tags, ≈36 s at 2,300,
 ≈200 s at 5,400 on the 2-core bench machine), so larger sizes are measured against the git
-floor only. TETHER_BENCH_YEARS (default 3) spreads each history over that many years. About
+floor only. TETHER_BENCH_YEARS (default 3) spreads each history over that many years.
+TETHER_BENCH_DIR_FILES (default 10000; 0 skips it) adds a registry of the first size whose every
+release's raw data is a directory of that many files (a real `.dir` listing in the DVC cache),
+against the git floor and against the plain registry. About
 3 minutes with the defaults on an idle machine; the fuller run
 `TETHER_BENCH_SIZES=1000,2000,5000 TETHER_BENCH_GTO_MAX=2000` about 5.
 
@@ -56,9 +59,10 @@ def validate(repo: Path) -> dict:
     return {"rows": len(rows), **kinds}
 
 
-def measure(n: int, tmp: Path, gto_max: int, years: float) -> dict:
+def measure(n: int, tmp: Path, gto_max: int, years: float, dir_files: int = 0) -> dict:
     t0 = time.perf_counter()
-    repo = build_registry_repo(tmp / f"repo-{n}", releases=n, promotions=PROMOTIONS, years=years)
+    repo = build_registry_repo(tmp / f"repo-{n}-{dir_files}", releases=n, promotions=PROMOTIONS, years=years,
+                               dir_files=dir_files)
     built = time.perf_counter() - t0
     tags = len(subprocess.run(["git", "tag", "--list"], cwd=repo, capture_output=True, text=True, check=True).stdout.split())
     moves = sum(len(subprocess.run(["git", "log", "--first-parent", "--grep=^Tether-Action: ", "--format=%H", b], cwd=repo,
@@ -72,7 +76,7 @@ def measure(n: int, tmp: Path, gto_max: int, years: float) -> dict:
         shutil.rmtree(cache, ignore_errors=True)
 
     small = n <= 2000
-    r: dict = {"releases": n, "tags": tags, "moves": moves, "build_s": built}
+    r: dict = {"releases": n, "tags": tags, "moves": moves, "build_s": built, "dir_files": dir_files}
     r["floor"] = wall(["git", "for-each-ref", f"--format={TETHER_FIELDS}", "refs/tags/", "refs/heads/"], repo)
     r["floor_messages"] = wall(["git", "for-each-ref", f"--format={TETHER_FIELDS}%(contents)%00", "refs/tags/"], repo)
     r["list_cold"] = wall(tether + ["list"], repo, repeat=3 if small else 1, setup=drop)
@@ -93,7 +97,9 @@ def measure(n: int, tmp: Path, gto_max: int, years: float) -> dict:
 def report(r: dict) -> None:
     n = r["releases"]
     gto = r.get("gto_show")
-    t = Table(f"Registry {n}: {n:,} releases, {r['tags']:,} tags, {r['moves']} moves (median wall s; ratio = baseline/value)")
+    shape = f", each with a {r['dir_files']:,}-file directory output" if r.get("dir_files") else ""
+    t = Table(f"Registry {n}: {n:,} releases{shape}, {r['tags']:,} tags, {r['moves']} moves "
+              "(median wall s; ratio = baseline/value)")
     base = ("gto show", gto) if gto else ("git for-each-ref", r["floor"])
     for figure, key in (("tether list (cold: no .git/tether)", "list_cold"), ("tether list (warm)", "list_warm"),
                         ("tether status", "status"), ("tether history --env production", "history"),
@@ -118,6 +124,7 @@ def main() -> None:
     sizes = [int(x) for x in os.environ.get("TETHER_BENCH_SIZES", "1000,5000").split(",") if x.strip()]
     gto_max = int(os.environ.get("TETHER_BENCH_GTO_MAX", "1000"))
     years = float(os.environ.get("TETHER_BENCH_YEARS", "3"))
+    dir_files = int(os.environ.get("TETHER_BENCH_DIR_FILES", "10000"))
     results = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tether-bench-registry-") as tmp:
@@ -125,6 +132,12 @@ def main() -> None:
             r = measure(n, Path(tmp), gto_max, years)
             report(r)
             results.append(r)
+        if dir_files:  # the manifest-size question: releases whose data is a directory of many files
+            big = measure(sizes[0], Path(tmp), 0, years, dir_files=dir_files)
+            report(big)
+            base = results[0]
+            print(f"  vs the same registry without it: " + ", ".join(
+                f"{k} {big[k] / base[k]:.2f}x" for k in ("list_warm", "status", "history", "show", "check")))
     if len(results) > 1:
         first = results[0]
         print(f"\nRegistry scaling (median wall s; x = vs {first['releases']:,} releases)")

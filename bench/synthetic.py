@@ -156,8 +156,14 @@ class State:
 class Reference:
     """The reference project's files, read once from this repository."""
 
-    def __init__(self, root: Path = REPO_ROOT) -> None:
+    def __init__(self, root: Path = REPO_ROOT, dir_files: int = 0) -> None:
         self.dvc_yaml_text = (root / "dvc.yaml").read_text()
+        self.dir_files = dir_files
+        self.landing: dict[int, bytes] = {}  # data window -> the landing directory's .dir listing
+        if dir_files:  # the raw slice lands as a directory of many files (`dvc add data/landing`)
+            self.dvc_yaml_text = self.dvc_yaml_text.replace(
+                "src/fraud_detector/snapshot.py\n", "src/fraud_detector/snapshot.py\n      - data/landing\n", 1)
+            assert "data/landing" in self.dvc_yaml_text
         self.dvc_yaml = yaml.load(self.dvc_yaml_text, Loader=_Loader)
         self.params = yaml.load((root / "params.yaml").read_text(), Loader=_Loader)
         self.conf = {p.relative_to(root).as_posix(): p.read_text() for p in sorted((root / "conf").rglob("*.yaml"))}
@@ -165,6 +171,8 @@ class Reference:
                      for p in sorted((root / "src" / "fraud_detector").glob("*.py")) if p.name != "demo.py"}
         self.static = {rel: (root / rel).read_bytes() for rel in STATIC if (root / rel).is_file()}
         self.static[".dvc/.gitignore"] = b"/config.local\n/tmp\n/cache\n"
+        if dir_files:
+            self.static["data/.gitignore"] = b"/landing\n"
         self.stages = self.dvc_yaml.get("stages") or {}
         # DVC writes a .gitignore beside every cached output
         ignores: dict[str, list[str]] = {}
@@ -266,6 +274,19 @@ def snapshot(ref: Reference, state: State) -> tuple[dict[str, bytes], dict[str, 
     known: dict[str, dict] = {}
     objects: dict[str, bytes] = {}
     contents: dict[str, bytes] = {}
+
+    if ref.dir_files:
+        window = state.params["data"]["window"]
+        if window not in ref.landing:  # a new listing per data window, as a new landing would be
+            listing = [{"md5": _md5(f"landing {window} {k}".encode()), "relpath": f"day={k // 100:03d}/part-{k:05d}.csv"}
+                       for k in range(ref.dir_files)]
+            ref.landing[window] = json.dumps(sorted(listing, key=lambda e: e["relpath"]), sort_keys=True).encode()
+        body = ref.landing[window]
+        md5 = _md5(body) + ".dir"
+        objects[md5] = body
+        known["data/landing"] = {"md5": md5, "size": 40_000 * ref.dir_files, "nfiles": ref.dir_files}
+        tree["data/landing.dvc"] = _yaml({"outs": [{"md5": md5, "size": 40_000 * ref.dir_files,
+                                                    "nfiles": ref.dir_files, "hash": "md5", "path": "landing"}]})
 
     def dep_entry(path: str) -> dict:
         if path in known:
@@ -418,7 +439,7 @@ def _derive_all(repo: Path, cache: Path, wanted: list[tuple[str, str]]) -> dict:
 
 
 def build_registry_repo(path: Path, releases: int = 1000, promotions: int = 300, years: float = 0.0,
-                        seed: int = 7) -> Path:
+                        seed: int = 7, dir_files: int = 0) -> Path:
     """A repository with `releases` release tags of MODEL and `promotions` environment moves.
     years=0: everything in one second and the moves walk the oldest stable releases in order
     (staging, then production); years>0: a history spread over that many years, the moves
@@ -430,7 +451,7 @@ def build_registry_repo(path: Path, releases: int = 1000, promotions: int = 300,
     repo.mkdir(parents=True, exist_ok=True)
     _git(repo, "init", "-q", "-b", "main")
     rng = random.Random(seed)
-    ref = Reference()
+    ref = Reference(dir_files=dir_files)
     state = ref.initial_state()
     vers = versions(releases)
     span = years * 365 * 86400

@@ -1,6 +1,7 @@
 """Regenerate the README's "Using tether on your own repository" transcript: builds the text
 classifier shape (tests/shapes.py) in a temporary directory and runs the commands a new user
-would, printing each with its real output. Run: .venv/bin/python docs/walkthrough.py"""
+would, printing each with its real output. Run: .venv/bin/python docs/walkthrough.py
+(`… flows` for "Releases made any way", `… experiment` for "From a DVC experiment to a release")."""
 
 from __future__ import annotations
 
@@ -81,5 +82,53 @@ def flows() -> None:
         tether("history", "--env", "prod")
 
 
+def experiment() -> None:
+    """The README's "From a DVC experiment to a release" transcript: the reference project,
+    `dvc exp run -S …`, the refusal, `tether conf apply`, the release."""
+    from project import build_template
+
+    with tempfile.TemporaryDirectory(prefix="tether-exp-") as tmp:
+        os.environ["HOME"] = tmp  # the project's git and DVC read no configuration of the host
+        Path(tmp, ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+        p = build_template(Path(tmp) / "fraud")
+        dvc = os.path.join(os.path.dirname(sys.executable), "dvc")
+
+        def show(cmd: str, res, keep=None) -> None:
+            text = (res.err + res.out).replace(tmp, "/tmp/x").rstrip()
+            text = re.sub(r"\b[0-9a-f]{12,40}\b", lambda m: m.group(0)[:7] + "…", text)
+            if keep:
+                text = "\n".join(ln for ln in text.splitlines() if keep(ln)) + "\n…"
+            print(f"$ {cmd}")
+            print(text + (f"\n(exit {res.code})" if res.code else ""))
+            print()
+
+        def tether(*args: str) -> None:
+            show("tether " + " ".join(a if " " not in a else repr(a) for a in args), p.tether(*args))
+
+        def sh(*args: str, keep=None) -> None:
+            show(" ".join(a if " " not in a else f'"{a}"' for a in args).replace(dvc, "dvc"),
+                 p.sh(*args, check=False), keep)
+
+        sh(dvc, "exp", "run", "-S", "preprocess=robust", "-S", "evaluate.threshold=0.7", "-S", "data.window=2",
+           keep=lambda ln: ln.startswith(("evaluate:", "Ran experiment")))
+        name = p.dvc("exp", "list", "--name-only").out.split()[0]
+        sh(dvc, "exp", "apply", name)
+        sh("git", "commit", "-qam", "experiment: robust, window 2, threshold 0.7")
+        tether("release")
+        tether("conf", "apply", "--dry-run")
+        tether("conf", "apply")
+        sh(dvc, "status")
+        sh("git", "commit", "-qam", "conf: the experiment's overrides")
+        tether("release", "--push", "-m", "robust preprocessing, window 2, threshold 0.7")
+        res = p.tether("diff", "fraud-detector@v1.0.0", "fraud-detector@v1.1.0")
+        lines = res.out.splitlines()
+        start = next(i for i, ln in enumerate(lines) if ln.strip() == "params     changed")
+        end = next(i for i, ln in enumerate(lines) if i > start and not ln.startswith("    "))
+        print("$ tether diff fraud-detector@v1.0.0 fraud-detector@v1.1.0\n…\n" + "\n".join(lines[start:end + 2]) + "\n…")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["experiment"]:
+        experiment()
+        sys.exit(0)
     flows() if sys.argv[1:] == ["flows"] else main()

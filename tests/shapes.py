@@ -229,7 +229,7 @@ def raw_reviews(seed: int = 11, files: int = 4, per_file: int = 30) -> dict[str,
     return out
 
 
-def write_sources(root: Path) -> None:
+def write_sources(root: Path, raw_files: int = 4) -> None:
     (root / "dvc.yaml").write_text(DVC_YAML)
     (root / "params.yaml").write_text(PARAMS)
     src = root / "src" / "textclf"
@@ -238,15 +238,17 @@ def write_sources(root: Path) -> None:
         (src / name).write_text(textwrap.dedent(body))
     raw = root / "data" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for name, text in raw_reviews().items():
+    reviews = raw_reviews() if raw_files == 4 else raw_reviews(files=raw_files, per_file=1)
+    for name, text in reviews.items():
         (raw / name).write_text(text)
 
 
-def build_textclf(base: Path, s3: dict | None = None) -> Project:
+def build_textclf(base: Path, s3: dict | None = None, raw_files: int = 4) -> Project:
     """In `base`: `project/` (git `main`, DVC, reproduced and committed, pushed to the bare
     `origin.git`), and an empty DVC remote: the local directory `dvcstore/` (configured with
     --local, like tests/project.py), or with `s3` ({"endpoint", "url"}, e.g. the `s3_remote`
-    fixture) an S3 remote committed in .dvc/config, credentials left to the environment."""
+    fixture) an S3 remote committed in .dvc/config, credentials left to the environment.
+    `raw_files`: how many files `data/raw/` holds (one review each beyond the default 4)."""
     p = Project(Path(base))
     p.root.mkdir(parents=True)
     p.git("init", "-q", "-b", "main")
@@ -259,7 +261,7 @@ def build_textclf(base: Path, s3: dict | None = None) -> Project:
     else:
         p.dvc("remote", "add", "-f", "-d", "s3", s3["url"])
         p.dvc("remote", "modify", "s3", "endpointurl", s3["endpoint"])
-    write_sources(p.root)
+    write_sources(p.root, raw_files)
     p.dvc("add", "-q", "data/raw")
     p.dvc("repro", "-q")
     p.commit_all("text classifier with directory outputs")

@@ -18,6 +18,9 @@ from tether.semver import Version
         ("nlp/sentiment@v2.3.4", "nlp/sentiment", "2.3.4"),
         ("m2@v1.9.0-rc.1", "m2", "1.9.0-rc.1"),
         ("m@v1.0.0-alpha+build.7", "m", "1.0.0-alpha+build.7"),
+        ("Fraud@v1.0.0", "Fraud", "1.0.0"),  # GTO allows upper case, `_` and `--`
+        ("my_model@v1.0.0", "my_model", "1.0.0"),
+        ("fraud--detector@v1.0.0", "fraud--detector", "1.0.0"),
     ],
 )
 def test_valid_release_tags(tag, model, version):
@@ -34,9 +37,8 @@ def test_valid_release_tags(tag, model, version):
         "fraud-detector@1.0.0",  # no v
         "fraud-detector@v1.0",  # two parts
         "fraud-detector@v01.0.0",  # leading zero
-        "Fraud@v1.0.0",  # upper case
-        "fraud--detector@v1.0.0",  # double dash
         "fraud-@v1.0.0",  # trailing dash
+        "_fraud@v1.0.0",  # leading underscore
         "@v1.0.0",  # no model
         "v1.0.0",  # plain version tag
         "fraud-detector@v1.0.0-",  # empty pre-release
@@ -61,13 +63,15 @@ def test_semver_order_table():
 @pytest.mark.parametrize(
     "start,part,expected",
     [("1.2.3", "major", "2.0.0"), ("1.2.3", "minor", "1.3.0"), ("1.2.3", "patch", "1.2.4"),
-     ("1.3.0-rc.1", "patch", "1.3.0"), ("0.9.9", "minor", "0.10.0")],
+     ("1.3.0-rc.1", "patch", "1.3.0"), ("1.3.0-rc.1", "minor", "1.3.0"), ("1.3.0-rc.1", "major", "2.0.0"),
+     ("2.0.0-rc.1", "major", "2.0.0"), ("2.0.0-rc.1", "minor", "2.0.0"), ("0.9.9", "minor", "0.10.0")],
 )
 def test_bump(start, part, expected):
     assert str(Version.parse(start).bump(part)) == expected
 
 
-@pytest.mark.parametrize("text", ["1.2", "x.y.z", "1.2.3.4", "", "v", "-1.0.0"])
+@pytest.mark.parametrize("text", ["1.2", "x.y.z", "1.2.3.4", "", "v", "-1.0.0", "1\u0661.0.0", "1.0.0\n",
+                                  " 1.0.0", "1.0.\u0663", "01.0.0"])
 def test_invalid_semver_is_a_usage_error(text):
     with pytest.raises(UsageError) as exc:
         Version.parse(text)
@@ -84,7 +88,7 @@ def test_parse_ref(text, kind):
     assert {"version": ref.version is not None, "latest": ref.latest, "env": ref.env is not None}[kind]
 
 
-@pytest.mark.parametrize("text", ["", "fraud-detector@1.2", "Fraud@v1.0.0", "fraud@vx", "Prod Env", "a..b"])
+@pytest.mark.parametrize("text", ["", "fraud-detector@1.2", "-fraud@v1.0.0", "fraud@vx", "Prod Env", "a..b"])
 def test_malformed_ref_is_a_usage_error(text):
     with pytest.raises(UsageError):
         parse_ref(text)
@@ -121,3 +125,58 @@ def test_bump_always_increases(v, part):
 def test_parse_tag_never_crashes(text):
     name = parse_tag(text)
     assert name is None or name.tag == text or "+" in text
+
+
+# -- against the libraries the ecosystem uses: semver (GTO's own) and gto's name rule ----------
+@pytest.mark.parametrize("text", ["0.0.0", "1.2.3", "1.2.3-rc.1", "1.2.3-0.a.b-c", "1.0.0+build.5", "1.0.0-x+y",
+                                  "10.20.30", "1.2.3-alpha.01", "1.2", "1.2.3.4", "1.2.3-", "01.2.3", "1.2.3+",
+                                  "1.2.3-rc..1", "99999999999999999999.0.0"])
+def test_semver_parsing_agrees_with_the_semver_library(text):
+    import semver
+
+    try:
+        lib = semver.Version.parse(text)
+    except ValueError:
+        lib = None
+    try:
+        ours = Version.parse(text)
+    except UsageError:
+        ours = None
+    assert (ours is None) == (lib is None), text
+    if ours is not None:
+        assert str(ours) == str(lib)
+
+
+@given(_versions, _versions)
+def test_semver_precedence_agrees_with_the_semver_library(a, b):
+    import semver
+
+    lib = semver.Version.parse(str(a)).compare(str(b))
+    assert lib == (a > b) - (a < b)
+
+
+@given(_versions, st.sampled_from(["major", "minor", "patch"]))
+def test_bumps_agree_with_semver_next_version(v, part):
+    import semver
+
+    assert str(v.bump(part)) == str(semver.Version.parse(str(v)).next_version(part))
+    assert v.bump(part) > v
+
+
+@pytest.mark.parametrize("name", ["fraud-detector", "my_model", "Churn", "churn--v2", "a", "ab", "team/churn",
+                                  "A_b-C", "-x", "x-", "_x", "x_", "a b", "a:b", "a@b", "a#b", "a.b", "", "é",
+                                  "a/", "/a", "a\n", "1"])
+def test_model_names_are_gtos_rule(name):
+    from gto.constants import check_string_is_valid
+
+    gto_ok = check_string_is_valid(name) and "\n" not in name
+    ours = parse_tag(f"{name}@v1.0.0") is not None
+    assert ours == gto_ok, name
+    try:
+        from tether.refs import check_model
+
+        check_model(name)
+        checked = True
+    except UsageError:
+        checked = False
+    assert checked == gto_ok, name

@@ -191,3 +191,63 @@ def test_the_regression_gate_never_says_ok_without_metrics():
     assert g.status == "ok" and "accuracy" in g.message
     g = gates.regression({"accuracy": 0.9}, {"accuracy": 0.5}, 0.05, ())
     assert g.status == "FAIL"
+
+
+def test_a_model_named_as_gto_allows_is_a_visible_release(tmp_path):
+    """`my_model` (GTO and DVC allow `_` and upper case) once got a tag the registry then
+    dropped: an invisible release. Now it is released, listed, shown and promoted; a name the
+    tag grammar cannot carry is refused before anything is written."""
+    p = build_churn(tmp_path / "p", "dvc")
+    dvc_yaml = p.root / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("  churn:\n", "  My_churn_model:\n"))
+    p.commit_all("rename the model")
+    tag = p.ok("release", "--push", "--json").json()["tag"]
+    assert tag == "My_churn_model@v1.0.0"
+    assert [r["tag"] for r in p.ok("list", "--json").json()] == [tag]
+    assert p.ok("show", tag, "--json").json()["model"] == "My_churn_model"
+    promote(p, tag, "staging", None)
+    assert p.ok("status", "--json").json()[0]["environments"]["staging"] == tag
+
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("  My_churn_model:\n", "  _churn:\n"))
+    p.commit_all("a name GTO refuses")
+    before = p.git("tag")
+    res = p.tether("release")
+    assert res.code == 2 and "not a valid model name" in res.err, res.err
+    assert p.git("tag") == before
+
+
+@pytest.mark.parametrize("setting,named", [
+    ("environments: prod", "environments"),  # once four environments p, r, o, d
+    ("tolerance: five", "tolerance"),  # once a bare ValueError, exit 1
+    ("tolerence: 0.1", "tolerence"),  # a misspelt key, once ignored
+    ("smoke: 'no'", "smoke"),
+    ("keep: -1", "keep"),
+])
+def test_a_bad_setting_is_a_usage_error_naming_the_key(tmp_path, setting, named):
+    p = build_churn(tmp_path / "p", "dvc")
+    dvc_yaml = p.root / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("        smoke: false\n", f"        {setting}\n", 1))
+    p.commit_all("a bad setting")
+    for args in (["release"], ["status"], ["promote", "churn@v1.0.0", "--to", "staging", *OPS]):
+        res = p.tether(*args)
+        assert res.code == 2 and f"meta.tether.{named}" in res.err, (args, res.code, res.err)
+        assert "Traceback" not in res.err
+    if named == "tolerence":
+        assert "did you mean tolerance" in p.tether("status").err
+    assert not p.git("tag")
+
+
+def test_a_bad_setting_in_an_old_commit_is_one_finding_not_a_broken_registry(tmp_path):
+    p = build_churn(tmp_path / "p", "dvc")
+    good = (p.root / "dvc.yaml").read_text()
+    p.ok("release", "--push")
+    (p.root / "dvc.yaml").write_text(good.replace("        smoke: false\n", "        environments: prod\n", 1))
+    p.commit_all("a bad setting")
+    p.git("tag", "-a", "churn@v1.1.0", "-m", "tagged by hand")
+    (p.root / "dvc.yaml").write_text(good)
+    p.commit_all("fixed")
+    rows = {r["tag"]: r for r in p.ok("list", "--json").json()}
+    assert rows["churn@v1.0.0"]["complete"] and rows["churn@v1.1.0"]["kind"] == "unusable", rows
+    assert "meta.tether.environments" in rows["churn@v1.1.0"]["problem"]
+    res = p.tether("check", "--offline")
+    assert res.code == 6 and "churn@v1.1.0" in res.err + res.out

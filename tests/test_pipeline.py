@@ -36,7 +36,8 @@ def test_exp_run_composes_hydra_overrides_into_the_whole_tuple(project):
     lock = yaml.safe_load((project.root / "dvc.lock").read_text())
     assert lock["stages"]["evaluate"]["params"]["params.yaml"]["evaluate"]["threshold"] == 0.7
     # conf/ still says otherwise: releasing this workspace as-is is refused until conf/ agrees
-    assert "params-conf" in project.tether("release", "--dry-run").err
+    err = project.tether("release", "--dry-run").err
+    assert "params-conf" in err and "preprocess=robust" in err and "tether conf apply" in err, err
 
 
 @pytest.fixture(scope="module")

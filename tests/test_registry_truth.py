@@ -269,3 +269,92 @@ def test_a_gto_registration_is_a_release(project):
     assert json.loads(gto(project, "show", "--json").out)[MODEL]["stage"]["staging"] == "v1.1.0"
     project.code_only_change("next")
     assert project.ok("release", "--dry-run", "--json").json()["version"] == "1.1.1"
+
+
+@pytest.mark.parametrize("fmt", ["ssh", "openpgp"])
+def test_a_signed_tags_manifest_parses_whatever_the_signature_format(project, tmp_path, monkeypatch, fmt):
+    """git appends the signature to the tag message; the manifest before it is still read."""
+    msg = json.loads(project.git("for-each-ref", "--format=%(contents)", f"refs/tags/{V1}").split("\n", 2)[2])
+    msg["version"] = "1.0.1"
+    msg["released_by"] = "Signed Sam"  # only the message says so
+    body = tmp_path / "msg.txt"
+    body.write_text(f"Release {MODEL} v1.0.1\n\n{json.dumps(msg, indent=2)}\n")
+    if fmt == "ssh":
+        key = tmp_path / "key"
+        project.sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tess", "-f", str(key))
+        project.git("config", "gpg.format", "ssh")
+        project.git("config", "user.signingkey", str(key))
+    else:
+        home = tmp_path / "gnupg"
+        home.mkdir(mode=0o700)
+        monkeypatch.setenv("GNUPGHOME", str(home))
+        project.sh("gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Tess <tess@example.com>", "ed25519",
+                   "sign", "never")
+        project.git("config", "user.signingkey", "tess@example.com")
+    commit = project.git("rev-list", "-n", "1", V1)
+    project.git("tag", "-s", "-F", str(body), f"{MODEL}@v1.0.1", commit)
+    raw = project.git("cat-file", "tag", f"{MODEL}@v1.0.1")
+    assert ("BEGIN SSH SIGNATURE" if fmt == "ssh" else "BEGIN PGP SIGNATURE") in raw
+
+    rows = {r["tag"]: r for r in project.ok("list", "--json").json()}
+    assert rows[f"{MODEL}@v1.0.1"]["complete"] and not rows[f"{MODEL}@v1.0.1"]["kind"], rows[f"{MODEL}@v1.0.1"]
+    shown = project.ok("show", f"{MODEL}@v1.0.1", "--json").json()
+    assert shown["released_by"] == "Signed Sam" and shown["derived"] is False  # the attestation was read
+    assert project.ok("check", "--offline").code == 0
+
+
+def test_trailers_are_read_as_git_reads_them(tmp_path):
+    """Folded values and `Key:value` are trailers to git, so they are to tether."""
+    from conftest import git
+
+    from tether.gitrepo import Git
+
+    git(tmp_path, "init", "-q", "-b", "main")
+    msg = ("promote production\n\nbody\n\nTether-Action: promote\nTether-Reason: a reason that\n  goes on\n"
+           "Tether-Approver:ana\n")
+    git(tmp_path, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "--allow-empty", "-m", msg)
+    (entry,) = Git(tmp_path).log_first_parent("main")
+    assert entry.trailers == {"Tether-Action": "promote", "Tether-Reason": "a reason that goes on",
+                              "Tether-Approver": "ana"}
+
+
+def test_control_characters_from_git_are_printed_escaped(project):
+    """A hand commit whose message carries terminal escapes cannot recolour, retitle or
+    rewrite the user's terminal through `tether history`."""
+    promote_to(project, V1)
+    project.git("checkout", "-q", "production")
+    evil = "fix\x1b[2K\x1b[1A\rproduction: all good\x1b]0;pwned\x07\x9b31m"
+    project.git("commit", "-q", "--allow-empty", "-m", evil)
+    project.git("checkout", "-q", "main")
+    out = project.ok("history", "--env", "production").out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\x9b" not in out, repr(out)
+    events = project.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"]
+    reason = events[0]["reason"]  # the data is kept as git has it; only its display is escaped
+    assert reason.startswith("fix\x1b[2K\x1b[1A"), repr(reason)
+    assert reason.replace("\x1b", "\\x1b").replace("\r", "\\x0d") in out, out
+
+
+def test_dry_runs_only_read(project, tmp_path):
+    """`promote --push --dry-run` and `deploy --dry-run` change no ref, fetch nothing and
+    write no target, even when origin has moved on: they plan from origin as last fetched."""
+    v2 = threshold_release(project, 0.35)
+    other = clone_of(project, tmp_path)
+    other.ok("promote", V1, "--to", "staging", "--approver", "a", "--reason", "from another clone", "--push")
+
+    def refs():
+        return project.git("for-each-ref", "--format=%(refname) %(objectname)")
+
+    before = refs()
+    res = project.ok("promote", v2, "--to", "staging", "--approver", "a", "--reason", "r", "--push",
+                     "--dry-run", "--json")
+    assert res.json()["dry_run"] and res.json()["release"] == v2
+    assert refs() == before  # no fetch, no fast-forward of the local branch
+    target = tmp_path / "serving"
+    project.git("fetch", "-q", "origin")
+    before = refs()
+    res = project.ok("deploy", "--env", "staging", "--target", str(target), "--dry-run", "--json")
+    assert res.json()["release"] == V1 and refs() == before and not target.exists()
+    # the real run fetches, fast-forwards and moves from origin's head by compare-and-swap
+    project.ok("promote", v2, "--to", "staging", "--approver", "a", "--reason", "r", "--push", "--allow-regression", "t")
+    events = project.ok("history", "--env", "staging", "--json").json()["environments"]["staging"]["events"]
+    assert [e["release"] for e in events] == [v2, V1]

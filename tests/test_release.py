@@ -41,7 +41,7 @@ def test_release_gate_params_disagree_with_conf(project):
     assert project.dvc("status").out.strip().startswith("Data and pipelines are up to date")
     before = project.refs()
     res = project.tether("release")
-    refused(project, res, 5, "params-conf", "seed")
+    refused(project, res, 5, "params-conf", "seed=8", "conf/config.yaml: key seed", "tether conf apply")
     assert project.refs() == before
 
 

@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
-from tether.registry import Registry, Release
+from tether.errors import IntegrityError, StorageError, TetherError
+from tether.registry import PROBLEM_ERRORS, Registry, Release
 
-# How bad each finding is; the worst decides the exit code.
+# The kinds of finding, and the one mapping from a finding to its exception (and so its exit
+# code), used by `check`, the promote gate and every command that meets an unusable release.
 INCOMPLETE, MISMATCH, UNUSABLE, MISSING, MOVED = "incomplete", "mismatch", "unusable", "missing-objects", "moved-tag"
+FINDING_ERRORS = {MOVED: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}
+SEVERITY = (MOVED, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: it decides the exit code
 
 
 @dataclass
@@ -29,6 +33,14 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    def error(self) -> TetherError | None:
+        """The exception for the worst finding (None when there is none)."""
+        if not self.findings:
+            return None
+        kinds = {f.kind for f in self.findings}
+        worst = next(k for k in SEVERITY if k in kinds)
+        return FINDING_ERRORS[worst](f"check failed: {len(self.findings)} problem(s)", hint="see the findings above")
 
     def as_dict(self) -> dict:
         return {
@@ -50,7 +62,7 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
     for rel in releases:
         report.checked.append(rel.tag)
         try:
-            kind, problem = rel.problem_kind, rel.problem
+            kind, problem = rel.problem_kind, rel.problem or ""
         except Exception as exc:  # noqa: BLE001 - one bad tag must not take the registry down
             kind, problem = "unusable", f"cannot be read: {exc}"
         if kind == "mismatch":
@@ -66,7 +78,7 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
     if remote and complete and store is not None:
         wanted: dict[str, list[str]] = {}
         for rel in complete:
-            for e in mf.dvc_objects(rel.manifest):
+            for e in mf.dvc_objects(rel.manifest or {}):
                 wanted.setdefault(e["md5"], []).append(f"{rel.tag}:{e['path']}")
         missing = store.missing_on_remote(wanted)
         per_tag: dict[str, list[str]] = {}
@@ -82,8 +94,8 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
             for ev in reg.history(model, env):
                 if ev.source != "tether":
                     continue
-                rel = reg.by_tag(ev.release)
-                if rel is None or (ev.tag_object and rel.tag_object != ev.tag_object):
+                moved = reg.by_tag(ev.release)
+                if moved is None or (ev.tag_object and moved.tag_object != ev.tag_object):
                     report.findings.append(Finding(ev.release, MOVED,
                         f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
     return report

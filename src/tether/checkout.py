@@ -79,13 +79,13 @@ def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: b
     ref = parse_ref(ref_text)
     reg = Registry(ws, messages=False)
     rel = reg.resolve(ref, model)
-    rel.require_trusted("checked out")
+    manifest = rel.require_trusted("checked out")
     if ref.env:
         reg.check_tag_integrity(reg.history(rel.name.model, ref.env)[:1])
     store = store or DvcStore(ws.root)
     git = ws.git
     model_name = rel.name.model
-    entries = materialise.needed(rel.manifest, full=True)
+    entries = materialise.needed(manifest, full=True)
     for e in entries:  # every path this checkout would write, checked before anything moves
         paths.inside(ws.root, e["path"], "output path")
     target_rev = ws.branch(model_name, ref.env) if ref.env else rel.commit
@@ -169,7 +169,7 @@ def verify_release(ws: Workspace, ref_text: str, model: str | None = None, progr
     reg = Registry(ws, messages=False)
     ref = parse_ref(ref_text)
     rel = reg.resolve(ref, model)
-    rel.require_trusted("verified")
+    manifest = rel.require_trusted("verified")
     if ref.env:
         reg.check_tag_integrity(reg.history(rel.name.model, ref.env))
     from tether.check import check_releases
@@ -178,14 +178,17 @@ def verify_release(ws: Workspace, ref_text: str, model: str | None = None, progr
     if report.findings:
         raise IntegrityError(f"{rel.tag}: " + "; ".join(f.message for f in report.findings))
     store = DvcStore(ws.root)
-    entries = materialise.needed(rel.manifest, full=True)
+    entries = materialise.needed(manifest, full=True)
     materialise.ensure_cached(store, entries, progress)
     with tempfile.TemporaryDirectory(prefix="tether-verify-") as tmp:
         dest = Path(tmp) / "release"
-        materialise.materialise(ws.git, store, rel.manifest, dest, entries)
-        art = dest / rel.manifest["artifact"]["path"]
+        materialise.materialise(ws.git, store, manifest, dest, entries)
+        art = dest / manifest["artifact"]["path"]
         if is_bundle(art):
             verify_bundle(art)
-    return {"release": rel.tag, "files": len(entries), "ok": True}
+    # Every file inside a directory output was hashed on its own (md5 against DVC's listing,
+    # sha256 into the directory's tree digest): count the files proved, not manifest lines.
+    files = sum(len(materialise.dir_listing(store, e["md5"])) if e["md5"].endswith(".dir") else 1 for e in entries)
+    return {"release": rel.tag, "files": files, "outputs": len(entries), "ok": True}
 
 

@@ -5,52 +5,98 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+try:  # typer 0.2x vendors click; its context is the one our commands run in
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - a typer that uses click itself
+    from click import get_current_context  # type: ignore[no-redef]
+
 from tether.errors import TetherError, UsageError
 from tether.gates import NOT_METRICS
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Release, promote, deploy and roll back the whole model tuple "
     "(weights, data, code, params, threshold) as one unit, on Git + DVC.",
 )
-_state = {"debug": False, "chdir": "."}
+
+
+@dataclass(frozen=True)
+class Options:
+    """The global options, kept on typer's context (no module state)."""
+
+    debug: bool = False
+    chdir: str = "."
+
+
+def _opts() -> Options:
+    ctx = get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj if isinstance(obj, Options) else Options()
 
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+MODEL_OPT = typer.Option(None, "--model", help="The model (optional when dvc.yaml declares one).")
+MODEL_ARG = typer.Argument(None, help="The model (optional when dvc.yaml declares one; all models if left out).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tether {version('tether')}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     chdir: str = typer.Option(".", "-C", help="Run as if started in this directory."),
+    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print tether's version and exit."),
 ) -> None:
-    _state["debug"] = debug
-    _state["chdir"] = chdir
+    import os
+
+    if not os.path.isdir(chdir):
+        raise UsageError(f"-C {chdir}: no such directory")
+    ctx.obj = Options(debug=debug, chdir=chdir)
 
 
 def _ws():
     from tether.workspace import Workspace
 
-    return Workspace.discover(_state["chdir"])
+    return Workspace.discover(_opts().chdir)
+
+
+# C0 and C1 control characters and DEL, except newline and tab: text from git (an approver, a
+# reason, a tag message, an author) is printed escaped, so it cannot move the cursor, recolour
+# the terminal or forge a line of tether's own output.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+
+
+def safe(text: str) -> str:
+    return text.translate(_CONTROL)
 
 
 def emit(data, as_json: bool, text: str | None = None) -> None:
-    if as_json:
+    if as_json:  # json.dumps escapes every control character itself
         typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
     elif text is not None:
-        typer.echo(text)
+        typer.echo(safe(text))
 
 
 def progress(msg: str) -> None:
-    typer.echo(msg, err=True)
+    typer.echo(safe(msg), err=True)
 
 
 def _metrics_line(metrics: dict | None, keys=("roc_auc", "f1", "precision", "recall")) -> str:
@@ -98,38 +144,54 @@ def release(
          + ("\npushed DVC outputs and the tag" if push else ""))
 
 
+# -- conf/ ---------------------------------------------------------------------------------
+conf_app = typer.Typer(no_args_is_help=True, help="Hydra conf/ and params.yaml.")
+app.add_typer(conf_app, name="conf")
+
+
+def _override_lines(overrides) -> list[str]:
+    width = max((len(o.text) for o in overrides), default=0)
+    return [f"  {o.text:{width}}  {o.where}" for o in overrides]
+
+
+@conf_app.command("apply")
+def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
+    """Write the overrides that explain params.yaml (e.g. from `dvc exp run -S`) into conf/."""
+    from tether.confapply import execute_conf_apply, plan_conf_apply
+
+    ws = _ws()
+    plan = plan_conf_apply(ws)
+    if plan.nothing_to_do:
+        emit({"dry_run": dry_run, "written": [], **plan.as_dict()}, as_json,
+             "nothing to apply: params.yaml equals the composition of conf/")
+        return
+    overrides = plan.explanation.overrides
+    lines = [f"params.yaml is conf/ composed with {len(overrides)} override(s):", *_override_lines(overrides)]
+    if dry_run:
+        lines += [e.diff().rstrip("\n") for e in plan.edits]
+        lines += [f"  step: {s}" for s in plan.steps]
+        lines.append("dry run: nothing written")
+        emit({"dry_run": True, "written": [], **plan.as_dict()}, as_json, "\n".join(lines))
+        return
+    execute_conf_apply(ws, plan)
+    written = [f"conf/{e.file}" for e in plan.edits]
+    lines.append(f"wrote {', '.join(written)}: conf/ now composes to params.yaml exactly")
+    if plan.compose_stage:
+        lines.append(f"recorded conf/ for stage {plan.compose_stage} in dvc.lock (dvc commit {plan.compose_stage}); "
+                     "params.yaml unchanged, nothing to re-run")
+    lines.append("next: git add conf dvc.lock && git commit, then tether release")
+    emit({"dry_run": False, "written": written, **plan.as_dict()}, as_json, "\n".join(lines))
+
+
 @app.command("list")
 def list_(
-    model: Optional[str] = typer.Argument(None),
+    model: Optional[str] = MODEL_ARG,
     as_json: bool = JSON,
 ) -> None:
     """Releases, newest SemVer first, with stage, date and key metrics."""
-    from tether.registry import Registry
+    from tether.views import release_rows
 
-    ws = _ws()
-    # Tag messages are read lazily: a warm summary cache needs none of them (see summaries).
-    reg = Registry(ws, messages=False)
-    models = [ws.model(model)] if model else sorted(ws.models)
-    cold = any(not reg.summary_cached(m) for m in models)
-    if cold:  # one pass that reads every message beats one `git cat-file` per tag
-        reg = Registry(ws, messages=True)
-    rows = []
-    for m in models:
-        summary = reg.summaries(m)
-        for rel in reg.of(m):
-            s = summary[rel.tag]
-            rows.append({
-                "model": m,
-                "version": str(rel.version),
-                "tag": rel.tag,
-                "stage": reg.stage(rel),
-                "created_at": rel.created_at,
-                "commit": rel.commit,
-                "complete": s["complete"],
-                "problem": s["problem"],
-                "kind": s["kind"],
-                "metrics": s["metrics"],
-            })
+    rows = [r.as_dict() for r in release_rows(_ws(), model)]
     lines = [f"{'RELEASE':32} {'STAGE':19} {'DATE':25} METRICS"]
     for r in rows:
         metrics = _metrics_line(r["metrics"]) if r["complete"] else f"{r['kind'].upper()}: {r['problem']}"
@@ -148,7 +210,7 @@ def _resolve(reg, ref: str, model: Optional[str] = None):
 @app.command()
 def show(
     ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """The release manifest."""
@@ -177,7 +239,7 @@ def show(
         f"  params      {c['params'].get('path')}  sha256:{(c['params'].get('sha256') or '')[:16]}",
         f"  runtime     python {m.get('runtime', {}).get('python', '?')}  lock:{m.get('runtime', {}).get('lock_sha256', '')[:16]}",
     ]
-    typer.echo("\n".join(lines))
+    typer.echo(safe("\n".join(lines)))
 
 
 @app.command()
@@ -215,16 +277,15 @@ def diff(
 
 @app.command()
 def check(
-    model: Optional[str] = typer.Argument(None),
+    model: Optional[str] = MODEL_ARG,
     offline: bool = typer.Option(False, "--offline", help="Skip the DVC remote check."),
     since: Optional[str] = typer.Option(None, "--since", metavar="VERSION",
                                         help="Only releases at or above this version (e.g. v2.0.0): old history stays out of CI."),
     as_json: bool = JSON,
 ) -> None:
     """For CI: every release tag (however it was made) is complete, agrees with its commit, and is on the DVC remote."""
-    from tether.check import MISSING, MOVED, check_releases
+    from tether.check import check_releases
     from tether.dvcstore import DvcStore
-    from tether.errors import GateFailed, IntegrityError, StorageError
     from tether.registry import Registry
 
     ws = _ws()
@@ -245,46 +306,27 @@ def check(
                 + (" …" if len(skipped) > 5 else "") if skipped else "")]
     lines += [f"  {f.tag}: {f.kind}: {f.message}" for f in report.findings]
     emit(report.as_dict(), as_json, "\n".join(lines) if not report.ok or as_json else lines[0] + ": all complete, matching, on the remote")
-    if not report.ok:
-        kinds = {f.kind for f in report.findings}
-        cls = (IntegrityError if kinds & {MOVED, "mismatch", "unusable"} else StorageError if MISSING in kinds
-               else GateFailed)
-        raise cls(f"check failed: {len(report.findings)} problem(s)", hint="see the findings above")
+    if (err := report.error()) is not None:
+        raise err
 
 
 @app.command()
-def status(model: Optional[str] = typer.Argument(None), as_json: bool = JSON) -> None:
+def status(model: Optional[str] = MODEL_ARG, as_json: bool = JSON) -> None:
     """Per model: latest release, what each environment runs, whether the workspace matches."""
-    from tether.registry import Registry
+    from tether.views import model_status
 
-    ws = _ws()
-    reg = Registry(ws, messages=False)
-    head = ws.git.head()
-    tree = ws.git.tree_of(head)
-    dirty = bool(ws.git.status_porcelain())
-    out, lines = [], []
-    for m in ([ws.model(model)] if model else sorted(ws.models)):
-        latest = reg.latest(m)
-        envs, states = {}, {}
-        for env in ws.environments(m):
-            envs[env] = reg.live_release(m, env)
-            states[env] = reg.env_state(m, env)
-            if (ev := reg.live(m, env)) and not ev.release:
-                envs[env] = None
-        matching = [r.tag for r in reg.of(m) if r.tree == tree]
-        out.append({"model": m, "latest": latest.tag if latest else None, "environments": envs,
-                    "refs": {e: st.as_dict() for e, st in states.items()},
-                    "workspace": {"commit": head, "dirty": dirty, "matches": matching}})
-        lines.append(f"{m}")
-        lines.append(f"  latest     {latest.tag if latest else '(no releases)'}")
-        for env, tag in envs.items():
-            st = states[env]
-            ev = reg.live(m, env)
-            shown = tag or (f"{ev.commit[:12]} committed outside tether, matches no release" if ev else "(empty)")
-            lines.append(f"  {env:10} {shown}{_ref_note(st.as_dict())}")
-        ws_state = ", ".join(matching) if matching else "no release"
-        lines.append(f"  workspace  {head[:12]}{' (dirty)' if dirty else ''} matches {ws_state}")
-    emit(out, as_json, "\n".join(lines))
+    models = model_status(_ws(), model)
+    lines = []
+    for st in models:
+        lines.append(st.model)
+        lines.append(f"  latest     {st.latest or '(no releases)'}")
+        for env, view in st.environments.items():
+            shown = view.release or (f"{view.outside_commit[:12]} committed outside tether, matches no release"
+                                     if view.outside_commit else "(empty)")
+            lines.append(f"  {env:10} {shown}{_ref_note(view.state.as_dict())}")
+        matches = ", ".join(st.matches) if st.matches else "no release"
+        lines.append(f"  workspace  {st.head[:12]}{' (dirty)' if st.dirty else ''} matches {matches}")
+    emit([st.as_dict() for st in models], as_json, "\n".join(lines))
 
 
 def _ref_note(st: dict) -> str:
@@ -310,7 +352,7 @@ def _move(action: str, **kw) -> None:
     if not as_json:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
-    plan = plan_move(ws, action=action, **kw)
+    plan = plan_move(ws, action=action, read_only=dry_run, **kw)
     frm = ((plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)")
     gate_lines = [_gate_line(g) for g in plan.gates]
     if dry_run:
@@ -331,10 +373,12 @@ def promote(
     to: str = typer.Option(..., "--to", help="Environment to move."),
     approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     push: bool = typer.Option(False, "--push", help="Fast-forward push to origin; a concurrent move is rejected."),
-    allow_regression: Optional[str] = typer.Option(None, "--allow-regression", metavar="REASON"),
-    skip_staging: Optional[str] = typer.Option(None, "--skip-staging", metavar="REASON"),
+    allow_regression: Optional[str] = typer.Option(
+        None, "--allow-regression", metavar="REASON", help="Promote despite a metric regression (reason recorded)."),
+    skip_staging: Optional[str] = typer.Option(
+        None, "--skip-staging", metavar="REASON", help="Promote to production without staging first (reason recorded)."),
     allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
                                                    help="Promote a release missing one of the five parts (recorded)."),
     dry_run: bool = DRY,
@@ -350,10 +394,10 @@ def promote(
 def rollback(
     env: str = typer.Option("production", "--env", help="Environment to move back."),
     to: Optional[str] = typer.Option(None, "--to", help="A release; default: the last known good one."),
-    approver: str = typer.Option(..., "--approver"),
-    reason: str = typer.Option(..., "--reason"),
-    model: Optional[str] = typer.Option(None, "--model"),
-    push: bool = typer.Option(False, "--push"),
+    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
+    model: Optional[str] = MODEL_OPT,
+    push: bool = typer.Option(False, "--push", help="Push the environment branch (compare-and-swap on origin)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -364,9 +408,9 @@ def rollback(
 
 @app.command()
 def history(
-    env: Optional[str] = typer.Option(None, "--env"),
+    env: Optional[str] = typer.Option(None, "--env", help="One environment (default: every environment)."),
     at: Optional[str] = typer.Option(None, "--at", help="ISO-8601: which release was live then."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """The audit trail of each environment, newest first."""
@@ -423,7 +467,7 @@ def deploy(
     env: str = typer.Option(..., "--env", help="Environment whose release to serve."),
     target: str = typer.Option(..., "--target", help="Serving directory."),
     repo: Optional[str] = typer.Option(None, "--repo", help="Git URL to deploy from (default: this repo)."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     keep: int = typer.Option(3, "--keep", help="Materialised releases to keep."),
     full: bool = typer.Option(False, "--full", help="Materialise every DVC output, data too."),
     smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test before switching."),
@@ -434,12 +478,12 @@ def deploy(
     from tether.deploy import deploy as do_deploy
     from tether.deploy import resolve_target
 
-    resolve_target(target, _state["chdir"])  # an empty --target is a usage error, before anything else
+    resolve_target(target, _opts().chdir)  # an empty --target is a usage error, before anything else
     if repo is None:
         _ws()  # fail early outside a repository
     # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
     res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                    dry_run=dry_run, progress=None if as_json else progress, cwd=_state["chdir"])
+                    dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")
@@ -456,7 +500,7 @@ def deploy(
 def verify(
     ref: Optional[str] = typer.Argument(None, help="A release to verify from the cache or remote."),
     target: Optional[str] = typer.Option(None, "--target", help="Verify DIR/current instead."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
     """Recompute every digest against the manifest."""
@@ -465,8 +509,8 @@ def verify(
     if target is not None:  # `--target ""` is refused, not taken for "no target"
         from tether.deploy import verify_target
 
-        res = verify_target(target, cwd=_state["chdir"])
-    else:
+        res = verify_target(target, cwd=_opts().chdir)
+    elif ref is not None:
         from tether.checkout import verify_release
 
         res = verify_release(_ws(), ref, model, progress=None if as_json else progress)
@@ -476,7 +520,7 @@ def verify(
 @app.command()
 def checkout(
     ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest or an environment."),
-    model: Optional[str] = typer.Option(None, "--model"),
+    model: Optional[str] = MODEL_OPT,
     force: bool = typer.Option(False, "--force", help="Discard uncommitted work."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
@@ -495,8 +539,8 @@ def checkout(
 @app.command()
 def serve(
     target: str = typer.Option(..., "--target", help="Serving directory (see deploy)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback only)."),
-    port: int = typer.Option(8000, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
     watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
     max_body: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest /predict body accepted (413 above)."),
 ) -> None:
@@ -507,15 +551,15 @@ def serve(
 
     if max_body < 1:
         raise UsageError("--max-body-bytes must be at least 1")
-    run(resolve_target(target, _state["chdir"]), host, port, watch_interval, max_body)
+    run(resolve_target(target, _opts().chdir), host, port, watch_interval, max_body)
 
 
 @app.command("worker", hidden=True)
 def worker(
-    target: str = typer.Option(..., "--target"),
+    target: str = typer.Option(..., "--target", help="The serving directory."),
     release: Optional[str] = typer.Option(None, "--release", help="Without it: a spare, told later."),
-    smoke_eval: Optional[str] = typer.Option(None, "--smoke-eval"),
-    once: bool = typer.Option(False, "--once"),
+    smoke_eval: Optional[str] = typer.Option(None, "--smoke-eval", help="Run the smoke test on this eval slice."),
+    once: bool = typer.Option(False, "--once", help="Stop after the ready line (the promote smoke gate)."),
 ) -> None:
     """One release's worker process, started by `tether serve` (protocol: tether.worker)."""
     from tether.worker import run as run_worker
@@ -525,29 +569,35 @@ def worker(
         sys.exit(code)
 
 
+def _debug_requested() -> bool:
+    # The context is gone once the command has raised: read the flag from the command line.
+    return "--debug" in sys.argv[1:]
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
     except TetherError as exc:
-        if _state["debug"]:
+        if _debug_requested():
             raise
-        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(safe(f"error: {exc.message}"), err=True)
         if exc.hint:
-            typer.echo(f"hint: {exc.hint}", err=True)
+            typer.echo(safe(f"hint: {exc.hint}"), err=True)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
     except Exception as exc:  # click's usage errors and anything unexpected
         # typer may vendor click, so recognise click's exceptions by shape, not by class.
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(code, int):
             exc.show()
-            sys.exit(exc.exit_code)
-        if type(exc).__name__ == "Exit" and hasattr(exc, "exit_code"):
-            sys.exit(exc.exit_code)
-        if _state["debug"]:
+            sys.exit(code)
+        if type(exc).__name__ == "Exit" and isinstance(code, int):
+            sys.exit(code)
+        if _debug_requested():
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(safe(f"error: {type(exc).__name__}: {exc}"), err=True)
         typer.echo("hint: run again with --debug for the traceback", err=True)
         sys.exit(1)
 

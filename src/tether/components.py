@@ -110,7 +110,7 @@ def mark_git_tracked(ws: Workspace, commit: str, entries: list[dict]) -> list[di
 
 def weight_roles(settings) -> dict[str, str]:
     """Which files under the artifact are not the fitted model itself: a threshold or metrics
-    change is not a weights change (design.md: threshold alone is a patch)."""
+    change is not a weights change (docs/design.md, "Command line": threshold alone is a patch)."""
     return {
         settings.threshold_file: "threshold",
         settings.metrics_file: "metrics",

@@ -356,13 +356,16 @@ def _storage_errors():
                                 "any `dvc import` are reachable; nothing was switched") from exc
 
 
-def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, Release]:
+def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False) -> tuple[Registry, Release]:
     """The release the environment runs: per the git remote when there is one (a local branch
-    may lag behind), else per the local branch."""
+    may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
+    repository) fetches nothing: origin's branch as last fetched, and no DVC objects."""
     model = ws.model(model)
     branch = ws.branch(model, env)
     head = None
-    if ws.git.remote_url("origin"):
+    if read_only:
+        head = ws.git.ref(f"refs/remotes/origin/{branch}")
+    elif ws.git.remote_url("origin"):
         ws.git.fetch("origin", "refs/tags/*:refs/tags/*")
         if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
             head = ws.git.ref(f"refs/remotes/origin/{branch}")
@@ -379,7 +382,7 @@ def plan_source(ws: Workspace, model: str | None, env: str) -> tuple[Registry, R
                              hint=f"move {env} to a release with tether promote/rollback; nothing was deployed")
     reg.check_tag_integrity([ev])
     rel = reg.by_tag(ev.release)
-    if rel is not None and rel.unresolved:
+    if rel is not None and rel.unresolved and not read_only:
         # a host with an empty cache: fetch the small objects (threshold, metrics, listings) the
         # derivation needs, so the manifest a deploy records is the same on every host
         rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
@@ -460,8 +463,8 @@ def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cw
         _check_origin(clone, repo_url, Path(cwd).absolute())  # the real run would refuse
     with tempfile.TemporaryDirectory(prefix="tether-dry-run-") as tmp:
         ws = source_workspace(Path(tmp), repo_url, env, model, cwd=cwd) if repo_url else Workspace.discover(cwd)
-        with _storage_errors():
-            _reg, rel = plan_source(ws, model, env)
+        with _storage_errors():  # a --repo clone is our own temp copy; the user's repository is only read
+            _reg, rel = plan_source(ws, model, env, read_only=not repo_url)
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
         previous = current_release(target)

@@ -58,17 +58,24 @@ FIXES = {
 
 def cache_dir(git: Git) -> Path:
     """Under the repository's git directory (shared by worktrees), never in the work tree."""
-    cached = getattr(git, "_tether_derived_dir", None)
+    cached = _DERIVED_DIRS.get(git.root)
     if cached is None:
         common = Path(git.run("rev-parse", "--git-common-dir").stdout.strip())
         cached = (common if common.is_absolute() else git.root / common) / "tether" / "derived"
-        git._tether_derived_dir = cached
+        _DERIVED_DIRS[git.root] = cached
     return cached
+
+
+_DERIVED_DIRS: dict[Path, Path] = {}  # repository root -> its cache directory (one rev-parse per process)
 
 
 def _cache_file(git: Git, commit: str, model: str) -> Path:
     safe = model.replace("/", "--")
     return cache_dir(git) / f"{commit}.{safe}.json"
+
+
+def is_cached(git: Git, commit: str, model: str) -> bool:
+    return _cache_file(git, commit, model).is_file()
 
 
 def load_cached(git: Git, commit: str, model: str) -> Derived | None:
@@ -127,6 +134,7 @@ def derive_many(git: Git, wanted: list[tuple[str, str]], read_object: Callable[[
             if not isinstance(dvc_yaml, dict) or not isinstance(lock, dict):
                 raise ValueError("not a mapping")
             graph = dvcgraph.model_graph(dvc_yaml, lock, model)
+            Settings.from_meta(graph.artifact.meta)  # a bad setting at that commit is a finding too
         except Exception as exc:  # noqa: BLE001 - any broken pipeline file is one finding
             msg = getattr(exc, "message", None) or str(exc)
             out[(commit, model)] = Derived(None, [f"cannot read its pipeline: {msg}"])
@@ -195,7 +203,7 @@ def _evaluates(spec: dict, graph: dvcgraph.ModelGraph) -> bool:
 
 def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, small, read_object) -> Derived:
     d = Derived(None)
-    outs = {o.path: o for st in dvcgraph.lock_stages(lock).values() for o in st.outs if o.md5}
+    outs: dict[str, str] = {o.path: o.md5 for st in dvcgraph.lock_stages(lock).values() for o in st.outs if o.md5}
 
     def read(path: str) -> bytes | None:
         """A small file at the commit: from git, else from the DVC object dvc.lock names."""
@@ -203,10 +211,10 @@ def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, sm
         if ids.get(spec):
             return small.get(spec)
         if path in outs:
-            return _obj(outs[path].md5)
-        for out_path, o in outs.items():  # a file inside a directory output
-            if o.md5.endswith(".dir") and dvcgraph.under(path, out_path):
-                listing = _obj(o.md5)
+            return _obj(outs[path])
+        for out_path, md5 in outs.items():  # a file inside a directory output
+            if md5.endswith(".dir") and dvcgraph.under(path, out_path):
+                listing = _obj(md5)
                 if listing is None:
                     return None
                 try:
@@ -347,6 +355,7 @@ def _threshold(settings: Settings, art, graph, params_values: dict, read, read_j
             return None, (f"meta.tether.threshold {settings.threshold!r} is not FILE:KEY "
                           "(e.g. params.yaml:evaluate.threshold)")
         file = paths.normalise(file)
+        doc: dict | None
         if file == "params.yaml":
             doc = params_values
         else:

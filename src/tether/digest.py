@@ -27,7 +27,7 @@ def tree_sha256(files: dict[str, str]) -> str:
     """One SHA-256 for a directory output, from the SHA-256 of every file in it: the digest of
     its `sha256sum`-style listing (`<sha256>  <relpath>\\n`, sorted by path). Any changed, added
     or removed file changes it, and the manifest stays one line per directory whatever the
-    number of files (design.md, "Directory outputs"). Reproduce it by hand with
+    number of files (docs/design.md, "Directory outputs carry one tree digest"). Reproduce it by hand with
     `cd DIR && find . -type f | sed 's|^\\./||' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum`."""
     h = hashlib.sha256()
     for rel in sorted(files, key=lambda p: p.encode()):

@@ -174,14 +174,18 @@ def model_graph(
     closure = tuple(stages[n] for n in order)
     eval_stages = set(order) - set(_upstream(stages, producer_of, producers, roots))
 
-    weights, data, code, params = [], {}, set(), {}
+    weights: list = []
+    data: dict = {}
+    code: set = set()
+    params: dict = {}
     produced_weights = {o.path for st in closure for o in st.outs if under(o.path, art.path)}
     for st in closure:
         for f, values in st.params.items():
             params.setdefault(norm(f), {}).update(values or {})
         for out in st.outs:
             if out.external:
-                raise IntegrityError(paths.problem(out.path, f"dvc.lock: stage '{st.name}' output"),
+                raise IntegrityError(paths.problem(out.path, f"dvc.lock: stage '{st.name}' output")
+                                     or f"dvc.lock: stage '{st.name}' output {out.path} is outside the repository",
                                      hint="DVC outputs must be inside the repository")
             if under(out.path, art.path):
                 weights.append(out)

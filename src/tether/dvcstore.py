@@ -63,6 +63,13 @@ class DvcStore:
         with _quiet():
             return self.repo.status()
 
+    def commit_stage(self, stage: str) -> None:
+        """`dvc commit -f STAGE`: record the stage's current deps and outs in dvc.lock without
+        running it (only that stage, not its upstream)."""
+        # DVC resolves a bare stage name against the process's cwd: name dvc.yaml absolutely.
+        with _quiet():
+            self.repo.commit(f"{(self.root / 'dvc.yaml').resolve()}:{stage}", force=True)
+
     # -- object databases -----------------------------------------------------------------
     @property
     def cache(self):
@@ -225,7 +232,7 @@ class DvcStore:
             raise StorageError(f"could not {verb} the DVC remote: {_short(exc)}",
                                hint="check that the remote is reachable and your credentials") from exc
         if result.failed:
-            names = ", ".join(sorted(h.value for h in result.failed)[:5])
+            names = ", ".join(sorted(str(h.value) for h in result.failed)[:5])
             raise StorageError(f"could not {verb} the DVC remote {len(result.failed)} object(s): {names}")
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether import gates, history
-from tether.check import INCOMPLETE, MISSING, MOVED, check_releases
+from tether.check import FINDING_ERRORS, INCOMPLETE, MOVED, check_releases
 from tether.dvcstore import DvcStore
-from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
+from tether.errors import Conflict, IntegrityError, StorageError, UsageError
 from tether.refs import RefArg, parse_ref
-from tether.registry import PROBLEM_ERRORS, Event, Registry, Release
+from tether.registry import Event, Registry, Release
 from tether.release import now_iso
 from tether.workspace import Workspace
 
@@ -93,7 +93,7 @@ def _release_gates(reg: Registry, rel: Release, store: DvcStore, allow_incomplet
     report = check_releases(reg, [rel], store)
     out = []
     for f in report.findings:
-        err = {MOVED: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}[f.kind]
+        err = FINDING_ERRORS[f.kind]
         if f.kind == INCOMPLETE and f.tag == rel.tag and allow_incomplete and rel.manifest is not None:
             notes["Tether-Allow-Incomplete"] = _one_line(allow_incomplete, "allow-incomplete reason")
             out.append(gates.passed("complete", f"allowed without {', '.join(rel.missing_parts)}: {allow_incomplete}"))
@@ -134,7 +134,10 @@ def plan_move(
     allow_incomplete: str | None = None,
     smoke: bool = True,
     store: DvcStore | None = None,
+    read_only: bool = False,
 ) -> MovePlan:
+    """The move and its gates. `read_only` (a --dry-run) changes no ref: with --push it plans
+    from origin's branch as last fetched instead of fetching and fast-forwarding."""
     approver = _one_line(approver, "approver")
     reason = _one_line(reason, "reason")
     ref: RefArg | None = parse_ref(release_ref) if release_ref else None
@@ -143,7 +146,7 @@ def plan_move(
     if ws.git.is_shallow():
         raise UsageError("this is a shallow clone: the environment's history is incomplete",
                          hint="fetch the full history first: git fetch --unshallow")
-    if push:
+    if push and not read_only:
         _sync_with_remote(ws, branch)
     reg = Registry(ws, messages=False)
     state = reg.env_state(model, env)
@@ -190,7 +193,7 @@ def plan_move(
         if cur is not None:
             cur = reg.resolve_objects([cur], store)[0]
         if cur is not None and cur.manifest:
-            reg_gate = gates.regression(cur.manifest.get("metrics") or {}, rel.manifest.get("metrics") or {},
+            reg_gate = gates.regression(cur.manifest.get("metrics") or {}, (rel.manifest or {}).get("metrics") or {},
                                         settings.tolerance, settings.lower_is_better, settings.gate_metrics)
             if not reg_gate.ok and allow_regression:
                 plan.notes["Tether-Allow-Regression"] = _one_line(allow_regression, "allow-regression reason")
@@ -235,7 +238,7 @@ def gto_tag_plan(ws: Workspace, reg: Registry, plan: MovePlan) -> tuple[str, str
 
     from tether import gto
 
-    if ws.settings(plan.model).extra.get("gto", True) is False:
+    if not ws.settings(plan.model).gto:
         return None
     if not (gto.is_gto_model(plan.model) and gto.is_gto_name(plan.env)):
         return None
@@ -255,7 +258,7 @@ def ensure_published(ws: Workspace, plan: MovePlan, store: DvcStore) -> list[str
     res = ws.git.run("ls-remote", "--tags", "origin", f"refs/tags/{rel.tag}", check=False)
     if res.returncode != 0:
         raise StorageError(f"cannot reach origin: {res.stderr.strip()[-300:]}")
-    md5s = all_md5s(rel.manifest)
+    md5s = all_md5s(rel.require_trusted("published"))
     missing = store.missing_on_remote(md5s)
     if missing:
         store.push(missing)
@@ -283,18 +286,18 @@ def execute_move(ws: Workspace, plan: MovePlan, store: DvcStore | None = None) -
     parents = ([plan.old_head] if plan.old_head else []) + [rel.commit]
     new = ws.git.commit_tree(rel.tree, parents, commit_message(plan, now_iso()))
     ref = f"refs/heads/{plan.branch}"
-    tag_obj = None
+    tag_obj, gto_name = None, None
     if gto_tag:
-        name, message, when = gto_tag
-        tag_obj = ws.git.make_tag_object(name, rel.commit, message, when)
+        gto_name, message, when = gto_tag
+        tag_obj = ws.git.make_tag_object(gto_name, rel.commit, message, when)
     if plan.push:
         plan.published = ensure_published(ws, plan, store or DvcStore(ws.root))
-        specs = [f"{new}:{ref}"] + ([f"{tag_obj}:refs/tags/{gto_tag[0]}"] if tag_obj else [])
+        specs = [f"{new}:{ref}"] + ([f"{tag_obj}:refs/tags/{gto_name}"] if tag_obj else [])
         ws.git.push("origin", *specs)
     ws.git.update_ref(ref, new, plan.local_head, f"tether: {plan.action} {plan.env} to {rel.tag}")
     if tag_obj:
         try:
-            ws.git.update_ref(f"refs/tags/{gto_tag[0]}", tag_obj, None, f"tether: gto {gto_tag[0]}")
+            ws.git.update_ref(f"refs/tags/{gto_name}", tag_obj, None, f"tether: gto {gto_name}")
         except Conflict:
             pass  # someone made that GTO tag meanwhile; the branch, tether's record, has moved
     return new
@@ -304,7 +307,7 @@ def move_history(ws: Workspace, model: str | None, env: str | None, at: str | No
     model = ws.model(model)
     reg = Registry(ws, messages=False)
     envs = [env] if env else list(ws.environments(model))
-    out = {"model": model, "environments": {}}
+    out: dict = {"model": model, "environments": {}}
     for e in envs:
         ws.branch(model, e)  # validates the name
         events = reg.history(model, e)

@@ -1,4 +1,4 @@
-"""One exception tree; each class carries its exit code (design.md, "Exit codes").
+"""One exception tree; each class carries its exit code (docs/design.md, "Command line", exit codes).
 
 Commands raise; only the CLI turns an exception into a message and an exit status.
 """

@@ -4,9 +4,13 @@ what is wrong and how to fix it; the caller decides what to raise."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tether.dvcgraph import ModelGraph, Stage, under
 from tether.errors import Conflict, GateFailed, StorageError, TetherError
+
+if TYPE_CHECKING:  # confplan (and YAML) load only when a release compares params with conf/
+    from tether.confplan import Explanation
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,28 @@ def dvc_in_sync(changed: dict) -> GateResult:
                       "run `dvc repro`, then commit dvc.lock")
 
 
-def params_match_conf(problems: list[str] | None) -> GateResult:
-    if problems is None:
+def params_match_conf(explanation: Explanation | None) -> GateResult:
+    """`explanation` is None without a Hydra conf/ (confplan.explain otherwise)."""
+    if explanation is None:
         return passed("params-conf", "no Hydra conf/ to compare")
-    if not problems:
+    if explanation.agrees:
         return passed("params-conf", "params.yaml equals the composition of conf/")
-    return GateResult("params-conf", False,
-                      "params.yaml disagrees with conf/: " + "; ".join(problems[:4]),
-                      "compose it again with `dvc repro` (the compose stage) or put the values in conf/")
+    if explanation.expressible:
+        overrides = explanation.overrides
+        width = max(len(o.text) for o in overrides)
+        return GateResult(
+            "params-conf", False,
+            f"params.yaml disagrees with conf/: it is conf/ composed with {len(overrides)} override(s) "
+            "that conf/ does not hold, so the next composition of conf/ would drop them:"
+            + "".join(f"\n      {o.text:{width}}  {o.where}" for o in overrides),
+            "write them into conf/ with `tether conf apply` (`--dry-run` shows the diff), then commit conf/ "
+            "and dvc.lock; `dvc repro` instead would compose params.yaml from conf/ again and lose them")
+    shown = "; ".join(explanation.differences[:4]) + (" …" if len(explanation.differences) > 4 else "")
+    return GateResult(
+        "params-conf", False,
+        f"params.yaml disagrees with conf/: {shown}; and it is not conf/ plus overrides: "
+        + "; ".join(explanation.problems),
+        "put the values in conf/ by hand, or compose params.yaml again with `dvc repro` (the compose stage)")
 
 
 def completeness(graph: ModelGraph, undeclared: dict[str, dict[str, str]], manifest: dict,

@@ -169,7 +169,7 @@ def plan_gc(ws: Workspace, *, newest: int = 3, cloud: bool = False, store: DvcSt
         keep |= {c["md5"] for c in _listing(store, md5, remote, strict=md5 in outs)}
     plan = GcPlan(protected=sorted(releases), protected_commits=sorted(commits), keep=keep, fetched=fetched)
     plan.cache_delete = sorted(set(store.cache.all()) - keep)
-    if cloud:
+    if remote is not None:
         plan.remote_delete = sorted(set(remote.all()) - keep)
     # which release used what we delete: a dry run that says "v0.3.0's weights" is reviewable
     doomed = set(plan.cache_delete) | set(plan.remote_delete)

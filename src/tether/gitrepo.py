@@ -43,18 +43,29 @@ class LogEntry:
         return self.message.strip().split("\n", 1)[0] if self.message.strip() else ""
 
 
-def parse_trailers(message: str) -> dict[str, str]:
-    """Trailers of the message's last paragraph (`Key: value` lines)."""
-    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
-    if not paragraphs:
-        return {}
+def parse_trailers(block: str) -> dict[str, str]:
+    """Trailers as git itself parsed them: the output of `%(trailers:only,unfold)`, one
+    `Key: value` per line (git has found the trailer block, unfolded continuation lines and
+    normalised `Key:value`). The last value of a repeated key wins."""
     out: dict[str, str] = {}
-    for line in paragraphs[-1].splitlines():
-        key, sep, value = line.partition(": ")
-        if not sep or not key or " " in key:
-            return {}
-        out[key] = value.strip()
+    for line in block.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key and " " not in key:
+            out[key] = value.strip()
     return out
+
+
+# The armour lines git starts a tag signature with (gpg-interface.c): OpenPGP, X.509, SSH.
+SIGNATURE_STARTS = ("-----BEGIN PGP SIGNATURE-----", "-----BEGIN SIGNED MESSAGE-----",
+                    "-----BEGIN SSH SIGNATURE-----")
+
+
+def strip_signature(message: str) -> str:
+    """A tag message without the signature git appends to it, whatever the signing format."""
+    cut = max((message.rfind("\n" + s) for s in SIGNATURE_STARTS), default=-1)
+    if cut < 0 and message.startswith(SIGNATURE_STARTS):
+        return ""
+    return message[:cut + 1] if cut >= 0 else message
 
 
 class Git:
@@ -137,18 +148,21 @@ class Git:
         "%(creatordate:iso-strict)",
         "%(if)%(taggername)%(then)%(taggername)%(else)%(committername)%(end)",
         "%(contents)",
+        "%(contents:signature)",  # git's own split, so a signed tag's message parses (PGP, SSH, X.509)
     )
 
     def for_each_ref(self, *patterns: str, messages: bool = True) -> list[RefRecord]:
         """Every matching ref with its peeled commit (and tag message), in ONE subprocess."""
-        fields = self._FIELDS if messages else (*self._FIELDS[:-1], "")
+        fields = self._FIELDS if messages else (*self._FIELDS[:-2], "", "")
         fmt = "%00".join(fields) + "%00"
         out = self.run("for-each-ref", f"--format={fmt}", *patterns).stdout
         fields = out.split("\0")
         n = len(self._FIELDS)
         records = []
         for i in range(0, len(fields) - n + 1, n):
-            name, otype, oname, peeled, tree, ptree, date, who, msg = fields[i : i + n]
+            name, otype, oname, peeled, tree, ptree, date, who, msg, sig = fields[i : i + n]
+            if sig and msg.endswith(sig):
+                msg = msg[: len(msg) - len(sig)]
             name = name.lstrip("\n")
             records.append(
                 RefRecord(
@@ -166,7 +180,7 @@ class Git:
 
     def tag_message(self, tag_object: str) -> str:
         raw = self.run("cat-file", "tag", tag_object).stdout
-        return raw.split("\n\n", 1)[1] if "\n\n" in raw else ""
+        return strip_signature(raw.split("\n\n", 1)[1]) if "\n\n" in raw else ""
 
     def ref(self, name: str) -> str | None:
         res = self.run("rev-parse", "--verify", "--quiet", name, check=False)
@@ -223,12 +237,12 @@ class Git:
 
     def log_first_parent(self, rev: str) -> list[LogEntry]:
         """Newest first. One subprocess for the whole history."""
-        fmt = "%H%x00%P%x00%T%x00%cI%x00%an <%ae>%x00%B%x00"
+        fmt = "%H%x00%P%x00%T%x00%cI%x00%an <%ae>%x00%B%x00%(trailers:only,unfold)%x00"
         out = self.run("log", "--first-parent", f"--format={fmt}", rev).stdout
         fields = out.split("\0")
         entries = []
-        for i in range(0, len(fields) - 5, 6):
-            sha, parents, tree, date, author, body = fields[i : i + 6]
+        for i in range(0, len(fields) - 6, 7):
+            sha, parents, tree, date, author, body, trailers = fields[i : i + 7]
             entries.append(
                 LogEntry(
                     commit=sha.strip(),
@@ -236,7 +250,7 @@ class Git:
                     tree=tree,
                     date=date,
                     message=body,
-                    trailers=parse_trailers(body),
+                    trailers=parse_trailers(trailers),
                     author=author,
                 )
             )
@@ -296,7 +310,7 @@ def cat_files(git: Git, specs: list[str]) -> dict[str, bytes | None]:
     if not specs:
         return {}
     out = run_bytes(["git", "cat-file", "--batch"], git.root, ("\n".join(specs) + "\n").encode())
-    pos, result = 0, {}
+    pos, result = 0, {}  # type: tuple[int, dict[str, bytes | None]]
     for spec in specs:
         nl = out.index(b"\n", pos)
         header = out[pos:nl].decode()

@@ -34,7 +34,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tether import paths
@@ -49,13 +49,12 @@ class ServeConfig:
     batch_size: int | None = None
     max_records: int = DEFAULT_MAX_RECORDS
     schema: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_meta(cls, raw) -> "ServeConfig":
-        raw = dict(raw or {})
-        if not isinstance(raw, dict):
+        if raw is not None and not isinstance(raw, dict):
             raise UsageError("meta.tether.serve must be a mapping")
+        raw = dict(raw or {})
         kw = {}
         if raw.get("entrypoint") is not None:
             kw["entrypoint"] = str(raw.pop("entrypoint"))
@@ -67,7 +66,13 @@ class ServeConfig:
                 kw[key] = value
         if raw.get("schema") is not None:
             kw["schema"] = str(raw.pop("schema"))
-        return cls(**kw, extra=raw)
+        for key in ("entrypoint", "batch_size", "max_records", "schema"):
+            raw.pop(key, None)  # given as null: the default
+        if raw:
+            key = sorted(raw)[0]
+            raise UsageError(f"unknown setting meta.tether.serve.{key} in dvc.yaml",
+                             hint="known: entrypoint, batch_size, max_records, schema")
+        return cls(**kw)
 
 
 def release_settings(root: Path, model: str) -> dict:

@@ -9,6 +9,10 @@ import json
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE = 16 * 1024 * 1024  # larger messages are not manifests tether wrote
+# What a tag message tether writes stays under, whatever the dataset: a directory output is one
+# entry (its DVC `.dir` md5, the per-file listing stored out of line, and a tree sha256), never a
+# line per file (tests/test_manifest_size.py releases a 10,000-file directory).
+MAX_ATTESTED = 16 * 1024
 COMPONENTS = ("weights", "data", "code", "params", "threshold")
 _REQUIRED = ("model", "version", "commit", "tree", "created_at", "released_by", "components")
 
@@ -26,10 +30,9 @@ def loads(message: str) -> dict:
     start = text.find("{")
     if start < 0:
         raise ManifestError("the tag message holds no manifest")
-    # The manifest may follow a human summary line; it runs to the end of the message
-    # (git appends a PGP signature after it when the tag is signed).
-    end = text.find("\n-----BEGIN PGP SIGNATURE-----")
-    body = text[start:] if end < 0 else text[start:end]
+    # The manifest may follow a human summary line; it runs to the end of the message (the
+    # git adapter has already removed a signature, in any of git's formats).
+    body = text[start:]
     if len(body) > MAX_MESSAGE:
         raise ManifestError(f"the manifest is larger than {MAX_MESSAGE} bytes")
     try:
@@ -83,7 +86,7 @@ def flatten(values, prefix: str = "") -> dict:
     return {prefix: values}
 
 
-def _by_path(entries: list[dict], key: str) -> dict[str, str]:
+def _by_path(entries: list[dict], key: str) -> dict[str, str | None]:
     return {e["path"]: e.get(key) for e in entries}
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from tether.errors import UsageError
 from tether.semver import Version
 
-# GTO's artifact-name rule: lowercase letters, digits and dashes, optionally under slash-separated
-# folders; starts with a letter or digit, no double dashes, no trailing dash.
-_MODEL = r"[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]|[a-z0-9]"
-MODEL_RE = re.compile(rf"^(?:(?:{_MODEL})/)*(?:{_MODEL})$")
+# GTO's artifact-name rule (gto/constants.py `name`): ASCII letters, digits, `_`, `-` and `/`,
+# starting and ending with a letter or digit. tests/test_grammar.py checks it against gto's own
+# parser. `fullmatch`, not gto's `search(...$)`, so a trailing newline is no part of a name.
+MODEL_RE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9/_-]*[a-zA-Z0-9])?")
 _ENV = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 LATEST = "latest"
 
@@ -33,10 +33,11 @@ class ReleaseName:
 
 
 def check_model(name: str) -> str:
-    if not MODEL_RE.match(name):
+    if not MODEL_RE.fullmatch(name):
         raise UsageError(
             f"'{name}' is not a valid model name",
-            hint="use lowercase letters, digits and single dashes, e.g. fraud-detector",
+            hint="GTO's rule: letters, digits, '_', '-' and '/', starting and ending with a letter or digit, "
+                 "e.g. fraud-detector",
         )
     return name
 
@@ -53,7 +54,7 @@ def check_env(name: str) -> str:
 def parse_tag(tag: str) -> ReleaseName | None:
     """A tag name, or None if it is not a release tag (other tags live in the same repo)."""
     model, sep, ver = tag.rpartition("@")
-    if not sep or not ver.startswith("v") or not MODEL_RE.match(model):
+    if not sep or not ver.startswith("v") or not MODEL_RE.fullmatch(model):
         return None
     try:
         return ReleaseName(model, Version.parse(ver[1:]))

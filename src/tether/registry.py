@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -40,8 +41,8 @@ class Release:
     creator: str
     annotated: bool
     message: str | None  # None: not read yet (see Registry(messages=False))
-    loader: object = field(default=None, repr=False, compare=False)
-    deriver: object = field(default=None, repr=False, compare=False)
+    loader: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
+    deriver: Callable[["Release"], derive.Derived] | None = field(default=None, repr=False, compare=False)
 
     @property
     def version(self):
@@ -52,7 +53,12 @@ class Release:
         """The manifest `tether release` wrote into the tag message, if any and well-formed."""
         if not self.annotated:
             return None
-        message = self.message if self.message is not None else self.loader(self.tag_object)
+        if self.message is not None:
+            message = self.message
+        elif self.loader is not None:
+            message = self.loader(self.tag_object)
+        else:
+            return None
         try:
             return mf.loads(message)
         except mf.ManifestError:
@@ -60,6 +66,8 @@ class Release:
 
     @cached_property
     def _state(self) -> dict:
+        if self.deriver is None:
+            raise TypeError("a Release needs its registry's deriver")
         d = self.deriver(self)
         if d.manifest is None:
             return {"manifest": None, "problem": "; ".join(d.problems) or "no pipeline at its commit",
@@ -248,24 +256,35 @@ class Registry:
             elif not rec.name.endswith("/HEAD"):
                 self.remote_heads[rec.name[len("refs/remotes/origin/"):]] = rec
         for rels in self.releases.values():
-            rels.sort(key=lambda r: r.version, reverse=True)
-        self._history: dict[tuple, object] = {}
+            rels.sort(key=lambda r: r.version._key(), reverse=True)  # one key per release, not per comparison
+        # memos, one per question, each typed for what it holds
+        self._summary: dict | None = None
+        self._env_states: dict[tuple[str, str], EnvState] = {}
+        self._histories: dict[tuple[str, str], list[Event]] = {}
+        self._gto: list | None = None
+        self._ever: dict[tuple[str, str], set[str]] = {}
         self._by_tree: dict[str, dict[str, Release]] = {}
         self._derived: dict[tuple[str, str], object] = {}
-        self._reader = None
+        self._reader: Callable[[str], bytes | None] | None = None
 
     # -- derivation -----------------------------------------------------------------------
     def _derive(self, rel: Release):
-        """Derive every release of rel's model in one batch (list needs them all; the batch
-        costs a fixed number of git processes)."""
+        """rel's derivation: from the per-commit cache when it is there (show, history read one
+        or two), else derived together with every other release of the model not cached yet,
+        in one batch (list needs them all; a batch costs a fixed number of git processes)."""
         key = (rel.commit, rel.name.model)
         if key not in self._derived:
+            cached = derive.load_cached(self.ws.git, *key)
+            if cached is not None:
+                self._derived[key] = cached
+                return cached
             if self._reader is None:
                 from tether.dvcstore import DvcStore
 
                 self._reader = derive.cache_reader(DvcStore(self.ws.root).cache_path("00" * 16).parent.parent)
-            batch = [(r.commit, r.name.model) for r in self.of(rel.name.model) if (r.commit, r.name.model) not in self._derived]
-            self._derived.update(derive.derive_many(self.ws.git, batch or [key], self._reader))
+            batch = [k for k in ((r.commit, r.name.model) for r in self.of(rel.name.model))
+                     if k not in self._derived and not derive.is_cached(self.ws.git, *k)]
+            self._derived.update(derive.derive_many(self.ws.git, batch + [key], self._reader))
         return self._derived[key]
 
     def resolve_objects(self, rels: list[Release], store) -> list[Release]:
@@ -324,14 +343,14 @@ class Registry:
 
     # -- summaries: what `list` prints, cached by tag object ------------------------------
     def _summary_cache(self) -> dict:
-        if "summary" not in self._history:
+        if self._summary is None:
             path = derive.cache_dir(self.ws.git).parent / "summary.json"
             try:
                 data = json.loads(path.read_text()).get("entries", {})
             except (OSError, ValueError, AttributeError):
                 data = {}
-            self._history["summary"] = data if isinstance(data, dict) else {}
-        return self._history["summary"]
+            self._summary = data if isinstance(data, dict) else {}
+        return self._summary
 
     def summary_cached(self, model: str) -> bool:
         cache = self._summary_cache()
@@ -371,8 +390,8 @@ class Registry:
 
     # -- environments ---------------------------------------------------------------------
     def env_state(self, model: str, env: str) -> EnvState:
-        key = ("state", model, env)
-        if key not in self._history:
+        key = (model, env)
+        if key not in self._env_states:
             branch = self.ws.branch(model, env)
             local = self.heads.get(branch)
             remote = self.remote_heads.get(branch)
@@ -391,8 +410,8 @@ class Registry:
                 relation = "ahead"
             else:
                 relation = "diverged"
-            self._history[key] = EnvState(model, env, branch, lc, rc, relation)
-        return self._history[key]
+            self._env_states[key] = EnvState(model, env, branch, lc, rc, relation)
+        return self._env_states[key]
 
     def env_head(self, model: str, env: str) -> str | None:
         return self.env_state(model, env).commit
@@ -403,17 +422,17 @@ class Registry:
         (a team that also runs `gto assign`). Branch events keep their order; a GTO event goes
         where its tag's date puts it."""
         key = (model, env)
-        if key not in self._history:
+        if key not in self._histories:
             head = self.env_head(model, env)
             branch = self.events_at(env, head, model) if head else []
             written = {ev.trailers.get("Tether-Gto-Tag") for ev in branch}
             foreign = [g for g in self.gto_events(model, env) if g.trailers.get("Gto-Tag") not in written]
-            self._history[key] = _merge_newest_first(branch, foreign)
-        return self._history[key]
+            self._histories[key] = _merge_newest_first(branch, foreign)
+        return self._histories[key]
 
     def gto_records(self) -> list:
         """Every annotated GTO tag (lightweight ones do not count for GTO either)."""
-        if "gto" not in self._history:
+        if self._gto is None:
             from tether import gto
 
             recs = []
@@ -423,8 +442,8 @@ class Registry:
                 t = gto.parse_gto_tag(name)
                 if t is not None:
                     recs.append(gto.TagRecord(t, rec.commit, _epoch(rec.creator_date)))
-            self._history["gto"] = recs
-        return self._history["gto"]
+            self._gto = recs
+        return self._gto
 
     def gto_events(self, model: str, env: str) -> list[Event]:
         """GTO's assignment and unassignment tags of `model` for stage `env`, newest first,
@@ -493,10 +512,10 @@ class Registry:
         return "registered"
 
     def _ever_live(self, model: str, env: str) -> set[str]:
-        key = ("ever", model, env)
-        if key not in self._history:
-            self._history[key] = {ev.release for ev in self.history(model, env) if ev.release}
-        return self._history[key]
+        key = (model, env)
+        if key not in self._ever:
+            self._ever[key] = {ev.release for ev in self.history(model, env) if ev.release}
+        return self._ever[key]
 
     def check_tag_integrity(self, events: list[Event]) -> None:
         """A tag that moved or was re-created after it went live is an integrity failure."""

@@ -10,6 +10,7 @@ from tether.digest import sha256_file, tree_sha256_of
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, UsageError
+from tether.refs import check_model
 from tether.registry import Registry
 from tether.semver import BUMPS, Version
 from tether.workspace import Workspace, load_yaml
@@ -66,7 +67,9 @@ def plan_release(
     push: bool = False,
     store: DvcStore | None = None,
 ) -> ReleasePlan:
-    model = ws.model(model)
+    # A name the tag grammar cannot carry would make a tag the registry never reads back: an
+    # invisible release. Refuse it before anything is computed.
+    model = check_model(ws.model(model))
     if version and bump:
         raise UsageError("give --version or --bump, not both")
     if bump and bump not in BUMPS:
@@ -82,7 +85,7 @@ def plan_release(
 
     results = [gates.clean_tree(git.status_porcelain())]
     results.append(gates.dvc_in_sync(store.changed_stages()))
-    results.append(gates.params_match_conf(_conf_problems(ws)))
+    results.append(gates.params_match_conf(_conf_explanation(ws)))
     facts = components.gather(ws, model)
     # The manifest is what the commit says (derive.py), the same derivation `check` applies to
     # any tag later, plus what only the release can record: each weights file's sha256 (read
@@ -111,11 +114,13 @@ def plan_release(
         return _resume_plan(resumed, results, push)
     previous = reg.latest(model)
     highest = reg.of(model)[0] if reg.of(model) else None  # every version, whoever tagged it
+    kind: str | None
     if wanted is None:
         if previous is None and highest is None:
             kind, reasons = "initial", ["first release of this model"]
             wanted = Version(1, 0, 0) if not bump else Version(0, 0, 0).bump(bump)
         elif previous is None:
+            assert highest is not None  # previous is None but some tag exists
             kind = bump or "minor"
             reasons = [f"first complete release; {highest.tag} exists already"]
             wanted = _above(highest.version, kind)
@@ -201,13 +206,13 @@ def _resume_plan(rel, results, push: bool) -> ReleasePlan:
                            f"push the existing tag {rel.tag} to origin"], resume=True)
 
 
-def _conf_problems(ws: Workspace) -> list[str] | None:
+def _conf_explanation(ws: Workspace) -> "hydraconf.Explanation | None":
     conf = ws.root / "conf"
     if not (conf / "config.yaml").exists():
         return None
     params_path = ws.root / "params.yaml"
     params = load_yaml(params_path.read_text()) if params_path.exists() else {}
-    return hydraconf.disagreements(hydraconf.compose(conf), params)
+    return hydraconf.explain(conf, params)
 
 
 def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = None) -> str:
@@ -221,7 +226,7 @@ def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = N
         gates.raise_failures([gates.on_remote({md5s[m]: m for m in missing})], "release")
     if plan.resume:
         ws.git.push("origin", f"refs/tags/{plan.tag}:refs/tags/{plan.tag}")
-        return ws.git.rev_parse(f"refs/tags/{plan.tag}")
+        return ws.git.out("rev-parse", f"refs/tags/{plan.tag}")
     tag_obj = ws.git.create_tag(plan.tag, plan.commit, mf.tag_message(plan.manifest, plan.message))
     if plan.push:
         try:

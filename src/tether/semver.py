@@ -1,19 +1,14 @@
-"""SemVer 2.0.0: parsing, precedence and bumps. Pure; no I/O."""
+"""SemVer 2.0.0: parsing, precedence and bumps, by the `semver` package (the library GTO uses),
+wrapped in a small frozen value type tether can hash and sort fast. Pure; no I/O."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import total_ordering
 
-from tether.errors import UsageError
+import semver as _semver
 
-# The official SemVer 2.0.0 grammar (semver.org), without the optional leading "v".
-_SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
+from tether.errors import UsageError
 
 BUMPS = ("major", "minor", "patch")
 
@@ -29,15 +24,23 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> "Version":
-        m = _SEMVER.match(text[1:] if text.startswith("v") else text)
-        if not m:
+        body = text[1:] if text.startswith("v") else text
+        # The library's grammar is semver.org's, but its `\d` also matches non-ASCII digits
+        # ("1١.0.0" would be 11.0.0): a version is ASCII, or it is not a version.
+        v = None
+        if body.isascii() and body == body.strip():
+            try:
+                v = _semver.Version.parse(body)
+            except (ValueError, TypeError):
+                v = None
+        if v is None:
             raise UsageError(
                 f"'{text}' is not a semantic version",
                 hint="use MAJOR.MINOR.PATCH, e.g. 1.4.0 or 2.0.0-rc.1",
             )
-        pre = tuple(m.group(4).split(".")) if m.group(4) else ()
-        build = tuple(m.group(5).split(".")) if m.group(5) else ()
-        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre, build)
+        pre = tuple(v.prerelease.split(".")) if v.prerelease else ()
+        build = tuple(v.build.split(".")) if v.build else ()
+        return cls(v.major, v.minor, v.patch, pre, build)
 
     def __str__(self) -> str:
         s = f"{self.major}.{self.minor}.{self.patch}"
@@ -64,13 +67,10 @@ class Version:
         return hash(self._key())
 
     def bump(self, part: str) -> "Version":
-        if part == "major":
-            return Version(self.major + 1, 0, 0)
-        if part == "minor":
-            return Version(self.major, self.minor + 1, 0)
-        if part == "patch":
-            # 1.2.0-rc.1 bumps to 1.2.0, not 1.2.1: the pre-release already names 1.2.0.
-            if self.prerelease:
-                return Version(self.major, self.minor, self.patch)
-            return Version(self.major, self.minor, self.patch + 1)
-        raise UsageError(f"unknown bump '{part}'", hint="use one of: major, minor, patch")
+        """The next version with that part bumped, semver's `next_version`: a pre-release
+        already names its release, so 1.2.0-rc.1 bumps to 1.2.0 by minor or patch and to
+        2.0.0 by major; 1.2.3 bumps to 2.0.0, 1.3.0 or 1.2.4."""
+        if part not in BUMPS:
+            raise UsageError(f"unknown bump '{part}'", hint="use one of: major, minor, patch")
+        v = _semver.Version(self.major, self.minor, self.patch, ".".join(self.prerelease) or None).next_version(part)
+        return Version(v.major, v.minor, v.patch)

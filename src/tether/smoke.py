@@ -22,8 +22,8 @@ BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 def eval_path_or_none(manifest: dict, settings) -> str | None:
     """`meta.tether.eval_data` in dvc.yaml, else the one data output whose name says eval."""
-    extra = settings.extra if isinstance(settings, Settings) else settings
-    configured = extra.get("eval_data")
+    # Settings in the workspace; the release's own raw `meta.tether` in a worker
+    configured = settings.eval_data if isinstance(settings, Settings) else (settings or {}).get("eval_data")
     if configured:
         return configured
     cands = [e["path"] for e in manifest["components"]["data"] if "eval" in Path(e["path"]).name]

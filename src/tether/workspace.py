@@ -29,6 +29,11 @@ def load_yaml(text: str) -> dict:
 
 @dataclass(frozen=True)
 class Settings:
+    """A model's settings, `artifacts.<model>.meta.tether` in dvc.yaml. Typed and validated
+    where they enter (`from_meta`): an unknown key or a wrong type is a usage error (exit 2)
+    naming the key. (A dataclass checked by hand, not pydantic: read commands load settings,
+    and importing pydantic would double their start-up.)"""
+
     environments: tuple[str, ...] = ("staging", "production")
     # production only takes a release that was in the first environment before it
     require_staging: bool = True
@@ -44,25 +49,79 @@ class Settings:
     metrics_file: str = "metrics.json"
     bundle_manifest_file: str = "manifest.json"
     threshold: str | None = None  # FILE:KEY, e.g. params.yaml:evaluate.threshold
-    extra: dict = field(default_factory=dict)
+    gto: bool = True  # write GTO assignment tags on every move
+    eval_data: str | None = None  # the frozen eval slice the smoke test predicts
+    serve: dict = field(default_factory=dict)  # how the model is served (entrypoint, …)
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Settings":
-        raw = dict((meta or {}).get("tether") or {})
-        kwargs = {}
-        for key in ("require_staging", "keep", "smoke", "branch_template", "threshold_file",
-                    "feature_schema_file", "runtime_file", "metrics_file", "bundle_manifest_file", "threshold"):
-            if key in raw:
-                kwargs[key] = raw.pop(key)
-        if "tolerance" in raw:
-            kwargs["tolerance"] = float(raw.pop("tolerance"))
-        for key in ("environments", "lower_is_better", "gate_metrics"):
-            if key in raw:
-                kwargs[key] = tuple(raw.pop(key))
-        s = cls(**kwargs, extra=raw)
+        raw = (meta or {}).get("tether") if isinstance(meta, dict) else None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise _bad("meta.tether", "a mapping of settings", raw)
+        kwargs: dict = {}
+        for key, value in raw.items():
+            kind = _KINDS.get(key)
+            if kind is None:
+                close = [k for k in _KINDS if _near(str(key), k)]
+                raise UsageError(f"unknown setting meta.tether.{key} in dvc.yaml",
+                                 hint=(f"did you mean {close[0]}? " if close else "")
+                                 + "known settings: " + ", ".join(sorted(_KINDS)))
+            kwargs[key] = _coerce(key, kind, value)
+        s = cls(**kwargs)
         for env in s.environments:
             check_env(env)
+        if not 0 <= s.tolerance < 1:
+            raise _bad("tolerance", "a fraction between 0 and 1, e.g. 0.05 for 5%", s.tolerance)
+        if s.keep < 0:
+            raise _bad("keep", "a whole number of releases, 0 or more", s.keep)
         return s
+
+
+_KINDS = {"environments": "names", "require_staging": "bool", "tolerance": "number", "lower_is_better": "names",
+          "gate_metrics": "names", "keep": "int", "smoke": "bool", "branch_template": "str?",
+          "threshold_file": "str", "feature_schema_file": "str", "runtime_file": "str", "metrics_file": "str",
+          "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map"}
+_WANT = {"names": "a list of names, e.g. [staging, production]", "bool": "true or false", "number": "a number",
+         "int": "a whole number", "str": "a string", "str?": "a string", "map": "a mapping"}
+
+
+def _bad(key: str, want: str, value) -> UsageError:
+    shown = repr(value)
+    return UsageError(f"meta.tether.{key} in dvc.yaml must be {want}, not {shown[:60]}",
+                      hint=f"fix artifacts.<model>.meta.tether.{key} in dvc.yaml")
+
+
+def _coerce(key: str, kind: str, value):
+    if kind == "names":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise _bad(key, _WANT[kind], value)  # a bare string would become one name per letter
+        return tuple(value)
+    ok = {"bool": lambda v: isinstance(v, bool),
+          "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "str": lambda v: isinstance(v, str) and bool(v),
+          "str?": lambda v: v is None or (isinstance(v, str) and bool(v)),
+          "map": lambda v: isinstance(v, dict)}[kind]
+    if not ok(value):
+        raise _bad(key, _WANT[kind], value)
+    return float(value) if kind == "number" else value
+
+
+def _near(a: str, b: str) -> bool:
+    """A misspelling: one edit apart, or the same letters in another case or order."""
+    if a.lower() == b or sorted(a.lower()) == sorted(b):
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1] <= 2
 
 
 class Workspace:
@@ -164,9 +223,10 @@ class Workspace:
             for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
                 if not self.git.ref(ref):
                     continue
-                out = self.git.run("log", "--first-parent", "-n", "500", "--format=%B%x00", ref).stdout
-                for body in out.split("\0"):
-                    tag = parse_trailers(body).get("Tether-Release")
+                out = self.git.run("log", "--first-parent", "-n", "500", "--format=%(trailers:only,unfold)%x00",
+                                   ref).stdout
+                for block in out.split("\0"):
+                    tag = parse_trailers(block).get("Tether-Release")
                     if tag and (name := parse_tag(tag)):
                         owner = name.model
                         break
