@@ -47,7 +47,7 @@ def predictions_digest(scores) -> str:
     return hashlib.sha256(np.round(np.asarray(scores, dtype="<f8"), 10).tobytes()).hexdigest()
 
 
-def _json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -69,7 +69,7 @@ def verify_bundle(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_dir():
         raise NotFound(f"no bundle at {path}")
-    manifest = _json(path / "manifest.json")
+    manifest = read_json(path / "manifest.json")
     files = manifest.get("files")
     if not isinstance(files, dict) or "model.skops" not in files:
         raise IntegrityError(f"{path}/manifest.json lists no model.skops")
@@ -158,9 +158,9 @@ def load_bundle(path: str | Path, trusted: tuple[str, ...] = TRUSTED_TYPES) -> B
         model = sio.load(model_file, trusted=list(untrusted))
     except Exception as exc:
         raise IntegrityError(f"cannot load {model_file}: {exc}") from None
-    threshold = _json(path / "threshold.json")
+    threshold = read_json(path / "threshold.json")
     return Bundle(path=path, model=model, threshold=float(threshold["value"]),
-                  feature_schema=_json(path / "feature_schema.json"), metrics=_json(path / "metrics.json"),
+                  feature_schema=read_json(path / "feature_schema.json"), metrics=read_json(path / "metrics.json"),
                   manifest=manifest)
 
 

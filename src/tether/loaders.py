@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import math
 import os
 import sys
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether import paths
+from tether.bundle import read_json
 from tether.errors import IntegrityError, NotFound, UsageError
 
 DEFAULT_MAX_RECORDS = 1000
@@ -86,15 +86,6 @@ def release_settings(root: Path, model: str) -> dict:
     art = ((doc.get("artifacts") or {}).get(model) or {}) if isinstance(doc, dict) else {}
     meta = (art.get("meta") or {}) if isinstance(art, dict) else {}
     return dict(meta.get("tether") or {}) if isinstance(meta, dict) else {}
-
-
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise NotFound(f"{path} does not exist") from None
-    except ValueError as exc:
-        raise IntegrityError(f"{path} is not valid JSON: {exc}") from None
 
 
 class Served:
@@ -257,7 +248,7 @@ def load(root: Path, manifest: dict, bundle: Path, settings: dict) -> Served:
     config = ServeConfig.from_meta(settings.get("serve"))
     schema = None
     if config.schema:
-        schema = _json(_confined(root, config.schema, "meta.tether.serve.schema"))
+        schema = read_json(_confined(root, config.schema, "meta.tether.serve.schema"))
     threshold = (manifest.get("components", {}).get("threshold") or {}).get("value")
     if config.entrypoint:
         cls = import_entrypoint(root, config.entrypoint)
@@ -270,7 +261,7 @@ def load(root: Path, manifest: dict, bundle: Path, settings: dict) -> Served:
         if schema is None:
             schema = getattr(instance, "input_schema", None)
         if schema is None and bundle.is_dir() and (bundle / "feature_schema.json").is_file():
-            schema = _json(bundle / "feature_schema.json")
+            schema = read_json(bundle / "feature_schema.json")
         return EntrypointServed(instance, config.entrypoint, schema, config.batch_size)
     from tether.bundle import is_bundle, load_bundle
 
@@ -279,9 +270,9 @@ def load(root: Path, manifest: dict, bundle: Path, settings: dict) -> Served:
     onnx = bundle if bundle.suffix == ".onnx" and bundle.is_file() else bundle / "model.onnx"
     if onnx.is_file():
         if schema is None and bundle.is_dir() and (bundle / "feature_schema.json").is_file():
-            schema = _json(bundle / "feature_schema.json")
+            schema = read_json(bundle / "feature_schema.json")
         if bundle.is_dir() and (bundle / "threshold.json").is_file():
-            threshold = _json(bundle / "threshold.json").get("value", threshold)
+            threshold = read_json(bundle / "threshold.json").get("value", threshold)
         return OnnxServed(onnx, schema, threshold)
     if bundle.suffix in (".pkl", ".pickle", ".joblib") or (bundle.is_dir() and any(
             p.suffix in (".pkl", ".pickle", ".joblib") for p in bundle.iterdir())):
