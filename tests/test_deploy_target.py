@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from project import ISOLATION, Project, clone_template, promote_to
 from s3server import CREDENTIALS, free_port
+from servehelp import until
 
 V1 = "fraud-detector@v1.0.0"
 
@@ -175,19 +176,6 @@ def _get(url: str):
         return e.code, json.loads(e.read() or b"{}")
 
 
-def _until(pred, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_serve_never_switches_to_a_current_pointed_outside_releases(deployed, tmp_path):
     p, _ = deployed
     target = fresh_target(deployed, tmp_path)
@@ -197,15 +185,15 @@ def test_serve_never_switches_to_a_current_pointed_outside_releases(deployed, tm
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **kw)
         url = f"http://127.0.0.1:{port}"
         try:
-            _until(lambda: _get(url + "/version")[1].get("version") == "1.0.0", "v1.0.0 served")
+            until(lambda: _get(url + "/version")[1].get("version") == "1.0.0", "v1.0.0 served")
             relink(target / "current", str(outside))
-            body = _until(lambda: (b := _get(url + "/ready")[1]).get("error") and b, "the refusal reported")
+            body = until(lambda: (b := _get(url + "/ready")[1]).get("error") and b, "the refusal reported")
             assert body["ready"] is True and "current" in body["error"] and "releases" in body["error"], body
             for _ in range(10):  # and it keeps serving the release it had
                 assert _get(url + "/version")[1]["version"] == "1.0.0"
                 time.sleep(0.05)
             relink(target / "current", f"releases/{V1}")
-            _until(lambda: _get(url + "/ready")[1].get("error") is None, "the refusal cleared")
+            until(lambda: _get(url + "/ready")[1].get("error") is None, "the refusal cleared")
             assert _get(url + "/version")[1]["version"] == "1.0.0"
         finally:
             proc.terminate()
