@@ -83,11 +83,11 @@ def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "", md5: 
             if check_md5 is not None:
                 check_md5.update(view[:n])
             fout.write(view[:n])
-    bad = None
+    bad: tuple[str, str, str] | None = None
     if sha256 is not None and h.hexdigest() != sha256:
         bad = ("sha256", h.hexdigest(), sha256)
     elif check_md5 is not None and check_md5.hexdigest() != md5:
-        bad = ("md5", check_md5.hexdigest(), md5)
+        bad = ("md5", check_md5.hexdigest(), str(md5))
     if bad:
         tmp.unlink()
         raise IntegrityError(

@@ -14,16 +14,16 @@ from functools import cached_property
 from tether import derive
 from tether import manifest as mf
 from tether.errors import GateFailed, IntegrityError, NotFound, UsageError
-
-# The one verdict on "not a usable release" and its exit code, the same in every command:
-# a part is missing (5, `promote --allow-incomplete` overrides); the tag message lies about
-# its commit, or the commit holds no usable pipeline for the model (6).
-PROBLEM_ERRORS = {"incomplete": GateFailed, "mismatch": IntegrityError, "unusable": IntegrityError}
 from tether.gitrepo import LogEntry, RefRecord
 from tether.refs import RefArg, ReleaseName, parse_tag
 from tether.workspace import Workspace
 
 ACTIONS = ("promote", "rollback")
+
+# The one verdict on "not a usable release" and its exit code, the same in every command:
+# a part is missing (5, `promote --allow-incomplete` overrides); the tag message lies about
+# its commit, or the commit holds no usable pipeline for the model (6).
+PROBLEM_ERRORS = {"incomplete": GateFailed, "mismatch": IntegrityError, "unusable": IntegrityError}
 
 
 @dataclass(frozen=True)

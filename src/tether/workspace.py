@@ -17,10 +17,8 @@ from tether.errors import NotFound, UsageError
 from tether.gitrepo import Git
 from tether.refs import check_env
 
-try:  # the C loader is ~10x faster on large dvc.lock files
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+# the C loader is ~10x faster on large dvc.lock files
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(text: str) -> dict:
