@@ -162,7 +162,7 @@ def plan_move(
             target = history.rollback_target(reg.history(model, env))
             if target is None:
                 raise Conflict(f"nothing to roll back to in {env}: no earlier good release in its history",
-                               hint="name one with --to model@vX.Y.Z")
+                               hint="name one with --release model@vX.Y.Z")
             rel = reg.by_tag(target)
             if rel is None:
                 raise IntegrityError(f"{target}, earlier live in {env}, no longer exists as a tag")

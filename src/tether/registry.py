@@ -542,15 +542,15 @@ class Registry:
             ev = self.live(model, ref.env)
             if ev is None:
                 raise NotFound(f"environment '{ref.env}' of {model} has no release yet",
-                               hint=f"promote one: tether promote {model}@vX.Y.Z --to {ref.env} …")
+                               hint=f"promote one: tether promote {model}@vX.Y.Z --env {ref.env} …")
             if ev.action == "unassign":
                 raise NotFound(f"environment '{ref.env}' of {model} holds no release: GTO unassigned it ({ev.trailers.get('Gto-Tag')})",
-                               hint=f"promote one: tether promote {model}@vX.Y.Z --to {ref.env} …")
+                               hint=f"promote one: tether promote {model}@vX.Y.Z --env {ref.env} …")
             if not ev.release:
                 raise IntegrityError(
                     f"{ref.env}'s head {ev.commit[:12]} ({ev.reason}, by {ev.approver}) was committed outside "
                     "tether and its tree matches no release",
-                    hint=f"move it to a release: tether promote {model}@vX.Y.Z --to {ref.env} …, "
+                    hint=f"move it to a release: tether promote {model}@vX.Y.Z --env {ref.env} …, "
                          f"or tether rollback --env {ref.env}")
             rel = self.by_tag(ev.release)
             if rel is None:
