@@ -255,9 +255,7 @@ def ensure_published(ws: Workspace, plan: MovePlan, store: DvcStore) -> list[str
 
     done = []
     rel = plan.release
-    res = ws.git.run("ls-remote", "--tags", "origin", f"refs/tags/{rel.tag}", check=False)
-    if res.returncode != 0:
-        raise StorageError(f"cannot reach origin: {res.stderr.strip()[-300:]}")
+    on_origin = ws.git.remote_tag("origin", rel.tag)
     md5s = all_md5s(rel.require_trusted("published"))
     missing = store.missing_on_remote(md5s)
     if missing:
@@ -267,7 +265,7 @@ def ensure_published(ws: Workspace, plan: MovePlan, store: DvcStore) -> list[str
             raise StorageError(f"the DVC remote still lacks {len(still)} object(s) of {rel.tag} after pushing",
                                hint="nothing was published; check the remote and try again")
         done.append(f"pushed {len(missing)} DVC object(s) of {rel.tag}")
-    if not res.stdout.strip():
+    if on_origin is None:
         ws.git.push("origin", f"refs/tags/{rel.tag}:refs/tags/{rel.tag}")
         done.append(f"pushed tag {rel.tag}")
     return done
