@@ -569,6 +569,9 @@ def worker(
         sys.exit(code)
 
 
+from tether import cli_repro  # noqa: E402,F401  (reproduce, report: registers on app)
+
+
 def _debug_requested() -> bool:
     # The context is gone once the command has raised: read the flag from the command line.
     return "--debug" in sys.argv[1:]
@@ -603,4 +606,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m tether.cli` runs this file as __main__; commands in cli_* modules register on
+    # tether.cli's app, so run that module's main.
+    from tether.cli import main as _registered_main
+
+    _registered_main()

@@ -1,0 +1,59 @@
+"""`tether reproduce` and `tether report`: prove a release can be rebuilt bit for bit, and see the
+registry at a glance in one static HTML file. Registered on tether.cli.app."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from tether.cli import JSON, MODEL_OPT, _ws, emit, progress
+from tether.cli import app
+from tether.errors import IntegrityError
+
+_STATE = {"identical": "bit-identical", "differs": "DIFFERS", "not-recorded": "not recorded"}
+
+
+def _reproduce_text(res) -> str:
+    lines = [f"reproduced {res.release} from commit {res.commit[:12]} in a temporary clone "
+             f"({len(res.stages)} stage(s) run, {res.seconds:.0f} s)",
+             f"  {'inputs':12} {', '.join(res.inputs) if res.inputs else 'none to fetch (every data file is produced by a stage)'}"]
+    for part, v in res.verdict.parts.items():
+        line = f"  {part:12} {_STATE[v.state]}"
+        if v.state == "differs":
+            line += ": " + ", ".join(v.files[:8]) + (" …" if len(v.files) > 8 else "")
+        elif v.detail:
+            line += f" ({v.detail})"
+        lines.append(line)
+    rt = res.recorded_runtime
+    if res.verdict.runtime:
+        lines.append(f"  {'runtime':12} differs from the recorded one:")
+        lines += [f"    {d}" for d in res.verdict.runtime]
+    elif rt:
+        lines.append(f"  {'runtime':12} same as recorded (python {rt.get('python', '?')}, "
+                     f"{len(rt.get('packages') or {})} package(s))")
+    else:
+        lines.append(f"  {'runtime':12} the release recorded none")
+    lines.append("bit-identical: every output matches the release manifest" if res.identical
+                 else f"not reproduced: {', '.join(res.verdict.differing())} differ")
+    return "\n".join(lines)
+
+
+@app.command()
+def reproduce(
+    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment."),
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = JSON,
+) -> None:
+    """Rebuild a release from scratch in a temporary clone and compare every output bit for bit."""
+    from tether.reproduce import reproduce as do_reproduce
+
+    res = do_reproduce(_ws(), ref, model, progress=None if as_json else progress)
+    emit(res.as_dict(), as_json, _reproduce_text(res))
+    if not res.identical:
+        hint = ("the runtime differs from the recorded one (" + "; ".join(res.verdict.runtime[:3]) + "), which "
+                "explains most mismatches" if res.verdict.runtime else
+                "the runtime is the recorded one: a stage is not deterministic (an unseeded random source, a "
+                "timestamp, thread order)")
+        raise IntegrityError(f"{res.release} does not reproduce bit for bit: "
+                             f"{', '.join(res.verdict.differing())} differ", hint=hint)
