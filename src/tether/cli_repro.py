@@ -57,3 +57,25 @@ def reproduce(
                 "timestamp, thread order)")
         raise IntegrityError(f"{res.release} does not reproduce bit for bit: "
                              f"{', '.join(res.verdict.differing())} differ", hint=hint)
+
+
+@app.command()
+def report(
+    output: str = typer.Option("tether-report.html", "--output", "-o", help="The HTML file to write."),
+    model: Optional[str] = MODEL_OPT,
+    title: Optional[str] = typer.Option(None, "--title", help="The page title (default: the repository's name)."),
+    as_json: bool = JSON,
+) -> None:
+    """One static HTML file: per model, each environment's timeline, the releases and their five
+    parts, each metric across releases, and what changed between consecutive releases."""
+    from pathlib import Path
+
+    from tether.cli import _opts
+    from tether.report import write_report
+
+    path = Path(output)
+    if not path.is_absolute():  # like every path argument: relative to -C
+        path = Path(_opts().chdir) / path
+    res = write_report(_ws(), path, model, title)
+    emit(res.as_dict(), as_json, f"wrote {res.path} ({res.models} model(s), {res.releases} release(s), "
+                                 f"{res.events} environment move(s)); open it from disk in any browser")
