@@ -79,3 +79,30 @@ def report(
     res = write_report(_ws(), path, model, title)
     emit(res.as_dict(), as_json, f"wrote {res.path} ({res.models} model(s), {res.releases} release(s), "
                                  f"{res.events} environment move(s)); open it from disk in any browser")
+
+
+export_app = typer.Typer(help="Mirror releases and environments into other tools.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("mlflow")
+def export_mlflow(
+    refs: Optional[list[str]] = typer.Argument(None, help="Releases to export (default: every release)."),
+    tracking_uri: str = typer.Option(..., "--tracking-uri", help="MLflow tracking/registry URI, e.g. sqlite:///mlflow.db."),
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = JSON,
+) -> None:
+    """Each release as a version of an MLflow registered model of the same name (tagged with every
+    part of the tuple), environments as aliases, every move as a tag. Idempotent. Needs tether[mlflow]."""
+    from tether.mlflowbridge import export
+
+    res = export(_ws(), list(refs or []), tracking_uri, model)
+    lines = [f"exported to {tracking_uri}: {len(res.created)} new version(s), {len(res.existing)} already there"]
+    lines += [f"  new      {t}" for t in res.created]
+    for key, version in sorted(res.aliases.items()):
+        state = "moved" if key in res.moved else "same"
+        lines.append(f"  alias    {key} → {'version ' + version if version else '(none)'} ({state})")
+    lines.append(f"  history  {res.history_tags} move(s) recorded" if res.history_tags else "  history  up to date")
+    if not res.changed:
+        lines.append("nothing changed")
+    emit(res.as_dict(), as_json, "\n".join(lines))

@@ -167,6 +167,7 @@ def check_output(store: DvcStore, root: Path, entry: dict, part: str, new_md5: s
     expected = entry.get("sha256") if kind == "sha256" else entry["md5"]
     if not path.exists():
         return rc.OutputCheck(entry["path"], part, kind, expected, None, (entry["path"] + " (not produced)",))
+    actual: str | None
     if kind == "sha256":
         actual = tree_sha256_of(path)[0] if path.is_dir() else sha256_file(path)
     else:
@@ -197,7 +198,7 @@ def current_runtime(art: Path, settings: Settings, recorded: dict) -> dict:
     written = _read_json(art / settings.runtime_file) if art.is_dir() else None
     if written:
         return written
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in recorded.get("packages") or {}:
         try:
             packages[name] = metadata.version(name)
