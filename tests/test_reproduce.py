@@ -101,6 +101,7 @@ def test_non_deterministic_training_names_the_differing_files_and_exits_6(textcl
         assert p.snapshot() == before and _tmp_clones(tmp_path / "tmp") == []
         text = _run(p, tmp_path / "tmp", "textclf@v1.1.0")
         assert text.code == 6 and "weights      DIFFERS: models/textclf/model.pkl" in text.out
+        assert "runtime      the release recorded none" in text.out
         # the earlier, deterministic release still reproduces from the same repository
         assert _run(p, tmp_path / "tmp", "textclf@v1.0.0").code == 0
     finally:

@@ -29,7 +29,7 @@ def _reproduce_text(res) -> str:
     if res.verdict.runtime:
         lines.append(f"  {'runtime':12} differs from the recorded one:")
         lines += [f"    {d}" for d in res.verdict.runtime]
-    elif rt:
+    elif rt.get("python") or rt.get("packages"):
         lines.append(f"  {'runtime':12} same as recorded (python {rt.get('python', '?')}, "
                      f"{len(rt.get('packages') or {})} package(s))")
     else:
@@ -53,7 +53,7 @@ def reproduce(
     if not res.identical:
         hint = ("the runtime differs from the recorded one (" + "; ".join(res.verdict.runtime[:3]) + "), which "
                 "explains most mismatches" if res.verdict.runtime else
-                "the runtime is the recorded one: a stage is not deterministic (an unseeded random source, a "
+                "no runtime difference explains it: a stage is not deterministic (an unseeded random source, a "
                 "timestamp, thread order)")
         raise IntegrityError(f"{res.release} does not reproduce bit for bit: "
                              f"{', '.join(res.verdict.differing())} differ", hint=hint)

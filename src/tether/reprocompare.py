@@ -132,7 +132,8 @@ def decide(checks: list[OutputCheck], manifest: dict, reproduced_metrics: dict |
     if not want:
         parts["predictions"] = PartVerdict("predictions", "not-recorded", (), "the release records no predictions_sha256")
     elif got == want:
-        parts["predictions"] = PartVerdict("predictions", "identical", (), str(want))
+        parts["predictions"] = PartVerdict("predictions", "identical", (), f"predictions_sha256 {str(want)[:16]}…")
     else:
-        parts["predictions"] = PartVerdict("predictions", "differs", (f"predictions_sha256: {want} → {got}",), str(want))
+        parts["predictions"] = PartVerdict("predictions", "differs", (f"predictions_sha256: {want} → {got}",),
+                                           f"predictions_sha256 {str(want)[:16]}…")
     return Verdict(parts, runtime)
