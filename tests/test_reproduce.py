@@ -48,7 +48,6 @@ def test_reference_release_reproduces_bit_identically(project, tmp_path):
 @pytest.fixture(scope="module")
 def textclf(tmp_path_factory):
     """The text classifier, released (v1.0.0) and pushed: raw data added with `dvc add`."""
-    from conftest import isolated_env  # noqa: F401  (the module fixture runs under its own HOME)
     from project import ISOLATION
 
     base = tmp_path_factory.mktemp("textclf")

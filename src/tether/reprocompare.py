@@ -93,7 +93,10 @@ def metric_diff(recorded: dict, reproduced: dict | None) -> tuple[str, ...]:
 
 
 def runtime_diff(recorded: dict, current: dict) -> list[str]:
-    """Python and every package version that differ between the release's runtime and now."""
+    """Python and every package version that differ between the release's runtime and now;
+    nothing when the release recorded no runtime (there is nothing to hold it to)."""
+    if not recorded.get("python") and not recorded.get("packages"):
+        return []
     out = []
     if recorded.get("python") and current.get("python") and recorded["python"] != current["python"]:
         out.append(f"python {recorded['python']} → {current['python']}")
