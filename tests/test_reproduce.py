@@ -126,3 +126,24 @@ def test_raw_data_missing_from_the_remote_exits_7_and_leaves_nothing(textclf, tm
     finally:
         os.makedirs(listing_obj.parent, exist_ok=True)
         shutil.move(hidden, listing_obj)
+
+
+def test_the_scratch_clone_never_writes_a_shared_cache(tmp_path):
+    """A committed `cache.dir` (a team's shared cache) is overridden in the clone's config.local:
+    `dvc repro` in a scratch clone must not write objects anywhere but the clone."""
+    from project import Project
+
+    from tether.dvcstore import DvcStore
+
+    p = Project(tmp_path)
+    p.root.mkdir()
+    p.git("init", "-q")
+    p.dvc("init", "-q")
+    shared = tmp_path / "shared-cache"
+    p.dvc("cache", "dir", str(shared))  # committed .dvc/config, as a team would share it
+    store = DvcStore(p.root)
+    store.use_remote("r", {"url": str(tmp_path / "remote")}, own_cache=True)
+    assert store.cache_path("ab" * 16).is_relative_to(p.root / ".dvc" / "cache")
+    assert not store.cache_path("ab" * 16).is_relative_to(shared)
+    assert "shared-cache" in (p.root / ".dvc" / "config").read_text()  # the committed file is left as it was
+    store.close()

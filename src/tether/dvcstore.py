@@ -147,14 +147,19 @@ class DvcStore:
                                hint="add one: dvc remote add -d storage s3://bucket/path (see README, 'S3')")
         return name, {k: (str(v) if isinstance(v, str) else v) for k, v in remotes[name].items()}
 
-    def use_remote(self, name: str, settings: dict) -> None:
+    def use_remote(self, name: str, settings: dict, own_cache: bool = False) -> None:
         """Make `name` (with `settings`) this repository's default remote, in its
-        `.dvc/config.local` (never committed)."""
+        `.dvc/config.local` (never committed). `own_cache`: the cache is `.dvc/cache` inside this
+        repository, whatever its committed config says (a team's shared cache directory stays
+        untouched by a scratch clone)."""
         with self.repo.config.edit("local") as conf:
             conf.setdefault("remote", {})[name] = dict(settings)
             conf.setdefault("core", {})["remote"] = name
+            if own_cache:
+                conf.setdefault("cache", {})["dir"] = str(self.root.resolve() / ".dvc" / "cache")
         self.close()
         self.remote_name = name
+        self._root_cache = None
 
     def missing_in_cache(self, md5s: Iterable[str]) -> set[str]:
         """A `.dir` object is missing when its listing or any file it lists is."""

@@ -79,7 +79,7 @@ def reproduce(ws: Workspace, ref_text: str, model: str | None = None, progress: 
         clone = Workspace(root, git)
         store = DvcStore(root)
         try:
-            store.use_remote(*remote)
+            store.use_remote(*remote, own_cache=True)
             graph = dvcgraph.model_graph(clone.dvc_yaml, clone.dvc_lock(), rel.name.model)
             inputs = fetch_inputs(store, manifest, graph, root, say)
             stages = run_pipeline(root, say)
