@@ -569,7 +569,7 @@ def worker(
         sys.exit(code)
 
 
-from tether import cli_repro  # noqa: E402,F401  (reproduce, report: registers on app)
+from tether import cli_repro  # noqa: E402,F401  (reproduce, report, export mlflow: registers on app)
 
 
 def _debug_requested() -> bool:
