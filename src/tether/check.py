@@ -4,6 +4,7 @@ complete, its manifest matches its tree, and every object it needs is on the DVC
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
@@ -12,7 +13,12 @@ from tether.registry import PROBLEM_ERRORS, Registry, Release
 
 # The kinds of finding, and the one mapping from a finding to its exception (and so its exit
 # code), used by `check`, the promote gate and every command that meets an unusable release.
-INCOMPLETE, MISMATCH, UNUSABLE, MISSING, MOVED = "incomplete", "mismatch", "unusable", "missing-objects", "moved-tag"
+FindingKind = Literal["incomplete", "mismatch", "unusable", "missing-objects", "moved-tag"]
+INCOMPLETE: Final = "incomplete"
+MISMATCH: Final = "mismatch"
+UNUSABLE: Final = "unusable"
+MISSING: Final = "missing-objects"
+MOVED: Final = "moved-tag"
 FINDING_ERRORS = {MOVED: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}
 SEVERITY = (MOVED, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: it decides the exit code
 
@@ -20,7 +26,7 @@ SEVERITY = (MOVED, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: 
 @dataclass
 class Finding:
     tag: str
-    kind: str
+    kind: FindingKind
     message: str
 
 

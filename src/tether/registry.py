@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 from tether import derive
 from tether import manifest as mf
@@ -19,6 +20,8 @@ from tether.refs import RefArg, ReleaseName, parse_tag
 from tether.workspace import Workspace
 
 ACTIONS = ("promote", "rollback")
+# How an environment's local branch stands to origin's (EnvState.relation).
+Relation = Literal["same", "local-only", "remote-only", "ahead", "behind", "diverged", "absent"]
 
 # The one verdict on "not a usable release" and its exit code, the same in every command:
 # a part is missing (5, `promote --allow-incomplete` overrides); the tag message lies about
@@ -160,7 +163,7 @@ class EnvState:
     branch: str
     local: str | None
     remote: str | None
-    relation: str  # same | local-only | remote-only | ahead | behind | diverged | absent
+    relation: Relation
 
     @property
     def commit(self) -> str | None:
@@ -398,6 +401,7 @@ class Registry:
             local = self.heads.get(branch)
             remote = self.remote_heads.get(branch)
             lc, rc = (local.commit if local else None), (remote.commit if remote else None)
+            relation: Relation
             if lc is None and rc is None:
                 relation = "absent"
             elif rc is None:

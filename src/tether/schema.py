@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 FLOAT32_MAX = 3.4028234663852886e38
 INT_RANGES = {
@@ -42,7 +42,7 @@ class SchemaError(ValueError):
 @dataclass(frozen=True)
 class Feature:
     name: str
-    kind: str  # number | integer | boolean | string | category
+    kind: Literal["number", "integer", "boolean", "string", "category"]
     dtype: str = ""
     nullable: bool = False
     lo: float | int = 0  # the range of a number or integer feature
