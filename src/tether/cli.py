@@ -431,8 +431,10 @@ def history(
                 lines.append(f"  {ev['time'][:26]:26} outside  {ev['previous']} → {what}"
                              f"  commit {ev['commit'][:12]} by {ev['approver']}: {ev['reason']}")
                 continue
+            weight = ev["trailers"].get("Tether-Weight")
             lines.append(f"  {ev['time'][:26]:26} {ev['action']:8} {ev['previous']} → {ev['release']}"
-                         f"  by {ev['approver']}: {ev['reason']}" + ("  (gto tag)" if ev["source"] == "gto" else ""))
+                         + (f" at {weight}%" if weight is not None else "")
+                         + f"  by {ev['approver']}: {ev['reason']}" + ("  (gto tag)" if ev["source"] == "gto" else ""))
     emit(data, as_json, "\n".join(lines))
 
 
@@ -543,15 +545,19 @@ def serve(
     port: int = typer.Option(8000, "--port", help="TCP port."),
     watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
     max_body: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest /predict body accepted (413 above)."),
+    canary_target: Optional[str] = typer.Option(
+        None, "--canary-target", help="The canary environment's serving directory, served at its recorded weight."),
 ) -> None:
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
-    /version, /metrics."""
+    /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
+    or the body's `key`), at random without one."""
     from tether.deploy import resolve_target
     from tether.serve import run
 
     if max_body < 1:
         raise UsageError("--max-body-bytes must be at least 1")
-    run(resolve_target(target, _opts().chdir), host, port, watch_interval, max_body)
+    run(resolve_target(target, _opts().chdir), host, port, watch_interval, max_body,
+        resolve_target(canary_target, _opts().chdir) if canary_target is not None else None)
 
 
 @app.command("worker", hidden=True)
@@ -567,6 +573,9 @@ def worker(
     code = run_worker(Path(target), Path(release) if release else None, smoke_eval, once)
     if code:
         sys.exit(code)
+
+
+import tether.cli_canary  # noqa: E402,F401  (registers `canary weight`, `guard`)
 
 
 def _debug_requested() -> bool:
@@ -602,5 +611,7 @@ def main() -> None:
         sys.exit(1)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m tether.cli`: the module commands registered on is tether.cli
+    from tether.cli import main as _main
+
+    _main()

@@ -23,7 +23,7 @@ from tether.gitrepo import LogEntry, RefRecord
 from tether.refs import RefArg, ReleaseName, parse_tag
 from tether.workspace import Workspace
 
-ACTIONS = ("promote", "rollback")
+ACTIONS = ("promote", "rollback", "weight")  # weight: a canary's traffic share changed (tether.canary)
 
 
 @dataclass(frozen=True)
