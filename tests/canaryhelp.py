@@ -52,10 +52,15 @@ def make_failing(p: Project) -> None:
 
 
 def make_shifted(p: Project) -> None:
-    """A broken preprocessing change: tokens upper-cased, so none is in the vocabulary and every
-    score falls to the prior. It runs without an error."""
-    path = p.root / "src/textclf/featurize.py"
-    path.write_text(path.read_text().replace("text.lower().split()", "text.upper().split()"))
+    """A broken preprocessing change in the serving code: the text reversed before the
+    training-time featurisation, so no token is in the vocabulary and every score falls to the
+    prior. It runs without an error, and its own evaluate stage (which runs the serving code)
+    records the shifted scores."""
+    path = p.root / "src/serve.py"
+    path.write_text(path.read_text().replace(SERVE_TOKENS, SERVE_TOKENS.replace("(text)", "(text[::-1])")))
+
+
+SERVE_TOKENS = "toks = featurize.tokens(text)"
 
 
 def set_alpha(p: Project, alpha: float) -> None:

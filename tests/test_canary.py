@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from canaryhelp import Traffic, build_canary_project, make_failing, make_shifted, release, set_alpha, texts
+from canaryhelp import SERVE_TOKENS, Traffic, build_canary_project, make_failing, make_shifted, release, set_alpha, texts
 from servehelp import OPS, call, serve, until
 
 GUARD = ("guard", "--env", "canary", "--interval", "0.1", "--max-steps", "400", "--json")
@@ -85,7 +85,7 @@ def test_a_canary_failing_on_some_inputs_is_rolled_back_before_25_percent(rig):
 def test_a_canary_with_shifted_scores_is_rolled_back_on_the_distribution_with_no_errors(rig):
     p = rig["p"]
     make_shifted(p)
-    shifted = release(p, "preprocessing: upper-case the tokens (broken)")
+    shifted = release(p, "preprocessing: a text clean-up that reverses the text (broken)")
     start_canary(rig, shifted)
     with Traffic(rig["url"], [t.replace(" !!", "") for t in rig["pool"]]):
         res = guard(rig)
@@ -100,8 +100,8 @@ def test_a_canary_with_shifted_scores_is_rolled_back_on_the_distribution_with_no
     rb = canary_moves(p, shifted)[-1]
     assert rb["action"] == "rollback" and "psi_vs_stable" in rb["trailers"]["Tether-Guard-Breach"]
     assert "error_rate=0 " in rb["reason"] and "canary" in rb["reason"]
-    path = p.root / "src/textclf/featurize.py"
-    path.write_text(path.read_text().replace("text.upper().split()", "text.lower().split()"))
+    path = p.root / "src/serve.py"
+    path.write_text(path.read_text().replace("featurize.tokens(text[::-1])", SERVE_TOKENS))
 
 
 def test_a_human_move_during_a_guard_step_wins_or_loses_by_compare_and_swap(rig):
@@ -168,3 +168,34 @@ def test_a_good_canary_is_promoted_through_every_step_and_history_shows_each(rig
     assert any(rid in rels for rels in seen.values())
     text = p.ok("history", "--env", "canary").out
     assert f"{good} → {good} at 25%  by tether-guard: guard: checks passed" in text, text
+
+
+def test_production_alone_rolls_back_to_the_last_good_release_or_pages_a_human(rig):
+    """After the good canary's promotion: production serves it. Traffic unlike its eval slice
+    (every text gushing) shifts its live scores away from its recorded eval scores."""
+    p = rig["p"]
+    live = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    gushing = ["great wonderful loved superb brilliant delightful"] * 5
+    alone = ("guard", "--env", "production", "--url", rig["url"], "--interval", "0.1", "--max-steps", "400",
+             "--deploy", str(rig["stable"]), "--json")
+    # manual rollback policy: the evidence, exit 5, nothing moved
+    dvc = (p.root / "dvc.yaml").read_text()
+    (p.root / "dvc.yaml").write_text(dvc.replace("          max_ks: 0.35\n", "          max_ks: 0.35\n          rollback: manual\n"))
+    with Traffic(rig["url"], gushing):
+        res = p.tether(*alone)
+    (p.root / "dvc.yaml").write_text(dvc)
+    assert res.code == 5, (res.out, res.err)
+    assert "psi_vs_eval=" in res.err and "BREACH" in res.err and "tether rollback --env production" in res.err
+    after = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    assert after["commit"] == live["commit"]
+    # automatic: rolled back to the last known good release, deployed, with the evidence
+    with Traffic(rig["url"], gushing):
+        res = p.tether(*alone)
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["action"] == "rollback" and [c["name"] for c in out["checks"] if c["ok"] is False] == [
+        "psi_vs_eval", "ks_vs_eval"], out
+    ev = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    assert ev["action"] == "rollback" and ev["release"] == rig["v1"] and ev["previous"] == live["release"]
+    assert "psi_vs_eval=" in ev["reason"] and ev["approver"] == "tether-guard"
+    until(lambda: call(rig["url"], "/version")[1].get("release") == rig["v1"].replace("/", "--"), "v1 live again")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli import JSON, MODEL_OPT, _opts, _ws, app, emit, progress
+from tether.cli import DRY, JSON, MODEL_OPT, _opts, _ws, app, emit, progress
 from tether.errors import GateFailed
 
 canary_app = typer.Typer(help="Canary environments: the traffic weight as a recorded move.", no_args_is_help=True)
@@ -20,6 +20,7 @@ def weight(
     approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
     model: Optional[str] = MODEL_OPT,
+    dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
     """Record a new traffic weight for the canary's release (a commit on its branch whose tree
@@ -28,6 +29,10 @@ def weight(
 
     ws = _ws()
     plan = plan_weight(ws, model, env, parse_weight(percent), approver=approver, reason=reason)
+    if dry_run:
+        emit({"dry_run": True, **plan.as_dict()}, as_json,
+             f"would set {env}: {plan.release.tag} {plan.previous_weight}% → {plan.weight}%")
+        return
     new = execute_weight(ws, plan)
     emit({"commit": new, **plan.as_dict()}, as_json,
          f"{env}: {plan.release.tag} {plan.previous_weight}% → {plan.weight}% (weight, commit {new[:12]})")

@@ -21,6 +21,7 @@ from tether.errors import UsageError
 
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 … 1.0, then +Inf
 HOLD, ADVANCE, ROLLBACK, PROMOTE, WAIT = "hold", "advance", "rollback", "promote", "wait"
+MIN_EVAL = 10  # eval scores below which the eval reference is too small to compare with
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,10 @@ def checks(pol: GuardPolicy, canary: Arm, stable: Arm | None, eval_scores: tuple
             continue
         for name, fn, limit in (("psi", psi, pol.max_psi), ("ks", ks, pol.max_ks)):
             detail = f"canary {canary.n_scores} scores vs {ref} {m}"
-            if canary.n_scores < pol.min_samples or m < pol.min_samples or len(dist) != len(canary.scores):
-                out.append(Check(f"{name}_vs_{ref}", None, None, limit, detail + f", fewer than {pol.min_samples}"))
+            # the eval set is what it is (all of it recorded); below MIN_EVAL it says too little
+            need = min(pol.min_samples, MIN_EVAL) if ref == "eval" else pol.min_samples
+            if canary.n_scores < pol.min_samples or m < need or len(dist) != len(canary.scores):
+                out.append(Check(f"{name}_vs_{ref}", None, None, limit, detail + ", too few to compare"))
                 continue
             value = fn(canary.scores, dist)
             out.append(Check(f"{name}_vs_{ref}", value <= limit, value, limit, detail))

@@ -169,12 +169,13 @@ class Guard:
         if sample is None:
             st = State(weight)
             return Outcome(Decision(guard.HOLD, weight, (), why, st), self.env, tag)
-        st = self._load(head)
-        if st is None or st.weight != weight:
+        loaded = self._load(head)
+        if loaded is None or loaded.weight != weight:
             st = State(weight, sample.canary, sample.stable or Arm())
             self._save(head, st)
             return Outcome(Decision(guard.HOLD, weight, (), f"step at weight {weight} begins at {head[:12]} "
                                     f"({sample.canary.requests} canary requests so far)", st), self.env, tag)
+        st = loaded
         d = (guard.decide if self.stable else guard.watch_alone)(self.policy, st, sample)
         out = Outcome(d, self.env, tag)
         if d.action in (guard.HOLD, guard.WAIT):
@@ -200,17 +201,17 @@ class Guard:
 
         target_env = self.stable if d.action == guard.PROMOTE else self.env
         assert target_env is not None
-        plan = plan_move(self.ws, action="promote" if d.action == guard.PROMOTE else "rollback", model=self.model,
+        mplan = plan_move(self.ws, action="promote" if d.action == guard.PROMOTE else "rollback", model=self.model,
                          env=target_env, release_ref=out.release if d.action == guard.PROMOTE else None,
                          approver=self.approver,
                          reason=(f"guard: {out.release} passed every step of {self.env}; " if d.action == guard.PROMOTE
                                  else "guard: ") + d.evidence)
-        if (target_env == self.env and plan.old_head != head) or self._head() != head:
+        if (target_env == self.env and mplan.old_head != head) or self._head() != head:
             raise Conflict(f"{self.env} moved while the guard decided (expected {head[:12]})",
                            hint=f"someone else moved it first; see `tether history --env {self.env}`")
-        plan.notes.update(notes | ({"Tether-Canary": f"{self.env}@{head[:12]}"} if self.stable else {}))
-        out.commit = execute_move(self.ws, plan)
-        out.moved = f"{target_env}: {plan.current.release if plan.current else 'nothing'} → {plan.release.tag} ({plan.action})"
+        mplan.notes.update(notes | ({"Tether-Canary": f"{self.env}@{head[:12]}"} if self.stable else {}))
+        out.commit = execute_move(self.ws, mplan)
+        out.moved = f"{target_env}: {mplan.current.release if mplan.current else 'nothing'} → {mplan.release.tag} ({mplan.action})"
         if d.action == guard.PROMOTE:
             self._deploy(out, target_env, self.deploy_stable)
             done = plan_weight(self.ws, self.model, self.env, 0, approver=self.approver, expect_head=head,
@@ -230,7 +231,8 @@ class Guard:
             return
         from tether.deploy import deploy
 
-        res = deploy(target, env, model=self.model, cwd=self.ws.root)
+        # --smoke: the worker reproduces its eval scores, the reference the guard compares with
+        res = deploy(target, env, model=self.model, smoke=True, cwd=self.ws.root)
         out.deployed.append(f"{env}: {res.outcome} {res.release} in {target}"
                             + (f" at {res.weight}%" if res.weight is not None else ""))
 

@@ -19,10 +19,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotations here
 
 from tether.schema import RecordValidator, clip
 from tether.servemetrics import Metrics
+
+if TYPE_CHECKING:
+    from tether.workerproc import Worker
 
 log = logging.getLogger("tether.serve")
 
@@ -36,7 +41,7 @@ KEY_HEADER = "x-tether-key"  # a request key: the same key always lands on the s
 class Live:
     """A ready worker and what the server needs to route to it."""
 
-    worker: object
+    worker: Worker
     key: tuple
     hello: dict
     validator: RecordValidator | None
@@ -68,7 +73,7 @@ class Supervisor:
     last_error: str | None = None
     failed: dict = field(default_factory=dict)  # key -> (error, when)
     spares: bool = True
-    spare: object = None
+    spare: Worker | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def current_dir(self) -> Path | None:
@@ -217,7 +222,9 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
     app.state.canary = can
 
     def arms() -> list:
-        out = [(sup.live, "stable" if can is not None else None, None)] if sup.live else []
+        out: list[tuple[Live, str | None, int | None]] = []
+        if sup.live:
+            out.append((sup.live, "stable" if can is not None else None, None))
         if can is not None and can.live is not None:
             out.append((can.live, "canary", split.weight_for(can.live)))
         return out
@@ -330,7 +337,7 @@ def _answer(live: Live, payload, request_timeout: float):
         clean, errors = live.validator.validate(records)
         if errors:
             return JSONResponse({"detail": errors}, status_code=422), ()
-        records = clean
+        records = clean or []
     try:
         reply = live.worker.request(records, request_timeout)
     except WorkerGone as exc:

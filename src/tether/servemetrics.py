@@ -4,6 +4,7 @@ histograms in Prometheus' text format, which `tether guard` reads back (tether.g
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tether.guard import SCORE_BUCKETS
@@ -27,7 +28,7 @@ class Metrics:
         self.scores: dict[tuple, list] = {}
 
     @staticmethod
-    def _hist(store: dict, release: str, buckets: tuple, value: float) -> None:
+    def _hist(store: dict, release: tuple, buckets: tuple, value: float) -> None:
         h = store.setdefault(release, [[0] * len(buckets), 0, 0.0])
         for i, b in enumerate(buckets):
             if value <= b:
@@ -35,7 +36,7 @@ class Metrics:
         h[1] += 1
         h[2] += value
 
-    def observe(self, release: str, status: int, seconds: float, scores: list[float] = (),
+    def observe(self, release: str, status: int, seconds: float, scores: Sequence[float] = (),
                 arm: str | None = None) -> None:
         key = (release, arm)
         with self._lock:
