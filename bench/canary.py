@@ -117,6 +117,7 @@ def main() -> None:
             rows = split(p, url, target, rid)
             manual = set_weight(p, url, target, rid, 0)
             took = breach_to_rollback(p, url, stable, target, texts(p))
+            hist = p.ok("history").out
     print(f"split accuracy over {REQUESTS} keyed requests per weight:")
     print(f"  {'weight':>6} {'canary share':>13} {'key-hash predicts':>18} {'exact':>6} {'share/weight':>13}")
     for w, got, pred, exact in rows:
@@ -125,6 +126,8 @@ def main() -> None:
           f"minimum, 1 failed sample tolerated; then the move and the deploy)")
     print(f"baseline, a human's `canary weight 0` + `deploy` until live: {manual:.2f} s "
           f"(ratio {took / manual:.2f})")
+    print("\n$ tether history")
+    print(hist)
 
 
 if __name__ == "__main__":
