@@ -268,11 +268,14 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
         return sup, "stable"
 
     def handle(body: bytes, header_key: str | None):
+        arm0 = "stable" if can is not None else None
+        if sup.live is None:  # nothing verified serves: 503 whatever the body, as without a canary
+            return JSONResponse({"detail": "no verified release is serving", "error": sup.last_error},
+                                status_code=503), None, (), arm0
         try:
             payload = json.loads(body, parse_int=_parse_int)
         except (ValueError, RecursionError) as exc:
-            bad = _detail(["body"], clip(f"not valid JSON: {exc}", 200))
-            return bad, None, (), ("stable" if can is not None else None)
+            return _detail(["body"], clip(f"not valid JSON: {exc}", 200)), None, (), arm0
         which, arm = choose(payload, header_key)
         live = which.live
         while live is not None and not live.worker.acquire():  # draining: the new one is live already
