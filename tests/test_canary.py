@@ -199,3 +199,26 @@ def test_production_alone_rolls_back_to_the_last_good_release_or_pages_a_human(r
     assert ev["action"] == "rollback" and ev["release"] == rig["v1"] and ev["previous"] == live["release"]
     assert "psi_vs_eval=" in ev["reason"] and ev["approver"] == "tether-guard"
     until(lambda: call(rig["url"], "/version")[1].get("release") == rig["v1"].replace("/", "--"), "v1 live again")
+
+
+def test_once_bad_input_and_bad_settings_change_nothing(rig):
+    p = rig["p"]
+    before = p.refs()
+    res = p.tether("guard", "--env", "canary", "--url", rig["url"], "--once", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["action"] == "hold"  # the canary takes no traffic now
+    assert p.tether("guard", "--env", "canary", "--url", "ftp://127.0.0.1", "--once").code == 2
+    assert p.tether("guard", "--env", "canary", "--url", "http://127.0.0.1:1", "--once").code == 3
+    for bad in ("101", "5.5", "ten"):
+        res = p.tether("canary", "weight", bad, "--env", "canary", *OPS)
+        assert res.code == 2 and "percentage" in res.err, (bad, res.err)
+    res = p.tether("canary", "weight", "10", "--env", "production", *OPS)
+    assert res.code == 2 and "not a canary" in res.err
+    dvc = (p.root / "dvc.yaml").read_text()
+    for edit, key in (("steps: [10, 25, 50, 100]", "steps: [10, 25]"), ("max_psi: 0.5", "max_psi: high"),
+                      ("min_samples: 40", "min_sample: 40")):
+        (p.root / "dvc.yaml").write_text(dvc.replace(edit, key))
+        res = p.tether("canary", "weight", "20", "--env", "canary", *OPS)
+        assert res.code == 2 and "meta.tether.guard." in res.err, res.err
+    (p.root / "dvc.yaml").write_text(dvc)
+    assert p.refs() == before
