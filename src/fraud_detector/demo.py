@@ -141,8 +141,8 @@ def main() -> int:
     tether("show", "fraud-detector@v1.0.0")
 
     step("3. Promote to staging, then production (check, regression and smoke gates; compare-and-swap push)")
-    tether("promote", "fraud-detector@v1.0.0", "--to", "staging", "--approver", "dana", "--reason", "first candidate", "--push")
-    tether("promote", "fraud-detector@v1.0.0", "--to", "production", "--approver", "sam", "--reason", "staging looks good", "--push")
+    tether("promote", "fraud-detector@v1.0.0", "--env", "staging", "--approver", "dana", "--reason", "first candidate", "--push")
+    tether("promote", "fraud-detector@v1.0.0", "--env", "production", "--approver", "sam", "--reason", "staging looks good", "--push")
 
     step("4. Deploy production to a serving host, and serve it")
     tether("deploy", "--env", "production", "--target", str(SERVING), "--repo", str(ORIGIN))
@@ -169,9 +169,9 @@ def main() -> int:
         tether("release", "--push", "--dry-run", quiet=False)
         tether("release", "--push", "-m", "Window 2 with robust preprocessing")
         tether("diff", "fraud-detector@v1.0.0", "fraud-detector@v1.1.0")
-        tether("promote", "fraud-detector@v1.1.0", "--to", "staging", "--approver", "dana", "--reason", "window 2",
+        tether("promote", "fraud-detector@v1.1.0", "--env", "staging", "--approver", "dana", "--reason", "window 2",
                "--push")
-        tether("promote", "fraud-detector@v1.1.0", "--to", "production", "--approver", "sam", "--reason", "ship window 2",
+        tether("promote", "fraud-detector@v1.1.0", "--env", "production", "--approver", "sam", "--reason", "ship window 2",
                "--push")
         tether("deploy", "--env", "production", "--target", str(SERVING), "--repo", str(ORIGIN))
         wait_for_version(base, "1.1.0")

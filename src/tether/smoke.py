@@ -10,6 +10,7 @@ it can recompute must match what the release recorded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tether import materialise
 from tether.dvcstore import DvcStore
@@ -97,7 +98,7 @@ def _generic(served, path: Path, manifest: dict, sink: list | None = None) -> st
                          hint="weights, preprocessing code or runtime differ from what evaluate ran")
     if sink is not None:
         sink.extend(float(s) for s in scores)
-    got = {"n": len(scores), "predictions_sha256": digest[:12]}
+    got: dict[str, Any] = {"n": len(scores), "predictions_sha256": digest[:12]}
     if target is not None and all(isinstance(p.get("decision"), bool) for p in preds):
         from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
