@@ -3,6 +3,7 @@
     retrain -> release v1.0.0 -> staging -> production -> deploy + serve
     -> change preprocessing, params, threshold and data window -> retrain -> release v1.1.0
     -> promote -> deploy (hot swap) -> roll back -> deploy (symlink switch)
+    -> reproduce v1.0.0 bit for bit from its commit -> a static HTML report of the registry
 
 Everything happens under ./sandbox (git-ignored): its own bare git origin, DVC remote, the ML
 engineer's clone and a serving directory, so your own clone gets no tags, branches or commits.
@@ -190,6 +191,10 @@ def main() -> int:
     tether("history")
     tether("list")
     tether("verify", "--target", str(SERVING))
+
+    step("9. Reproduce v1.0.0 from scratch in a temporary clone (dvc repro --force), bit for bit; the report")
+    tether("reproduce", "fraud-detector@v1.0.0")
+    tether("report", "-o", str(SANDBOX / "report.html"))
     same = third == first
     print(f"\nrollback restored v1.0.0's tuple exactly: {'yes' if same else 'NO'} "
           f"(score {first['score']:.4f} @ {first['threshold']} -> {second['score']:.4f} @ {second['threshold']} "

@@ -151,9 +151,10 @@ class Git:
     def checkout(self, rev: str, *, detach: bool = False, force: bool = False) -> None:
         self.run("checkout", "--quiet", *(["--force"] if force else []), *(["--detach"] if detach else []), rev)
 
-    def clone_bare_worktree(self, url: str, dest: Path) -> "Git":
-        """`git clone --no-checkout URL DEST` (run from this directory), as a Git for DEST."""
-        self.run("clone", "--quiet", "--no-checkout", url, str(dest))
+    def clone_no_checkout(self, url: str, dest: Path, hardlinks: bool = True) -> "Git":
+        """`git clone --no-checkout URL DEST` (run from this directory), as a Git for DEST;
+        `hardlinks=False` copies a local repository's objects instead of linking them."""
+        self.run("clone", "--quiet", "--no-checkout", *([] if hardlinks else ["--no-hardlinks"]), url, str(dest))
         return Git(dest)
 
     def tag_names(self) -> list[str]:

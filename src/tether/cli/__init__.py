@@ -117,6 +117,7 @@ def one_of(new: str | None, old: str | None, new_name: str, old_name: str) -> st
 from tether.cli import releases  # noqa: E402,F401,I001
 from tether.cli import moves  # noqa: E402,F401
 from tether.cli import hosts  # noqa: E402,F401
+from tether.cli import repro  # noqa: E402,F401  (reproduce, report, export mlflow)
 from tether.cli import canary  # noqa: E402,F401  (canary weight, guard)
 
 
