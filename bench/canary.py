@@ -68,7 +68,7 @@ def split(p, url: str, target: Path, rid: str) -> list[tuple]:
 def breach_to_rollback(p, url: str, stable: Path, target: Path, pool: list[str]) -> float:
     make_failing(p)
     bad = release(p, "failing canary")
-    p.ok("promote", bad, "--to", "canary", *OPS, "--allow-regression", "bench")
+    p.ok("promote", bad, "--env", "canary", *OPS, "--allow-regression", "bench")
     p.ok("deploy", "--env", "canary", "--target", str(target))
     rid = bad.replace("/", "--")
     until(lambda: ready_weight(url) == (rid, 10), "the failing canary live", 60)
@@ -104,12 +104,12 @@ def main() -> None:
         base = Path(tmp)
         p = build_canary_project(base / "p")
         v1 = p.ok("release", "--push", "--json").json()["tag"]
-        p.ok("promote", v1, "--to", "production", *OPS, "--skip-staging", "bench")
+        p.ok("promote", v1, "--env", "production", *OPS, "--skip-staging", "bench")
         stable, target = base / "stable", base / "canary"
         p.ok("deploy", "--env", "production", "--target", str(stable), "--smoke")
         set_alpha(p, 0.9)
         v2 = release(p, "alpha 0.9")
-        p.ok("promote", v2, "--to", "canary", *OPS, "--allow-regression", "bench")
+        p.ok("promote", v2, "--env", "canary", *OPS, "--allow-regression", "bench")
         p.ok("deploy", "--env", "canary", "--target", str(target), "--smoke")
         rid = v2.replace("/", "--")
         with serve(p, stable, base / "serve.log", "--canary-target", str(target)) as url:

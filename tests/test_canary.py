@@ -20,7 +20,7 @@ def rig(tmp_path_factory):
     base = tmp_path_factory.mktemp("canary")
     p = build_canary_project(base / "p")
     v1 = p.ok("release", "--push", "--json").json()["tag"]
-    p.ok("promote", v1, "--to", "production", *OPS, "--skip-staging", "first release")
+    p.ok("promote", v1, "--env", "production", *OPS, "--skip-staging", "first release")
     stable, canary = base / "stable", base / "canary"
     p.ok("deploy", "--env", "production", "--target", str(stable), "--smoke")
     with serve(p, stable, base / "serve.log", "--canary-target", str(canary)) as url:
@@ -30,7 +30,7 @@ def rig(tmp_path_factory):
 
 def start_canary(rig, tag: str) -> None:
     p = rig["p"]
-    p.ok("promote", tag, "--to", "canary", *OPS, "--allow-regression", "a canary is how we find out")
+    p.ok("promote", tag, "--env", "canary", *OPS, "--allow-regression", "a canary is how we find out")
     p.ok("deploy", "--env", "canary", "--target", str(rig["canary"]), "--smoke")
     rid = tag.replace("/", "--")
     until(lambda: (lambda r: r[1].get("canary", {}).get("release") == rid and r[1]["canary"]["weight"] == 10)(
@@ -167,7 +167,8 @@ def test_a_good_canary_is_promoted_through_every_step_and_history_shows_each(rig
         seen.setdefault(key, []).append(rel)
     assert any(rid in rels for rels in seen.values())
     text = p.ok("history", "--env", "canary").out
-    assert f"{good} → {good} at 25%  by tether-guard: guard: checks passed" in text, text
+    row = next(line for line in text.splitlines() if f"{good} at 25%" in line)
+    assert "weight" in row and "tether-guard" in row and "guard: checks passed at weight 10" in row, text
 
 
 def test_production_alone_rolls_back_to_the_last_good_release_or_pages_a_human(rig):
