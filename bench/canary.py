@@ -58,9 +58,14 @@ def split(p, url: str, target: Path, rid: str) -> list[tuple]:
         hits = predicted = 0
         for i in range(REQUESTS):
             key = f"bench-{w}-{i}"
-            headers = call(url, "/predict", {"key": key, "records": [{"text": "a fine film"}]})[2]
-            hits += headers.get("x-tether-release") == rid
-            predicted += to_canary(key, w)
+            code, _body, headers = call(url, "/predict", {"key": key, "records": [{"text": "a fine film"}]})
+            hit, want = headers.get("x-tether-release") == rid, to_canary(key, w)
+            hits += hit
+            predicted += want
+            if hit != want:  # say what answered instead, so a mismatch can be explained
+                print(f"  weight {w}: {key} hash says {'canary' if want else 'stable'}, answered by "
+                      f"{headers.get('x-tether-release')} ({headers.get('x-tether-arm')}, HTTP {code}, "
+                      f"/ready {ready_weight(url)})", flush=True)
         rows.append((w, hits / REQUESTS, predicted / REQUESTS, hits == predicted))
     return rows
 
