@@ -164,8 +164,9 @@ def load_bundle(path: str | Path, trusted: tuple[str, ...] = TRUSTED_TYPES) -> B
                   manifest=manifest)
 
 
-def smoke_test(bundle: Bundle, eval_frame) -> dict:
-    """Predict the frozen eval slice; the digest and the metrics must be those evaluate recorded."""
+def smoke_test(bundle: Bundle, eval_frame, sink: list | None = None) -> dict:
+    """Predict the frozen eval slice; the digest and the metrics must be those evaluate recorded.
+    `sink` receives the scores once they match the recorded digest."""
     from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
     target = bundle.feature_schema.get("target", "is_fraud")
@@ -175,6 +176,8 @@ def smoke_test(bundle: Bundle, eval_frame) -> dict:
     if digest != recorded:
         raise IntegrityError(f"the bundle's eval predictions do not reproduce (digest {digest[:12]}, recorded "
                              f"{str(recorded)[:12]})", hint="weights, preprocessing or runtime differ from the release")
+    if sink is not None:
+        sink.extend(float(s) for s in scores)
     y = eval_frame[target].to_numpy()
     got = {
         "roc_auc": float(roc_auc_score(y, scores)),

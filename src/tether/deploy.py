@@ -29,7 +29,8 @@ from tether.dvcstore import DvcStore
 from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.gitrepo import Git
 from tether.manifest import dumps, dvc_objects
-from tether.registry import Registry, Release
+from tether.canary import write_weight_file
+from tether.registry import Event, Registry, Release
 from tether.release import now_iso
 from tether.workspace import Workspace
 
@@ -44,6 +45,7 @@ class DeployResult:
     outcome: str  # deployed | switched | noop
     path: str
     pruned: list[str]
+    weight: int | None = None  # a canary environment's traffic weight, written to DIR/weight.json
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -356,7 +358,7 @@ def _storage_errors():
                                 "any `dvc import` are reachable; nothing was switched") from exc
 
 
-def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False) -> tuple[Registry, Release]:
+def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False) -> tuple[Registry, Release, Event]:
     """The release the environment runs: per the git remote when there is one (a local branch
     may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
     repository) fetches nothing: origin's branch as last fetched, and no DVC objects."""
@@ -392,7 +394,7 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     if rel.tree != ev.tree:
         raise IntegrityError(f"{branch}'s tree is not {rel.tag}'s tree",
                              hint="the branch was edited by hand; move it with tether promote/rollback")
-    return reg, rel
+    return reg, rel, ev
 
 
 def deploy(
@@ -428,14 +430,17 @@ def deploy(
         previous = current_release(target)  # again, under the lock
         ws = source_workspace(target, repo_url, env, model, progress, cwd=cwd)
         with _storage_errors():
-            _reg, rel = plan_source(ws, model, env)
+            _reg, rel, ev = plan_source(ws, model, env)
         manifest = rel.manifest
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
         record = {"env": env, "from": previous, "to": release_id, "release": rel.tag, "commit": rel.commit}
+        weight = _canary_weight(ws, rel, env, ev)
 
         if previous == release_id and final.exists() and stamp_ok(final, manifest):
-            return DeployResult(env, rel.tag, previous, "noop", str(final), [])
+            if weight is not None:  # the release stays; its traffic weight may have moved
+                write_weight_file(target, env, release_id, weight, ev.commit)
+            return DeployResult(env, rel.tag, previous, "noop", str(final), [], weight)
         try:
             if final.exists() and stamp_ok(final, manifest):
                 outcome = "switched"
@@ -450,8 +455,17 @@ def deploy(
             raise
         # the log line is the anchor `tether serve` checks a release's recorded manifest against
         log_event(target, {**record, "outcome": outcome, "manifest_sha256": manifest_digest(manifest)})
+        if weight is not None:
+            write_weight_file(target, env, release_id, weight, ev.commit)
         pruned = prune(target, keep, protect={release_id, previous})
-        return DeployResult(env, rel.tag, previous, outcome, str(final), pruned)
+        return DeployResult(env, rel.tag, previous, outcome, str(final), pruned, weight)
+
+
+def _canary_weight(ws: Workspace, rel: Release, env: str, ev: Event) -> int | None:
+    """A canary environment's recorded weight (its head move's trailer), None for any other."""
+    from tether.canary import weight_of
+
+    return weight_of([ev]) if env in ws.settings(rel.name.model).canaries else None
 
 
 def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".") -> DeployResult:
@@ -464,7 +478,7 @@ def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cw
     with tempfile.TemporaryDirectory(prefix="tether-dry-run-") as tmp:
         ws = source_workspace(Path(tmp), repo_url, env, model, cwd=cwd) if repo_url else Workspace.discover(cwd)
         with _storage_errors():  # a --repo clone is our own temp copy; the user's repository is only read
-            _reg, rel = plan_source(ws, model, env, read_only=not repo_url)
+            _reg, rel, _ev = plan_source(ws, model, env, read_only=not repo_url)
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
         previous = current_release(target)

@@ -183,6 +183,8 @@ def plan_move(
     plan = MovePlan(model=model, env=env, branch=branch, action=action, release=rel,
                     old_head=state.commit, local_head=state.local, current=current,
                     approver=approver, reason=reason, push=push)
+    if env in ws.settings(model).canaries:  # a canary starts at the first step; a rollback sends it nothing
+        plan.notes["Tether-Weight"] = str(ws.settings(model).guard.steps[0] if action == "promote" else 0)
     results = _release_gates(reg, rel, store, allow_incomplete, plan.notes)
     gates.raise_failures(results, action)
 

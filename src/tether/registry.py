@@ -19,7 +19,7 @@ from tether.gitrepo import LogEntry, RefRecord
 from tether.refs import RefArg, ReleaseName, parse_tag
 from tether.workspace import Workspace
 
-ACTIONS = ("promote", "rollback")
+ACTIONS = ("promote", "rollback", "weight")  # weight: a canary's traffic share changed (tether.canary)
 # How an environment's local branch stands to origin's (EnvState.relation).
 Relation = Literal["same", "local-only", "remote-only", "ahead", "behind", "diverged", "absent"]
 

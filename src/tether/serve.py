@@ -19,82 +19,50 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from fastapi import Request  # module level: FastAPI resolves the endpoint's annotations here
 
 from tether.schema import RecordValidator, clip
+from tether.servemetrics import Metrics
+
+if TYPE_CHECKING:
+    from tether.workerproc import Worker
 
 log = logging.getLogger("tether.serve")
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 RETRY_SECONDS = 5.0
 READY_TIMEOUT = 300.0
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+KEY_HEADER = "x-tether-key"  # a request key: the same key always lands on the same arm
 
 
 @dataclass
 class Live:
     """A ready worker and what the server needs to route to it."""
 
-    worker: object
+    worker: Worker
     key: tuple
     hello: dict
     validator: RecordValidator | None
     started_at: str
 
 
-class Metrics:
-    """Per-release counters and histograms, rendered in Prometheus' text format."""
+def to_canary(key: str | None, weight: int, rand=None) -> bool:
+    """Deterministic by key: SHA-256 of the key into 10,000 slots, the first weight % of them
+    the canary's (a key keeps its arm while the weight rises). No key: at random."""
+    if weight <= 0:
+        return False
+    if weight >= 100:
+        return True
+    if key is None:
+        import random
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = {}
-        self.errors: dict[str, int] = {}
-        self.latency: dict[str, list] = {}
-        self.scores: dict[str, list] = {}
+        return (rand or random.random)() * 100 < weight
+    import hashlib
 
-    @staticmethod
-    def _hist(store: dict, release: str, buckets: tuple, value: float) -> None:
-        h = store.setdefault(release, [[0] * len(buckets), 0, 0.0])
-        for i, b in enumerate(buckets):
-            if value <= b:
-                h[0][i] += 1
-        h[1] += 1
-        h[2] += value
-
-    def observe(self, release: str, status: int, seconds: float, scores: list[float] = ()) -> None:
-        with self._lock:
-            self.requests[(release, status)] = self.requests.get((release, status), 0) + 1
-            if status >= 400:
-                self.errors[release] = self.errors.get(release, 0) + 1
-            self._hist(self.latency, release, LATENCY_BUCKETS, seconds)
-            for s in scores:
-                self._hist(self.scores, release, SCORE_BUCKETS, s)
-
-    def render(self, live: str | None) -> str:
-        out = ["# HELP tether_release_info The release serving now (value 1).", "# TYPE tether_release_info gauge"]
-        if live:
-            out.append(f'tether_release_info{{release="{live}"}} 1')
-        out += ["# HELP tether_requests_total /predict requests by release and HTTP status.",
-                "# TYPE tether_requests_total counter"]
-        with self._lock:
-            for (rel, code), n in sorted(self.requests.items()):
-                out.append(f'tether_requests_total{{release="{rel}",code="{code}"}} {n}')
-            out += ["# HELP tether_request_errors_total /predict requests answered with a 4xx or 5xx.",
-                    "# TYPE tether_request_errors_total counter"]
-            for rel, n in sorted(self.errors.items()):
-                out.append(f'tether_request_errors_total{{release="{rel}"}} {n}')
-            for name, store, buckets, help_ in (
-                    ("tether_request_duration_seconds", self.latency, LATENCY_BUCKETS, "/predict latency in the server."),
-                    ("tether_score", self.scores, SCORE_BUCKETS, "Scores the model returned.")):
-                out += [f"# HELP {name} {help_}", f"# TYPE {name} histogram"]
-                for rel, (counts, n, total) in sorted(store.items()):
-                    for b, c in zip(buckets, counts):
-                        out.append(f'{name}_bucket{{release="{rel}",le="{b}"}} {c}')
-                    out.append(f'{name}_bucket{{release="{rel}",le="+Inf"}} {n}')
-                    out.append(f'{name}_sum{{release="{rel}"}} {total:.6f}')
-                    out.append(f'{name}_count{{release="{rel}"}} {n}')
-        return "\n".join(out) + "\n"
+    slot = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 10_000
+    return slot < weight * 100
 
 
 @dataclass
@@ -105,7 +73,7 @@ class Supervisor:
     last_error: str | None = None
     failed: dict = field(default_factory=dict)  # key -> (error, when)
     spares: bool = True
-    spare: object = None
+    spare: Worker | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def current_dir(self) -> Path | None:
@@ -216,7 +184,9 @@ def _detail(loc: list, msg: str, status: int = 422):
 
 
 def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
-               request_timeout: float = 60.0):
+               request_timeout: float = 60.0, canary_target: Path | None = None):
+    """`canary_target`: a second serving directory (the canary environment's deploy), served
+    by its own worker at the weight deploy wrote beside its `current` (DIR/weight.json)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
@@ -227,28 +197,47 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
     # Refuse to start over a `current` tether did not make (IntegrityError, exit 6) rather than
     # serve whatever it points at; a target with no `current` yet starts and waits for a deploy.
     sup.current_dir()
+    can = Supervisor(Path(canary_target).absolute(), spares=False) if canary_target is not None else None
+    if can is not None:
+        can.current_dir()
+    split = Split()
     metrics = Metrics()
     stop = threading.Event()
 
     @asynccontextmanager
     async def lifespan(_app):
-        thread = threading.Thread(target=sup.watch, args=(watch_interval, stop), daemon=True)
-        thread.start()
+        threads = [threading.Thread(target=sup.watch, args=(watch_interval, stop), daemon=True)]
+        if can is not None:
+            threads += [threading.Thread(target=can.watch, args=(watch_interval, stop), daemon=True),
+                        threading.Thread(target=split.watch, args=(can, watch_interval, stop), daemon=True)]
+        for t in threads:
+            t.start()
         yield
         stop.set()
-        thread.join(10)
+        for t in threads:
+            t.join(10)
 
     app = FastAPI(title="tether serve", lifespan=lifespan)
     app.state.supervisor = sup
+    app.state.canary = can
+
+    def arms() -> list:
+        out: list[tuple[Live, str | None, int | None]] = []
+        if sup.live:
+            out.append((sup.live, "stable" if can is not None else None, None))
+        if can is not None and can.live is not None:
+            out.append((can.live, "canary", split.weight_for(can.live)))
+        return out
 
     @app.get("/ready")
     def ready():
         live = sup.live
+        extra = {"canary": _canary_status(can, split)} if can is not None else {}
         if live is None:
-            return JSONResponse({"ready": False, "release": None, "starting": sup.starting, "error": sup.last_error},
-                                status_code=503)
+            return JSONResponse({"ready": False, "release": None, "starting": sup.starting, "error": sup.last_error,
+                                 **extra}, status_code=503)
         return {"ready": True, "release": live.worker.name, "version": live.hello["version"],
-                "starting": sup.starting, "error": sup.last_error}
+                "starting": sup.starting, "error": sup.last_error, **extra}
 
     @app.get("/version")
     def version():
@@ -263,64 +252,49 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
 
     @app.get("/metrics")
     def prometheus():
-        live = sup.live
-        return PlainTextResponse(metrics.render(live.worker.name if live else None),
-                                 media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(metrics.render(arms()), media_type="text/plain; version=0.0.4")
 
-    def handle(body: bytes, t0: float):
-        live = sup.live
+    def choose(payload, header_key: str | None) -> tuple[Supervisor, str | None]:
+        if can is None:
+            return sup, None
+        live = can.live
+        weight = split.weight_for(live) if live is not None else 0
+        key = header_key
+        if key is None and isinstance(payload, dict) and isinstance(payload.get("key"), (str, int)) \
+                and not isinstance(payload.get("key"), bool):
+            key = str(payload["key"])
+        if live is not None and weight and to_canary(key, weight):
+            return can, "canary"
+        return sup, "stable"
+
+    def handle(body: bytes, header_key: str | None):
+        arm0 = "stable" if can is not None else None
+        if sup.live is None:  # nothing verified serves: 503 whatever the body, as without a canary
+            return JSONResponse({"detail": "no verified release is serving", "error": sup.last_error},
+                                status_code=503), None, (), arm0
+        try:
+            payload = json.loads(body, parse_int=_parse_int)
+        except (ValueError, RecursionError) as exc:
+            return _detail(["body"], clip(f"not valid JSON: {exc}", 200)), None, (), arm0
+        which, arm = choose(payload, header_key)
+        live = which.live
         while live is not None and not live.worker.acquire():  # draining: the new one is live already
             time.sleep(0.001)
-            live = sup.live
+            live = which.live
         if live is None:
-            return JSONResponse({"detail": "no verified release is serving", "error": sup.last_error},
-                                status_code=503), None, ()
-        name = live.worker.name
+            return JSONResponse({"detail": "no verified release is serving", "error": which.last_error},
+                                status_code=503), None, (), arm
         try:
-            try:
-                payload = json.loads(body, parse_int=_parse_int)
-            except (ValueError, RecursionError) as exc:
-                return _detail(["body"], clip(f"not valid JSON: {exc}", 200)), name, ()
-            records = payload.get("records") if isinstance(payload, dict) else None
-            if not isinstance(records, list) or not records:
-                return _detail(["body", "records"], "a non-empty list of records is required"), name, ()
-            limit = live.hello.get("max_records") or 1000
-            if len(records) > limit:
-                return _detail(["body", "records"], f"at most {limit} records per request, got {len(records)}"), name, ()
-            if any(not isinstance(r, dict) for r in records):
-                i = next(i for i, r in enumerate(records) if not isinstance(r, dict))
-                return _detail(["body", "records", i], "a record must be an object"), name, ()
-            if live.validator is not None:
-                clean, errors = live.validator.validate(records)
-                if errors:
-                    return JSONResponse({"detail": errors}, status_code=422), name, ()
-                records = clean
-            from tether.workerproc import WorkerGone
-
-            try:
-                reply = live.worker.request(records, request_timeout)
-            except WorkerGone as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=503), name, ()
+            resp, scores = _answer(live, payload, request_timeout)
         finally:
             live.worker.release_slot()
-        if not reply.get("ok"):
-            status = int(reply.get("status", 500))
-            return _detail(["body", "records"], reply.get("error", "failed"), status), name, ()
-        preds = reply["predictions"]
-        h = live.hello
-        out = {"release": name, "model": h["model"], "version": h["version"], "commit": h["commit"],
-               "threshold": h["threshold"], "predictions": preds}
-        scores = [p["score"] for p in preds if isinstance(p.get("score"), (int, float)) and not isinstance(p.get("score"), bool)]
-        if len(scores) == len(preds):
-            out["scores"] = scores
-        if all(isinstance(p.get("decision"), bool) for p in preds):
-            out["decisions"] = [p["decision"] for p in preds]
-        return JSONResponse(out), name, scores
+        return resp, live.worker.name, scores, arm
 
     @app.post("/predict")
     async def predict(request: Request):
         t0 = time.perf_counter()
         declared = request.headers.get("content-length")
+        arm = "stable" if can is not None else None
         if declared is not None and (not declared.isdigit() or int(declared) > max_body):
             resp, name, scores = _detail(["body"], f"the body is larger than {max_body} bytes", 413), None, ()
         else:
@@ -333,18 +307,95 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
             if size > max_body:
                 resp, name, scores = _detail(["body"], f"the body is larger than {max_body} bytes", 413), None, ()
             else:
-                resp, name, scores = await run_in_threadpool(handle, b"".join(chunks), t0)
+                resp, name, scores, arm = await run_in_threadpool(handle, b"".join(chunks),
+                                                                  request.headers.get(KEY_HEADER))
         live = sup.live
         name = name or (live.worker.name if live else "none")
         resp.headers["x-tether-release"] = name
-        metrics.observe(name, resp.status_code, time.perf_counter() - t0, scores)
+        if arm is not None:
+            resp.headers["x-tether-arm"] = arm
+        metrics.observe(name, resp.status_code, time.perf_counter() - t0, scores, arm)
         return resp
 
     return app
 
 
-def run(target: Path, host: str, port: int, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY) -> None:
+def _answer(live: Live, payload, request_timeout: float):
+    """The response for one parsed body from the worker of `live` (acquired by the caller)."""
+    from fastapi.responses import JSONResponse
+
+    from tether.workerproc import WorkerGone
+
+    name = live.worker.name
+    records = payload.get("records") if isinstance(payload, dict) else None
+    if not isinstance(records, list) or not records:
+        return _detail(["body", "records"], "a non-empty list of records is required"), ()
+    limit = live.hello.get("max_records") or 1000
+    if len(records) > limit:
+        return _detail(["body", "records"], f"at most {limit} records per request, got {len(records)}"), ()
+    if any(not isinstance(r, dict) for r in records):
+        i = next(i for i, r in enumerate(records) if not isinstance(r, dict))
+        return _detail(["body", "records", i], "a record must be an object"), ()
+    if live.validator is not None:
+        clean, errors = live.validator.validate(records)
+        if errors:
+            return JSONResponse({"detail": errors}, status_code=422), ()
+        records = clean or []
+    try:
+        reply = live.worker.request(records, request_timeout)
+    except WorkerGone as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=503), ()
+    if not reply.get("ok"):
+        status = int(reply.get("status", 500))
+        return _detail(["body", "records"], reply.get("error", "failed"), status), ()
+    preds = reply["predictions"]
+    h = live.hello
+    out = {"release": name, "model": h["model"], "version": h["version"], "commit": h["commit"],
+           "threshold": h["threshold"], "predictions": preds}
+    scores = [p["score"] for p in preds if isinstance(p.get("score"), (int, float)) and not isinstance(p.get("score"), bool)]
+    if len(scores) == len(preds):
+        out["scores"] = scores
+    if all(isinstance(p.get("decision"), bool) for p in preds):
+        out["decisions"] = [p["decision"] for p in preds]
+    return JSONResponse(out), scores
+
+
+class Split:
+    """The canary's weight as deploy wrote it (DIR/weight.json), re-read every interval. It
+    applies only to the release it names: a canary worker for any other release gets nothing."""
+
+    def __init__(self) -> None:
+        self.release: str | None = None
+        self.weight = 0
+
+    def weight_for(self, live: Live | None) -> int:
+        return self.weight if live is not None and live.worker.name == self.release else 0
+
+    def read(self, can: Supervisor) -> None:
+        from tether.canary import read_weight_file
+
+        got = read_weight_file(can.target)
+        self.release, self.weight = got if got else (None, 0)
+
+    def watch(self, can: Supervisor, interval: float, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.read(can)
+            except Exception as exc:  # never let the watcher die
+                log.exception("weight watcher: %s", exc)
+            stop.wait(interval)
+
+
+def _canary_status(can: Supervisor, split: Split) -> dict:
+    live = can.live
+    return {"release": live.worker.name if live else None, "weight": split.weight_for(live),
+            "starting": can.starting, "error": can.last_error}
+
+
+def run(target: Path, host: str, port: int, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
+        canary_target: Path | None = None) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(create_app(target, watch_interval, max_body), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(target, watch_interval, max_body, canary_target=canary_target), host=host, port=port,
+                log_level="warning")

@@ -55,21 +55,22 @@ def read_table(path: Path):
     return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
 
 
-def check(served, root: Path, manifest: dict, eval_rel: str) -> str:
+def check(served, root: Path, manifest: dict, eval_rel: str, sink: list | None = None) -> str:
     """Predict the eval slice with `served` (a loaders.Served) and match the record. GateFailed
-    names what does not reproduce."""
+    names what does not reproduce. `sink` receives the eval scores once their digest matches the
+    recorded one (the canary guard's reference distribution)."""
     if served.loader == "skops":
         from tether.bundle import smoke_test
 
         try:
-            result = smoke_test(served.bundle, read_table(root / eval_rel))
+            result = smoke_test(served.bundle, read_table(root / eval_rel), sink)
         except IntegrityError as exc:
             raise GateFailed(exc.message, hint=exc.hint) from None
         return f"bundle reproduces its eval predictions and metrics ({_fmt(result)})"
-    return _generic(served, root / eval_rel, manifest)
+    return _generic(served, root / eval_rel, manifest, sink)
 
 
-def _generic(served, path: Path, manifest: dict) -> str:
+def _generic(served, path: Path, manifest: dict, sink: list | None = None) -> str:
     import numpy as np
 
     from tether.bundle import METRIC_TOLERANCE, predictions_digest
@@ -95,6 +96,8 @@ def _generic(served, path: Path, manifest: dict) -> str:
     if digest != want:
         raise GateFailed(f"the release's eval predictions do not reproduce (digest {digest[:12]}, recorded {str(want)[:12]})",
                          hint="weights, preprocessing code or runtime differ from what evaluate ran")
+    if sink is not None:
+        sink.extend(float(s) for s in scores)
     got: dict[str, Any] = {"n": len(scores), "predictions_sha256": digest[:12]}
     if target is not None and all(isinstance(p.get("decision"), bool) for p in preds):
         from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score

@@ -125,17 +125,21 @@ def _start(target: Path, release: Path, smoke_eval: str | None = None) -> dict:
     if served.schema is not None:
         parse_features(served.schema)  # a schema the server cannot validate is refused here
     config = ServeConfig.from_meta(settings.get("serve"))
-    smoke = _smoke(served, release, manifest, settings, smoke_eval)
+    eval_scores: list = []
+    smoke = _smoke(served, release, manifest, settings, smoke_eval, eval_scores)
+    from tether.guard import bucket_counts
     return {
         "event": "ready", "_served": served, "release": release.name, "model": manifest["model"],
         "version": manifest["version"], "commit": manifest["commit"], "manifest_sha256": manifest_digest(manifest),
         "threshold": (manifest["components"].get("threshold") or {}).get("value"), "loader": served.loader,
         "schema": served.schema, "max_records": config.max_records, "smoke": smoke, "pid": os.getpid(),
         "load_seconds": round(time.monotonic() - t0, 3),
+        "eval_scores": bucket_counts(eval_scores) if eval_scores else None,
     }
 
 
-def _smoke(served, release: Path, manifest: dict, settings: dict, required: str | None = None) -> str:
+def _smoke(served, release: Path, manifest: dict, settings: dict, required: str | None = None,
+           sink: list | None = None) -> str:
     """Before it takes traffic: when the release carries its frozen eval slice (deploy --smoke
     or --full), the predictions and metrics it recorded must reproduce (smoke.check)."""
     from tether.errors import GateFailed
@@ -149,7 +153,7 @@ def _smoke(served, release: Path, manifest: dict, settings: dict, required: str 
     if required is not None:
         return check(served, release, manifest, rel)  # GateFailed: exit 5, promote's verdict
     try:
-        return check(served, release, manifest, rel)
+        return check(served, release, manifest, rel, sink)
     except GateFailed as exc:
         from tether.errors import IntegrityError
 

@@ -15,6 +15,7 @@ import yaml
 from tether import dvcgraph
 from tether.errors import NotFound, UsageError
 from tether.gitrepo import Git
+from tether.guard import GuardPolicy, parse_policy
 from tether.refs import check_env
 
 # the C loader is ~10x faster on large dvc.lock files
@@ -50,6 +51,8 @@ class Settings:
     gto: bool = True  # write GTO assignment tags on every move
     eval_data: str | None = None  # the frozen eval slice the smoke test predicts
     serve: dict = field(default_factory=dict)  # how the model is served (entrypoint, …)
+    canaries: dict = field(default_factory=dict)  # canary environment -> the stable one it guards
+    guard: GuardPolicy = field(default_factory=GuardPolicy)  # `tether guard`'s steps and thresholds
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Settings":
@@ -66,10 +69,11 @@ class Settings:
                 raise UsageError(f"unknown setting meta.tether.{key} in dvc.yaml",
                                  hint=(f"did you mean {close[0]}? " if close else "")
                                  + "known settings: " + ", ".join(sorted(_KINDS)))
-            kwargs[key] = _coerce(key, kind, value)
+            kwargs[key] = parse_policy(value) if kind == "policy" else _coerce(key, kind, value)
         s = cls(**kwargs)
         for env in s.environments:
             check_env(env)
+        _check_canaries(s)
         if not 0 <= s.tolerance < 1:
             raise _bad("tolerance", "a fraction between 0 and 1, e.g. 0.05 for 5%", s.tolerance)
         if s.keep < 0:
@@ -80,9 +84,20 @@ class Settings:
 _KINDS = {"environments": "names", "require_staging": "bool", "tolerance": "number", "lower_is_better": "names",
           "gate_metrics": "names", "keep": "int", "smoke": "bool", "branch_template": "str?",
           "threshold_file": "str", "feature_schema_file": "str", "runtime_file": "str", "metrics_file": "str",
-          "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map"}
+          "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map",
+          "canaries": "map", "guard": "policy"}
 _WANT = {"names": "a list of names, e.g. [staging, production]", "bool": "true or false", "number": "a number",
          "int": "a whole number", "str": "a string", "str?": "a string", "map": "a mapping"}
+
+
+def _check_canaries(s: Settings) -> None:
+    """`canaries: {canary: production}`: both configured environments, a canary guards a
+    stable environment that is not itself a canary."""
+    for canary, stable in s.canaries.items():
+        if not isinstance(stable, str) or canary not in s.environments or stable not in s.environments \
+                or stable == canary or stable in s.canaries:
+            raise _bad(f"canaries.{canary}", "a stable environment (both listed in `environments`, the stable "
+                       "one not itself a canary), e.g. {canary: production}", stable)
 
 
 def _bad(key: str, want: str, value) -> UsageError:

@@ -118,6 +118,8 @@ from tether.cli import releases  # noqa: E402,F401,I001
 from tether.cli import moves  # noqa: E402,F401
 from tether.cli import hosts  # noqa: E402,F401
 from tether.cli import repro  # noqa: E402,F401  (reproduce, report, export mlflow)
+from tether.cli import canary  # noqa: E402,F401  (canary weight, guard)
+
 
 def _debug_requested() -> bool:
     # The context is gone once the command has raised: read the flag from the command line.

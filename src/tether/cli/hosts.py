@@ -93,15 +93,19 @@ def serve(
     port: int = typer.Option(8000, "--port", help="TCP port."),
     watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
     max_body: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest /predict body accepted (413 above)."),
+    canary_target: Optional[str] = typer.Option(
+        None, "--canary-target", help="The canary environment's serving directory, served at its recorded weight."),
 ) -> None:
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
-    /version, /metrics."""
+    /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
+    or the body's `key`), at random without one."""
     from tether.deploy import resolve_target
     from tether.serve import run
 
     if max_body < 1:
         raise UsageError("--max-body-bytes must be at least 1")
-    run(resolve_target(target, _opts().chdir), host, port, watch_interval, max_body)
+    run(resolve_target(target, _opts().chdir), host, port, watch_interval, max_body,
+        resolve_target(canary_target, _opts().chdir) if canary_target is not None else None)
 
 
 @app.command("worker", hidden=True)

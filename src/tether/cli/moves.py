@@ -112,7 +112,9 @@ def _event_row(ev: dict) -> tuple[str, ...]:
         return (ev["time"][:26], "outside", ev["previous"], ev["release"] or "matches no release",
                 ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
     action = ev["action"] + (" (gto tag)" if ev["source"] == "gto" else "")
-    return (ev["time"][:26], action, ev["previous"], ev["release"], ev["approver"], ev["reason"])
+    weight = ev["trailers"].get("Tether-Weight")  # a canary's traffic share (tether.canary)
+    to = ev["release"] + (f" at {weight}%" if weight is not None else "")
+    return (ev["time"][:26], action, ev["previous"], to, ev["approver"], ev["reason"])
 
 
 @app.command()

@@ -1,0 +1,278 @@
+"""The canary guard's decision core: pure, no I/O, table-testable.
+
+A step machine in the manner of Flagger: it is fed one sample of the server's metrics per
+interval and answers hold, advance, rollback, promote or wait (for a human approver), always
+with the evidence that decided it (which check, the measured value, the threshold, the sample
+counts). It never acts on too little data: until the canary arm has `min_samples` requests
+since the step began, the answer is hold.
+
+Checks: error rate and p95 latency of the canary arm; its score distribution (PSI and KS over
+the score histogram's buckets) against the stable arm's live scores and against the release's
+own eval scores (the ones the worker's smoke test reproduced against the recorded predictions
+digest before it took traffic).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from tether.errors import UsageError
+
+SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 … 1.0, then +Inf
+HOLD, ADVANCE, ROLLBACK, PROMOTE, WAIT = "hold", "advance", "rollback", "promote", "wait"
+MIN_EVAL = 10  # eval scores below which the eval reference is too small to compare with
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    """`meta.tether.guard` in dvc.yaml. Thresholds are maxima; a check with no data to compare
+    (no eval scores recorded, too few stable scores) is reported as skipped, never as passed."""
+
+    interval: float = 30.0  # seconds between samples
+    min_samples: int = 100  # canary requests since the step began before any decision
+    failed_checks: int = 1  # failed samples tolerated in a row; one more rolls back
+    steps: tuple[int, ...] = (10, 25, 50, 100)  # traffic weights (percent), last one 100
+    max_error_rate: float = 0.005
+    max_p95_latency: float = 0.2  # seconds
+    max_psi: float = 0.25
+    max_ks: float = 0.2
+    promote: str = "auto"  # auto: promote after the last step; manual: wait for a human
+    rollback: str = "auto"  # auto: roll back on breach; manual: report and exit non-zero
+
+    def next_weight(self, weight: int) -> int | None:
+        later = [s for s in self.steps if s > weight]
+        return later[0] if later else None
+
+
+_POLICY_KINDS = {"interval": "number", "min_samples": "int", "failed_checks": "int", "steps": "ints",
+                 "max_error_rate": "number", "max_p95_latency": "number", "max_psi": "number", "max_ks": "number",
+                 "promote": ("auto", "manual"), "rollback": ("auto", "manual")}
+
+
+def parse_policy(raw) -> GuardPolicy:
+    """The typed policy from dvc.yaml's mapping; UsageError (exit 2) naming the key otherwise."""
+    if not isinstance(raw, dict):
+        raise _bad("guard", "a mapping of guard settings", raw)
+    kw: dict = {}
+    for key, value in raw.items():
+        kind = _POLICY_KINDS.get(key)
+        if kind is None:
+            raise UsageError(f"unknown setting meta.tether.guard.{key} in dvc.yaml",
+                             hint="known guard settings: " + ", ".join(sorted(_POLICY_KINDS)))
+        if isinstance(kind, tuple):
+            if value not in kind:
+                raise _bad(f"guard.{key}", " or ".join(kind), value)
+        elif kind == "ints":
+            if not isinstance(value, list) or not value or not all(_is_int(v) and 0 < v <= 100 for v in value) \
+                    or value != sorted(set(value)) or value[-1] != 100:
+                raise _bad(f"guard.{key}", "rising percentages ending at 100, e.g. [10, 25, 50, 100]", value)
+            value = tuple(value)
+        elif kind == "int":
+            if not _is_int(value) or value < 0:
+                raise _bad(f"guard.{key}", "a whole number, 0 or more", value)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+            raise _bad(f"guard.{key}", "a number, 0 or more", value)
+        else:
+            value = float(value)
+        kw[key] = value
+    pol = GuardPolicy(**kw)
+    if pol.min_samples < 1:
+        raise _bad("guard.min_samples", "at least 1 (the guard never decides on no data)", pol.min_samples)
+    return pol
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bad(key: str, want: str, value) -> UsageError:
+    return UsageError(f"meta.tether.{key} in dvc.yaml must be {want}, not {repr(value)[:60]}",
+                      hint=f"fix artifacts.<model>.meta.tether.{key} in dvc.yaml")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Cumulative counters of one arm for one release, as /metrics reports them."""
+
+    release: str = ""
+    requests: int = 0
+    errors: int = 0
+    latency: tuple[tuple[float, int], ...] = ()  # (upper bound, cumulative count), +Inf last
+    scores: tuple[int, ...] = ()  # per-bucket counts (not cumulative), len(SCORE_BUCKETS) + 1
+
+    def minus(self, base: "Arm") -> "Arm":
+        """The counts since `base` (the same release's earlier sample); all of them when the
+        counters went backwards (the server restarted) or `base` is another release's."""
+        if base.release != self.release or base.requests > self.requests:
+            return self
+        lat = tuple((b, c - dict(base.latency).get(b, 0)) for b, c in self.latency)
+        sc = tuple(a - b for a, b in zip(self.scores, base.scores)) if base.scores else self.scores
+        return Arm(self.release, self.requests - base.requests, self.errors - base.errors, lat, sc)
+
+    @property
+    def n_scores(self) -> int:
+        return sum(self.scores)
+
+
+@dataclass(frozen=True)
+class Sample:
+    canary: Arm
+    stable: Arm | None = None  # None: guarding one environment alone
+    eval_scores: tuple[int, ...] = ()  # the canary release's eval scores, bucketed
+
+
+@dataclass(frozen=True)
+class State:
+    weight: int  # the recorded weight now
+    baseline: Arm = field(default_factory=Arm)  # canary counters when this step began
+    stable_baseline: Arm = field(default_factory=Arm)
+    failures: int = 0  # failed samples in a row at this step
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: skipped (nothing to compare against)
+    value: float | None
+    threshold: float
+    detail: str
+
+    def line(self) -> str:
+        verdict = "skipped" if self.ok is None else ("ok" if self.ok else "BREACH")
+        shown = "n/a" if self.value is None else f"{self.value:.4g}"
+        return f"{self.name}={shown} (max {self.threshold:g}, {self.detail}) {verdict}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # hold | advance | rollback | promote | wait
+    weight: int  # the weight after this decision
+    checks: tuple[Check, ...]
+    why: str
+    state: State
+
+    @property
+    def evidence(self) -> str:
+        return "; ".join([self.why, *(c.line() for c in self.checks)])
+
+    @property
+    def breached(self) -> list[Check]:
+        return [c for c in self.checks if c.ok is False]
+
+
+def p95(latency: tuple[tuple[float, int], ...]) -> float | None:
+    """The upper bound of the bucket that holds the 95th percentile (an over-estimate, as
+    Prometheus' histogram_quantile is at a bucket edge); None with no requests."""
+    if not latency or latency[-1][1] <= 0:
+        return None
+    want = 0.95 * latency[-1][1]
+    for bound, count in latency:
+        if count >= want:
+            return bound
+    return latency[-1][0]
+
+
+def psi(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Population stability index of two bucketed distributions (counts), smoothed so an empty
+    bucket on one side is a large term, never a division by zero."""
+    na, nb, eps = sum(a), sum(b), 1e-4
+    total = 0.0
+    for x, y in zip(a, b):
+        p, q = max(x / na, eps), max(y / nb, eps)
+        total += (p - q) * math.log(p / q)
+    return total
+
+
+def ks(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Kolmogorov-Smirnov distance at the bucket edges (a lower bound of the exact statistic)."""
+    na, nb = sum(a), sum(b)
+    ca = cb = 0
+    worst = 0.0
+    for x, y in zip(a, b):
+        ca, cb = ca + x, cb + y
+        worst = max(worst, abs(ca / na - cb / nb))
+    return worst
+
+
+def checks(pol: GuardPolicy, canary: Arm, stable: Arm | None, eval_scores: tuple[int, ...]) -> list[Check]:
+    n = canary.requests
+    out = [Check("error_rate", canary.errors / n <= pol.max_error_rate, canary.errors / n, pol.max_error_rate,
+                 f"{canary.errors} of {n} requests")]
+    lat = p95(canary.latency)
+    out.append(Check("p95_latency", None if lat is None else lat <= pol.max_p95_latency, lat, pol.max_p95_latency,
+                     f"{n} requests"))
+    refs = [("stable", stable.scores if stable else (), stable.n_scores if stable else 0),
+            ("eval", eval_scores, sum(eval_scores))]
+    for ref, dist, m in refs:
+        if stable is None and ref == "stable":
+            continue
+        for name, fn, limit in (("psi", psi, pol.max_psi), ("ks", ks, pol.max_ks)):
+            detail = f"canary {canary.n_scores} scores vs {ref} {m}"
+            # the eval set is what it is (all of it recorded); below MIN_EVAL it says too little
+            need = min(pol.min_samples, MIN_EVAL) if ref == "eval" else pol.min_samples
+            if canary.n_scores < pol.min_samples or m < need or len(dist) != len(canary.scores):
+                out.append(Check(f"{name}_vs_{ref}", None, None, limit, detail + ", too few to compare"))
+                continue
+            value = fn(canary.scores, dist)
+            out.append(Check(f"{name}_vs_{ref}", value <= limit, value, limit, detail))
+    return out
+
+
+def decide(pol: GuardPolicy, state: State, sample: Sample) -> Decision:
+    """One step. `state.weight` is the weight recorded in git now; a canary at weight 0 (rolled
+    back, or never started) is not watched."""
+    if state.weight <= 0:
+        return Decision(HOLD, 0, (), "the canary takes no traffic (weight 0): nothing to watch", state)
+    canary = sample.canary.minus(state.baseline)
+    stable = sample.stable.minus(state.stable_baseline) if sample.stable is not None else None
+    if canary.requests < pol.min_samples:
+        return Decision(HOLD, state.weight, (), f"too little data: {canary.requests} of {pol.min_samples} canary "
+                        f"requests at weight {state.weight}", state)
+    found = tuple(checks(pol, canary, stable, sample.eval_scores))
+    bad = [c for c in found if c.ok is False]
+    at = f"at weight {state.weight}, {canary.requests} canary requests"
+    if bad:
+        failures = state.failures + 1
+        names = ", ".join(c.name for c in bad)
+        if failures > pol.failed_checks:
+            if pol.rollback == "manual":
+                return Decision(WAIT, state.weight, found, f"breach of {names} {at} ({failures} failed "
+                                "sample(s)): rollback needs a human (policy rollback: manual)", state)
+            return Decision(ROLLBACK, 0, found, f"breach of {names} {at} ({failures} failed sample(s), "
+                            f"{pol.failed_checks} tolerated)", replace(state, weight=0, failures=failures))
+        return Decision(HOLD, state.weight, found, f"breach of {names} {at}: {failures} failed sample(s), "
+                        f"{pol.failed_checks} tolerated", replace(state, failures=failures))
+    nxt = pol.next_weight(state.weight)
+    if nxt is not None:
+        return Decision(ADVANCE, nxt, found, f"checks passed {at}: weight {state.weight} → {nxt}",
+                        State(nxt, sample.canary, sample.stable or Arm(), 0))
+    if pol.promote == "manual":
+        return Decision(WAIT, state.weight, found, f"checks passed {at}, the last step: waiting for a human "
+                        "approver (policy promote: manual)", state)
+    return Decision(PROMOTE, state.weight, found, f"checks passed {at}, the last step: promote", state)
+
+
+def watch_alone(pol: GuardPolicy, state: State, sample: Sample) -> Decision:
+    """One environment with no canary: its live scores against its release's eval scores, and
+    its error rate. Never advances; a breach rolls back to the last known good release."""
+    d = decide(pol, replace(state, weight=100), Sample(sample.canary, None, sample.eval_scores))
+    if d.action != HOLD and not d.breached:
+        n = sample.canary.minus(state.baseline).requests
+        return Decision(HOLD, 100, d.checks, f"checks passed over {n} requests: healthy", replace(state, failures=0))
+    return d
+
+
+def policy_line(pol: GuardPolicy) -> str:
+    """The policy as one trailer value (what allowed a promotion or a rollback)."""
+    return (f"steps={','.join(map(str, pol.steps))} min_samples={pol.min_samples} failed_checks={pol.failed_checks} "
+            f"max_error_rate={pol.max_error_rate:g} max_p95_latency={pol.max_p95_latency:g} max_psi={pol.max_psi:g} "
+            f"max_ks={pol.max_ks:g} promote={pol.promote} rollback={pol.rollback}")
+
+
+def bucket_counts(values) -> list[int]:
+    """Per-bucket counts of `values` over SCORE_BUCKETS, the last one for anything above."""
+    out = [0] * (len(SCORE_BUCKETS) + 1)
+    for v in values:
+        out[next((i for i, b in enumerate(SCORE_BUCKETS) if v <= b), len(SCORE_BUCKETS))] += 1
+    return out

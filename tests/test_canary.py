@@ -1,0 +1,225 @@
+"""Canary rollouts on real servers on 127.0.0.1: one `tether serve` runs production and the
+canary in their own workers, a bounded request loop drives it, and `tether guard` (the real
+CLI) watches /metrics and moves the environments. One project and one server for the module:
+every test promotes its own canary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from canaryhelp import SERVE_TOKENS, Traffic, build_canary_project, make_failing, make_shifted, release, set_alpha, texts
+from servehelp import OPS, call, serve, until
+
+GUARD = ("guard", "--env", "canary", "--interval", "0.1", "--max-steps", "400", "--json")
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    base = tmp_path_factory.mktemp("canary")
+    p = build_canary_project(base / "p")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    p.ok("promote", v1, "--env", "production", *OPS, "--skip-staging", "first release")
+    stable, canary = base / "stable", base / "canary"
+    p.ok("deploy", "--env", "production", "--target", str(stable), "--smoke")
+    with serve(p, stable, base / "serve.log", "--canary-target", str(canary)) as url:
+        until(lambda: call(url, "/ready")[0] == 200, "production served")
+        yield {"p": p, "v1": v1, "url": url, "stable": stable, "canary": canary, "pool": texts(p)}
+
+
+def start_canary(rig, tag: str) -> None:
+    p = rig["p"]
+    p.ok("promote", tag, "--env", "canary", *OPS, "--allow-regression", "a canary is how we find out")
+    p.ok("deploy", "--env", "canary", "--target", str(rig["canary"]), "--smoke")
+    rid = tag.replace("/", "--")
+    until(lambda: (lambda r: r[1].get("canary", {}).get("release") == rid and r[1]["canary"]["weight"] == 10)(
+        call(rig["url"], "/ready")), f"{tag} in the canary arm at 10%")
+
+
+def guard(rig, *extra: str):
+    p = rig["p"]
+    res = p.tether(*GUARD, "--url", rig["url"], "--deploy", str(rig["canary"]),
+                   "--deploy-stable", str(rig["stable"]), *extra)
+    return res
+
+
+def canary_moves(p, tag: str) -> list[dict]:
+    events = p.ok("history", "--env", "canary", "--json").json()["environments"]["canary"]["events"]
+    return [e for e in reversed(events) if e["release"] == tag]
+
+
+def test_a_canary_failing_on_some_inputs_is_rolled_back_before_25_percent(rig):
+    p = rig["p"]
+    make_failing(p)
+    bad = release(p, "tokenizer: faster, crashes on '!!'")
+    make_failing_undo = (p.root / "src/serve.py")
+    start_canary(rig, bad)
+    with Traffic(rig["url"], rig["pool"]) as t:
+        res = guard(rig)
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["action"] == "rollback" and out["weight"] == 0, out
+    breach = {c["name"]: c for c in out["checks"] if c["ok"] is False}
+    assert "error_rate" in breach and breach["error_rate"]["value"] > 0.01, out
+    moves = canary_moves(p, bad)
+    assert [(m["action"], m["trailers"]["Tether-Weight"]) for m in moves] == [("promote", "10"), ("rollback", "0")]
+    rb = moves[-1]
+    assert rb["approver"] == "tether-guard" and "error_rate=" in rb["reason"] and "of" in rb["reason"]
+    assert rb["trailers"]["Tether-Guard-Breach"].startswith("error_rate")
+    assert "min_samples=40" in rb["trailers"]["Tether-Policy"]
+    # the rollback is live: the canary arm takes nothing, every later answer is production's
+    ready = call(rig["url"], "/ready")[1]
+    assert ready["canary"]["weight"] == 0
+    v1 = rig["v1"].replace("/", "--")
+    for i in range(20):
+        assert call(rig["url"], "/predict", {"key": f"user-{i}", "records": [{"text": "fine"}]})[2][
+            "x-tether-release"] == v1
+    errors = [a for a in t.answers if a[2] >= 500]
+    assert errors and all(a[1] == bad.replace("/", "--") for a in errors)  # only the canary failed
+    make_failing_undo.write_text(make_failing_undo.read_text().replace(
+        '        if any("!!" in r["text"] for r in records):\n'
+        '            raise RuntimeError("the new tokenizer crashes on punctuation runs")\n', ""))
+
+
+def test_a_canary_with_shifted_scores_is_rolled_back_on_the_distribution_with_no_errors(rig):
+    p = rig["p"]
+    make_shifted(p)
+    shifted = release(p, "preprocessing: a text clean-up that reverses the text (broken)")
+    start_canary(rig, shifted)
+    with Traffic(rig["url"], [t.replace(" !!", "") for t in rig["pool"]]):
+        res = guard(rig)
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["action"] == "rollback", out
+    by = {c["name"]: c for c in out["checks"]}
+    assert by["error_rate"]["ok"] is True and by["error_rate"]["value"] == 0, by
+    assert by["psi_vs_stable"]["ok"] is False and by["psi_vs_stable"]["value"] > 0.5, by
+    # against its own recorded eval scores it looks fine: the eval ran the same broken code
+    assert by["psi_vs_eval"]["ok"] is True, by
+    rb = canary_moves(p, shifted)[-1]
+    assert rb["action"] == "rollback" and "psi_vs_stable" in rb["trailers"]["Tether-Guard-Breach"]
+    assert "error_rate=0 " in rb["reason"] and "canary" in rb["reason"]
+    path = p.root / "src/serve.py"
+    path.write_text(path.read_text().replace("featurize.tokens(text[::-1])", SERVE_TOKENS))
+
+
+def test_a_human_move_during_a_guard_step_wins_or_loses_by_compare_and_swap(rig):
+    from tether.canary import execute_weight, plan_weight
+    from tether.errors import Conflict
+    from tether.guard import ADVANCE, Decision, State
+    from tether.guardrun import Guard, Outcome
+    from tether.workspace import Workspace
+
+    p = rig["p"]
+    set_alpha(p, 0.5)
+    tag = release(p, "alpha 0.5")
+    start_canary(rig, tag)
+    ws = Workspace(p.root)
+    g = Guard(ws, None, "canary", rig["url"])
+    _sample, head, _tag, _w, _why = g.observe()
+    # the guard decided to advance on `head`; a human sets 50% first: the human wins
+    p.ok("canary", "weight", "50", "--env", "canary", "--approver", "alice", "--reason", "going faster by hand")
+    advance = Decision(ADVANCE, 25, (), "checks passed (injected)", State(25))
+    with pytest.raises(Conflict):
+        g.act(Outcome(advance, "canary", tag), head)
+    weights = [m["trailers"]["Tether-Weight"] for m in canary_moves(p, tag)]
+    assert weights == ["10", "50"], weights
+    # a human who planned before the guard moved loses: the guard's move stands
+    human = plan_weight(Workspace(p.root), None, "canary", 75, approver="bob", reason="planned earlier")
+    _s, head, _t, _w, _why = g.observe()
+    g.act(Outcome(Decision(ADVANCE, 100, (), "checks passed (injected)", State(100)), "canary", tag), head)
+    with pytest.raises(Conflict):
+        execute_weight(Workspace(p.root), human)
+    moves = canary_moves(p, tag)
+    assert [(m["approver"], m["trailers"]["Tether-Weight"]) for m in moves] == [
+        ("ops", "10"), ("alice", "50"), ("tether-guard", "100")]
+    p.ok("canary", "weight", "0", "--env", "canary", "--approver", "alice", "--reason", "done with this one")
+
+
+def test_a_good_canary_is_promoted_through_every_step_and_history_shows_each(rig):
+    p = rig["p"]
+    set_alpha(p, 1.0)
+    path = p.root / "params.yaml"
+    path.write_text(path.read_text().replace("alpha: 0.5", "alpha: 0.9"))
+    good = release(p, "alpha 0.9")
+    start_canary(rig, good)
+    with Traffic(rig["url"], [t.replace(" !!", "") for t in rig["pool"]]) as t:
+        res = guard(rig)
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["action"] == "promote", out
+    moves = canary_moves(p, good)
+    assert [(m["action"], m["trailers"]["Tether-Weight"]) for m in moves] == [
+        ("promote", "10"), ("weight", "25"), ("weight", "50"), ("weight", "100"), ("weight", "0")], moves
+    for m in moves[1:4]:
+        assert m["approver"] == "tether-guard" and "checks passed" in m["reason"] and "psi_vs_stable=" in m["reason"]
+    prod = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    assert prod["release"] == good and prod["approver"] == "tether-guard"
+    assert "steps=10,25,50,100" in prod["trailers"]["Tether-Policy"] and prod["trailers"]["Tether-Canary"]
+    # live: production now serves it, and the canary arm takes nothing
+    rid = good.replace("/", "--")
+    until(lambda: call(rig["url"], "/version")[1].get("release") == rid, "the promotion live")
+    assert call(rig["url"], "/ready")[1]["canary"]["weight"] == 0
+    # keys stuck to their arm while the weight rose: once a key went to the canary it stayed there
+    seen: dict = {}
+    for key, rel, _code in t.answers:
+        seen.setdefault(key, []).append(rel)
+    assert any(rid in rels for rels in seen.values())
+    text = p.ok("history", "--env", "canary").out
+    row = next(line for line in text.splitlines() if f"{good} at 25%" in line)
+    assert "weight" in row and "tether-guard" in row and "guard: checks passed at weight 10" in row, text
+
+
+def test_production_alone_rolls_back_to_the_last_good_release_or_pages_a_human(rig):
+    """After the good canary's promotion: production serves it. Traffic unlike its eval slice
+    (every text gushing) shifts its live scores away from its recorded eval scores."""
+    p = rig["p"]
+    live = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    gushing = ["great wonderful loved superb brilliant delightful"] * 5
+    alone = ("guard", "--env", "production", "--url", rig["url"], "--interval", "0.1", "--max-steps", "400",
+             "--deploy", str(rig["stable"]), "--json")
+    # manual rollback policy: the evidence, exit 5, nothing moved
+    dvc = (p.root / "dvc.yaml").read_text()
+    (p.root / "dvc.yaml").write_text(dvc.replace("          max_ks: 0.35\n", "          max_ks: 0.35\n          rollback: manual\n"))
+    with Traffic(rig["url"], gushing):
+        res = p.tether(*alone)
+    (p.root / "dvc.yaml").write_text(dvc)
+    assert res.code == 5, (res.out, res.err)
+    assert "psi_vs_eval=" in res.err and "BREACH" in res.err and "tether rollback --env production" in res.err
+    after = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    assert after["commit"] == live["commit"]
+    # automatic: rolled back to the last known good release, deployed, with the evidence
+    with Traffic(rig["url"], gushing):
+        res = p.tether(*alone)
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["action"] == "rollback" and [c["name"] for c in out["checks"] if c["ok"] is False] == [
+        "psi_vs_eval", "ks_vs_eval"], out
+    ev = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    assert ev["action"] == "rollback" and ev["release"] == rig["v1"] and ev["previous"] == live["release"]
+    assert "psi_vs_eval=" in ev["reason"] and ev["approver"] == "tether-guard"
+    until(lambda: call(rig["url"], "/version")[1].get("release") == rig["v1"].replace("/", "--"), "v1 live again")
+
+
+def test_once_bad_input_and_bad_settings_change_nothing(rig):
+    p = rig["p"]
+    before = p.refs()
+    res = p.tether("guard", "--env", "canary", "--url", rig["url"], "--once", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["action"] == "hold"  # the canary takes no traffic now
+    assert p.tether("guard", "--env", "canary", "--url", "ftp://127.0.0.1", "--once").code == 2
+    assert p.tether("guard", "--env", "canary", "--url", "http://127.0.0.1:1", "--once").code == 3
+    for bad in ("101", "5.5", "ten"):
+        res = p.tether("canary", "weight", bad, "--env", "canary", *OPS)
+        assert res.code == 2 and "percentage" in res.err, (bad, res.err)
+    res = p.tether("canary", "weight", "10", "--env", "production", *OPS)
+    assert res.code == 2 and "not a canary" in res.err
+    dvc = (p.root / "dvc.yaml").read_text()
+    for edit, key in (("steps: [10, 25, 50, 100]", "steps: [10, 25]"), ("max_psi: 0.5", "max_psi: high"),
+                      ("min_samples: 40", "min_sample: 40")):
+        (p.root / "dvc.yaml").write_text(dvc.replace(edit, key))
+        res = p.tether("canary", "weight", "20", "--env", "canary", *OPS)
+        assert res.code == 2 and "meta.tether.guard." in res.err, res.err
+    (p.root / "dvc.yaml").write_text(dvc)
+    assert p.refs() == before
