@@ -113,3 +113,18 @@ def test_settings_validate_canary_pairs_and_the_policy():
                 {"guard": [1]}):
         with pytest.raises(UsageError):
             Settings.from_meta({"tether": bad})
+
+
+@pytest.mark.parametrize("text", ["101", "-1", "1.5", "ten", "", "١٠", "1e1", " 5x"])
+def test_a_weight_is_an_ascii_whole_percentage(text):
+    from tether.canary import parse_weight
+
+    with pytest.raises(UsageError):
+        parse_weight(text)
+
+
+@pytest.mark.parametrize("text,value", [("0", 0), ("5", 5), (" 100 ", 100)])
+def test_good_weights_parse(text, value):
+    from tether.canary import parse_weight
+
+    assert parse_weight(text) == value

@@ -28,7 +28,7 @@ WEIGHT_FILE = "weight.json"
 def parse_weight(text, what: str = "weight") -> int:
     """A whole percentage 0..100; UsageError otherwise (a person typed it or wrote it)."""
     value = str(text).strip()
-    if not value.isdigit() or int(value) > 100:
+    if not (value.isascii() and value.isdigit()) or int(value) > 100:  # ASCII: "١٠" is not 10
         raise UsageError(f"{what} must be a whole percentage from 0 to 100, not {value[:20]!r}")
     return int(value)
 
