@@ -556,7 +556,7 @@ def big_release(p: Project, seed: int, size_mb: int, threshold: float = 0.5) -> 
 
 
 def build_big(base: Path, size_mb: int) -> Project:
-    """A model that is one file of `size_mb` MiB of random bytes (plus threshold, metrics and a
+    """A model that is one file of `size_mb` MiB of random bytes (plus threshold and metrics),
     made by one DVC stage; v1.0.0 released and pushed."""
     p = _init(base, None)
     (p.root / "make_model.py").write_text(BIG_MAKE_MODEL)
