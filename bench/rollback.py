@@ -1,7 +1,10 @@
-"""Rollback latency with 50 MB and 500 MB bundles: the time from the command until `current`
-names the old release, when the old release is (a) still materialised, (b) only in the local DVC
-cache, (c) only on the DVC remote; (b) and (c) against naive in-place
-`git checkout <tag> && dvc pull` on the same data."""
+"""Rollback latency with 50 MB and 500 MB bundles (TETHER_BENCH_SIZES, e.g. 500,2048 for the
+issue's 2 GB): the time from the command until `current` names the old release, when the old
+release is (a) still materialised, (b) only in the local DVC cache, (c) only on the DVC remote;
+(b) and (c) against naive in-place `git checkout <tag> && dvc pull` on the same data. In (c)
+deploy streams each object from the remote into the staging directory while hashing it (each
+byte written once) and hard-links it into the cache; naive `dvc pull` writes the cache and links
+or copies into the workspace, and fsyncs nothing."""
 
 from __future__ import annotations
 
@@ -147,7 +150,7 @@ def run(size_mb: int, table: Table) -> None:
         shutil.rmtree(cache)
         n_remote = naive(repo, "big@v1.0.0")
         table.add(f"{size_mb} MB only on remote: tether deploy", t_remote, "s", "git checkout && dvc pull", n_remote,
-                  "<= 1.25x naive", t_remote <= 1.25 * n_remote)
+                  "<= 1.1x naive", t_remote <= 1.1 * n_remote)
         table.rows[-1]["ratio"] = t_remote / n_remote
 
 
