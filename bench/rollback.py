@@ -152,6 +152,23 @@ def run(size_mb: int, table: Table) -> None:
         table.add(f"{size_mb} MB only on remote: tether deploy", t_remote, "s", "git checkout && dvc pull", n_remote,
                   "<= 1.1x naive", t_remote <= 1.1 * n_remote)
         table.rows[-1]["ratio"] = t_remote / n_remote
+        table.add(f"{size_mb} MB: fsync of as many bytes just written", fsync_cost(root, size_mb), "s",
+                  target="(what durability before the switch costs; naive pays none)")
+
+
+def fsync_cost(root: Path, size_mb: int) -> float:
+    """Seconds that fsync takes on a file of `size_mb` MiB just written (its pages still dirty)."""
+    block = os.urandom(1 << 20)
+    path = root / "fsync-probe"
+    with open(path, "wb") as f:
+        for _ in range(size_mb):
+            f.write(block)
+        f.flush()
+        t = time.perf_counter()
+        os.fsync(f.fileno())
+        took = time.perf_counter() - t
+    path.unlink()
+    return took
 
 
 def main() -> None:
