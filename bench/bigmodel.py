@@ -5,7 +5,6 @@ them. The DVC remote is a local directory, or S3 (moto's server) for the fleet."
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import time
@@ -101,5 +100,4 @@ def peak_rss_mb(args: list, cwd: Path, env=None) -> float:
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
              "sys.exit(r.returncode)\n")
     out = sh(sys.executable, "-c", probe, *args, cwd=cwd, env=env)
-    assert resource.RUSAGE_CHILDREN is not None
     return int(out.split()[-1]) / 1024
