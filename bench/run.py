@@ -6,7 +6,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+<<<<<<< HEAD
 SCRIPTS = ["startup.py", "registry.py", "verify.py", "rollback.py", "serve.py", "canary.py"]
+=======
+SCRIPTS = ["startup.py", "registry.py", "verify.py", "rollback.py", "patch.py", "memory.py", "fleet.py", "serve.py"]
+>>>>>>> perf
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

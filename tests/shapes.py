@@ -516,3 +516,54 @@ def retrain_churn(p: Project, version: int, keep: str = "dvc", model: str = "chu
         p.dvc("add", "-q", f"models/{model}.pkl")
     p.dvc("repro", "-q")
     p.commit_all(f"{model} v{version}")
+
+
+# -- a raw-bytes model: one large weights file, a threshold and metrics; no bundle manifest --
+BIG_MAKE_MODEL = '''
+import json, os, random, yaml
+p = yaml.safe_load(open("params.yaml"))
+os.makedirs("models/big", exist_ok=True)
+rng = random.Random(p["seed"])
+with open("models/big/weights.bin", "wb") as f:
+    for _ in range(p["size_mb"]):
+        f.write(rng.randbytes(1 << 20))
+json.dump({"value": p["threshold"], "source": "params"}, open("models/big/threshold.json", "w"))
+json.dump({"auc": 0.9}, open("models/big/metrics.json", "w"))
+'''
+BIG_DVC_YAML = '''stages:
+  make:
+    cmd: python make_model.py
+    deps: [make_model.py, data/input.csv]
+    params: [seed, size_mb, threshold]
+    outs: [models/big/weights.bin, models/big/threshold.json, models/big/metrics.json]
+artifacts:
+  big:
+    path: models/big
+    type: model
+    meta:
+      tether: {smoke: false, require_staging: false}
+'''
+
+
+def big_release(p: Project, seed: int, size_mb: int, threshold: float = 0.5) -> str:
+    """`big` released (and pushed) with these params: a new seed is new weights, a new
+    threshold alone is a patch release that shares them."""
+    (p.root / "params.yaml").write_text(f"seed: {seed}\nsize_mb: {size_mb}\nthreshold: {threshold}\n")
+    p.dvc("repro", "-q")
+    p.commit_all(f"seed {seed}, threshold {threshold}")
+    p.git("push", "-q", "origin", "main")
+    return p.ok("release", "--push", "--json").json()["tag"]
+
+
+def build_big(base: Path, size_mb: int) -> Project:
+    """A model that is one file of `size_mb` MiB of random bytes (plus threshold and metrics),
+    made by one DVC stage; v1.0.0 released and pushed."""
+    p = _init(base, None)
+    (p.root / "make_model.py").write_text(BIG_MAKE_MODEL)
+    (p.root / "dvc.yaml").write_text(BIG_DVC_YAML)
+    (p.root / "data").mkdir()
+    (p.root / "data/input.csv").write_text("a,b\n1,2\n")
+    p.git("init", "-q", "--bare", str(p.origin))
+    p.git("remote", "add", "origin", str(p.origin))
+    big_release(p, 1, size_mb)
+    return p

@@ -12,9 +12,11 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from tether.errors import IntegrityError, StorageError, UsageError
 
@@ -33,6 +35,7 @@ class DvcStore:
         self.remote_name = remote
         self._repo = None
         self._root_cache: Path | None = None
+        self._remote_odb: Any = None
 
     @property
     def repo(self):
@@ -234,20 +237,56 @@ class DvcStore:
         wanted = set(md5s)
         dirs = {m for m in wanted if is_dir(m)}
         files = wanted - dirs
-        remote = self.remote()
-        # The listings first: they say which files to get. Each is read and validated before
-        # it may enter the cache (DVC's own transfer loads it as a tree, and would fail on a
-        # malformed one with a bare assertion).
-        new_dirs = {m for m in dirs if not self.cache_path(m).exists()}
-        for m in sorted(new_dirs):
-            if self._remote_listing(remote, m) is None:
-                new_dirs.discard(m)  # absent there too: the caller's check names it
-        self._transfer(remote, self.cache, new_dirs, "fetch from")
+        remote = self.fetch_listings(dirs)
         for m in sorted(dirs):
             listing = self._local_listing(m)
             if listing is not None:  # a listing the remote lacks too: the caller's check names it
                 files.update(c["md5"] for c in listing)
         self._transfer(remote, self.cache, {m for m in files if not self.cache_path(m).exists()}, "fetch from")
+
+    def fetch_listings(self, dirs: Iterable[str]):
+        """The `.dir` listings into the cache (they say which files to get). Each is read and
+        validated before it may enter the cache (DVC's own transfer loads it as a tree, and
+        would fail on a malformed one with a bare assertion). Returns the remote's odb."""
+        remote = self.remote()
+        new_dirs = {m for m in dirs if not self.cache_path(m).exists()}
+        for m in sorted(new_dirs):
+            if self._remote_listing(remote, m) is None:
+                new_dirs.discard(m)  # absent there too: the caller's check names it
+        self._transfer(remote, self.cache, new_dirs, "fetch from")
+        return remote
+
+    def open_remote(self, md5: str):
+        """A file object reading one object from the remote, in blocks (never whole)."""
+        if self._remote_odb is None:
+            self._remote_odb = self.remote()
+        odb = self._remote_odb
+        try:
+            with _quiet():
+                return odb.fs.open(odb.oid_to_path(md5), "rb")
+        except FileNotFoundError:
+            raise StorageError(f"the DVC remote lost object {md5} while it was being fetched",
+                               hint="push it again from a workspace that has it: dvc push") from None
+        except Exception as exc:
+            raise StorageError(f"the DVC remote is unreachable: {_short(exc)}",
+                               hint="check the remote's URL, endpoint and credentials (dvc remote list)") from exc
+
+    def adopt(self, md5: str, path: Path) -> bool:
+        """Hard-link a verified, read-only file into the cache as object `md5` (no byte copied),
+        unless the cache has it; False when the filesystem refuses (the cache on another device)."""
+        dest = self.cache_path(md5)
+        if dest.exists():
+            return True
+        tmp = dest.with_name(f"{dest.name}.tether-{os.getpid()}")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, tmp)
+            os.replace(tmp, dest)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return False
+        return True
 
     def _transfer(self, src, dest, md5s: Iterable[str], verb: str) -> None:
         from dvc_data.hashfile.transfer import transfer

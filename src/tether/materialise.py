@@ -3,10 +3,12 @@ checked against the manifest. Shared by deploy, checkout, verify and the smoke t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from tether import paths
@@ -49,6 +51,28 @@ def ensure_cached(store: DvcStore, entries: list[dict], progress=None) -> None:
                     raise StorageError(f"object {child['relpath']} of {by_md5[md5]} is missing from the cache")
 
 
+def ensure_available(store: DvcStore, entries: list[dict], progress=None) -> None:
+    """What ensure_cached checks, without filling the cache: every object is in the local
+    cache or on the remote (one existence query), before anything is written. Only the small
+    `.dir` listings are fetched; the files stream from the remote as they are placed
+    (place_outputs with stream=True), so each byte is written once."""
+    by_md5 = {e["md5"]: e["path"] for e in entries if e.get("md5")}
+    missing = store.missing_in_cache(by_md5)
+    if not missing:
+        return
+    if progress:
+        progress(f"{len(missing)} object(s) will stream from the DVC remote …")
+    absent = store.missing_on_remote(missing)
+    if absent:
+        names = ", ".join(sorted(by_md5[m] for m in absent))
+        raise StorageError(f"the DVC remote lacks {len(absent)} object(s) this release needs: {names}",
+                           hint="push them from a workspace that has them: dvc push")
+    store.fetch_listings({m for m in missing if m.endswith(".dir")})
+    for md5 in missing:
+        if md5.endswith(".dir") and not store.cache_path(md5).exists():
+            raise StorageError(f"the listing of {by_md5[md5]} did not arrive in the cache")
+
+
 def dir_listing(store: DvcStore, md5: str) -> list[dict]:
     """The validated listing (relative paths only, no `..`): paths from storage are untrusted."""
     return store.dir_entries(md5)
@@ -66,17 +90,36 @@ def write_git_tree(git: Git, commit: str, dest: Path) -> None:
 
 
 def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "", md5: str | None = None) -> str:
-    """A copy, never a hardlink: the cache must not change if someone edits the served file.
-    The bytes are hashed as they are written, in the same pass, and a mismatch refuses the file
-    before anything can use it: against the manifest's sha256, else (files inside directory
-    outputs, releases tagged by hand) against DVC's own md5. Returns the copy's sha256."""
+    """A copy of a cache object, never a hardlink: the cache must not change if someone edits
+    the served file. Verified as it is written (see _write). Returns the copy's sha256."""
+    with open(src, "rb", buffering=0) as fin:
+        return _write(fin, dst, sha256, name, md5,
+                      f"the cache object {src} is corrupt: delete it and run again to fetch a good copy")
+
+
+def _stream(store: DvcStore, md5: str, dst: Path, sha256: str | None, name: str) -> str:
+    """An object read from the DVC remote straight into `dst`, hashed as it is written (each
+    byte written once, not into the cache and then again into the release), then hard-linked
+    into the local cache so a later rollback to it needs no remote. Only a verified file is
+    linked: a kill before that leaves nothing in the cache."""
+    with store.open_remote(md5) as fin:
+        digest = _write(fin, dst, sha256, name, md5,
+                        f"the DVC remote's object {md5} is corrupt: push a good copy from a workspace that has it")
+    store.adopt(md5, dst)
+    return digest
+
+
+def _write(fin, dst: Path, sha256: str | None, name: str, md5: str | None, hint: str) -> str:
+    """`fin`'s bytes into `dst` (read-only), hashed in the same pass; a mismatch refuses the
+    file before anything can use it: against the manifest's sha256, else (files inside
+    directory outputs, releases tagged by hand) against DVC's own md5. Memory stays one block."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tether-tmp")
     h = hashlib.sha256()
     check_md5 = hashlib.md5() if sha256 is None and md5 is not None else None
     buf = bytearray(_BLOCK)
     view = memoryview(buf)
-    with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout:
+    with open(tmp, "wb", buffering=0) as fout:
         while n := fin.readinto(buf):
             h.update(view[:n])
             if check_md5 is not None:
@@ -90,30 +133,82 @@ def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "", md5: 
     if bad:
         tmp.unlink()
         raise IntegrityError(
-            f"{name or dst.name} does not match the manifest ({bad[0]} {bad[1][:16]}…, expected {bad[2][:16]}…)",
-            hint=f"the cache object {src} is corrupt: delete it and run again to fetch a good copy",
-        )
+            f"{name or dst.name} does not match the manifest ({bad[0]} {bad[1][:16]}…, expected {str(bad[2])[:16]}…)",
+            hint=hint)
     os.chmod(tmp, 0o444)
     os.replace(tmp, dst)
     return h.hexdigest()
 
 
-def place_outputs(store: DvcStore, entries: list[dict], dest: Path) -> dict[str, str]:
-    """Copy every output from the cache into `dest`, verifying every file on the way: a file
-    against its sha256 (or md5), a directory file by file against DVC's listing and as a whole
-    against its tree sha256 (digest.tree_sha256). Returns {path: sha256} of what was placed."""
+@dataclass(frozen=True)
+class Shared:
+    """An output already materialised, and verified, in another release directory: a file, or
+    a directory with its files' relative paths. Release directories are read-only, so a new
+    release may hard-link it instead of copying (deploystage.shared_outputs finds them)."""
+    path: Path
+    sha256: str
+    files: tuple[str, ...] = ()
+
+
+def _link(src: Path, dst: Path) -> bool:
+    """`dst` as a hard link to `src` (the same inode: no byte copied). False when the
+    filesystem refuses (another device, no hard links, too many links): the caller copies."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tether-tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(src, tmp, follow_symlinks=False)
+    except OSError:
+        return False
+    os.replace(tmp, dst)
+    return True
+
+
+def _place_shared(e: dict, shared: Shared, target: Path, dest: Path) -> bool:
+    """Link a shared output into `dest`; False (and nothing of it left) when linking fails."""
+    if not e["md5"].endswith(".dir"):
+        return _link(shared.path, target)
+    done: list[Path] = []
+    for rel in shared.files:
+        if not _link(shared.path / rel, paths.inside(dest, f"{e['path']}/{rel}", "output path")):
+            for d in done:
+                d.unlink()
+            return False
+        done.append(paths.inside(dest, f"{e['path']}/{rel}", "output path"))
+    return True
+
+
+def _object(store: DvcStore, md5: str, dst: Path, sha256: str | None, name: str, stream: bool) -> str:
+    """One file object into `dst`: from the cache, or (`stream`) from the remote when the cache lacks it."""
+    cached = store.cache_path(md5)
+    if stream and not cached.exists():
+        return _stream(store, md5, dst, sha256, name)
+    return _copy(cached, dst, sha256, name, md5=md5)
+
+
+def place_outputs(store: DvcStore, entries: list[dict], dest: Path, *, shared: dict[str, Shared] | None = None,
+                  stream: bool = False) -> dict[str, str]:
+    """Every output into `dest`, verifying every file on the way: a file against its sha256 (or
+    md5), a directory file by file against DVC's listing and as a whole against its tree sha256
+    (digest.tree_sha256). An output in `shared` (by md5) is hard-linked from the release
+    directory that already holds it; with `stream`, an object the cache lacks is read from the
+    remote (see ensure_available). Returns {path: sha256} of what was placed."""
     for e in entries:  # every path is checked before the first byte is written
         paths.inside(dest, e["path"], "output path")
     placed = {}
     for e in entries:
         md5 = e["md5"]
         target = paths.inside(dest, e["path"], "output path")
-        if md5.endswith(".dir"):
+        got = (shared or {}).get(md5)
+        if got is not None and _place_shared(e, got, target, dest):
+            placed[e["path"]] = got.sha256
+        elif md5.endswith(".dir"):
             files = {}
             for child in dir_listing(store, md5):
                 rel = f"{e['path']}/{child['relpath']}"
-                files[child["relpath"]] = _copy(store.cache_path(child["md5"]), paths.inside(dest, rel, "output path"),
-                                                None, rel, md5=child["md5"])
+                files[child["relpath"]] = _object(store, child["md5"], paths.inside(dest, rel, "output path"),
+                                                  None, rel, stream)
             placed[e["path"]] = tree_sha256(files)
             if e.get("sha256") and placed[e["path"]] != e["sha256"]:
                 raise IntegrityError(f"{e['path']}/ does not match the manifest (tree sha256 "
@@ -121,7 +216,7 @@ def place_outputs(store: DvcStore, entries: list[dict], dest: Path) -> dict[str,
                                      hint="a file in the DVC cache or remote was replaced; fetch it again from a "
                                           "trusted remote")
         else:
-            placed[e["path"]] = _copy(store.cache_path(md5), target, e.get("sha256"), e["path"], md5=md5)
+            placed[e["path"]] = _object(store, md5, target, e.get("sha256"), e["path"], stream)
     return placed
 
 
@@ -147,8 +242,9 @@ def verify_outputs(entries: list[dict], root: Path) -> None:
             )
 
 
-def materialise(git: Git, store: DvcStore, manifest: dict, dest: Path, entries: list[dict]) -> dict[str, str]:
-    """Into `dest` (which must not exist): git tree, DVC outputs, each verified as it is copied."""
+def materialise(git: Git, store: DvcStore, manifest: dict, dest: Path, entries: list[dict], *,
+                shared: dict[str, Shared] | None = None, stream: bool = False) -> dict[str, str]:
+    """Into `dest` (which must not exist): git tree, DVC outputs, each verified as it is placed."""
     dest.mkdir(parents=True)
     write_git_tree(git, manifest["commit"], dest)
-    return place_outputs(store, entries, dest)
+    return place_outputs(store, entries, dest, shared=shared, stream=stream)

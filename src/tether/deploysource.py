@@ -1,0 +1,161 @@
+"""Where a deploy's release comes from: the repository (or a clone of --repo kept in DIR), the
+environment's head on origin, and the release it names, trusted before a byte is fetched."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from tether.dvcstore import DvcStore
+from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
+from tether.gitrepo import Git
+from tether.registry import Event, Registry, Release
+from tether.workspace import Workspace
+
+
+def _url_key(url: str, base: Path) -> str:
+    """What a git URL names, for comparing the URL given now with the clone's `origin`: a local
+    path (git clone stores it absolute) by its real path, relative ones against `base`; any
+    other URL (scheme://, scp-like host:path) as written, less trailing slashes."""
+    u = url.strip()
+    if u.startswith("file://"):
+        u = u[len("file://"):]
+    elif "://" in u or ":" in u.split("/", 1)[0]:
+        return u.rstrip("/")
+    return os.path.realpath(os.path.join(base, u))
+
+
+def _check_origin(clone: Path, repo_url: str, base: Path) -> None:
+    """A clone in DIR/.tether/repo serves the URL it was cloned from, and no other: deploying
+    --repo B from a clone of A would silently serve A's releases."""
+    origin = Git(clone).remote_url("origin")
+    if origin is None or _url_key(origin, base) != _url_key(repo_url, base):
+        raise UsageError(
+            f"{clone} is a clone of {origin or '(no origin)'}, not of {repo_url}",
+            hint=f"deploy {repo_url} to another --target, or remove {clone} to clone {repo_url} afresh "
+                 f"(its DVC cache goes with it)",
+        )
+
+
+def source_workspace(target: Path, repo_url: str | None, env: str, model: str | None, progress=None,
+                     cwd: str | Path = ".") -> Workspace:
+    """Where releases come from: the given git URL, cloned into DIR/.tether/repo (whose DVC
+    cache then serves every later deploy and rollback) and checked out at the environment's
+    head, so dvc.yaml and the DVC remote config are the live release's own; or, without --repo,
+    the repository at `cwd` (`-C`, default: where we run). A relative local --repo path is
+    relative to `cwd` too, as in `git -C cwd clone`."""
+    if repo_url is None:
+        return Workspace.discover(cwd)
+    if not repo_url.strip():
+        raise UsageError("--repo is empty: it must be a git URL or path")
+    base = Path(cwd).absolute()
+    if not base.is_dir():
+        raise UsageError(f"{base} is not a directory (-C)")
+    clone = target / ".tether" / "repo"
+    git = Git(clone)
+    if not (clone / ".git").exists():
+        if progress:
+            progress(f"cloning {repo_url} …")
+        tmp = clone.with_name("repo.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            Git(base).clone_no_checkout(repo_url, tmp)
+        except TetherError as exc:
+            raise NotFound(f"cannot clone {repo_url}: {exc.message}") from None
+        os.replace(tmp, clone)
+    else:
+        _check_origin(clone, repo_url, base)
+    try:
+        git.fetch("origin", "+refs/heads/*:refs/remotes/origin/*")
+    except StorageError as exc:
+        reason = exc.message.partition("': ")[2] if exc.message.startswith("cannot fetch from git") else exc.message
+        raise StorageError(f"cannot fetch from {repo_url}: {reason or exc.message}",
+                           hint="check that the repository still exists there and that you may read it; "
+                                "nothing was deployed") from None
+    names = [f"{model}/{env}"] if model else []
+    names += [env] + [r.name[len("refs/remotes/origin/"):] for r in git.for_each_ref("refs/remotes/origin/")
+                      if r.name.endswith(f"/{env}") and r.name.count("/") > 3]
+    for name in names:
+        head = git.ref(f"refs/remotes/origin/{name}")
+        if head:
+            git.checkout(head, detach=True, force=True)
+            return Workspace(clone, git)
+    raise NotFound(f"{repo_url} has no branch for environment '{env}'",
+                   hint=f"promote a release first: tether promote MODEL@vX.Y.Z --env {env} --push …")
+
+
+_STORAGE_LIBRARIES = ("dvc", "dvc_data", "dvc_objects", "scmrepo", "fsspec", "s3fs", "aiobotocore", "botocore",
+                      "dulwich", "pygit2", "asyncssh", "requests", "aiohttp", "urllib3")
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The whole chain of a library error: DVC raises `CloneError("SCM error")` from the
+    error that says which repository could not be cloned and why."""
+    parts: list[str] = []
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if not any(text in p for p in parts):
+            parts.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return ": ".join(parts)[:600]
+
+
+@contextlib.contextmanager
+def _storage_errors():
+    """Storage failures from the libraries under DvcStore (DVC, its SCM layer cloning the source
+    of a `dvc import`, fsspec, boto) leave as StorageError (exit 7) with their reason, never as
+    an unexplained exit 1. Tether's own errors and local OS errors pass unchanged."""
+    try:
+        yield
+    except TetherError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in _STORAGE_LIBRARIES:
+            raise
+        raise StorageError(f"DVC storage failed: {type(exc).__name__}: {_reason(exc)}",
+                           hint="check that the DVC remote (dvc remote list) and the source repository of "
+                                "any `dvc import` are reachable; nothing was switched") from exc
+
+
+def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False) -> tuple[Registry, Release, Event]:
+    """The release the environment runs: per the git remote when there is one (a local branch
+    may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
+    repository) fetches nothing: origin's branch as last fetched, and no DVC objects."""
+    model = ws.model(model)
+    branch = ws.branch(model, env)
+    head = None
+    if read_only:
+        head = ws.git.ref(f"refs/remotes/origin/{branch}")
+    elif ws.git.remote_url("origin"):
+        ws.git.fetch("origin", "refs/tags/*:refs/tags/*")
+        if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
+            head = ws.git.ref(f"refs/remotes/origin/{branch}")
+    reg = Registry(ws, messages=False)
+    if head is None:
+        head = reg.env_head(model, env)
+    events = reg.events_at(env, head, model) if head else []
+    if not events:
+        raise NotFound(f"environment '{env}' of {model} has no release yet",
+                       hint=f"promote one first: tether promote {model}@vX.Y.Z --env {env} …")
+    ev = events[0]
+    if not ev.release:
+        raise IntegrityError(f"{branch}'s head {ev.commit[:12]} was committed outside tether and matches no release",
+                             hint=f"move {env} to a release with tether promote/rollback; nothing was deployed")
+    reg.check_tag_integrity([ev])
+    rel = reg.by_tag(ev.release)
+    if rel is not None and rel.unresolved and not read_only:
+        # a host with an empty cache: fetch the small objects (threshold, metrics, listings) the
+        # derivation needs, so the manifest a deploy records is the same on every host
+        rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
+    if rel is None or rel.manifest is None:
+        raise IntegrityError(f"{ev.release}, live in {env}, is not a complete release")
+    rel.require_trusted("deployed")
+    if rel.tree != ev.tree:
+        raise IntegrityError(f"{branch}'s tree is not {rel.tag}'s tree",
+                             hint="the branch was edited by hand; move it with tether promote/rollback")
+    return reg, rel, ev
+
