@@ -17,7 +17,8 @@ demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m fraud_detector.demo
 
 test: $(STAMP)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2
+	$(PY) -m mypy  # src/tether, configured in pyproject.toml
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2 --durations=25
 
 stress: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" TETHER_STRESS=50 TETHER_RACE_ROUNDS=20 $(PY) -m pytest -q -n 2 --timeout 3600 \
