@@ -46,6 +46,7 @@ def _opts() -> Options:
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
 MODEL_OPT = typer.Option(None, "--model", help="The model (optional when dvc.yaml declares one).")
+SIGN = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey).")
 MODEL_ARG = typer.Argument(None, help="The model (optional when dvc.yaml declares one; all models if left out).")
 
 
@@ -122,6 +123,7 @@ def release(
     bump: Optional[str] = typer.Option(None, "--bump", help="major, minor or patch."),
     message: Optional[str] = typer.Option(None, "-m", "--message", help="Release note."),
     push: bool = typer.Option(False, "--push", help="Push DVC outputs, then the tag."),
+    sign: bool = SIGN,
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -131,7 +133,7 @@ def release(
     ws = _ws()
     if not as_json:
         progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
-    plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push)
+    plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push, sign=sign)
     if dry_run:
         lines = [f"would release {plan.tag} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"]
         lines += [_gate_line(g) for g in plan.gates]
@@ -299,7 +301,7 @@ def check(
         floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
         skipped = [r.tag for r in rels if r.version < floor]
         rels = [r for r in rels if not r.version < floor]
-    report = check_releases(reg, rels, None if offline else DvcStore(ws.root))
+    report = check_releases(reg, rels, None if offline else DvcStore(ws.root), signatures=True)
     report.skipped = skipped
     lines = [f"checked {len(report.checked)} release(s)"
              + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
@@ -381,13 +383,14 @@ def promote(
         None, "--skip-staging", metavar="REASON", help="Promote to production without staging first (reason recorded)."),
     allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
                                                    help="Promote a release missing one of the five parts (recorded)."),
+    sign: bool = SIGN,
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
     """Gate a release, then move an environment to it (compare-and-swap)."""
     _move("promote", model=model, env=to, release_ref=ref, approver=approver, reason=reason, push=push,
           allow_regression=allow_regression, skip_staging=skip_staging, allow_incomplete=allow_incomplete,
-          dry_run=dry_run, as_json=as_json)
+          sign=sign, dry_run=dry_run, as_json=as_json)
 
 
 @app.command()
@@ -398,12 +401,13 @@ def rollback(
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
     model: Optional[str] = MODEL_OPT,
     push: bool = typer.Option(False, "--push", help="Push the environment branch (compare-and-swap on origin)."),
+    sign: bool = SIGN,
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
     """Move an environment back to the last known good release, or to --to REF."""
     _move("rollback", model=model, env=env, release_ref=to, approver=approver, reason=reason, push=push,
-          dry_run=dry_run, as_json=as_json)
+          sign=sign, dry_run=dry_run, as_json=as_json)
 
 
 @app.command()
@@ -432,8 +436,24 @@ def history(
                              f"  commit {ev['commit'][:12]} by {ev['approver']}: {ev['reason']}")
                 continue
             lines.append(f"  {ev['time'][:26]:26} {ev['action']:8} {ev['previous']} → {ev['release']}"
-                         f"  by {ev['approver']}: {ev['reason']}" + ("  (gto tag)" if ev["source"] == "gto" else ""))
+                         f"  by {ev['approver']}: {ev['reason']}" + ("  (gto tag)" if ev["source"] == "gto" else "")
+                         + _signer_note(ev.get("signature")))
     emit(data, as_json, "\n".join(lines))
+    if data.get("refused"):
+        from tether.errors import IntegrityError
+
+        raise IntegrityError(data["refused"], hint="see the moves marked REFUSED above")
+
+
+def _signer_note(sig: Optional[dict]) -> str:
+    """Beside each move: the signer git verified, or why the policy refuses it."""
+    if not sig:
+        return ""
+    if sig["problem"] and sig["enforced"]:
+        return f"  [REFUSED: {sig['problem']}]"
+    if sig["verified"]:
+        return f"  [signed: {sig['principal']}]"
+    return "  [unsigned]" if sig["status"] == "N" else f"  [signature {sig['status']}: not verified]"
 
 
 @app.command()
@@ -471,6 +491,10 @@ def deploy(
     keep: int = typer.Option(3, "--keep", help="Materialised releases to keep."),
     full: bool = typer.Option(False, "--full", help="Materialise every DVC output, data too."),
     smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test before switching."),
+    require_signed: bool = typer.Option(False, "--require-signed",
+                                        help="Deploy only a move signed by a key in --allowed-signers."),
+    allowed_signers: Optional[str] = typer.Option(None, "--allowed-signers", metavar="FILE",
+                                                  help="This host's allowed signers file (git's SSH format)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -483,7 +507,8 @@ def deploy(
         _ws()  # fail early outside a repository
     # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
     res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                    dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir)
+                    dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir,
+                    require_signatures=require_signed, allowed_signers=allowed_signers)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")

@@ -356,7 +356,28 @@ def _storage_errors():
                                 "any `dvc import` are reachable; nothing was switched") from exc
 
 
-def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False) -> tuple[Registry, Release]:
+def require_signed(ws: Workspace, reg: Registry, model: str, env: str, rel: Release, events: list,
+                   host_required: bool = False, host_signers: Path | None = None) -> None:
+    """The signing policy, checked before anything is materialised or switched: the repository's
+    (`meta.tether.signing`), plus the host's own when it was told `--require-signed` (then the
+    environment's newest move must carry a good signature by a key in `--allowed-signers`, the
+    host's own file, whatever the repository says). A refusal leaves `current` as it was."""
+    from tether import signing
+    from tether import signpolicy as sp
+
+    pol = signing.policy(ws, model)
+    if host_required:
+        host = sp.Policy(releases=pol.releases, environments={env: sp.Rule(require_signed=True)})
+        pol = sp.merge(pol, host)
+    signers = signing.allowed_signers(ws, host_signers)
+    bad = signing.violations(signing.env_verdicts(ws, reg, model, env, signers, pol, events))
+    if bad:
+        raise signing.refuse(env, bad, "nothing was deployed; the previous release keeps serving")
+    signing.enforce_release(ws, rel, host_signers, pol)
+
+
+def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False,
+                signed: tuple[bool, Path | None] = (False, None)) -> tuple[Registry, Release]:
     """The release the environment runs: per the git remote when there is one (a local branch
     may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
     repository) fetches nothing: origin's branch as last fetched, and no DVC objects."""
@@ -392,6 +413,7 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     if rel.tree != ev.tree:
         raise IntegrityError(f"{branch}'s tree is not {rel.tag}'s tree",
                              hint="the branch was edited by hand; move it with tether promote/rollback")
+    require_signed(ws, reg, model, env, rel, events, *signed)
     return reg, rel
 
 
@@ -407,16 +429,19 @@ def deploy(
     dry_run: bool = False,
     progress=None,
     cwd: str | Path = ".",
+    require_signatures: bool = False,
+    allowed_signers: str | Path | None = None,
 ) -> DeployResult:
     """`cwd` is the directory tether acts in (`-C`): the repository without --repo, and what a
     relative DIR or --repo path is relative to."""
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = resolve_target(target, cwd)
+    signed = _host_signing(require_signatures, allowed_signers, repo_url, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
     current_release(target)
     if dry_run:
-        return _dry_run(target, env, repo_url, model, cwd)
+        return _dry_run(target, env, repo_url, model, cwd, signed)
     try:
         target.mkdir(parents=True, exist_ok=True)
         (target / "releases").mkdir(exist_ok=True)
@@ -428,7 +453,7 @@ def deploy(
         previous = current_release(target)  # again, under the lock
         ws = source_workspace(target, repo_url, env, model, progress, cwd=cwd)
         with _storage_errors():
-            _reg, rel = plan_source(ws, model, env)
+            _reg, rel = plan_source(ws, model, env, signed=signed)
         manifest = rel.manifest
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
@@ -454,7 +479,23 @@ def deploy(
         return DeployResult(env, rel.tag, previous, outcome, str(final), pruned)
 
 
-def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".") -> DeployResult:
+def _host_signing(required: bool, signers: str | Path | None, repo_url: str | None,
+                  cwd: str | Path) -> tuple[bool, Path | None]:
+    """A host that requires signatures trusts its own allowed signers file, never one that
+    arrives with what it deploys (the environment's tree is the release's, anyone's to write)."""
+    path = None
+    if signers is not None:
+        path = (Path(cwd) / signers).absolute()
+        if not path.is_file():
+            raise UsageError(f"--allowed-signers {signers}: no such file")
+    if required and path is None and repo_url is not None:
+        raise UsageError("--require-signed with --repo needs the host's own --allowed-signers FILE",
+                         hint="copy the team's allowed signers file to the host and name it; nothing was deployed")
+    return required, path
+
+
+def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".",
+             signed: tuple[bool, Path | None] = (False, None)) -> DeployResult:
     """What deploy would do, touching nothing in DIR (a --repo clone goes to a temp dir)."""
     import tempfile
 
@@ -464,7 +505,7 @@ def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cw
     with tempfile.TemporaryDirectory(prefix="tether-dry-run-") as tmp:
         ws = source_workspace(Path(tmp), repo_url, env, model, cwd=cwd) if repo_url else Workspace.discover(cwd)
         with _storage_errors():  # a --repo clone is our own temp copy; the user's repository is only read
-            _reg, rel = plan_source(ws, model, env, read_only=not repo_url)
+            _reg, rel = plan_source(ws, model, env, read_only=not repo_url, signed=signed)
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
         previous = current_release(target)

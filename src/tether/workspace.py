@@ -52,6 +52,7 @@ class Settings:
     gto: bool = True  # write GTO assignment tags on every move
     eval_data: str | None = None  # the frozen eval slice the smoke test predicts
     serve: dict = field(default_factory=dict)  # how the model is served (entrypoint, …)
+    signing: dict = field(default_factory=dict)  # who may release and move environments (signpolicy)
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Settings":
@@ -76,13 +77,17 @@ class Settings:
             raise _bad("tolerance", "a fraction between 0 and 1, e.g. 0.05 for 5%", s.tolerance)
         if s.keep < 0:
             raise _bad("keep", "a whole number of releases, 0 or more", s.keep)
+        from tether.signpolicy import parse as parse_signing
+
+        parse_signing(s.signing)  # a malformed policy is a usage error when settings load
         return s
 
 
 _KINDS = {"environments": "names", "require_staging": "bool", "tolerance": "number", "lower_is_better": "names",
           "gate_metrics": "names", "keep": "int", "smoke": "bool", "branch_template": "str?",
           "threshold_file": "str", "feature_schema_file": "str", "runtime_file": "str", "metrics_file": "str",
-          "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map"}
+          "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map",
+          "signing": "map"}
 _WANT = {"names": "a list of names, e.g. [staging, production]", "bool": "true or false", "number": "a number",
          "int": "a whole number", "str": "a string", "str?": "a string", "map": "a mapping"}
 
