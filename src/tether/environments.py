@@ -233,7 +233,7 @@ def _signature_rule(ws: Workspace, reg: Registry, model: str, env: str, sign: bo
                     approver: str) -> signpolicy.Rule:
     """The environment's signing rule, after its history so far has passed it: a move onto a
     history the policy rejects, or an unsigned move where one is required, changes nothing."""
-    signing.enforce_env(ws, reg, model, env, what="nothing was moved")
+    signing.enforce_env(ws, reg, model, env, what="nothing was moved", head=False)
     rule = signing.policy(ws, model).env(env)
     if rule.require_signed and not sign:
         raise IntegrityError(f"{env} requires signed moves (meta.tether.signing in dvc.yaml): this one is unsigned",

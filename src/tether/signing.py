@@ -8,8 +8,9 @@ signed by a key or principal not allowed there, or an approver trailer that name
 than the signer.
 
 History from before the policy is kept as it was: moves older than the oldest move that
-satisfies the policy are reported (signer or "unsigned") but are not errors. The newest move,
-and every move after the first good one, must satisfy it.
+satisfies the policy are reported (signer or "unsigned") but are not errors. Every move after
+the first good one must satisfy it, and so must the live one for check, history and deploy
+(a promote or rollback may put the first signed move on top of an unsigned past).
 """
 
 from __future__ import annotations
@@ -90,9 +91,12 @@ def judge_event(ev: Event, sig: sp.Signature, rule: sp.Rule) -> str | None:
 
 
 def env_verdicts(ws: Workspace, reg: Registry, model: str, env: str, signers: Path | None,
-                 pol: sp.Policy | None = None, events: list[Event] | None = None) -> list[Verdict]:
+                 pol: sp.Policy | None = None, events: list[Event] | None = None,
+                 head: bool = True) -> list[Verdict]:
     """One verdict per branch move of the environment, newest first (GTO's tags carry no
-    signature and are not judged). One `git log` verifies them all."""
+    signature and are not judged). One `git log` verifies them all. `head=False` (a move about
+    to be made on top) lets an environment whose whole history predates the policy take its
+    first signed move."""
     pol = pol or policy(ws, model)
     events = [e for e in (events if events is not None else reg.history(model, env)) if e.source != "gto"]
     if not events:
@@ -104,7 +108,7 @@ def env_verdicts(ws: Workspace, reg: Registry, model: str, env: str, signers: Pa
     oldest_good = max((i for i, p in enumerate(problems) if p is None and raw[i][0].source == "tether"), default=-1)
     out = []
     for i, ((ev, sig), problem) in enumerate(zip(raw, problems)):
-        out.append(Verdict(ev.commit, sig, problem, enforced=i == 0 or i <= oldest_good))
+        out.append(Verdict(ev.commit, sig, problem, enforced=(head and i == 0) or i <= oldest_good))
     return out
 
 
@@ -123,8 +127,8 @@ def refuse(env: str, bad: list[Verdict], what: str = "") -> IntegrityError:
 
 
 def enforce_env(ws: Workspace, reg: Registry, model: str, env: str, signers: Path | None = None,
-                what: str = "") -> list[Verdict]:
-    verdicts = env_verdicts(ws, reg, model, env, allowed_signers(ws, signers))
+                what: str = "", head: bool = True) -> list[Verdict]:
+    verdicts = env_verdicts(ws, reg, model, env, allowed_signers(ws, signers), head=head)
     if bad := violations(verdicts):
         raise refuse(env, bad, what)
     return verdicts
