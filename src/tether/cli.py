@@ -594,6 +594,9 @@ def worker(
         sys.exit(code)
 
 
+import tether.cli_hook  # noqa: E402,F401  (registers `tether hook`)
+
+
 def _debug_requested() -> bool:
     # The context is gone once the command has raised: read the flag from the command line.
     return "--debug" in sys.argv[1:]

@@ -328,6 +328,12 @@ class Git:
         if res.returncode == 0:
             return
         text = res.stdout + res.stderr
+        if "pre-receive hook declined" in text:
+            said = [ln.partition("remote: ")[2] for ln in text.splitlines() if "remote: tether: refused" in ln]
+            from tether.errors import IntegrityError
+
+            raise IntegrityError(f"the git remote '{remote}' refused the push: " + ("; ".join(said) or text.strip()[-300:]),
+                                 hint="its pre-receive hook enforces tether's rules; nothing was updated there")
         if "rejected" in text or "non-fast-forward" in text or "fetch first" in text or "already exists" in text:
             raise Conflict(
                 f"the git remote '{remote}' rejected the push: it moved since you last fetched",
