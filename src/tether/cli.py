@@ -631,4 +631,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m tether.cli`: run the importable module's app, the one cli_<topic> modules register on
+    from tether.cli import main as _module_main
+
+    _module_main()
