@@ -123,3 +123,31 @@ def test_a_malformed_policy_is_a_usage_error(tmp_path):
                                        "          environments: {production: {require_signed: yes please}}\n"))
     res = p.tether("status")
     assert res.code == 2 and "meta.tether.signing.environments.production.require_signed" in res.err, res.err
+
+
+def test_an_openpgp_signed_release_parses_and_verifies(tmp_path):
+    """The other format git signs with: a gpg key made here (no passphrase), `release --sign`
+    with git's default gpg.format, read back by list/show and judged by check."""
+    gnupg = tmp_path / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(gnupg)}
+    p = build_churn(tmp_path / "p", "dvc")
+    p.sh("gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Lee Lead <lead@example.com>", "ed25519",
+         "sign", "never", env=env)
+    y = p.root / "dvc.yaml"
+    y.write_text(y.read_text().replace("        smoke: false\n", "        smoke: false\n        signing:\n"
+                                       "          releases: {require_signed: true, principals: [lead@example.com]}\n"))
+    p.commit_all("only the lead releases")
+    p.git("config", "user.signingkey", "lead@example.com")
+    res = p.tether("release", "--sign", "--push", env=env)
+    assert res.code == 0, res.err
+    raw = p.git("cat-file", "tag", "churn@v1.0.0")
+    assert "-----BEGIN PGP SIGNATURE-----" in raw
+    shown = p.tether("show", "churn@v1.0.0", "--json", env=env)
+    assert shown.code == 0 and shown.json()["version"] == "1.0.0"  # the signature is not part of the manifest
+    assert "INCOMPLETE" not in p.tether("list", env=env).out
+    assert p.tether("check", "--offline", env=env).code == 0
+    # without the key in the keyring git cannot check it: refused like any unverifiable signature
+    (tmp_path / "empty").mkdir(mode=0o700)
+    res = p.tether("check", "--offline", env={"GNUPGHOME": str(tmp_path / "empty")})
+    assert res.code == 6 and "signature git cannot check" in res.out, res.out
