@@ -29,12 +29,14 @@ def pre_receive(
     """Run by git in a bare repository: reads `<old> <new> <ref>` lines on stdin and refuses
     (exit 6) a push that breaks tether's rules. Nothing is updated when it refuses."""
     from tether.errors import IntegrityError
+    from tether.gitrepo import ZERO
     from tether.hook import check_push, parse_updates
 
     bare = Path(os.environ.get("GIT_DIR") or _opts().chdir).absolute()
     updates = parse_updates(sys.stdin.read())
     refusals = check_push(bare, updates, Path(dvc_repo).absolute() if dvc_repo else None)
-    if not dvc_repo and any(u.ref.startswith("refs/tags/") for u in updates):
+    if not dvc_repo and any(u.ref.startswith("refs/tags/") and u.old == ZERO != u.new and "@v" in u.ref
+                            for u in updates):
         progress("tether: release tags' DVC objects not checked (install the hook with --dvc-repo DIR)")
     for r in refusals:
         progress(f"tether: refused {r}")
