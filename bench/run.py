@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["startup.py", "registry.py", "verify.py", "rollback.py", "serve.py"]
+SCRIPTS = ["startup.py", "registry.py", "verify.py", "rollback.py", "serve.py", "signing.py"]
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

@@ -52,7 +52,7 @@ def test_a_signed_promotion_goes_through_the_hook(hooked):
 
 
 @pytest.mark.parametrize("case", ["move-tag", "delete-tag", "non-fast-forward", "delete-env", "unsigned",
-                                  "unknown-key", "approver-lies", "wrong-tree", "no-trailers"])
+                                  "unknown-key", "approver-lies", "wrong-tree", "no-trailers", "new-env-at-main"])
 def test_the_hook_refuses_and_nothing_moves_on_the_server(hooked, case):
     p, keys = hooked
     before = origin_refs(p)
@@ -77,6 +77,11 @@ def test_the_hook_refuses_and_nothing_moves_on_the_server(hooked, case):
         forge_move(p, "production", "churn@v1.1.0", approver="lead@example.com", key=keys["lead"], push=False,
                    tree_of="churn@v1.0.0")
         res, why = push(p, "production"), "has a tree that is not churn@v1.1.0's tree"
+    elif case == "new-env-at-main":  # a branch tether never moved, created at a commit the server has
+        p.git("branch", "-f", "staging", "main")
+        p.sh("git", "update-ref", "-d", "refs/heads/staging", cwd=p.origin)  # as if staging never existed
+        before = origin_refs(p)
+        res, why = push(p, "staging"), "lacks tether's trailers"
     else:
         head = p.git("rev-parse", "production")
         new = p.sh("git", "commit-tree", "-S", f"{head}^{{tree}}", "-p", head, "-m", "hotfix by hand").out.strip()

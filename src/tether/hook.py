@@ -158,6 +158,8 @@ def _env_branch(ws: BareWorkspace, u: Update, model: str, env: str, signers: Pat
     # for a new branch, not the commits of release tags arriving in the same push)
     stop = [f"^{u.old}"] if u.old != ZERO else ["--not", "--all", *pushed_tags.values()]
     moves = _first_parent(ws.git, u.new, stop)
+    if not moves or moves[0].commit != u.new:  # a new branch at a commit some ref already has
+        moves = _first_parent(ws.git, u.new, ["--max-count=1"]) + moves
     rule = signing.policy(ws, model).env(env)
     sigs = signing.commit_signatures(ws.git, [u.new, *stop], signers)
     out = []

@@ -84,6 +84,38 @@ def commit_signatures(git: Git, revs: list[str], signers: Path | None,
             for c, (st, who, key) in git.commit_signatures(revs, signers, max_count).items()}
 
 
+def known_signatures(git: Git, commits: list[str], signers: Path | None) -> dict[str, sp.Signature]:
+    """git's verdicts on these commits, remembered under `.git/tether/signatures/` per allowed
+    signers file (by its SHA-256): a commit never changes, and an SSH verdict depends only on
+    the commit and that file (git verifies at the commit's own time). OpenPGP verdicts depend on
+    the keyring, so they are asked afresh every time."""
+    import hashlib
+    import json
+    import os
+
+    from tether.derive import cache_dir
+
+    digest = hashlib.sha256(signers.read_bytes()).hexdigest() if signers is not None else "none"
+    path = cache_dir(git).parent / "signatures" / f"{digest}.json"
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    todo = [c for c in dict.fromkeys(commits) if c not in cache]
+    fresh = git.signatures_of(todo, signers)
+    keep = {c: v for c, v in fresh.items() if v[0] == "N" or v[2].startswith("SHA256:")}
+    if keep:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({**cache, **keep}))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only .git only costs time
+    both = {**{c: tuple(v) for c, v in cache.items()}, **fresh}
+    return {c: sp.Signature(*both[c]) if both[c][0] != "N" else sp.UNSIGNED for c in commits if c in both}
+
+
 def judge_event(ev: Event, sig: sp.Signature, rule: sp.Rule) -> str | None:
     if ev.source == "outside" and (rule.require_signed or rule.principals):
         return "committed outside tether (no Tether-* trailers), where moves must be signed"
@@ -101,7 +133,7 @@ def env_verdicts(ws: Workspace, reg: Registry, model: str, env: str, signers: Pa
     events = [e for e in (events if events is not None else reg.history(model, env)) if e.source != "gto"]
     if not events:
         return []
-    sigs = commit_signatures(ws.git, [events[0].commit], signers, max_count=len(events) + 1)
+    sigs = known_signatures(ws.git, [e.commit for e in events], signers)
     rule = pol.env(env)
     raw = [(ev, sigs.get(ev.commit, sp.UNSIGNED)) for ev in events]
     problems = [judge_event(ev, sig, rule) for ev, sig in raw]
