@@ -433,7 +433,8 @@ def history(
             if ev["source"] == "outside":
                 what = ev["release"] or "matches no release"
                 lines.append(f"  {ev['time'][:26]:26} outside  {ev['previous']} → {what}"
-                             f"  commit {ev['commit'][:12]} by {ev['approver']}: {ev['reason']}")
+                             f"  commit {ev['commit'][:12]} by {ev['approver']}: {ev['reason']}"
+                             + _signer_note(ev.get("signature")))
                 continue
             lines.append(f"  {ev['time'][:26]:26} {ev['action']:8} {ev['previous']} → {ev['release']}"
                          f"  by {ev['approver']}: {ev['reason']}" + ("  (gto tag)" if ev["source"] == "gto" else "")

@@ -252,6 +252,9 @@ class Git:
             self.run("tag", "-s", "--cleanup=verbatim", "-F", "-", name, commit,
                      input=message + ("" if message.endswith("\n") else "\n"))
         except CommandFailed as exc:
+            if "already exists" in exc.result.stderr:
+                raise Conflict(f"tag {name} exists already (made meanwhile)",
+                               hint="releases never move; release another version") from None
             raise _signing_failed(exc) from None
         return self.out("rev-parse", f"refs/tags/{name}")
 
