@@ -4,7 +4,7 @@ and warm, `tether status`, `tether history --env production`, `tether show produ
 `tether check --offline`, against `gto show` on the same repository and against the git floor
 (`git for-each-ref` with the fields tether reads). Ratios are printed, not asserted.
 
-Sizes: TETHER_BENCH_SIZES (default "1000,5000" releases) and TETHER_BENCH_GTO_MAX (default
+Sizes: TETHER_BENCH_SIZES (default "1000,10000" releases, with 300 promotions per 1,000) and TETHER_BENCH_GTO_MAX (default
 1000): `gto show` grows quadratically with the tag count (≈10 s at 1,300 tags, ≈36 s at 2,300,
 ≈200 s at 5,400 on the 2-core bench machine), so larger sizes are measured against the git
 floor only. TETHER_BENCH_YEARS (default 3) spreads each history over that many years.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, ENV, OUT, Table, wall  # noqa: E402
 from synthetic import MODEL, build_registry_repo, repo_stats  # noqa: E402
 
-PROMOTIONS = 300
+PROMOTIONS_PER_1000 = 300  # 3,000 promotions at 10,000 releases (issue "Performance at scale")
 TETHER_FIELDS = ("%(refname)%00%(objecttype)%00%(objectname)%00%(*objectname)%00%(tree)%00%(*tree)%00"
                  "%(creatordate:iso-strict)%00%(if)%(taggername)%(then)%(taggername)%(else)%(committername)%(end)%00")
 
@@ -61,7 +61,8 @@ def validate(repo: Path) -> dict:
 
 def measure(n: int, tmp: Path, gto_max: int, years: float, dir_files: int = 0) -> dict:
     t0 = time.perf_counter()
-    repo = build_registry_repo(tmp / f"repo-{n}-{dir_files}", releases=n, promotions=PROMOTIONS, years=years,
+    promotions = max(1, n * PROMOTIONS_PER_1000 // 1000)
+    repo = build_registry_repo(tmp / f"repo-{n}-{dir_files}", releases=n, promotions=promotions, years=years,
                                dir_files=dir_files)
     built = time.perf_counter() - t0
     tags = len(subprocess.run(["git", "tag", "--list"], cwd=repo, capture_output=True, text=True, check=True).stdout.split())
@@ -121,7 +122,7 @@ def report(r: dict) -> None:
 
 
 def main() -> None:
-    sizes = [int(x) for x in os.environ.get("TETHER_BENCH_SIZES", "1000,5000").split(",") if x.strip()]
+    sizes = [int(x) for x in os.environ.get("TETHER_BENCH_SIZES", "1000,10000").split(",") if x.strip()]
     gto_max = int(os.environ.get("TETHER_BENCH_GTO_MAX", "1000"))
     years = float(os.environ.get("TETHER_BENCH_YEARS", "3"))
     dir_files = int(os.environ.get("TETHER_BENCH_DIR_FILES", "10000"))

@@ -75,13 +75,13 @@ def build(root: Path, size_mb: int) -> Path:
         sh("git", "commit", "-q", "-m", f"seed {seed}", cwd=repo)
         sh(str(BIN / "dvc"), "push", "-q", cwd=repo)
         sh(str(BIN / "tether"), "release", "--version", f"{seed}.0.0", cwd=repo)
-        sh(str(BIN / "tether"), "promote", f"big@v{seed}.0.0", "--to", "production", "--approver", "b", "--reason", "b",
+        sh(str(BIN / "tether"), "promote", f"big@v{seed}.0.0", "--env", "production", "--approver", "b", "--reason", "b",
            cwd=repo)
     return repo
 
 
 def rollback_env(repo: Path, to: str) -> None:
-    sh(str(BIN / "tether"), "rollback", "--env", "production", "--to", to, "--approver", "b", "--reason", "b", cwd=repo)
+    sh(str(BIN / "tether"), "rollback", "--env", "production", "--release", to, "--approver", "b", "--reason", "b", cwd=repo)
 
 
 def deploy(repo: Path, target: Path) -> float:

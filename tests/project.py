@@ -159,7 +159,7 @@ def threshold_release(p: Project, value: float) -> str:
 
 
 def promote_to(p: Project, tag: str, env: str = "production") -> None:
-    p.ok("promote", tag, "--to", env, "--approver", "ci", "--reason", "test", "--skip-staging", "test",
+    p.ok("promote", tag, "--env", env, "--approver", "ci", "--reason", "test", "--skip-staging", "test",
          "--allow-regression", "test")
 
 

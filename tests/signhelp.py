@@ -59,12 +59,12 @@ def build_signed(tmp_path_factory):
         p = build_churn(base / "p", "dvc")
         enable_signing(p, keys, {"lead@example.com": "lead", "ops@example.com": "ops"})
         p.ok("release", "--sign", "--push")
-        p.ok("promote", "churn@v1.0.0", "--to", "staging", "--sign", *LEAD, "--push")
-        p.ok("promote", "churn@v1.0.0", "--to", "production", "--sign", *LEAD, "--push")
+        p.ok("promote", "churn@v1.0.0", "--env", "staging", "--sign", *LEAD, "--push")
+        p.ok("promote", "churn@v1.0.0", "--env", "production", "--sign", *LEAD, "--push")
         retrain_churn(p, 2)
         p.git("push", "-q", "origin", "main")
         p.ok("release", "--sign", "--push")
-        p.ok("promote", "churn@v1.1.0", "--to", "staging", "--sign", *LEAD, "--push")
+        p.ok("promote", "churn@v1.1.0", "--env", "staging", "--sign", *LEAD, "--push")
         yield p, keys
 
 

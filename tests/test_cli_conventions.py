@@ -10,7 +10,7 @@ import pytest
 import typer
 import typer.testing
 
-from project import BIN
+from project import BIN, promote_to
 from tether.cli import app
 
 ROOT = typer.main.get_command(app)
@@ -57,4 +57,43 @@ def test_version_and_completion():
     assert res.returncode == 0 and res.stdout.split() == ["list"], res.stdout + res.stderr
     env.update(COMP_WORDS="tether promote --", COMP_CWORD="2")
     res = subprocess.run([f"{BIN}/tether"], capture_output=True, text=True, check=False, env=env)
-    assert {"--to", "--approver", "--reason", "--dry-run"} <= set(res.stdout.split()), res.stdout
+    assert {"--env", "--approver", "--reason", "--dry-run"} <= set(res.stdout.split()), res.stdout
+
+
+def test_one_spelling_per_meaning_and_the_old_ones_still_work(project):
+    """--env names an environment in every command, --release the rollback target, --model the
+    model; the old spellings (promote --to, rollback --to, a positional MODEL) still work, each
+    with a deprecation note on stderr, and an old and a new spelling that disagree are refused."""
+    v1 = "fraud-detector@v1.0.0"
+    new = project.ok("promote", v1, "--env", "staging", "--approver", "a", "--reason", "r", "--dry-run", "--json")
+    old = project.ok("promote", v1, "--to", "staging", "--approver", "a", "--reason", "r", "--dry-run", "--json")
+    assert new.json()["env"] == old.json()["env"] == "staging"
+    assert "deprecated" not in new.err and "promote --to is deprecated" in old.err and "--env" in old.err
+    clash = project.tether("promote", v1, "--env", "staging", "--to", "production", "--approver", "a",
+                           "--reason", "r", "--dry-run")
+    assert clash.code == 2 and "disagree" in clash.err
+    missing = project.tether("promote", v1, "--approver", "a", "--reason", "r")
+    assert missing.code == 2 and "--env" in missing.err
+    assert project.ok("list", "--model", "fraud-detector", "--json").json() == \
+        project.ok("list", "fraud-detector", "--json").json()
+    assert "positional MODEL is deprecated" in project.ok("status", "fraud-detector").err
+    promote_to(project, v1, "staging")
+    rb = ["rollback", "--env", "staging", "--approver", "a", "--reason", "r", "--dry-run"]
+    old_rb, new_rb = project.tether(*rb, "--to", v1), project.tether(*rb, "--release", v1)
+    assert old_rb.code == new_rb.code == 4 and "already runs" in old_rb.err and "already runs" in new_rb.err
+    assert "rollback --to is deprecated" in old_rb.err and "deprecated" not in new_rb.err
+    assert project.tether(*rb, "--to", v1, "--release", "fraud-detector@v9.9.9").code == 2
+
+
+def test_tables_are_rich_on_a_terminal_and_aligned_plain_text_when_piped():
+    from tether.cli.render import table
+
+    rows = [("m@v1.10.0", "production", "reason\x1b[2Jwith\nnewline"), ("m@v1.9.0", "-", "x")]
+    plain = table(("RELEASE", "STAGE", "NOTE"), rows, tty=False).splitlines()
+    assert len(plain) == 3  # a header and one line per row, whatever the cells hold
+    assert plain[0].index("STAGE") == plain[1].index("production") == plain[2].index("-")
+    assert "\x1b" not in "".join(plain) and "\\x1b[2Jwith\\nnewline" in plain[1]
+    rich = table(("RELEASE", "STAGE", "NOTE"), rows, tty=True, width=120)
+    assert "\x1b[1m" in rich  # the header in bold: rich rendered it
+    assert "\x1b[2J" not in rich and "\\x1b[2Jwith\\nnewline" in rich  # cells escaped before rich saw them
+    assert "m@v1.10.0" in rich and "production" in rich

@@ -152,7 +152,7 @@ def test_kill_9_at_random_points_never_leaves_a_mixed_current(live_v1):
     for i in range(iterations):
         # alternate between v2 and v1 so every round really switches
         if i:
-            p.ok("rollback", "--env", "production", "--to", v2 if i % 2 == 0 else "fraud-detector@v1.0.0",
+            p.ok("rollback", "--env", "production", "--release", v2 if i % 2 == 0 else "fraud-detector@v1.0.0",
                  "--approver", "chaos", "--reason", f"round {i}")
         for d in (target / "releases").iterdir():  # force a full build every round
             if d.name != os.path.basename(current(target)):

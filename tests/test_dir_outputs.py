@@ -77,7 +77,7 @@ def test_release_push_sends_every_file_of_every_directory_output(tmp_path):
 def test_a_file_missing_inside_a_directory_output_is_found(tmp_path):
     p = build_textclf(tmp_path / "p")
     tag = released(p)
-    p.ok("promote", tag, "--to", "staging", "--approver", "a", "--reason", "r", "--push")
+    p.ok("promote", tag, "--env", "staging", "--approver", "a", "--reason", "r", "--push")
     model = dir_objects(p)["models/textclf"]
     victim = next(c for c in children(p, model) if c["relpath"] == "model.pkl")
     object_path(p.store, victim["md5"]).unlink()
@@ -188,7 +188,7 @@ def test_push_round_trip_through_s3(tmp_path, s3_remote):
     p.sh(dvc_bin(), "pull", "-q", cwd=other)
     assert_restored(p, other)
 
-    p.ok("promote", tag, "--to", "staging", "--approver", "a", "--reason", "r", "--push")
+    p.ok("promote", tag, "--env", "staging", "--approver", "a", "--reason", "r", "--push")
     victim = next(c for c in children(p, outs["models/textclf"]) if c["relpath"] == "model.pkl")
     delete_objects(s3_remote["endpoint"], s3_remote["bucket"], key(victim["md5"]))
     res = p.tether("check")

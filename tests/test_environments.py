@@ -8,7 +8,7 @@ import pytest
 
 
 def promote(project, ref, env, *extra, approver="alice", reason="looks good"):
-    return project.tether("promote", ref, "--to", env, "--approver", approver, "--reason", reason, *extra)
+    return project.tether("promote", ref, "--env", env, "--approver", approver, "--reason", reason, *extra)
 
 
 def ok_promote(project, ref, env, *extra, **kw):
@@ -102,12 +102,12 @@ def test_smoke_gate_refuses_a_bundle_that_does_not_reproduce(project):
 @pytest.mark.parametrize(
     "args,code,words",
     [
-        (["promote", "fraud-detector@v1.0.0", "--to", "staging", "--approver", "a", "--reason", "  "], 2, "reason is empty"),
-        (["promote", "fraud-detector@v1.0.0", "--to", "staging", "--approver", "", "--reason", "r"], 2, "approver is empty"),
-        (["promote", "fraud-detector@v1.0.0", "--to", "qa", "--approver", "a", "--reason", "r"], 3, "unknown environment"),
-        (["promote", "fraud-detector@v7.0.0", "--to", "staging", "--approver", "a", "--reason", "r"], 3, "no release"),
-        (["promote", "fraud-detector@v1", "--to", "staging", "--approver", "a", "--reason", "r"], 2, "semantic version"),
-        (["promote", "fraud-detector@v1.0.0", "--to", "staging", "--reason", "r"], 2, "approver"),
+        (["promote", "fraud-detector@v1.0.0", "--env", "staging", "--approver", "a", "--reason", "  "], 2, "reason is empty"),
+        (["promote", "fraud-detector@v1.0.0", "--env", "staging", "--approver", "", "--reason", "r"], 2, "approver is empty"),
+        (["promote", "fraud-detector@v1.0.0", "--env", "qa", "--approver", "a", "--reason", "r"], 3, "unknown environment"),
+        (["promote", "fraud-detector@v7.0.0", "--env", "staging", "--approver", "a", "--reason", "r"], 3, "no release"),
+        (["promote", "fraud-detector@v1", "--env", "staging", "--approver", "a", "--reason", "r"], 2, "semantic version"),
+        (["promote", "fraud-detector@v1.0.0", "--env", "staging", "--reason", "r"], 2, "approver"),
         (["rollback", "--env", "production", "--approver", "a", "--reason", "r"], 4, "nothing to roll back to"),
         (["rollback", "--env", "Prod!", "--approver", "a", "--reason", "r"], 2, "not a valid environment"),
         (["history", "--at", "last tuesday"], 2, "ISO-8601"),
@@ -123,7 +123,7 @@ def test_bad_input_changes_nothing(project, args, code, words):
 
 def test_dry_run_moves_nothing(project):
     before = project.refs()
-    res = project.ok("promote", "fraud-detector@v1.0.0", "--to", "staging", "--approver", "a", "--reason", "r",
+    res = project.ok("promote", "fraud-detector@v1.0.0", "--env", "staging", "--approver", "a", "--reason", "r",
                      "--dry-run", "--json")
     assert res.json()["dry_run"] and res.json()["release"] == "fraud-detector@v1.0.0"
     assert project.refs() == before
@@ -142,7 +142,7 @@ def test_rollback_chain_skips_releases_rolled_back_from(project):
     assert live(project, "production") == "1.0.0"
     res = project.tether("rollback", "--env", "production", "--approver", "carol", "--reason", "again")
     assert res.code == 4 and "nothing to roll back to" in res.err
-    project.ok("rollback", "--env", "production", "--to", v3, "--approver", "dave", "--reason", "v3 fixed upstream")
+    project.ok("rollback", "--env", "production", "--release", v3, "--approver", "dave", "--reason", "v3 fixed upstream")
     assert live(project, "production") == "1.0.2"
     events = project.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"]
     assert [(e["action"], e["release"]) for e in events] == [
@@ -198,7 +198,7 @@ def test_push_race_between_two_clones_has_one_winner(project):
     # Both start from the same staging head; whoever pushes second must lose.
     ok_promote(project, v2, "staging", "--push", approver="first")
     before_other = project.git("rev-parse", "staging", cwd=other)
-    res = project.tether("promote", v2, "--to", "staging", "--approver", "second", "--reason", "r", "--push",
+    res = project.tether("promote", v2, "--env", "staging", "--approver", "second", "--reason", "r", "--push",
                          cwd=other)
     # the loser either sees the winner's move when it syncs (conflict: already runs), or is rejected
     assert res.code == 4, res.err
@@ -210,7 +210,7 @@ def test_push_race_between_two_clones_has_one_winner(project):
 
 RACE = r"""
 import subprocess, sys
-procs = [subprocess.Popen([sys.executable, "-m", "tether.cli", "promote", ref, "--to", "staging",
+procs = [subprocess.Popen([sys.executable, "-m", "tether.cli", "promote", ref, "--env", "staging",
                            "--approver", f"p{i}", "--reason", "race", "--push"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
          for i, ref in enumerate(sys.argv[1:])]

@@ -32,7 +32,7 @@ def test_kill_9_during_promotion_leaves_the_old_or_the_new_head(project):
     for _ in range(STRESS or 3):
         before = project.git("rev-parse", "staging")
         target = v2 if before == old else "fraud-detector@v1.0.0"
-        _kill_after(project, ["promote", target, "--to", "staging", "--approver", "k", "--reason", "kill"],
+        _kill_after(project, ["promote", target, "--env", "staging", "--approver", "k", "--reason", "kill"],
                     rng.uniform(0.3, 6.0))
         after = project.git("rev-parse", "staging")
         assert after == before or project.git("rev-parse", f"{after}^1") == before
@@ -88,7 +88,7 @@ def test_a_modified_file_on_the_serving_host_is_detected(project, tmp_path):
 def test_a_shallow_clone_is_refused_for_environment_moves(project, tmp_path):
     shallow = tmp_path / "shallow"
     project.git("clone", "-q", "--depth", "1", f"file://{project.origin}", str(shallow), cwd=tmp_path)
-    res = project.tether("promote", "fraud-detector@v1.0.0", "--to", "staging", "--approver", "a", "--reason", "r",
+    res = project.tether("promote", "fraud-detector@v1.0.0", "--env", "staging", "--approver", "a", "--reason", "r",
                          cwd=shallow)
     assert res.code == 2 and "shallow" in res.err and "Traceback" not in res.err
 
@@ -127,7 +127,7 @@ def test_concurrent_promotions_from_two_clones_one_winner_per_round(project):
         live = project.ok("show", "staging", "--json").json()["version"]
         target = v2 if live == "1.0.0" else "fraud-detector@v1.0.0"
         remote_before = project.git("rev-parse", "staging", cwd=project.origin)
-        procs = [subprocess.Popen([sys.executable, "-m", "tether.cli", "promote", target, "--to", "staging",
+        procs = [subprocess.Popen([sys.executable, "-m", "tether.cli", "promote", target, "--env", "staging",
                                    "--approver", f"clone{i}", "--reason", f"round {r}", "--push"], cwd=cwd,
                                   env=project.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for i, cwd in enumerate((project.root, other))]
@@ -155,7 +155,7 @@ def test_concurrent_promotions_from_two_clones_one_winner_per_round(project):
         (["deploy", "--env", "qa", "--target", "/tmp/x"], 3),
         (["checkout", "fraud-detector@v3.0.0"], 3),
         (["history", "--env", "nope"], 3),
-        (["rollback", "--env", "staging", "--approver", "a", "--reason", "r", "--to", "fraud-detector@v0.0.1"], 3),
+        (["rollback", "--env", "staging", "--approver", "a", "--reason", "r", "--release", "fraud-detector@v0.0.1"], 3),
         (["release", "--version", "01.0.0"], 2),
         (["gc", "--keep", "-1"], 2),
     ],

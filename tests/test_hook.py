@@ -46,7 +46,7 @@ def hooked(signed, tmp_path):
 
 def test_a_signed_promotion_goes_through_the_hook(hooked):
     p, _keys = hooked
-    res = p.ok("promote", "churn@v1.1.0", "--to", "production", "--sign", *LEAD, "--push")
+    res = p.ok("promote", "churn@v1.1.0", "--env", "production", "--sign", *LEAD, "--push")
     assert "pushed" in res.out
     assert p.sh("git", "rev-parse", "production", cwd=p.origin).out.strip() == p.git("rev-parse", "production")
 
@@ -137,7 +137,7 @@ def test_a_push_race_between_two_clones_has_exactly_one_winner(hooked, tmp_path)
         c.git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*")
         c.git("branch", "-f", "production", "origin/production")
         c.git("branch", "-f", "staging", "origin/staging")
-        c.ok("promote", "churn@v1.1.0", "--to", "production", "--sign", "--approver", "lead@example.com", "--reason", name)
+        c.ok("promote", "churn@v1.1.0", "--env", "production", "--sign", "--approver", "lead@example.com", "--reason", name)
         clones.append(c)
     procs = [subprocess.Popen(["git", "push", "--porcelain", "origin", "production"], cwd=c.root, env=c.env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in clones]

@@ -25,7 +25,7 @@ OPS = ("--approver", "ops", "--reason", "test")
 
 def promote(p, tag: str, env: str, model: str | None = None):
     extra = ("--model", model) if model else ()
-    return p.ok("promote", tag, "--to", env, *OPS, "--push", *extra)
+    return p.ok("promote", tag, "--env", env, *OPS, "--push", *extra)
 
 
 def lifecycle(p, tmp_path: Path, model: str, weights: str, retrain, *, model_opt: bool = False) -> dict:
@@ -228,7 +228,7 @@ def test_a_bad_setting_is_a_usage_error_naming_the_key(tmp_path, setting, named)
     dvc_yaml = p.root / "dvc.yaml"
     dvc_yaml.write_text(dvc_yaml.read_text().replace("        smoke: false\n", f"        {setting}\n", 1))
     p.commit_all("a bad setting")
-    for args in (["release"], ["status"], ["promote", "churn@v1.0.0", "--to", "staging", *OPS]):
+    for args in (["release"], ["status"], ["promote", "churn@v1.0.0", "--env", "staging", *OPS]):
         res = p.tether(*args)
         assert res.code == 2 and f"meta.tether.{named}" in res.err, (args, res.code, res.err)
         assert "Traceback" not in res.err

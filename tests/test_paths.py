@@ -111,7 +111,7 @@ def test_a_symlink_in_the_release_commit_that_leaves_the_tree_is_refused_by_depl
         (root / "src/churn/link").symlink_to(outside)
 
     _hand_release(p, "churn@v9.1.0", edit)
-    p.ok("promote", "churn@v9.1.0", "--to", "staging", "--approver", "a", "--reason", "r", "--allow-regression", "r")
+    p.ok("promote", "churn@v9.1.0", "--env", "staging", "--approver", "a", "--reason", "r", "--allow-regression", "r")
     target = tmp_path / "serving"
     res = p.tether("deploy", "--env", "staging", "--target", str(target))
     assert res.code == 6, res.err

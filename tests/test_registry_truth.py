@@ -143,7 +143,7 @@ def test_plain_git_tags_are_releases_derived_from_their_commit(project):
     assert shown["components"]["threshold"]["value"] == 0.3
     assert any(c["path"] == "src/fraud_detector/bundle.py" for c in shown["components"]["code"])
     project.ok("check")
-    project.ok("promote", f"{MODEL}@v1.2.0", "--to", "staging", "--approver", "a", "--reason", "plain tag")
+    project.ok("promote", f"{MODEL}@v1.2.0", "--env", "staging", "--approver", "a", "--reason", "plain tag")
     assert project.ok("status", "--json").json()[0]["environments"]["staging"] == f"{MODEL}@v1.2.0"
 
 
@@ -158,7 +158,7 @@ def test_a_tag_message_that_lies_is_an_integrity_error_and_the_commit_wins(proje
     assert not rows[f"{MODEL}@v1.0.5"]["complete"] and "recall" in rows[f"{MODEL}@v1.0.5"]["problem"]
     res = project.tether("check")
     assert res.code == 6 and "v1.0.5" in res.out
-    res = project.tether("promote", f"{MODEL}@v1.0.5", "--to", "staging", "--approver", "a", "--reason", "r")
+    res = project.tether("promote", f"{MODEL}@v1.0.5", "--env", "staging", "--approver", "a", "--reason", "r")
     assert res.code == 6, res.err
 
 
@@ -188,7 +188,7 @@ def test_malformed_tags_are_findings_never_a_crash(project):
     rows = {r["tag"]: r for r in project.ok("list", "--json").json()}
     assert not rows[f"{MODEL}@v0.1.0"]["complete"]
     # one verdict, one exit code, whichever command meets it
-    for args in (["promote", f"{MODEL}@v0.1.0", "--to", "staging", "--approver", "a", "--reason", "r"],
+    for args in (["promote", f"{MODEL}@v0.1.0", "--env", "staging", "--approver", "a", "--reason", "r"],
                  ["show", f"{MODEL}@v0.1.0"], ["checkout", f"{MODEL}@v0.1.0"], ["verify", f"{MODEL}@v0.1.0"],
                  ["diff", f"{MODEL}@v0.1.0", f"{MODEL}@v1.0.0"]):
         res = project.tether(*args)
@@ -217,7 +217,7 @@ def test_release_push_resumes_and_promote_push_publishes_the_release_first(proje
     project.code_only_change("second unpushed release")
     tag2 = project.ok("release", "--json").json()["tag"]
     md5s = release_md5s(project, tag2)
-    project.ok("promote", tag2, "--to", "staging", "--approver", "a", "--reason", "r", "--push")
+    project.ok("promote", tag2, "--env", "staging", "--approver", "a", "--reason", "r", "--push")
     assert project.git("ls-remote", "--tags", "origin", tag2) != ""
     assert all(remote_has(project, m) for m in md5s)
 
@@ -233,7 +233,7 @@ def test_gto_both_ways(project):
     assert gto_stage("prod") == "v1.0.0"
     status = project.ok("status", "--json").json()[0]
     assert status["environments"]["prod"] == V1  # a GTO stage tether was never configured with
-    project.ok("promote", v2, "--to", "prod", "--approver", "a", "--reason", "gto interop")
+    project.ok("promote", v2, "--env", "prod", "--approver", "a", "--reason", "gto interop")
     assert gto_stage("prod") == "v" + v2.split("@v")[1]
     assert project.ok("status", "--json").json()[0]["environments"]["prod"] == v2
     project.ok("rollback", "--env", "prod", "--approver", "a", "--reason", "back")
@@ -265,7 +265,7 @@ def test_a_gto_registration_is_a_release(project):
     rows = {r["tag"]: r for r in project.ok("list", "--json").json()}
     assert rows[f"{MODEL}@v1.1.0"]["complete"], rows[f"{MODEL}@v1.1.0"]
     project.ok("check")
-    project.ok("promote", f"{MODEL}@v1.1.0", "--to", "staging", "--approver", "a", "--reason", "gto register")
+    project.ok("promote", f"{MODEL}@v1.1.0", "--env", "staging", "--approver", "a", "--reason", "gto register")
     assert json.loads(gto(project, "show", "--json").out)[MODEL]["stage"]["staging"] == "v1.1.0"
     project.code_only_change("next")
     assert project.ok("release", "--dry-run", "--json").json()["version"] == "1.1.1"
@@ -339,13 +339,13 @@ def test_dry_runs_only_read(project, tmp_path):
     write no target, even when origin has moved on: they plan from origin as last fetched."""
     v2 = threshold_release(project, 0.35)
     other = clone_of(project, tmp_path)
-    other.ok("promote", V1, "--to", "staging", "--approver", "a", "--reason", "from another clone", "--push")
+    other.ok("promote", V1, "--env", "staging", "--approver", "a", "--reason", "from another clone", "--push")
 
     def refs():
         return project.git("for-each-ref", "--format=%(refname) %(objectname)")
 
     before = refs()
-    res = project.ok("promote", v2, "--to", "staging", "--approver", "a", "--reason", "r", "--push",
+    res = project.ok("promote", v2, "--env", "staging", "--approver", "a", "--reason", "r", "--push",
                      "--dry-run", "--json")
     assert res.json()["dry_run"] and res.json()["release"] == v2
     assert refs() == before  # no fetch, no fast-forward of the local branch
@@ -355,6 +355,6 @@ def test_dry_runs_only_read(project, tmp_path):
     res = project.ok("deploy", "--env", "staging", "--target", str(target), "--dry-run", "--json")
     assert res.json()["release"] == V1 and refs() == before and not target.exists()
     # the real run fetches, fast-forwards and moves from origin's head by compare-and-swap
-    project.ok("promote", v2, "--to", "staging", "--approver", "a", "--reason", "r", "--push", "--allow-regression", "t")
+    project.ok("promote", v2, "--env", "staging", "--approver", "a", "--reason", "r", "--push", "--allow-regression", "t")
     events = project.ok("history", "--env", "staging", "--json").json()["environments"]["staging"]["events"]
     assert [e["release"] for e in events] == [v2, V1]

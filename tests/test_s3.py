@@ -35,7 +35,7 @@ def test_lifecycle_on_s3(project, s3_remote, tmp_path):
     v1 = project.release_code_change("on s3")  # --push sends the objects to S3 first
     assert project.ok("check", "--json").json()["ok"]
     for env in ("staging", "production"):
-        project.ok("promote", v1, "--to", env, "--approver", "ci", "--reason", "s3 flow", "--push")
+        project.ok("promote", v1, "--env", env, "--approver", "ci", "--reason", "s3 flow", "--push")
 
     # A serving host that has only the git URL and S3 credentials: clone, fetch from S3, verify.
     target = tmp_path / "host"
@@ -46,8 +46,8 @@ def test_lifecycle_on_s3(project, s3_remote, tmp_path):
     assert project.tether("verify", "--target", str(target), cwd=tmp_path).code == 0
 
     v2 = project.release_code_change("second on s3")
-    project.ok("promote", v2, "--to", "staging", "--approver", "ci", "--reason", "next", "--push")
-    project.ok("promote", v2, "--to", "production", "--approver", "ci", "--reason", "next", "--push")
+    project.ok("promote", v2, "--env", "staging", "--approver", "ci", "--reason", "next", "--push")
+    project.ok("promote", v2, "--env", "production", "--approver", "ci", "--reason", "next", "--push")
     assert project.tether("deploy", "--env", "production", "--target", str(target), "--repo", str(project.origin),
                           cwd=tmp_path).code == 0
     assert os.readlink(target / "current") == f"releases/{v2}"
@@ -61,7 +61,7 @@ def test_lifecycle_on_s3(project, s3_remote, tmp_path):
 def test_objects_missing_on_s3_are_refused_with_exit_7(project, s3_remote, tmp_path):
     use_s3(project, s3_remote)
     v1 = project.release_code_change("on s3")
-    project.ok("promote", v1, "--to", "staging", "--approver", "ci", "--reason", "r", "--push")
+    project.ok("promote", v1, "--env", "staging", "--approver", "ci", "--reason", "r", "--push")
     deleted = delete_objects(s3_remote["endpoint"], s3_remote["bucket"], "dvcstore/files/md5/")
     assert deleted
     assert project.tether("check").code == 7

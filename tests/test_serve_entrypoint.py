@@ -17,7 +17,7 @@ def test_text_classifier_served_by_its_own_release_code_v1_v2_rollback(tmp_path)
     p = build_textserve(tmp_path / "p")
     v1 = p.ok("release", "--push", "--json").json()["tag"]
     assert v1 == "textclf@v1.0.0"
-    out = p.ok("promote", v1, "--to", "production", *OPS, "--skip-staging", "test").out
+    out = p.ok("promote", v1, "--env", "production", *OPS, "--skip-staging", "test").out
     # the smoke gate ran the entrypoint in a worker and reproduced the recorded predictions
     assert "gate smoke: ok - entrypoint reproduces its eval predictions" in out, out
     target = tmp_path / "serving"
@@ -49,7 +49,7 @@ def test_text_classifier_served_by_its_own_release_code_v1_v2_rollback(tmp_path)
         p.commit_all("featurisation v2: words and bigrams")
         v2 = p.ok("release", "--push", "--json").json()["tag"]
         assert v2 == "textclf@v1.1.0"
-        p.ok("promote", v2, "--to", "production", *OPS, "--skip-staging", "test", "--allow-regression", "test")
+        p.ok("promote", v2, "--env", "production", *OPS, "--skip-staging", "test", "--allow-regression", "test")
         p.ok("deploy", "--env", "production", "--target", str(target))
         serving(url, v2)
         code, second, headers = call(url, "/predict", {"records": TEXTS})
@@ -83,7 +83,7 @@ def test_a_pickle_without_entrypoint_is_refused_with_the_reason_at_once(tmp_path
                                                      "        smoke: false\n"))
     p.commit_all("no entrypoint")
     tag = p.ok("release", "--push", "--json").json()["tag"]
-    p.ok("promote", tag, "--to", "production", *OPS, "--skip-staging", "test")
+    p.ok("promote", tag, "--env", "production", *OPS, "--skip-staging", "test")
     target = tmp_path / "serving"
     with serve(p, target, tmp_path / "serve.log") as url:
         p.ok("deploy", "--env", "production", "--target", str(target))
@@ -126,7 +126,7 @@ def test_the_issue_shape_a_file_artifact_with_an_entrypoint_and_no_schema(tmp_pa
     (p.root / "src/serve.py").write_text(CHURN_SERVE)
     p.commit_all("serve churn through its own entrypoint")
     tag = p.ok("release", "--push", "--json").json()["tag"]
-    p.ok("promote", tag, "--to", "production", *OPS, "--skip-staging", "test")
+    p.ok("promote", tag, "--env", "production", *OPS, "--skip-staging", "test")
     target = tmp_path / "serving"
     with serve(p, target, tmp_path / "serve.log") as url:
         p.ok("deploy", "--env", "production", "--target", str(target))

@@ -86,7 +86,7 @@ def test_an_onnx_model_is_served_without_an_entrypoint(project, tmp_path):
     p.commit_all("the fraud detector as ONNX")
     tag = p.ok("release", "fraud-onnx", "--push", "--json").json()["tag"]
     assert tag == "fraud-onnx@v1.0.0"
-    out = p.ok("promote", tag, "--to", "production", *OPS, "--skip-staging", "test").out
+    out = p.ok("promote", tag, "--env", "production", *OPS, "--skip-staging", "test").out
     assert "gate smoke: ok - onnx reproduces its eval predictions" in out, out
     target = tmp_path / "serving"
     with serve(p, target, tmp_path / "serve.log") as url:

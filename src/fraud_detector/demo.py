@@ -3,6 +3,7 @@
     retrain -> release v1.0.0 -> staging -> production -> deploy + serve
     -> change preprocessing, params, threshold and data window -> retrain -> release v1.1.0
     -> promote -> deploy (hot swap) -> roll back -> deploy (symlink switch)
+    -> reproduce v1.0.0 bit for bit from its commit -> a static HTML report of the registry
 
 Everything happens under ./sandbox (git-ignored): its own bare git origin, DVC remote, the ML
 engineer's clone and a serving directory, so your own clone gets no tags, branches or commits.
@@ -141,8 +142,8 @@ def main() -> int:
     tether("show", "fraud-detector@v1.0.0")
 
     step("3. Promote to staging, then production (check, regression and smoke gates; compare-and-swap push)")
-    tether("promote", "fraud-detector@v1.0.0", "--to", "staging", "--approver", "dana", "--reason", "first candidate", "--push")
-    tether("promote", "fraud-detector@v1.0.0", "--to", "production", "--approver", "sam", "--reason", "staging looks good", "--push")
+    tether("promote", "fraud-detector@v1.0.0", "--env", "staging", "--approver", "dana", "--reason", "first candidate", "--push")
+    tether("promote", "fraud-detector@v1.0.0", "--env", "production", "--approver", "sam", "--reason", "staging looks good", "--push")
 
     step("4. Deploy production to a serving host, and serve it")
     tether("deploy", "--env", "production", "--target", str(SERVING), "--repo", str(ORIGIN))
@@ -169,9 +170,9 @@ def main() -> int:
         tether("release", "--push", "--dry-run", quiet=False)
         tether("release", "--push", "-m", "Window 2 with robust preprocessing")
         tether("diff", "fraud-detector@v1.0.0", "fraud-detector@v1.1.0")
-        tether("promote", "fraud-detector@v1.1.0", "--to", "staging", "--approver", "dana", "--reason", "window 2",
+        tether("promote", "fraud-detector@v1.1.0", "--env", "staging", "--approver", "dana", "--reason", "window 2",
                "--push")
-        tether("promote", "fraud-detector@v1.1.0", "--to", "production", "--approver", "sam", "--reason", "ship window 2",
+        tether("promote", "fraud-detector@v1.1.0", "--env", "production", "--approver", "sam", "--reason", "ship window 2",
                "--push")
         tether("deploy", "--env", "production", "--target", str(SERVING), "--repo", str(ORIGIN))
         wait_for_version(base, "1.1.0")
@@ -190,6 +191,10 @@ def main() -> int:
     tether("history")
     tether("list")
     tether("verify", "--target", str(SERVING))
+
+    step("9. Reproduce v1.0.0 from scratch in a temporary clone (dvc repro --force), bit for bit; the report")
+    tether("reproduce", "fraud-detector@v1.0.0")
+    tether("report", "-o", str(SANDBOX / "report.html"))
     same = third == first
     print(f"\nrollback restored v1.0.0's tuple exactly: {'yes' if same else 'NO'} "
           f"(score {first['score']:.4f} @ {first['threshold']} -> {second['score']:.4f} @ {second['threshold']} "

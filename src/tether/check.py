@@ -4,6 +4,7 @@ complete, its manifest matches its tree, and every object it needs is on the DVC
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
@@ -12,8 +13,13 @@ from tether.registry import PROBLEM_ERRORS, Registry, Release
 
 # The kinds of finding, and the one mapping from a finding to its exception (and so its exit
 # code), used by `check`, the promote gate and every command that meets an unusable release.
-INCOMPLETE, MISMATCH, UNUSABLE, MISSING, MOVED = "incomplete", "mismatch", "unusable", "missing-objects", "moved-tag"
-SIGNATURE = "signature"  # the signing policy rejects a release tag or an environment move
+FindingKind = Literal["incomplete", "mismatch", "unusable", "missing-objects", "moved-tag", "signature"]
+INCOMPLETE: Final = "incomplete"
+MISMATCH: Final = "mismatch"
+UNUSABLE: Final = "unusable"
+MISSING: Final = "missing-objects"
+MOVED: Final = "moved-tag"
+SIGNATURE: Final = "signature"  # the signing policy rejects a release tag or an environment move
 FINDING_ERRORS = {MOVED: IntegrityError, SIGNATURE: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}
 SEVERITY = (MOVED, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: it decides the exit code
 
@@ -21,7 +27,7 @@ SEVERITY = (MOVED, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the wo
 @dataclass
 class Finding:
     tag: str
-    kind: str
+    kind: FindingKind
     message: str
 
 

@@ -41,9 +41,9 @@ def _tuple_paths(ws: Workspace, rev: str | None, model: str) -> tuple[set[str], 
     if rev is None:
         dvc_yaml, lock = ws.dvc_yaml, ws.dvc_lock()
     else:
-        text = ws.git.run("show", f"{rev}:dvc.lock", check=False).stdout
+        text = ws.git.show_optional(rev, "dvc.lock")
         lock = load_yaml(text) if text else {}
-        text = ws.git.run("show", f"{rev}:dvc.yaml", check=False).stdout
+        text = ws.git.show_optional(rev, "dvc.yaml")
         dvc_yaml = load_yaml(text) if text else {}
     try:
         graph = dvcgraph.model_graph(dvc_yaml or {}, lock or {}, model)
@@ -51,11 +51,7 @@ def _tuple_paths(ws: Workspace, rev: str | None, model: str) -> tuple[set[str], 
         return set(), set()
     tracked = {e.path for e in graph.weights + graph.data if e.md5 and not e.external}
     if tracked:  # files git holds (a model kept in git, a small dep) are git checkout's to move
-        listed = ws.git.run("ls-tree", "-r", "-d", "--name-only", rev or "HEAD", "--", *sorted(tracked),
-                            check=False).stdout.split("\n")
-        listed += ws.git.run("ls-tree", "-r", "--name-only", rev or "HEAD", "--", *sorted(tracked),
-                             check=False).stdout.split("\n")
-        tracked -= {p for p in listed if p}
+        tracked -= ws.git.names_in(rev or "HEAD", sorted(tracked))
     keys = {st.name for st in graph.stages} | {f"{p}.dvc" for p in tracked} | {graph.artifact.path + ".dvc"}
     return tracked, keys
 
@@ -124,7 +120,7 @@ def checkout(ws: Workspace, ref_text: str, *, model: str | None = None, force: b
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
                 moved.append(path)
-        git.run("checkout", "--quiet", *([target_rev] if ref.env else ["--detach", target_rev]))
+        git.checkout(target_rev, detach=not ref.env)
         git_moved = True
         materialise.place_outputs(store, entries, ws.root)
     except BaseException:
@@ -154,7 +150,7 @@ def _restore(ws: Workspace, backup: Path, moved: list[str], outs: set[str], old_
             p.unlink()
     if git_moved:
         # The tree was clean before we started (or --force said to discard), so -f loses nothing.
-        ws.git.run("checkout", "--quiet", "-f", old_ref)
+        ws.git.checkout(old_ref, force=True)
     for path in moved:
         dst = ws.root / path
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -255,9 +255,11 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
             problems.append(f"the choice {name}={option} is made outside conf/: cannot write it")
             continue
         overrides.append(Override(f"{name}={option}", "choice", name, option, parent, (), was))
-    for prefix, kind, items in (("", "change", [(k, b, a) for k, a, b in diff.changed]),
-                                ("+", "add", [(k, b, None) for k, b in diff.added])):
-        for key, value, was in items:
+    changes: list[tuple[str, str, list[tuple[str, object, object]]]] = [
+        ("", "change", [(k, b, a) for k, a, b in diff.changed]),
+        ("+", "add", [(k, b, None) for k, b in diff.added])]
+    for prefix, kind, items in changes:
+        for key, value, old in items:
             try:
                 text = override_text(prefix, key, value)
             except Exception as exc:
@@ -269,7 +271,7 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
                 problems.append(f"{key} is set by {where}, which is not a file under conf/")
                 continue
             entry, path = owner
-            overrides.append(Override(text, kind, key, value, entry.file, tuple(path), was))
+            overrides.append(Override(text, kind, key, value, entry.file, tuple(path), old))
     overrides += deletions
     if not problems:
         overrides = _keep_interpolations(overrides, listed, choices, compose, params)
@@ -401,7 +403,12 @@ def edit_plan(overrides: Sequence[Override], read: Callable[[str], str]) -> list
     minimal edit where the line allows it, ruamel's round trip where it does not."""
     texts: dict[str, tuple[str, str, list[str]]] = {}
     for o in sorted(overrides, key=lambda o: o.kind != "choice"):
-        before, text, names = texts.get(o.file) or (read(o.file),) * 2 + ([],)
+        if o.file is None:  # plan_overrides reports these as problems and never returns them
+            raise ValueError(f"override {o.text} names no file under conf/")
+        if o.file not in texts:
+            original = read(o.file)
+            texts[o.file] = (original, original, [])
+        before, text, names = texts[o.file]
         if o.kind == "choice":
             text = yamledit.set_default(text, o.key, str(o.value))
         elif o.kind == "delete":

@@ -318,7 +318,7 @@ def source_workspace(target: Path, repo_url: str | None, env: str, model: str | 
             git.run("checkout", "--quiet", "--force", "--detach", head)
             return Workspace(clone, git)
     raise NotFound(f"{repo_url} has no branch for environment '{env}'",
-                   hint=f"promote a release first: tether promote MODEL@vX.Y.Z --to {env} --push …")
+                   hint=f"promote a release first: tether promote MODEL@vX.Y.Z --env {env} --push …")
 
 
 _STORAGE_LIBRARIES = ("dvc", "dvc_data", "dvc_objects", "scmrepo", "fsspec", "s3fs", "aiobotocore", "botocore",
@@ -396,7 +396,7 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     events = reg.events_at(env, head, model) if head else []
     if not events:
         raise NotFound(f"environment '{env}' of {model} has no release yet",
-                       hint=f"promote one first: tether promote {model}@vX.Y.Z --to {env} …")
+                       hint=f"promote one first: tether promote {model}@vX.Y.Z --env {env} …")
     ev = events[0]
     if not ev.release:
         raise IntegrityError(f"{branch}'s head {ev.commit[:12]} was committed outside tether and matches no release",

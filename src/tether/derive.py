@@ -60,8 +60,7 @@ def cache_dir(git: Git) -> Path:
     """Under the repository's git directory (shared by worktrees), never in the work tree."""
     cached = _DERIVED_DIRS.get(git.root)
     if cached is None:
-        common = Path(git.run("rev-parse", "--git-common-dir").stdout.strip())
-        cached = (common if common.is_absolute() else git.root / common) / "tether" / "derived"
+        cached = git.common_dir() / "tether" / "derived"
         _DERIVED_DIRS[git.root] = cached
     return cached
 
@@ -119,7 +118,7 @@ def derive_many(git: Git, wanted: list[tuple[str, str]], read_object: Callable[[
         return out
     commits = sorted({c for c, _ in todo})
     blobs = cat_files(git, [f"{c}:{name}" for c in commits for name in ("dvc.yaml", "dvc.lock", "params.yaml")])
-    trees = dict(zip(commits, git.run("rev-parse", *[f"{c}^{{tree}}" for c in commits]).stdout.split()))
+    trees = git.trees_of(commits)
     graphs: dict[tuple[str, str], tuple] = {}
     specs: list[str] = []
     wanted_small: set[str] = set()

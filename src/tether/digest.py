@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 import hashlib
 import os
 from pathlib import Path
@@ -59,7 +61,7 @@ def git_blob_id(data: bytes) -> str:
     return h.hexdigest()
 
 
-def git_tree_id(root: str | Path, exclude: set[str] = frozenset()) -> str | None:
+def git_tree_id(root: str | Path, exclude: AbstractSet[str] = frozenset()) -> str | None:
     """The git tree id of the files under `root` (what `git write-tree` would record for them),
     less the relative paths in `exclude` (files or whole directories). None for an empty tree.
     Modes as git keeps them: 100755 for an executable file, 100644 for any other, 120000 for a

@@ -131,6 +131,36 @@ class DvcStore:
                                hint="check the remote's URL, endpoint and credentials (dvc remote list)") from exc
         return parse_listing(raw, md5, f"the DVC remote's {path}")
 
+    def remote_dir_entries(self, md5: str) -> list[dict] | None:
+        """The validated listing of a `.dir` object on the remote, without fetching its files;
+        None when the remote lacks it."""
+        return self._remote_listing(self.remote(), md5)
+
+    def remote_settings(self) -> tuple[str, dict]:
+        """(name, settings) of the remote this store uses, as DVC resolved them from every config
+        level (a local path made absolute), so another repository can use the same remote."""
+        config = self.repo.config
+        name = self.remote_name or (config.get("core") or {}).get("remote")
+        remotes = config.get("remote") or {}
+        if not name or name not in remotes:
+            raise StorageError("no DVC remote is configured",
+                               hint="add one: dvc remote add -d storage s3://bucket/path (see README, 'S3')")
+        return name, {k: (str(v) if isinstance(v, str) else v) for k, v in remotes[name].items()}
+
+    def use_remote(self, name: str, settings: dict, own_cache: bool = False) -> None:
+        """Make `name` (with `settings`) this repository's default remote, in its
+        `.dvc/config.local` (never committed). `own_cache`: the cache is `.dvc/cache` inside this
+        repository, whatever its committed config says (a team's shared cache directory stays
+        untouched by a scratch clone)."""
+        with self.repo.config.edit("local") as conf:
+            conf.setdefault("remote", {})[name] = dict(settings)
+            conf.setdefault("core", {})["remote"] = name
+            if own_cache:
+                conf.setdefault("cache", {})["dir"] = str(self.root.resolve() / ".dvc" / "cache")
+        self.close()
+        self.remote_name = name
+        self._root_cache = None
+
     def missing_in_cache(self, md5s: Iterable[str]) -> set[str]:
         """A `.dir` object is missing when its listing or any file it lists is."""
         missing = set()

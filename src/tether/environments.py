@@ -116,7 +116,7 @@ def smoke_gate(ws: Workspace, rel: Release, store: DvcStore) -> gates.GateResult
 
     with tempfile.TemporaryDirectory(prefix="tether-smoke-") as tmp:
         try:
-            msg = smoke.run_smoke(ws.git, store, rel.manifest, ws.settings(rel.name.model), Path(tmp) / "release")
+            msg = smoke.run_smoke(ws.git, store, rel.require_trusted("smoke-tested"), ws.settings(rel.name.model), Path(tmp) / "release")
         except (IntegrityError, StorageError) as exc:
             return gates.GateResult("smoke", False, exc.message, exc.hint, type(exc))
     return gates.passed("smoke", msg)
@@ -167,7 +167,7 @@ def plan_move(
             target = history.rollback_target(reg.history(model, env))
             if target is None:
                 raise Conflict(f"nothing to roll back to in {env}: no earlier good release in its history",
-                               hint="name one with --to model@vX.Y.Z")
+                               hint="name one with --release model@vX.Y.Z")
             rel = reg.by_tag(target)
             if rel is None:
                 raise IntegrityError(f"{target}, earlier live in {env}, no longer exists as a tag")
@@ -273,9 +273,7 @@ def ensure_published(ws: Workspace, plan: MovePlan, store: DvcStore) -> list[str
 
     done = []
     rel = plan.release
-    res = ws.git.run("ls-remote", "--tags", "origin", f"refs/tags/{rel.tag}", check=False)
-    if res.returncode != 0:
-        raise StorageError(f"cannot reach origin: {res.stderr.strip()[-300:]}")
+    on_origin = ws.git.remote_tag("origin", rel.tag)
     md5s = all_md5s(rel.require_trusted("published"))
     missing = store.missing_on_remote(md5s)
     if missing:
@@ -285,7 +283,7 @@ def ensure_published(ws: Workspace, plan: MovePlan, store: DvcStore) -> list[str
             raise StorageError(f"the DVC remote still lacks {len(still)} object(s) of {rel.tag} after pushing",
                                hint="nothing was published; check the remote and try again")
         done.append(f"pushed {len(missing)} DVC object(s) of {rel.tag}")
-    if not res.stdout.strip():
+    if on_origin is None:
         ws.git.push("origin", f"refs/tags/{rel.tag}:refs/tags/{rel.tag}")
         done.append(f"pushed tag {rel.tag}")
     return done

@@ -121,8 +121,7 @@ def _lock_md5s(ws: Workspace, commits: set[str], outs_only: bool = False) -> dic
             except Exception:  # an unreadable lock protects nothing more, but must not stop gc
                 pass
         out[c] = md5s
-    dvc_files = {c: [p for p in ws.git.run("ls-tree", "-r", "--name-only", c).stdout.splitlines()
-                     if p.endswith(".dvc")] for c in sorted(commits)}
+    dvc_files = {c: [p for p in ws.git.files_at(c) if p.endswith(".dvc")] for c in sorted(commits)}
     specs = [f"{c}:{p}" for c, paths in dvc_files.items() for p in paths]
     for spec, raw in cat_files(ws.git, specs).items():
         if raw is None:

@@ -120,6 +120,68 @@ class Git:
             raise NotFound(f"{path} does not exist at {rev[:12]}")
         return res.stdout
 
+    def show_optional(self, rev: str, path: str) -> str:
+        """The file at `rev`, or "" when it is not there."""
+        res = self.run("show", f"{rev}:{path}", check=False)
+        return res.stdout if res.returncode == 0 else ""
+
+    def names_in(self, rev: str, paths: list[str]) -> set[str]:
+        """Which of `paths` (files or directories) the tree at `rev` holds."""
+        if not paths:
+            return set()
+        found: set[str] = set()
+        for args in (["-r", "-d"], ["-r"]):
+            res = self.run("ls-tree", *args, "--name-only", rev, "--", *paths, check=False)
+            found |= {p for p in res.stdout.split("\n") if p}
+        return found
+
+    def files_at(self, rev: str) -> list[str]:
+        return self.run("ls-tree", "-r", "--name-only", rev).stdout.splitlines()
+
+    def trees_of(self, revs: list[str]) -> dict[str, str]:
+        """rev -> tree id, in one `git rev-parse`."""
+        if not revs:
+            return {}
+        return dict(zip(revs, self.run("rev-parse", *[f"{r}^{{tree}}" for r in revs]).stdout.split()))
+
+    def common_dir(self) -> Path:
+        """The git directory worktrees share (`.git` of the main work tree)."""
+        common = Path(self.out("rev-parse", "--git-common-dir"))
+        return common if common.is_absolute() else self.root / common
+
+    def checkout(self, rev: str, *, detach: bool = False, force: bool = False) -> None:
+        self.run("checkout", "--quiet", *(["--force"] if force else []), *(["--detach"] if detach else []), rev)
+
+    def clone_no_checkout(self, url: str, dest: Path, hardlinks: bool = True) -> "Git":
+        """`git clone --no-checkout URL DEST` (run from this directory), as a Git for DEST;
+        `hardlinks=False` copies a local repository's objects instead of linking them."""
+        self.run("clone", "--quiet", "--no-checkout", *([] if hardlinks else ["--no-hardlinks"]), url, str(dest))
+        return Git(dest)
+
+    def tag_names(self) -> list[str]:
+        return self.run("tag", "--list").stdout.split()
+
+    def remote_tag(self, remote: str, tag: str) -> str | None:
+        """The object `remote` has for refs/tags/TAG (None: it has no such tag); StorageError
+        when the remote cannot be reached."""
+        res = self.run("ls-remote", "--tags", remote, f"refs/tags/{tag}", check=False)
+        if res.returncode != 0:
+            raise StorageError(f"cannot reach {remote}: {res.stderr.strip()[-300:]}")
+        return res.stdout.split()[0] if res.stdout.strip() else None
+
+    def delete_ref(self, name: str, old: str) -> bool:
+        """Delete `name` only if it still points at `old` (compare-and-swap); False if it moved."""
+        return self.run("update-ref", "-d", name, old, check=False).returncode == 0
+
+    def trailers_first_parent(self, ref: str, limit: int = 500) -> list[dict[str, str]]:
+        """The trailers of the newest `limit` first-parent commits of `ref`, newest first."""
+        out = self.run("log", "--first-parent", "-n", str(limit), "--format=%(trailers:only,unfold)%x00", ref).stdout
+        return [parse_trailers(block) for block in out.split("\0")]
+
+    def archive(self, commit: str) -> bytes:
+        """The commit's tree as a tar archive (`git archive`)."""
+        return run_bytes(["git", "archive", "--format=tar", commit], self.root, b"")
+
     def ls_tree(self, rev: str, paths: list[str] | None = None) -> dict[str, tuple[str, str]]:
         """path -> (type, object id) for every entry under the given paths, recursively."""
         args = ["ls-tree", "-r", "-t", "-z", rev]

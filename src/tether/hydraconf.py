@@ -23,13 +23,19 @@ def compose(conf_dir: Path, config_name: str = "config", overrides: list[str] | 
     try:
         with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base=None):
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []))
-        return OmegaConf.to_container(cfg, resolve=True)
+        return _as_dict(OmegaConf.to_container(cfg, resolve=True))
     except UsageError:
         raise
     except Exception as exc:
         raise UsageError(f"cannot compose {conf_dir}: {exc}") from exc
     finally:
         GlobalHydra.instance().clear()
+
+
+def _as_dict(container: object) -> dict:
+    if not isinstance(container, dict):  # a config file whose top level is not a mapping
+        raise UsageError(f"conf/ composes to {type(container).__name__}, not a mapping of parameters")
+    return container
 
 
 # -- explaining a difference as overrides (confplan.py does the deciding) -----------------
@@ -45,7 +51,7 @@ class Session:
         from omegaconf import OmegaConf
 
         cfg = hydra_compose(config_name=self.config_name, overrides=list(overrides))
-        return OmegaConf.to_container(cfg, resolve=True)
+        return _as_dict(OmegaConf.to_container(cfg, resolve=True))
 
     def _loader(self):
         from hydra.core.global_hydra import GlobalHydra

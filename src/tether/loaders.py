@@ -35,6 +35,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tether import paths
 from tether.bundle import read_json
@@ -55,7 +56,7 @@ class ServeConfig:
         if raw is not None and not isinstance(raw, dict):
             raise UsageError("meta.tether.serve must be a mapping")
         raw = dict(raw or {})
-        kw = {}
+        kw: dict[str, Any] = {}
         if raw.get("entrypoint") is not None:
             kw["entrypoint"] = str(raw.pop("entrypoint"))
         for key in ("batch_size", "max_records"):
@@ -224,6 +225,8 @@ def import_entrypoint(root: Path, spec: str):
                 parts = parts[1:]
             name = ".".join(parts)
             mspec = importlib.util.spec_from_file_location(name, path)
+            if mspec is None or mspec.loader is None:
+                raise UsageError(f"the serve entrypoint {target} is not a Python module")
             module = importlib.util.module_from_spec(mspec)
             sys.modules[name] = module
             mspec.loader.exec_module(module)

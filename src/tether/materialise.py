@@ -10,7 +10,6 @@ import tarfile
 from pathlib import Path
 
 from tether import paths
-from tether.cmd import run_bytes
 from tether.digest import _BLOCK, sha256_file, tree_sha256, tree_sha256_of
 from tether.dvcstore import DvcStore
 from tether.errors import IntegrityError, StorageError
@@ -56,7 +55,7 @@ def dir_listing(store: DvcStore, md5: str) -> list[dict]:
 
 
 def write_git_tree(git: Git, commit: str, dest: Path) -> None:
-    data = run_bytes(["git", "archive", "--format=tar", commit], git.root, b"")
+    data = git.archive(commit)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         try:
             tar.extractall(dest, filter="data")
@@ -83,11 +82,11 @@ def _copy(src: Path, dst: Path, sha256: str | None = None, name: str = "", md5: 
             if check_md5 is not None:
                 check_md5.update(view[:n])
             fout.write(view[:n])
-    bad = None
+    bad: tuple[str, str, str] | None = None
     if sha256 is not None and h.hexdigest() != sha256:
         bad = ("sha256", h.hexdigest(), sha256)
     elif check_md5 is not None and check_md5.hexdigest() != md5:
-        bad = ("md5", check_md5.hexdigest(), md5)
+        bad = ("md5", check_md5.hexdigest(), str(md5))
     if bad:
         tmp.unlink()
         raise IntegrityError(

@@ -10,20 +10,23 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 from tether import derive
 from tether import manifest as mf
 from tether.errors import GateFailed, IntegrityError, NotFound, UsageError
-
-# The one verdict on "not a usable release" and its exit code, the same in every command:
-# a part is missing (5, `promote --allow-incomplete` overrides); the tag message lies about
-# its commit, or the commit holds no usable pipeline for the model (6).
-PROBLEM_ERRORS = {"incomplete": GateFailed, "mismatch": IntegrityError, "unusable": IntegrityError}
 from tether.gitrepo import LogEntry, RefRecord
 from tether.refs import RefArg, ReleaseName, parse_tag
 from tether.workspace import Workspace
 
 ACTIONS = ("promote", "rollback")
+# How an environment's local branch stands to origin's (EnvState.relation).
+Relation = Literal["same", "local-only", "remote-only", "ahead", "behind", "diverged", "absent"]
+
+# The one verdict on "not a usable release" and its exit code, the same in every command:
+# a part is missing (5, `promote --allow-incomplete` overrides); the tag message lies about
+# its commit, or the commit holds no usable pipeline for the model (6).
+PROBLEM_ERRORS = {"incomplete": GateFailed, "mismatch": IntegrityError, "unusable": IntegrityError}
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ class EnvState:
     branch: str
     local: str | None
     remote: str | None
-    relation: str  # same | local-only | remote-only | ahead | behind | diverged | absent
+    relation: Relation
 
     @property
     def commit(self) -> str | None:
@@ -263,6 +266,8 @@ class Registry:
         self._histories: dict[tuple[str, str], list[Event]] = {}
         self._gto: list | None = None
         self._ever: dict[tuple[str, str], set[str]] = {}
+        self._stages: dict[str, dict[str, str]] = {}
+        self._tags: dict[str, Release] | None = None
         self._by_tree: dict[str, dict[str, Release]] = {}
         self._derived: dict[tuple[str, str], object] = {}
         self._reader: Callable[[str], bytes | None] | None = None
@@ -309,6 +314,7 @@ class Registry:
             out.append(fresh)
             lst = self.releases[r.name.model]
             lst[lst.index(r)] = fresh
+        self._tags = None  # by_tag must find the fresh copies
         return out
 
     # -- releases -------------------------------------------------------------------------
@@ -316,10 +322,9 @@ class Registry:
         return self.releases.get(model, [])
 
     def by_tag(self, tag: str) -> Release | None:
-        name = parse_tag(tag)
-        if not name:
-            return None
-        return next((r for r in self.of(name.model) if r.tag == tag), None)
+        if self._tags is None:
+            self._tags = {r.tag: r for rels in self.releases.values() for r in rels}
+        return self._tags.get(tag)
 
     def latest(self, model: str, complete_only: bool = True) -> Release | None:
         for r in self.of(model):
@@ -396,6 +401,7 @@ class Registry:
             local = self.heads.get(branch)
             remote = self.remote_heads.get(branch)
             lc, rc = (local.commit if local else None), (remote.commit if remote else None)
+            relation: Relation
             if lc is None and rc is None:
                 relation = "absent"
             elif rc is None:
@@ -449,12 +455,15 @@ class Registry:
         """GTO's assignment and unassignment tags of `model` for stage `env`, newest first,
         each mapped (as GTO maps it) to the release registered at the commit it points at."""
         out = []
+        at: dict[str, Release] = {}
+        for x in reversed(self.of(model)):  # the first (newest) release at a commit wins, as before
+            at[x.commit] = x
         for r in self.gto_records():
             t = r.tag
             if t.model != model or t.stage != env or t.action not in ("assign", "unassign"):
                 continue
             rec = self.tag_records[t.name]
-            rel = next((x for x in self.of(model) if x.commit == r.commit), None)
+            rel = at.get(r.commit)
             out.append(Event(
                 env=env, commit=r.commit, action=t.action,
                 release=rel.tag if (rel and t.action == "assign") else "",
@@ -502,14 +511,20 @@ class Registry:
     def stage(self, rel: Release) -> str:
         """Derived, never stored: production/staging (live there), archived (was live once),
         registered."""
-        model = rel.name.model
-        envs = self.ws.environments(model)
-        live_in = [env for env in envs if self.live_release(model, env) == rel.tag]
-        if live_in:
-            return ",".join(live_in)
-        if any(rel.tag in self._ever_live(model, env) for env in envs):
-            return "archived"
-        return "registered"
+        return self.stages(rel.name.model).get(rel.tag, "registered")
+
+    def stages(self, model: str) -> dict[str, str]:
+        """{tag: stage} for every release of `model`, from one reading of each environment."""
+        if model not in self._stages:
+            envs = self.ws.environments(model)
+            live = {env: self.live_release(model, env) for env in envs}
+            ever = set().union(*(self._ever_live(model, env) for env in envs)) if envs else set()
+            out = {}
+            for rel in self.of(model):
+                live_in = [env for env in envs if live[env] == rel.tag]
+                out[rel.tag] = ",".join(live_in) if live_in else ("archived" if rel.tag in ever else "registered")
+            self._stages[model] = out
+        return self._stages[model]
 
     def _ever_live(self, model: str, env: str) -> set[str]:
         key = (model, env)
@@ -542,15 +557,15 @@ class Registry:
             ev = self.live(model, ref.env)
             if ev is None:
                 raise NotFound(f"environment '{ref.env}' of {model} has no release yet",
-                               hint=f"promote one: tether promote {model}@vX.Y.Z --to {ref.env} …")
+                               hint=f"promote one: tether promote {model}@vX.Y.Z --env {ref.env} …")
             if ev.action == "unassign":
                 raise NotFound(f"environment '{ref.env}' of {model} holds no release: GTO unassigned it ({ev.trailers.get('Gto-Tag')})",
-                               hint=f"promote one: tether promote {model}@vX.Y.Z --to {ref.env} …")
+                               hint=f"promote one: tether promote {model}@vX.Y.Z --env {ref.env} …")
             if not ev.release:
                 raise IntegrityError(
                     f"{ref.env}'s head {ev.commit[:12]} ({ev.reason}, by {ev.approver}) was committed outside "
                     "tether and its tree matches no release",
-                    hint=f"move it to a release: tether promote {model}@vX.Y.Z --to {ref.env} …, "
+                    hint=f"move it to a release: tether promote {model}@vX.Y.Z --env {ref.env} …, "
                          f"or tether rollback --env {ref.env}")
             rel = self.by_tag(ev.release)
             if rel is None:

@@ -9,7 +9,7 @@ from tether import components, derive, gates, hydraconf, signing
 from tether.digest import sha256_file, tree_sha256_of
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
-from tether.errors import Conflict, GateFailed, IntegrityError, UsageError
+from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
 from tether.refs import check_model
 from tether.registry import Registry
 from tether.semver import BUMPS, Version
@@ -195,8 +195,11 @@ def _unpublished_tag(ws: Workspace, reg: Registry, model: str, commit: str):
     `release --push`. Returns the release to finish publishing, or None."""
     for rel in reg.of(model):
         if rel.commit == commit:
-            res = ws.git.run("ls-remote", "--tags", "origin", f"refs/tags/{rel.tag}", check=False)
-            if res.returncode == 0 and not res.stdout.strip():
+            try:
+                on_origin = ws.git.remote_tag("origin", rel.tag)
+            except StorageError:
+                continue  # origin unreachable: nothing is known to be unpublished
+            if on_origin is None:
                 return rel
     return None
 
@@ -232,14 +235,14 @@ def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = N
         gates.raise_failures([gates.on_remote({md5s[m]: m for m in missing})], "release")
     if plan.resume:
         ws.git.push("origin", f"refs/tags/{plan.tag}:refs/tags/{plan.tag}")
-        return ws.git.out("rev-parse", f"refs/tags/{plan.tag}")
+        return ws.git.ref(f"refs/tags/{plan.tag}") or ""
     text = mf.tag_message(plan.manifest, plan.message)
     if plan.sign:
         tag_obj = ws.git.create_signed_tag(plan.tag, plan.commit, text)
         try:
             signing.check_new_tag(ws, plan.model, plan.tag, tag_obj)
         except IntegrityError:
-            ws.git.run("update-ref", "-d", f"refs/tags/{plan.tag}", tag_obj, check=False)
+            ws.git.delete_ref(f"refs/tags/{plan.tag}", tag_obj)
             raise
     else:
         tag_obj = ws.git.create_tag(plan.tag, plan.commit, text)
@@ -249,6 +252,6 @@ def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = N
         except Exception:
             # The release is not made unless the remote took it: drop our tag again, but
             # only if it is still the one we just created.
-            ws.git.run("update-ref", "-d", f"refs/tags/{plan.tag}", tag_obj, check=False)
+            ws.git.delete_ref(f"refs/tags/{plan.tag}", tag_obj)
             raise
     return tag_obj

@@ -19,7 +19,8 @@ overflow (1e308 → inf in float32, 1e19 → INT64_MIN).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 FLOAT32_MAX = 3.4028234663852886e38
 INT_RANGES = {
@@ -41,11 +42,11 @@ class SchemaError(ValueError):
 @dataclass(frozen=True)
 class Feature:
     name: str
-    kind: str  # number | integer | boolean | string | category
+    kind: Literal["number", "integer", "boolean", "string", "category"]
     dtype: str = ""
     nullable: bool = False
-    lo: float | int | None = None
-    hi: float | int | None = None
+    lo: float | int = 0  # the range of a number or integer feature
+    hi: float | int = 0
     categories: tuple = ()
     max_length: int = MAX_STRING
 
@@ -119,21 +120,22 @@ class RecordValidator:
         self.target = target if target is not None else schema.get("target")
         fields: dict[str, Any] = {}
         for f in self.features:
+            t: Any
             if f.kind == "number":
                 t = Annotated[float, BeforeValidator(_number(f.lo, f.hi))]
             elif f.kind == "integer":
-                t = Annotated[int, BeforeValidator(_whole(f.lo, f.hi, f.dtype))]
+                t = Annotated[int, BeforeValidator(_whole(int(f.lo), int(f.hi), f.dtype))]
             elif f.kind == "boolean":
                 t = Annotated[bool, Strict()]
             elif f.kind == "string":
                 t = Annotated[str, Strict(), Field(max_length=f.max_length)]
             else:
-                t = Literal[f.categories]  # type: ignore[valid-type]
+                t = Literal[f.categories]
             fields[f.name] = (Optional[t], None) if f.nullable else (t, ...)
         if self.target and self.target not in fields:
             fields[self.target] = (Optional[Any], None)  # a labelled row may be sent as it is
         model = create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
-        self._adapter = TypeAdapter(list[model])
+        self._adapter: TypeAdapter[list[Any]] = TypeAdapter(list[model])  # type: ignore[valid-type]
         self.names = [f.name for f in self.features]
 
     def validate(self, records: list) -> tuple[list[dict] | None, list[dict]]:
@@ -147,7 +149,7 @@ class RecordValidator:
         return [{n: getattr(r, n) for n in self.names} for r in rows], []
 
 
-def problem(err: dict) -> dict:
+def problem(err: Mapping[str, Any]) -> dict:
     msg = err.get("msg", "invalid")
     if err.get("type") == "extra_forbidden":
         msg = "unknown field"

@@ -10,6 +10,7 @@ it can recompute must match what the release recorded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tether import materialise
 from tether.dvcstore import DvcStore
@@ -94,7 +95,7 @@ def _generic(served, path: Path, manifest: dict) -> str:
     if digest != want:
         raise GateFailed(f"the release's eval predictions do not reproduce (digest {digest[:12]}, recorded {str(want)[:12]})",
                          hint="weights, preprocessing code or runtime differ from what evaluate ran")
-    got = {"n": len(scores), "predictions_sha256": digest[:12]}
+    got: dict[str, Any] = {"n": len(scores), "predictions_sha256": digest[:12]}
     if target is not None and all(isinstance(p.get("decision"), bool) for p in preds):
         from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 

@@ -142,7 +142,7 @@ def _smoke(served, release: Path, manifest: dict, settings: dict, required: str 
     from tether.smoke import check, eval_path_or_none
 
     rel = required or eval_path_or_none(manifest, settings)
-    if required is None and (rel is None or not (release / rel).is_file()):
+    if rel is None or (required is None and not (release / rel).is_file()):
         return "skipped: no eval slice in the release directory (deploy --smoke materialises it)"
     if required is None and settings.get("smoke") is False:
         return "skipped: meta.tether.smoke is false"

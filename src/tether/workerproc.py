@@ -41,6 +41,8 @@ class Worker:
             args += ["--once"]
         self.proc = cmd.spawn_pipes(args, cwd=release if release is not None else target,
                                     env={"PYTHONDONTWRITEBYTECODE": "1"})
+        assert self.proc.stdin is not None  # spawn_pipes opens both pipes
+        self._stdin = self.proc.stdin
         self.ready: Future = Future()
         self.hello: dict = {}
         self._pending: dict[int, Future] = {}
@@ -58,6 +60,7 @@ class Worker:
 
     def _read(self) -> None:
         out = self.proc.stdout
+        assert out is not None  # started with stdout=PIPE
         try:
             for line in out:
                 try:
@@ -95,7 +98,7 @@ class Worker:
         self.started_at = time.time()
         try:
             with self._write:
-                self.proc.stdin.write((json.dumps({"release": str(release)}) + "\n").encode())
+                self._stdin.write((json.dumps({"release": str(release)}) + "\n").encode())
         except (OSError, ValueError):
             pass  # it died: the reader reports it as not ready
 
@@ -129,7 +132,7 @@ class Worker:
         data = (json.dumps({"id": rid, "records": records}, separators=(",", ":")) + "\n").encode()
         try:
             with self._write:
-                self.proc.stdin.write(data)
+                self._stdin.write(data)
         except (OSError, ValueError):
             with self._lock:
                 self._pending.pop(rid, None)
@@ -154,7 +157,7 @@ class Worker:
         with self._lock:
             self.closing = True
         try:
-            self.proc.stdin.close()
+            self._stdin.close()
         except OSError:
             pass
         try:

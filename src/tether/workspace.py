@@ -17,10 +17,8 @@ from tether.errors import NotFound, UsageError
 from tether.gitrepo import Git
 from tether.refs import check_env
 
-try:  # the C loader is ~10x faster on large dvc.lock files
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+# the C loader is ~10x faster on large dvc.lock files
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(text: str) -> dict:
@@ -196,7 +194,7 @@ class Workspace:
 
     def tag_names(self) -> list[str]:
         if not hasattr(self, "_tag_names"):
-            self._tag_names = self.git.run("tag", "--list").stdout.split()
+            self._tag_names = self.git.tag_names()
         return self._tag_names
 
     def branch(self, model: str, env: str) -> str:
@@ -221,17 +219,14 @@ class Workspace:
         if not hasattr(self, "_owners"):
             self._owners: dict[str, str | None] = {}
         if branch not in self._owners:
-            from tether.gitrepo import parse_trailers
             from tether.refs import parse_tag
 
             owner = None
             for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
                 if not self.git.ref(ref):
                     continue
-                out = self.git.run("log", "--first-parent", "-n", "500", "--format=%(trailers:only,unfold)%x00",
-                                   ref).stdout
-                for block in out.split("\0"):
-                    tag = parse_trailers(block).get("Tether-Release")
+                for trailers in self.git.trailers_first_parent(ref):
+                    tag = trailers.get("Tether-Release")
                     if tag and (name := parse_tag(tag)):
                         owner = name.model
                         break

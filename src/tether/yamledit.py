@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Sequence
+from typing import Any, cast
 
 import yaml
 
@@ -29,7 +30,7 @@ def render(value) -> str:
     return text
 
 
-def _load(text: str):
+def _load(text: str) -> Any:
     from ruamel.yaml import YAML
 
     return YAML(typ="rt").load(text)
@@ -133,7 +134,7 @@ def add_value(text: str, path: Sequence[str], value) -> str:
     doc = _load(text)
     if doc is not None and not isinstance(doc, dict):
         raise EditUnsupported("the file is not a mapping")
-    depth, node = 0, doc or {}
+    depth, node = 0, cast(Any, doc or {})
     while depth < len(path) - 1 and isinstance(node.get(path[depth]), dict):
         node = node[path[depth]]
         depth += 1
@@ -222,7 +223,7 @@ def set_default(text: str, group: str, option: str) -> str:
     defaults = doc.get("defaults") if isinstance(doc, dict) else None
     if not isinstance(defaults, list):
         raise EditUnsupported("no defaults list")
-    hits = []
+    hits: list[Any] = []
     for item in defaults:
         if isinstance(item, dict) and len(item) == 1:
             (raw,) = item.keys()

@@ -1,0 +1,157 @@
+"""The command line: the only package that prints or exits. Each command parses its arguments,
+calls one module that does the work, and renders the result as text or `--json`.
+
+`releases.py` (release, conf apply, list, show, diff, check, status), `moves.py` (promote,
+rollback, history, gc) and `hosts.py` (deploy, verify, checkout, serve) register their commands
+on `app`; `render.py` turns results into text and tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import typer
+
+try:  # typer 0.2x vendors click; its context is the one our commands run in
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - a typer that uses click itself
+    from click import get_current_context  # type: ignore[no-redef]
+
+from tether.cli.render import safe
+from tether.errors import TetherError, UsageError
+
+app = typer.Typer(
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Release, promote, deploy and roll back the whole model tuple "
+    "(weights, data, code, params, threshold) as one unit, on Git + DVC.",
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The global options, kept on typer's context (no module state)."""
+
+    debug: bool = False
+    chdir: str = "."
+
+
+def _opts() -> Options:
+    ctx = get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj if isinstance(obj, Options) else Options()
+
+JSON = typer.Option(False, "--json", help="Machine-readable output.")
+DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+MODEL_OPT = typer.Option(None, "--model", help="The model (optional when dvc.yaml declares one).")
+MODEL_ALL = typer.Option(None, "--model", help="One model (default: every model dvc.yaml declares).")
+# The model was once a positional argument of release, list, check and status: still taken, with a
+# deprecation note, so scripts keep working while they move to --model.
+MODEL_POSITIONAL = typer.Argument(None, hidden=True, metavar="[MODEL]",
+                                  help="Deprecated: use --model.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tether {version('tether')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    chdir: str = typer.Option(".", "-C", help="Run as if started in this directory."),
+    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print tether's version and exit."),
+) -> None:
+    import os
+
+    if not os.path.isdir(chdir):
+        raise UsageError(f"-C {chdir}: no such directory")
+    ctx.obj = Options(debug=debug, chdir=chdir)
+
+
+def _ws():
+    from tether.workspace import Workspace
+
+    return Workspace.discover(_opts().chdir)
+
+
+def emit(data, as_json: bool, text: str | None = None, *, escaped: bool = False) -> None:
+    """JSON, or the text (escaped here unless the caller escaped each cell: a rich table)."""
+    if as_json:  # json.dumps escapes every control character itself
+        # indented for a person at a terminal; piped, one line (the C encoder: ~3x faster on 1,000 rows)
+        indent = 2 if sys.stdout.isatty() else None
+        typer.echo(json.dumps(data, indent=indent, sort_keys=True, default=str))
+    elif text is not None:
+        typer.echo(text if escaped else safe(text))
+
+
+def progress(msg: str) -> None:
+    typer.echo(safe(msg), err=True)
+
+
+def deprecated(old: str, new: str) -> None:
+    progress(f"warning: {old} is deprecated and will be removed; use {new}")
+
+
+def one_of(new: str | None, old: str | None, new_name: str, old_name: str) -> str | None:
+    """An option renamed for consistency: the new spelling, or the old one with a note."""
+    if old is not None:
+        if new is not None and new != old:
+            raise UsageError(f"{new_name} and {old_name} disagree: give {new_name} only")
+        deprecated(old_name, new_name)
+        return old
+    return new
+
+
+# The command modules register on `app` (they import it from here, so they come last).
+# In this order, which is the order `tether --help` lists them in.
+from tether.cli import releases  # noqa: E402,F401,I001
+from tether.cli import moves  # noqa: E402,F401
+from tether.cli import hosts  # noqa: E402,F401
+from tether.cli import repro  # noqa: E402,F401  (reproduce, report, export mlflow)
+from tether.cli import hook  # noqa: E402,F401  (hook pre-receive, hook install)
+
+def _debug_requested() -> bool:
+    # The context is gone once the command has raised: read the flag from the command line.
+    return "--debug" in sys.argv[1:]
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except TetherError as exc:
+        if _debug_requested():
+            raise
+        typer.echo(safe(f"error: {exc.message}"), err=True)
+        if exc.hint:
+            typer.echo(safe(f"hint: {exc.hint}"), err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and anything unexpected
+        # typer may vendor click, so recognise click's exceptions by shape, not by class.
+        code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(code, int):
+            exc.show()
+            sys.exit(code)
+        if type(exc).__name__ == "Exit" and isinstance(code, int):
+            sys.exit(code)
+        if _debug_requested():
+            raise
+        typer.echo(safe(f"error: {type(exc).__name__}: {exc}"), err=True)
+        typer.echo("hint: run again with --debug for the traceback", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Commands for serving hosts and workspaces: deploy, verify, checkout, serve, worker."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tether.cli import DRY, JSON, MODEL_OPT, _opts, _ws, app, emit, progress
+from tether.errors import UsageError
+
+# -- serving hosts and workspaces ----------------------------------------------------------
+@app.command()
+def deploy(
+    env: str = typer.Option(..., "--env", help="Environment whose release to serve."),
+    target: str = typer.Option(..., "--target", help="Serving directory."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="Git URL to deploy from (default: this repo)."),
+    model: Optional[str] = MODEL_OPT,
+    keep: int = typer.Option(3, "--keep", help="Materialised releases to keep."),
+    full: bool = typer.Option(False, "--full", help="Materialise every DVC output, data too."),
+    smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test before switching."),
+    require_signed: bool = typer.Option(False, "--require-signed",
+                                        help="Deploy only a move signed by a key in --allowed-signers."),
+    allowed_signers: Optional[str] = typer.Option(None, "--allowed-signers", metavar="FILE",
+                                                  help="This host's allowed signers file (git's SSH format)."),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Converge DIR to the environment's release, atomically."""
+    from tether.deploy import deploy as do_deploy
+    from tether.deploy import resolve_target
+
+    resolve_target(target, _opts().chdir)  # an empty --target is a usage error, before anything else
+    if repo is None:
+        _ws()  # fail early outside a repository
+    # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
+    res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
+                    dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir,
+                    require_signatures=require_signed, allowed_signers=allowed_signers)
+    if dry_run:
+        emit({"dry_run": True, **res.as_dict()}, as_json,
+             f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")
+        return
+    text = {"noop": f"{env}: {res.release} is already live in {target}",
+            "switched": f"{env}: switched {target}/current {res.previous} → {res.release} (already materialised)",
+            "deployed": f"{env}: deployed {res.release} to {target} (was {res.previous or 'empty'})"}[res.outcome]
+    if res.pruned:
+        text += f"\npruned: {', '.join(res.pruned)}"
+    emit(res.as_dict(), as_json, text)
+
+
+@app.command()
+def verify(
+    ref: Optional[str] = typer.Argument(None, help="A release to verify from the cache or remote."),
+    target: Optional[str] = typer.Option(None, "--target", help="Verify DIR/current instead."),
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = JSON,
+) -> None:
+    """Recompute every digest against the manifest."""
+    if (ref is None) == (target is None):
+        raise UsageError("give a REF or --target DIR (one of them)")
+    if target is not None:  # `--target ""` is refused, not taken for "no target"
+        from tether.deploy import verify_target
+
+        res = verify_target(target, cwd=_opts().chdir)
+    elif ref is not None:
+        from tether.checkout import verify_release
+
+        res = verify_release(_ws(), ref, model, progress=None if as_json else progress)
+    emit(res, as_json, f"{res['release']}: {res['files']} file(s), every digest matches")
+
+
+@app.command()
+def checkout(
+    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest or an environment."),
+    model: Optional[str] = MODEL_OPT,
+    force: bool = typer.Option(False, "--force", help="Discard uncommitted work."),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Safe `git checkout` + `dvc pull`: all of the release, or nothing changes."""
+    from tether.checkout import checkout as do_checkout
+
+    res = do_checkout(_ws(), ref, model=model, force=force, dry_run=dry_run, progress=None if as_json else progress)
+    if dry_run:
+        emit({"dry_run": True, **res.as_dict()}, as_json,
+             f"would check out {res.release} ({res.ref}) with {len(res.outputs)} output(s); nothing changed")
+        return
+    emit(res.as_dict(), as_json, f"checked out {res.release} ({res.ref}); {len(res.outputs)} output(s) in place")
+
+
+@app.command()
+def serve(
+    target: str = typer.Option(..., "--target", help="Serving directory (see deploy)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    watch_interval: float = typer.Option(1.0, "--watch-interval", help="Seconds between checks of current."),
+    max_body: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest /predict body accepted (413 above)."),
+) -> None:
+    """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
+    /version, /metrics."""
+    from tether.deploy import resolve_target
+    from tether.serve import run
+
+    if max_body < 1:
+        raise UsageError("--max-body-bytes must be at least 1")
+    run(resolve_target(target, _opts().chdir), host, port, watch_interval, max_body)
+
+
+@app.command("worker", hidden=True)
+def worker(
+    target: str = typer.Option(..., "--target", help="The serving directory."),
+    release: Optional[str] = typer.Option(None, "--release", help="Without it: a spare, told later."),
+    smoke_eval: Optional[str] = typer.Option(None, "--smoke-eval", help="Run the smoke test on this eval slice."),
+    once: bool = typer.Option(False, "--once", help="Stop after the ready line (the promote smoke gate)."),
+) -> None:
+    """One release's worker process, started by `tether serve` (protocol: tether.worker)."""
+    from tether.worker import run as run_worker
+
+    code = run_worker(Path(target), Path(release) if release else None, smoke_eval, once)
+    if code:
+        sys.exit(code)
+

@@ -1,0 +1,165 @@
+"""Commands that move environments or reclaim space: promote, rollback, history, gc."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from tether.cli import DRY, JSON, MODEL_OPT, _ws, app, emit, one_of, progress
+from tether.cli.render import gate_line, ref_note, safe, table
+from tether.errors import UsageError
+
+# -- environments --------------------------------------------------------------------------
+def _move(action: str, **kw) -> None:
+    from tether.environments import execute_move, plan_move
+
+    as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
+    ws = _ws()
+    if not as_json:
+        progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
+                 + "smoke test …")
+    plan = plan_move(ws, action=action, read_only=dry_run, **kw)
+    frm = ((plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)")
+    gate_lines = [gate_line(g) for g in plan.gates]
+    if dry_run:
+        emit({"dry_run": True, **plan.as_dict()}, as_json,
+             "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *gate_lines]))
+        return
+    new = execute_move(ws, plan)
+    for step in plan.published:
+        progress(step)
+    emit({"dry_run": False, "commit": new, **plan.as_dict()}, as_json,
+         "\n".join([*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {new[:12]}"
+                     + (", pushed" if plan.push else "") + ")"]))
+
+
+@app.command()
+def promote(
+    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment to copy from."),
+    env: Optional[str] = typer.Option(None, "--env", help="Environment to move (required)."),
+    old_to: Optional[str] = typer.Option(None, "--to", hidden=True, help="Deprecated: use --env."),
+    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
+    model: Optional[str] = MODEL_OPT,
+    push: bool = typer.Option(False, "--push", help="Fast-forward push to origin; a concurrent move is rejected."),
+    allow_regression: Optional[str] = typer.Option(
+        None, "--allow-regression", metavar="REASON", help="Promote despite a metric regression (reason recorded)."),
+    skip_staging: Optional[str] = typer.Option(
+        None, "--skip-staging", metavar="REASON", help="Promote to production without staging first (reason recorded)."),
+    allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
+                                                   help="Promote a release missing one of the five parts (recorded)."),
+    sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Gate a release, then move an environment to it (compare-and-swap)."""
+    env = one_of(env, old_to, "--env", "promote --to")
+    if env is None:
+        raise UsageError("promote needs --env ENV: the environment to move", hint="e.g. --env staging")
+    _move("promote", model=model, env=env, release_ref=ref, approver=approver, reason=reason, push=push,
+          allow_regression=allow_regression, skip_staging=skip_staging, allow_incomplete=allow_incomplete,
+          sign=sign, dry_run=dry_run, as_json=as_json)
+
+
+@app.command()
+def rollback(
+    env: str = typer.Option("production", "--env", help="Environment to move back."),
+    target: Optional[str] = typer.Option(None, "--release", help="A release; default: the last known good one."),
+    old_to: Optional[str] = typer.Option(None, "--to", hidden=True, help="Deprecated: use --release."),
+    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
+    model: Optional[str] = MODEL_OPT,
+    push: bool = typer.Option(False, "--push", help="Push the environment branch (compare-and-swap on origin)."),
+    sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Move an environment back to the last known good release, or to --release REF."""
+    target = one_of(target, old_to, "--release", "rollback --to")
+    _move("rollback", model=model, env=env, release_ref=target, approver=approver, reason=reason, push=push,
+          sign=sign, dry_run=dry_run, as_json=as_json)
+
+
+@app.command()
+def history(
+    env: Optional[str] = typer.Option(None, "--env", help="One environment (default: every environment)."),
+    at: Optional[str] = typer.Option(None, "--at", help="ISO-8601: which release was live then."),
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = JSON,
+) -> None:
+    """The audit trail of each environment, newest first."""
+    from tether.environments import move_history
+
+    data = move_history(_ws(), model, env, at)
+    if as_json:
+        emit(data, True)
+        _refuse(data)
+        return
+    blocks = []
+    for e, entry in data["environments"].items():
+        head = safe(f"{e} (branch {entry['branch']}){ref_note(entry['ref'])}")
+        if "live_at" in entry:
+            live = entry["live_at"]
+            blocks.append(head + "\n" + safe(f"  live at {live['at']}: {live['release'] or '(nothing)'}"))
+        elif not entry["events"]:
+            blocks.append(f"{head}\n  (no moves yet)")
+        else:
+            blocks.append(head + "\n" + table(("TIME", "ACTION", "FROM", "TO", "BY", "REASON", "SIGNATURE"),
+                                              [(*_event_row(ev), _signer_note(ev.get("signature")))
+                                               for ev in entry["events"]]))
+    emit(data, False, "\n".join(blocks), escaped=True)  # each part escaped above, each cell by table
+    _refuse(data)
+
+
+def _refuse(data: dict) -> None:
+    """After the trail is shown: a move the signing policy rejects is exit 6, naming it."""
+    if data.get("refused"):
+        from tether.errors import IntegrityError
+
+        raise IntegrityError(data["refused"], hint="see the moves marked REFUSED in the history")
+
+
+def _signer_note(sig: Optional[dict]) -> str:
+    """Beside each move: the signer git verified, or why the policy refuses it."""
+    if not sig:
+        return ""
+    if sig["problem"] and sig["enforced"]:
+        return f"REFUSED: {sig['problem']}"
+    if sig["verified"]:
+        return f"signed: {sig['principal']}"
+    return "unsigned" if sig["status"] == "N" else f"signature {sig['status']}: not verified"
+
+
+def _event_row(ev: dict) -> tuple[str, ...]:
+    if ev["source"] == "outside":  # a hand commit, a merge, a reset: tether recorded nothing
+        return (ev["time"][:26], "outside", ev["previous"], ev["release"] or "matches no release",
+                ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
+    action = ev["action"] + (" (gto tag)" if ev["source"] == "gto" else "")
+    return (ev["time"][:26], action, ev["previous"], ev["release"], ev["approver"], ev["reason"])
+
+
+@app.command()
+def gc(
+    keep: int = typer.Option(3, "--keep", help="Newest releases per model to keep besides every one ever live."),
+    cloud: bool = typer.Option(False, "--cloud", help="Also delete from the DVC remote."),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Garbage-collect DVC objects no protected release or the workspace needs."""
+    from tether.gc import execute_gc, plan_gc
+
+    if keep < 0:
+        raise UsageError("--keep must be 0 or more")
+    ws = _ws()
+    plan = plan_gc(ws, newest=keep, cloud=cloud)
+    text = (("read origin's environments and tags first\n" if plan.fetched else "")
+            + f"protected: {', '.join(plan.protected) or '(none)'} ({len(plan.protected_commits)} commit(s))\n"
+            f"{'would delete' if dry_run else 'deleted'} {len(plan.cache_delete)} cache object(s)"
+            + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
+    for tag, md5s in sorted(plan.by_release.items()):
+        text += f"\n  {tag}: {len(md5s)} object(s)"
+    if not dry_run:
+        execute_gc(ws, plan)
+    emit({"dry_run": dry_run, **plan.as_dict()}, as_json, text)
+

@@ -1,0 +1,232 @@
+"""Commands over releases: release, conf apply, list, show, diff, check, status."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from tether.cli import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, _ws, app, emit, one_of, progress
+from tether.cli.render import gate_line, metrics_line, ref_note, safe, table
+
+# -- releases ------------------------------------------------------------------------------
+@app.command()
+def release(
+    old_model: Optional[str] = MODEL_POSITIONAL,
+    model: Optional[str] = MODEL_OPT,
+    version: Optional[str] = typer.Option(None, "--version", help="Exact version X.Y.Z."),
+    bump: Optional[str] = typer.Option(None, "--bump", help="major, minor or patch."),
+    message: Optional[str] = typer.Option(None, "-m", "--message", help="Release note."),
+    push: bool = typer.Option(False, "--push", help="Push DVC outputs, then the tag."),
+    sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """Gate HEAD, then tag it <model>@vX.Y.Z with the manifest."""
+    from tether.release import execute_release, plan_release
+
+    model = one_of(model, old_model, "--model", "the positional MODEL")
+    ws = _ws()
+    if not as_json:
+        progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
+    plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push, sign=sign)
+    if dry_run:
+        lines = [f"would release {plan.tag} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"]
+        lines += [gate_line(g) for g in plan.gates]
+        lines += [f"  step: {s}" for s in plan.steps]
+        emit({"dry_run": True, **plan.as_dict()}, as_json, "\n".join(lines))
+        return
+    tag_obj = execute_release(ws, plan)
+    emit({"dry_run": False, "tag_object": tag_obj, **plan.as_dict()}, as_json,
+         f"released {plan.tag} at {plan.commit[:12]} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"
+         + ("\npushed DVC outputs and the tag" if push else ""))
+
+
+# -- conf/ ---------------------------------------------------------------------------------
+conf_app = typer.Typer(no_args_is_help=True, help="Hydra conf/ and params.yaml.")
+app.add_typer(conf_app, name="conf")
+
+
+def _override_lines(overrides) -> list[str]:
+    width = max((len(o.text) for o in overrides), default=0)
+    return [f"  {o.text:{width}}  {o.where}" for o in overrides]
+
+
+@conf_app.command("apply")
+def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
+    """Write the overrides that explain params.yaml (e.g. from `dvc exp run -S`) into conf/."""
+    from tether.confapply import execute_conf_apply, plan_conf_apply
+
+    ws = _ws()
+    plan = plan_conf_apply(ws)
+    if plan.nothing_to_do:
+        emit({"dry_run": dry_run, "written": [], **plan.as_dict()}, as_json,
+             "nothing to apply: params.yaml equals the composition of conf/")
+        return
+    overrides = plan.explanation.overrides
+    lines = [f"params.yaml is conf/ composed with {len(overrides)} override(s):", *_override_lines(overrides)]
+    if dry_run:
+        lines += [e.diff().rstrip("\n") for e in plan.edits]
+        lines += [f"  step: {s}" for s in plan.steps]
+        lines.append("dry run: nothing written")
+        emit({"dry_run": True, "written": [], **plan.as_dict()}, as_json, "\n".join(lines))
+        return
+    execute_conf_apply(ws, plan)
+    written = [f"conf/{e.file}" for e in plan.edits]
+    lines.append(f"wrote {', '.join(written)}: conf/ now composes to params.yaml exactly")
+    if plan.compose_stage:
+        lines.append(f"recorded conf/ for stage {plan.compose_stage} in dvc.lock (dvc commit {plan.compose_stage}); "
+                     "params.yaml unchanged, nothing to re-run")
+    lines.append("next: git add conf dvc.lock && git commit, then tether release")
+    emit({"dry_run": False, "written": written, **plan.as_dict()}, as_json, "\n".join(lines))
+
+
+@app.command("list")
+def list_(
+    old_model: Optional[str] = MODEL_POSITIONAL,
+    model: Optional[str] = MODEL_ALL,
+    as_json: bool = JSON,
+) -> None:
+    """Releases, newest SemVer first, with stage, date and key metrics."""
+    from tether.views import release_rows
+
+    model = one_of(model, old_model, "--model", "the positional MODEL")
+    rows = [r.as_dict() for r in release_rows(_ws(), model)]
+    if not rows:
+        emit(rows, as_json, "no releases yet: make one with `tether release`")
+        return
+    cells = [(r["tag"], r["stage"], r["created_at"][:25],
+              metrics_line(r["metrics"]) if r["complete"] else f"{r['kind'].upper()}: {r['problem']}") for r in rows]
+    emit(rows, as_json, None if as_json else table(("RELEASE", "STAGE", "DATE", "METRICS"), cells), escaped=True)
+
+
+def _resolve(reg, ref: str, model: Optional[str] = None):
+    from tether.refs import parse_ref
+
+    return reg.resolve(parse_ref(ref), model)
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment."),
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = JSON,
+) -> None:
+    """The release manifest."""
+    from tether.manifest import dumps
+    from tether.registry import Registry
+
+    reg = Registry(_ws(), messages=False)
+    rel = _resolve(reg, ref, model)
+    rel.require_trusted("shown")
+    if as_json:
+        typer.echo(dumps(rel.manifest).rstrip())
+        return
+    m, c = rel.manifest, rel.manifest["components"]
+    lines = [
+        f"{rel.tag}  ({reg.stage(rel)})",
+        f"  commit      {m['commit']}",
+        f"  created     {m['created_at']} by {m['released_by']}",
+        f"  threshold   {c['threshold'].get('value')}  ({c['threshold'].get('source')})",
+        f"  metrics     {metrics_line(m.get('metrics'))}",
+        "  weights",
+        *[f"    {e['path']}  sha256:{(e.get('sha256') or '')[:16]}  {e.get('size')} B" for e in c["weights"]],
+        "  data",
+        *[f"    {e['path']}  md5:{(e.get('md5') or '')[:16]}  {e.get('size')} B" for e in c["data"]],
+        "  code",
+        *[f"    {e['path']}  {e.get('type')}:{(e.get('git_id') or '')[:12]}" for e in c["code"]],
+        f"  params      {c['params'].get('path')}  sha256:{(c['params'].get('sha256') or '')[:16]}",
+        f"  runtime     python {m.get('runtime', {}).get('python', '?')}  lock:{m.get('runtime', {}).get('lock_sha256', '')[:16]}",
+    ]
+    typer.echo(safe("\n".join(lines)))
+
+
+@app.command()
+def diff(
+    a: str = typer.Argument(..., help="REF"),
+    b: str = typer.Argument(..., help="REF"),
+    as_json: bool = JSON,
+) -> None:
+    """What changed between two releases, component by component."""
+    from tether.manifest import diff as mdiff
+    from tether.registry import Registry
+
+    reg = Registry(_ws(), messages=False)
+    ra, rb = _resolve(reg, a), _resolve(reg, b)
+    for r in (ra, rb):
+        r.require_trusted("compared")
+    d = mdiff(ra.manifest, rb.manifest)
+    lines = [f"{d['from']} → {d['to']}"]
+    for name, comp in d["components"].items():
+        state = "changed" if comp["changed"] else "same"
+        lines.append(f"  {name:10} {state}")
+        if name in ("weights", "data", "code"):
+            for k in ("added", "removed", "modified"):
+                lines += [f"    {k[0].upper()} {p}" for p in comp[k]]
+        elif name == "params":
+            lines += [f"    {k}: {v['from']!r} → {v['to']!r}" for k, v in comp["keys"].items()]
+        elif name == "threshold" and comp["changed"]:
+            lines.append(f"    {comp['from']} → {comp['to']}")
+    lines.append(f"  {'schema':10} {'changed' if d['feature_schema_changed'] else 'same'}")
+    lines.append("  metrics")
+    lines += [f"    {k}: {v['from']} → {v['to']} ({v['delta']:+})" for k, v in d["metrics"].items()
+              if v["delta"] is not None]
+    emit(d, as_json, "\n".join(lines))
+
+
+@app.command()
+def check(
+    old_model: Optional[str] = MODEL_POSITIONAL,
+    model: Optional[str] = MODEL_ALL,
+    offline: bool = typer.Option(False, "--offline", help="Skip the DVC remote check."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="VERSION",
+                                        help="Only releases at or above this version (e.g. v2.0.0): old history stays out of CI."),
+    as_json: bool = JSON,
+) -> None:
+    """For CI: every release tag (however it was made) is complete, agrees with its commit, and is on the DVC remote."""
+    from tether.check import check_releases
+    from tether.dvcstore import DvcStore
+    from tether.registry import Registry
+
+    model = one_of(model, old_model, "--model", "the positional MODEL")
+    ws = _ws()
+    reg = Registry(ws)
+    models = [ws.model(model)] if model else sorted(ws.models)
+    rels = [r for m in models for r in reg.of(m)]
+    skipped = []
+    if since:
+        from tether.semver import Version
+
+        floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
+        skipped = [r.tag for r in rels if r.version < floor]
+        rels = [r for r in rels if not r.version < floor]
+    report = check_releases(reg, rels, None if offline else DvcStore(ws.root), signatures=True)
+    report.skipped = skipped
+    lines = [f"checked {len(report.checked)} release(s)"
+             + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
+                + (" …" if len(skipped) > 5 else "") if skipped else "")]
+    lines += [f"  {f.tag}: {f.kind}: {f.message}" for f in report.findings]
+    emit(report.as_dict(), as_json, "\n".join(lines) if not report.ok or as_json else lines[0] + ": all complete, matching, on the remote")
+    if (err := report.error()) is not None:
+        raise err
+
+
+@app.command()
+def status(old_model: Optional[str] = MODEL_POSITIONAL, model: Optional[str] = MODEL_ALL,
+           as_json: bool = JSON) -> None:
+    """Per model: latest release, what each environment runs, whether the workspace matches."""
+    from tether.views import model_status
+
+    model = one_of(model, old_model, "--model", "the positional MODEL")
+    models = model_status(_ws(), model)
+    lines = []
+    for st in models:
+        lines.append(st.model)
+        lines.append(f"  latest     {st.latest or '(no releases)'}")
+        for env, view in st.environments.items():
+            shown = view.release or (f"{view.outside_commit[:12]} committed outside tether, matches no release"
+                                     if view.outside_commit else "(empty)")
+            lines.append(f"  {env:10} {shown}{ref_note(view.state.as_dict())}")
+        matches = ", ".join(st.matches) if st.matches else "no release"
+        lines.append(f"  workspace  {st.head[:12]}{' (dirty)' if st.dirty else ''} matches {matches}")
+    emit([st.as_dict() for st in models], as_json, "\n".join(lines))
