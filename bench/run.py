@@ -6,11 +6,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-<<<<<<< HEAD
-SCRIPTS = ["startup.py", "registry.py", "verify.py", "rollback.py", "serve.py", "canary.py"]
-=======
-SCRIPTS = ["startup.py", "registry.py", "verify.py", "rollback.py", "patch.py", "memory.py", "fleet.py", "serve.py"]
->>>>>>> perf
+SCRIPTS = ["startup.py", "registry.py", "verify.py", "rollback.py", "patch.py", "memory.py", "fleet.py", "serve.py",
+           "canary.py", "signing.py"]
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

@@ -78,3 +78,18 @@ def project(template, tmp_path):
     from project import clone_template
 
     return clone_template(template, tmp_path / "p")
+
+
+@pytest.fixture(scope="session")
+def signed_base(tmp_path_factory):
+    """The churn shape with a committed signing policy and signed releases and moves: once."""
+    from signhelp import build_signed
+
+    yield from build_signed(tmp_path_factory)
+
+
+@pytest.fixture
+def signed(signed_base, tmp_path):
+    from signhelp import copy_signed
+
+    return copy_signed(signed_base, tmp_path)

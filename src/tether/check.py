@@ -13,14 +13,15 @@ from tether.registry import PROBLEM_ERRORS, Registry, Release
 
 # The kinds of finding, and the one mapping from a finding to its exception (and so its exit
 # code), used by `check`, the promote gate and every command that meets an unusable release.
-FindingKind = Literal["incomplete", "mismatch", "unusable", "missing-objects", "moved-tag"]
+FindingKind = Literal["incomplete", "mismatch", "unusable", "missing-objects", "moved-tag", "signature"]
 INCOMPLETE: Final = "incomplete"
 MISMATCH: Final = "mismatch"
 UNUSABLE: Final = "unusable"
 MISSING: Final = "missing-objects"
 MOVED: Final = "moved-tag"
-FINDING_ERRORS = {MOVED: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}
-SEVERITY = (MOVED, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: it decides the exit code
+SIGNATURE: Final = "signature"  # the signing policy rejects a release tag or an environment move
+FINDING_ERRORS = {MOVED: IntegrityError, SIGNATURE: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}
+SEVERITY = (MOVED, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: it decides the exit code
 
 
 @dataclass
@@ -57,7 +58,8 @@ class CheckReport:
         }
 
 
-def check_releases(reg: Registry, releases: list[Release], store: DvcStore | None, remote: bool = True) -> CheckReport:
+def check_releases(reg: Registry, releases: list[Release], store: DvcStore | None, remote: bool = True,
+                   signatures: bool = False) -> CheckReport:
     """Holds every tag, however it was made, to the rules `tether release` applies: the five
     parts derived from its commit, an attestation (if any) that agrees with the commit, and every
     DVC object on the remote. A malformed tag is one finding, never a crash."""
@@ -104,4 +106,8 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
                 if moved is None or (ev.tag_object and moved.tag_object != ev.tag_object):
                     report.findings.append(Finding(ev.release, MOVED,
                         f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
+    if signatures:
+        from tether import signing
+
+        report.findings += [Finding(where, SIGNATURE, why) for where, why in signing.findings(reg.ws, reg, releases)]
     return report

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.canary import write_weight_file
-from tether.deploysource import _check_origin, _storage_errors, plan_source, source_workspace
+from tether.deploysource import _check_origin, _storage_errors, plan_source, require_signed, source_workspace
 from tether.deploystage import STAMP, build, manifest_digest, read_stamp, shared_outputs, stamp_ok, write_stamp
 from tether.deployswitch import (current_release, log_event, logged_manifest_digest, prune, resolve_current,
                                  resolve_target, switch_current, target_lock)
@@ -36,7 +36,7 @@ from tether.registry import Event, Release
 from tether.workspace import Workspace
 
 __all__ = ["STAMP", "DeployResult", "current_release", "deploy", "log_event", "logged_manifest_digest",
-           "manifest_digest", "plan_source", "prune", "read_release", "read_stamp", "resolve_current",
+           "manifest_digest", "plan_source", "prune", "read_release", "read_stamp", "require_signed", "resolve_current",
            "resolve_target", "shared_outputs", "source_workspace", "stamp_ok", "switch_current", "target_lock",
            "verify_release_dir", "verify_target", "write_stamp"]
 
@@ -68,16 +68,19 @@ def deploy(
     dry_run: bool = False,
     progress=None,
     cwd: str | Path = ".",
+    require_signatures: bool = False,
+    allowed_signers: str | Path | None = None,
 ) -> DeployResult:
     """`cwd` is the directory tether acts in (`-C`): the repository without --repo, and what a
     relative DIR or --repo path is relative to."""
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = resolve_target(target, cwd)
+    signed = _host_signing(require_signatures, allowed_signers, repo_url, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
     current_release(target)
     if dry_run:
-        return _dry_run(target, env, repo_url, model, cwd)
+        return _dry_run(target, env, repo_url, model, cwd, signed)
     try:
         target.mkdir(parents=True, exist_ok=True)
         (target / "releases").mkdir(exist_ok=True)
@@ -89,7 +92,7 @@ def deploy(
         previous = current_release(target)  # again, under the lock
         ws = source_workspace(target, repo_url, env, model, progress, cwd=cwd)
         with _storage_errors():
-            _reg, rel, ev = plan_source(ws, model, env)
+            _reg, rel, ev = plan_source(ws, model, env, signed=signed)
         manifest = rel.manifest or {}  # plan_source refuses a release without one
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
@@ -127,7 +130,23 @@ def _canary_weight(ws: Workspace, rel: Release, env: str, ev: Event) -> int | No
     return weight_of([ev]) if env in ws.settings(rel.name.model).canaries else None
 
 
-def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".") -> DeployResult:
+def _host_signing(required: bool, signers: str | Path | None, repo_url: str | None,
+                  cwd: str | Path) -> tuple[bool, Path | None]:
+    """A host that requires signatures trusts its own allowed signers file, never one that
+    arrives with what it deploys (the environment's tree is the release's, anyone's to write)."""
+    path = None
+    if signers is not None:
+        path = (Path(cwd) / signers).absolute()
+        if not path.is_file():
+            raise UsageError(f"--allowed-signers {signers}: no such file")
+    if required and path is None and repo_url is not None:
+        raise UsageError("--require-signed with --repo needs the host's own --allowed-signers FILE",
+                         hint="copy the team's allowed signers file to the host and name it; nothing was deployed")
+    return required, path
+
+
+def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".",
+             signed: tuple[bool, Path | None] = (False, None)) -> DeployResult:
     """What deploy would do, touching nothing in DIR (a --repo clone goes to a temp dir)."""
     import tempfile
 
@@ -137,7 +156,7 @@ def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cw
     with tempfile.TemporaryDirectory(prefix="tether-dry-run-") as tmp:
         ws = source_workspace(Path(tmp), repo_url, env, model, cwd=cwd) if repo_url else Workspace.discover(cwd)
         with _storage_errors():  # a --repo clone is our own temp copy; the user's repository is only read
-            _reg, rel, _ev = plan_source(ws, model, env, read_only=not repo_url)
+            _reg, rel, _ev = plan_source(ws, model, env, read_only=not repo_url, signed=signed)
         release_id = rel.tag.replace("/", "--")
         final = target / "releases" / release_id
         previous = current_release(target)

@@ -121,7 +121,28 @@ def _storage_errors():
                                 "any `dvc import` are reachable; nothing was switched") from exc
 
 
-def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False) -> tuple[Registry, Release, Event]:
+def require_signed(ws: Workspace, reg: Registry, model: str, env: str, rel: Release, events: list,
+                   host_required: bool = False, host_signers: Path | None = None) -> None:
+    """The signing policy, checked before anything is materialised or switched: the repository's
+    (`meta.tether.signing`), plus the host's own when it was told `--require-signed` (then the
+    environment's newest move must carry a good signature by a key in `--allowed-signers`, the
+    host's own file, whatever the repository says). A refusal leaves `current` as it was."""
+    from tether import signing
+    from tether import signpolicy as sp
+
+    pol = signing.policy(ws, model)
+    if host_required:
+        host = sp.Policy(releases=pol.releases, environments={env: sp.Rule(require_signed=True)})
+        pol = sp.merge(pol, host)
+    signers = signing.allowed_signers(ws, host_signers)
+    bad = signing.violations(signing.env_verdicts(ws, reg, model, env, signers, pol, events))
+    if bad:
+        raise signing.refuse(env, bad, "nothing was deployed; the previous release keeps serving")
+    signing.enforce_release(ws, rel, host_signers, pol)
+
+
+def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False,
+                signed: tuple[bool, Path | None] = (False, None)) -> tuple[Registry, Release, Event]:
     """The release the environment runs: per the git remote when there is one (a local branch
     may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
     repository) fetches nothing: origin's branch as last fetched, and no DVC objects."""
@@ -157,5 +178,6 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     if rel.tree != ev.tree:
         raise IntegrityError(f"{branch}'s tree is not {rel.tag}'s tree",
                              hint="the branch was edited by hand; move it with tether promote/rollback")
+    require_signed(ws, reg, model, env, rel, events, *signed)
     return reg, rel, ev
 

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tether import gates, history
+from tether import gates, history, signing, signpolicy
 from tether.check import FINDING_ERRORS, INCOMPLETE, MOVED, check_releases
 from tether.dvcstore import DvcStore
 from tether.errors import Conflict, IntegrityError, StorageError, UsageError
@@ -33,6 +33,8 @@ class MovePlan:
     notes: dict = field(default_factory=dict)  # extra trailers (allowed regression, skipped staging)
     published: list = field(default_factory=list)  # what --push had to publish first
     gates: list[gates.GateResult] = field(default_factory=list)
+    sign: bool = False  # a signed move commit (git's own signing: `commit-tree -S`)
+    signature_rule: signpolicy.Rule = field(default_factory=signpolicy.Rule)
 
     def trailers(self, time: str) -> dict[str, str]:
         return {
@@ -58,6 +60,7 @@ class MovePlan:
             "approver": self.approver,
             "reason": self.reason,
             "push": self.push,
+            "sign": self.sign,
             "notes": self.notes,
             "gates": [g.as_dict() for g in self.gates],
         }
@@ -135,6 +138,7 @@ def plan_move(
     smoke: bool = True,
     store: DvcStore | None = None,
     read_only: bool = False,
+    sign: bool = False,
 ) -> MovePlan:
     """The move and its gates. `read_only` (a --dry-run) changes no ref: with --push it plans
     from origin's branch as last fetched instead of fetching and fast-forwarding."""
@@ -156,6 +160,7 @@ def plan_move(
                             "and reconcile them before moving the environment")
     current = reg.live(model, env)
     reg.check_tag_integrity(reg.history(model, env))
+    rule = _signature_rule(ws, reg, model, env, sign, approver)
 
     if action == "rollback":
         if ref is None:
@@ -174,6 +179,7 @@ def plan_move(
         rel = reg.resolve(ref, model)
     if rel.name.model != model:
         raise UsageError(f"{rel.tag} is not a release of {model}")
+    signing.enforce_release(ws, rel)
     if current and current.release == rel.tag:
         raise Conflict(f"{env} already runs {rel.tag}", hint="nothing to do")
 
@@ -182,7 +188,7 @@ def plan_move(
     rel = reg.resolve_objects([rel], store)[0]
     plan = MovePlan(model=model, env=env, branch=branch, action=action, release=rel,
                     old_head=state.commit, local_head=state.local, current=current,
-                    approver=approver, reason=reason, push=push)
+                    approver=approver, reason=reason, push=push, sign=sign, signature_rule=rule)
     if env in ws.settings(model).canaries:  # a canary starts at the first step; a rollback sends it nothing
         plan.notes["Tether-Weight"] = str(ws.settings(model).guard.steps[0] if action == "promote" else 0)
     results = _release_gates(reg, rel, store, allow_incomplete, plan.notes)
@@ -223,6 +229,18 @@ def plan_move(
     gates.raise_failures(results, action)
     plan.gates = results
     return plan
+
+
+def _signature_rule(ws: Workspace, reg: Registry, model: str, env: str, sign: bool,
+                    approver: str) -> signpolicy.Rule:
+    """The environment's signing rule, after its history so far has passed it: a move onto a
+    history the policy rejects, or an unsigned move where one is required, changes nothing."""
+    signing.enforce_env(ws, reg, model, env, what="nothing was moved", head=False)
+    rule = signing.policy(ws, model).env(env)
+    if rule.require_signed and not sign:
+        raise IntegrityError(f"{env} requires signed moves (meta.tether.signing in dvc.yaml): this one is unsigned",
+                             hint="pass --sign (git signs with your gpg.format and user.signingkey); nothing was moved")
+    return rule
 
 
 def commit_message(plan: MovePlan, time: str) -> str:
@@ -284,7 +302,9 @@ def execute_move(ws: Workspace, plan: MovePlan, store: DvcStore | None = None) -
     if gto_tag:
         plan.notes["Tether-Gto-Tag"] = gto_tag[0]
     parents = ([plan.old_head] if plan.old_head else []) + [rel.commit]
-    new = ws.git.commit_tree(rel.tree, parents, commit_message(plan, now_iso()))
+    new = ws.git.commit_tree(rel.tree, parents, commit_message(plan, now_iso()), sign=plan.sign)
+    if plan.sign or plan.signature_rule.require_signed:
+        signing.check_new_move(ws, new, plan.env, plan.approver, plan.signature_rule, None)
     ref = f"refs/heads/{plan.branch}"
     tag_obj, gto_name = None, None
     if gto_tag:
@@ -313,7 +333,13 @@ def move_history(ws: Workspace, model: str | None, env: str | None, at: str | No
         events = reg.history(model, e)
         reg.check_tag_integrity(events)
         st = reg.env_state(model, e)
-        entry: dict = {"branch": ws.branch(model, e), "ref": st.as_dict(), "events": [ev.__dict__ for ev in events]}
+        verdicts = {v.commit: v for v in signing.env_verdicts(ws, reg, model, e, signing.allowed_signers(ws),
+                                                               events=events)}
+        rows = [{**ev.__dict__, "signature": verdicts[ev.commit].as_dict() if ev.commit in verdicts else None}
+                for ev in events]
+        if bad := signing.violations(list(verdicts.values())):
+            out.setdefault("refused", str(signing.refuse(e, bad)))
+        entry: dict = {"branch": ws.branch(model, e), "ref": st.as_dict(), "events": rows}
         if at:
             live = history.live_at(events, history.parse_time(at))
             entry["live_at"] = {"at": at, "release": live.release if live else None,

@@ -5,6 +5,7 @@ Refs move only by compare-and-swap (`update-ref NEW OLD`); a lost race raises Co
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,27 @@ class Git:
         """The file at `rev`, or "" when it is not there."""
         res = self.run("show", f"{rev}:{path}", check=False)
         return res.stdout if res.returncode == 0 else ""
+
+    def show_or_none(self, rev: str, path: str) -> str | None:
+        """The file at `rev`, or None when it is not there (an empty file is "")."""
+        res = self.run("show", f"{rev}:{path}", check=False)
+        return res.stdout if res.returncode == 0 else None
+
+    def raw_object(self, kind: str, oid: str) -> str:
+        """`git cat-file KIND OID`: the object as git stores it (a tag with its signature)."""
+        return self.run("cat-file", kind, oid).stdout
+
+    def is_bare(self) -> bool:
+        res = self.run("rev-parse", "--is-bare-repository", check=False)
+        return res.returncode == 0 and res.stdout.strip() == "true"
+
+    def first_parent_entries(self, new: str, stop: list[str]) -> list["LogEntry"]:
+        """Commits on `new`'s first-parent line not reachable from `stop` (e.g. `^OLD`, `--not
+        --all`), newest first, with parents, tree and trailers."""
+        fmt = "%H%x00%P%x00%T%x00%(trailers:only,unfold)%x00"
+        out = self.run("log", "--first-parent", f"--format={fmt}", new, *stop, "--").stdout.split("\0")
+        return [LogEntry(out[i].strip(), tuple(out[i + 1].split()), out[i + 2], "", "", parse_trailers(out[i + 3]))
+                for i in range(0, len(out) - 3, 4)]
 
     def names_in(self, rev: str, paths: list[str]) -> set[str]:
         """Which of `paths` (files or directories) the tree at `rev` holds."""
@@ -291,11 +313,61 @@ class Git:
             )
         return res.stdout.strip()
 
-    def commit_tree(self, tree: str, parents: list[str], message: str) -> str:
+    def commit_tree(self, tree: str, parents: list[str], message: str, sign: bool = False) -> str:
+        """A commit object (no ref moves); `sign` signs it with the user's configured git
+        signing (`gpg.format`, `user.signingkey`), as `git commit -S` does."""
         args = ["commit-tree", tree]
         for p in parents:
             args += ["-p", p]
-        return self.run(*args, input=message).stdout.strip()
+        if not sign:
+            return self.run(*args, input=message).stdout.strip()
+        try:
+            return self.run(*args, "-S", input=message).stdout.strip()
+        except CommandFailed as exc:
+            raise _signing_failed(exc) from None
+
+    def create_signed_tag(self, name: str, commit: str, message: str) -> str:
+        """A signed annotated tag made by `git tag -s` (OpenPGP, X.509 or SSH, whatever the user
+        configured); refuses (Conflict) if the tag exists. Returns the tag object id."""
+        if self.rev_parse(f"refs/tags/{name}") is not None:
+            raise Conflict(f"tag {name} exists already", hint="releases never move; release another version")
+        try:
+            self.run("tag", "-s", "--cleanup=verbatim", "-F", "-", name, commit,
+                     input=message + ("" if message.endswith("\n") else "\n"))
+        except CommandFailed as exc:
+            if "already exists" in exc.result.stderr:
+                raise Conflict(f"tag {name} exists already (made meanwhile)",
+                               hint="releases never move; release another version") from None
+            raise _signing_failed(exc) from None
+        return self.out("rev-parse", f"refs/tags/{name}")
+
+    def commit_signatures(self, revs: list[str], allowed_signers: Path | None,
+                          max_count: int | None = None) -> dict[str, tuple[str, str, str]]:
+        """commit -> (`%G?`, principal `%GS`, key `%GK`) for the first-parent commits of `revs`
+        (the newest `max_count`), in ONE `git log` that has git itself verify each signature
+        against the given allowed signers file."""
+        conf = ["-c", f"gpg.ssh.allowedSignersFile={allowed_signers or os.devnull}"]
+        limit = [f"--max-count={max_count}"] if max_count is not None else []
+        out = self.run(*conf, "log", "--first-parent", *limit, "--format=%H%x00%G?%x00%GS%x00%GK%x00",
+                       *revs, "--").stdout
+        f = out.split("\0")
+        return {f[i].strip(): (f[i + 1], f[i + 2], f[i + 3]) for i in range(0, len(f) - 3, 4)}
+
+    def signatures_of(self, commits: list[str], allowed_signers: Path | None) -> dict[str, tuple[str, str, str]]:
+        """The same verdicts for exactly these commits (no walk), in ONE `git log`."""
+        if not commits:
+            return {}
+        conf = ["-c", f"gpg.ssh.allowedSignersFile={allowed_signers or os.devnull}"]
+        out = self.run(*conf, "log", "--no-walk=unsorted", "--format=%H%x00%G?%x00%GS%x00%GK%x00",
+                       *commits, "--").stdout
+        f = out.split("\0")
+        return {f[i].strip(): (f[i + 1], f[i + 2], f[i + 3]) for i in range(0, len(f) - 3, 4)}
+
+    def verify_tag_raw(self, tag_object: str, allowed_signers: Path | None) -> tuple[int, str]:
+        """`git verify-tag --raw` of one tag object: (exit status, what the signing tool said)."""
+        res = self.run("-c", f"gpg.ssh.allowedSignersFile={allowed_signers or os.devnull}",
+                       "verify-tag", "--raw", tag_object, check=False)
+        return res.returncode, res.stderr + res.stdout
 
     def log_first_parent(self, rev: str) -> list[LogEntry]:
         """Newest first. One subprocess for the whole history."""
@@ -352,12 +424,24 @@ class Git:
         if res.returncode == 0:
             return
         text = res.stdout + res.stderr
+        if "pre-receive hook declined" in text:
+            said = [ln.partition("remote: ")[2] for ln in text.splitlines() if "remote: tether: refused" in ln]
+            from tether.errors import IntegrityError
+
+            raise IntegrityError(f"the git remote '{remote}' refused the push: " + ("; ".join(said) or text.strip()[-300:]),
+                                 hint="its pre-receive hook enforces tether's rules; nothing was updated there")
         if "rejected" in text or "non-fast-forward" in text or "fetch first" in text or "already exists" in text:
             raise Conflict(
                 f"the git remote '{remote}' rejected the push: it moved since you last fetched",
                 hint="someone else pushed first; fetch, look at `tether history`, and try again",
             )
         raise TetherError(f"git push to '{remote}' failed: {text.strip()[-400:]}")
+
+
+def _signing_failed(exc: CommandFailed) -> UsageError:
+    return UsageError(f"git could not sign: {exc.message}",
+                      hint="configure git signing (SSH: git config gpg.format ssh && git config user.signingkey "
+                           "~/.ssh/id_ed25519.pub; OpenPGP: git config user.signingkey KEYID); nothing was changed")
 
 
 def short_ref(name: str) -> str:

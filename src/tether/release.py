@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from tether import components, derive, gates, hydraconf
+from tether import components, derive, gates, hydraconf, signing
 from tether.digest import sha256_file, tree_sha256_of
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
-from tether.errors import Conflict, GateFailed, StorageError, UsageError
+from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
 from tether.refs import check_model
 from tether.registry import Registry
 from tether.semver import BUMPS, Version
@@ -31,6 +31,7 @@ class ReleasePlan:
     message: str
     steps: list[str] = field(default_factory=list)
     resume: bool = False  # the tag exists locally: only publish it
+    sign: bool = False  # a signed tag (`git tag -s`, the user's own signing configuration)
 
     def as_dict(self) -> dict:
         return {
@@ -44,6 +45,7 @@ class ReleasePlan:
             "gates": [g.as_dict() for g in self.gates],
             "steps": self.steps,
             "resume": self.resume,
+            "sign": self.sign,
             "manifest": self.manifest,
         }
 
@@ -66,6 +68,7 @@ def plan_release(
     message: str | None = None,
     push: bool = False,
     store: DvcStore | None = None,
+    sign: bool = False,
 ) -> ReleasePlan:
     # A name the tag grammar cannot carry would make a tag the registry never reads back: an
     # invisible release. Refuse it before anything is computed.
@@ -75,6 +78,9 @@ def plan_release(
     if bump and bump not in BUMPS:
         raise UsageError(f"unknown bump '{bump}'", hint="use major, minor or patch")
     wanted = Version.parse(version) if version else None
+    if signing.policy(ws, model).releases.require_signed and not sign:
+        raise IntegrityError(f"releases of {model} must be signed (meta.tether.signing.releases in dvc.yaml)",
+                             hint="pass --sign (git signs with your gpg.format and user.signingkey); nothing was tagged")
     git = ws.git
     commit = git.head()
     if git.current_branch() is None:
@@ -152,13 +158,13 @@ def plan_release(
     steps = []
     if push:
         steps.append(f"push {len(md5s)} DVC object(s) to the remote, then confirm each is there")
-    steps.append(f"create annotated tag {tag} on {commit[:12]} with the manifest")
+    steps.append(f"create {'signed' if sign else 'annotated'} tag {tag} on {commit[:12]} with the manifest")
     if push:
         steps.append(f"push tag {tag} to origin")
     return ReleasePlan(
         model=model, tag=tag, version=str(wanted), bump=kind, reasons=reasons,
         previous=previous.tag if previous else None, commit=commit, manifest=manifest,
-        gates=results, push=push, message=message or f"Release {tag}", steps=steps,
+        gates=results, push=push, message=message or f"Release {tag}", steps=steps, sign=sign,
     )
 
 
@@ -230,7 +236,16 @@ def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = N
     if plan.resume:
         ws.git.push("origin", f"refs/tags/{plan.tag}:refs/tags/{plan.tag}")
         return ws.git.ref(f"refs/tags/{plan.tag}") or ""
-    tag_obj = ws.git.create_tag(plan.tag, plan.commit, mf.tag_message(plan.manifest, plan.message))
+    text = mf.tag_message(plan.manifest, plan.message)
+    if plan.sign:
+        tag_obj = ws.git.create_signed_tag(plan.tag, plan.commit, text)
+        try:
+            signing.check_new_tag(ws, plan.model, plan.tag, tag_obj)
+        except IntegrityError:
+            ws.git.delete_ref(f"refs/tags/{plan.tag}", tag_obj)
+            raise
+    else:
+        tag_obj = ws.git.create_tag(plan.tag, plan.commit, text)
     if plan.push:
         try:
             ws.git.push("origin", f"refs/tags/{plan.tag}:refs/tags/{plan.tag}")

@@ -53,6 +53,7 @@ class Settings:
     serve: dict = field(default_factory=dict)  # how the model is served (entrypoint, …)
     canaries: dict = field(default_factory=dict)  # canary environment -> the stable one it guards
     guard: GuardPolicy = field(default_factory=GuardPolicy)  # `tether guard`'s steps and thresholds
+    signing: dict = field(default_factory=dict)  # who may release and move environments (signpolicy)
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Settings":
@@ -78,6 +79,9 @@ class Settings:
             raise _bad("tolerance", "a fraction between 0 and 1, e.g. 0.05 for 5%", s.tolerance)
         if s.keep < 0:
             raise _bad("keep", "a whole number of releases, 0 or more", s.keep)
+        from tether.signpolicy import parse as parse_signing
+
+        parse_signing(s.signing)  # a malformed policy is a usage error when settings load
         return s
 
 
@@ -85,7 +89,7 @@ _KINDS = {"environments": "names", "require_staging": "bool", "tolerance": "numb
           "gate_metrics": "names", "keep": "int", "smoke": "bool", "branch_template": "str?",
           "threshold_file": "str", "feature_schema_file": "str", "runtime_file": "str", "metrics_file": "str",
           "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map",
-          "canaries": "map", "guard": "policy"}
+          "canaries": "map", "guard": "policy", "signing": "map"}
 _WANT = {"names": "a list of names, e.g. [staging, production]", "bool": "true or false", "number": "a number",
          "int": "a whole number", "str": "a string", "str?": "a string", "map": "a mapping"}
 

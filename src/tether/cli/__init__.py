@@ -119,6 +119,7 @@ from tether.cli import moves  # noqa: E402,F401
 from tether.cli import hosts  # noqa: E402,F401
 from tether.cli import repro  # noqa: E402,F401  (reproduce, report, export mlflow)
 from tether.cli import canary  # noqa: E402,F401  (canary weight, guard)
+from tether.cli import hook  # noqa: E402,F401  (hook pre-receive, hook install)
 
 
 def _debug_requested() -> bool:

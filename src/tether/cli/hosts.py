@@ -21,6 +21,10 @@ def deploy(
     keep: int = typer.Option(3, "--keep", help="Materialised releases to keep."),
     full: bool = typer.Option(False, "--full", help="Materialise every DVC output, data too."),
     smoke: bool = typer.Option(False, "--smoke", help="Run the smoke test before switching."),
+    require_signed: bool = typer.Option(False, "--require-signed",
+                                        help="Deploy only a move signed by a key in --allowed-signers."),
+    allowed_signers: Optional[str] = typer.Option(None, "--allowed-signers", metavar="FILE",
+                                                  help="This host's allowed signers file (git's SSH format)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -33,7 +37,8 @@ def deploy(
         _ws()  # fail early outside a repository
     # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
     res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                    dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir)
+                    dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir,
+                    require_signatures=require_signed, allowed_signers=allowed_signers)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")

@@ -49,6 +49,7 @@ def promote(
         None, "--skip-staging", metavar="REASON", help="Promote to production without staging first (reason recorded)."),
     allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
                                                    help="Promote a release missing one of the five parts (recorded)."),
+    sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -58,7 +59,7 @@ def promote(
         raise UsageError("promote needs --env ENV: the environment to move", hint="e.g. --env staging")
     _move("promote", model=model, env=env, release_ref=ref, approver=approver, reason=reason, push=push,
           allow_regression=allow_regression, skip_staging=skip_staging, allow_incomplete=allow_incomplete,
-          dry_run=dry_run, as_json=as_json)
+          sign=sign, dry_run=dry_run, as_json=as_json)
 
 
 @app.command()
@@ -70,13 +71,14 @@ def rollback(
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
     model: Optional[str] = MODEL_OPT,
     push: bool = typer.Option(False, "--push", help="Push the environment branch (compare-and-swap on origin)."),
+    sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
     """Move an environment back to the last known good release, or to --release REF."""
     target = one_of(target, old_to, "--release", "rollback --to")
     _move("rollback", model=model, env=env, release_ref=target, approver=approver, reason=reason, push=push,
-          dry_run=dry_run, as_json=as_json)
+          sign=sign, dry_run=dry_run, as_json=as_json)
 
 
 @app.command()
@@ -92,6 +94,7 @@ def history(
     data = move_history(_ws(), model, env, at)
     if as_json:
         emit(data, True)
+        _refuse(data)
         return
     blocks = []
     for e, entry in data["environments"].items():
@@ -102,9 +105,30 @@ def history(
         elif not entry["events"]:
             blocks.append(f"{head}\n  (no moves yet)")
         else:
-            blocks.append(head + "\n" + table(("TIME", "ACTION", "FROM", "TO", "BY", "REASON"),
-                                              [_event_row(ev) for ev in entry["events"]]))
+            blocks.append(head + "\n" + table(("TIME", "ACTION", "FROM", "TO", "BY", "REASON", "SIGNATURE"),
+                                              [(*_event_row(ev), _signer_note(ev.get("signature")))
+                                               for ev in entry["events"]]))
     emit(data, False, "\n".join(blocks), escaped=True)  # each part escaped above, each cell by table
+    _refuse(data)
+
+
+def _refuse(data: dict) -> None:
+    """After the trail is shown: a move the signing policy rejects is exit 6, naming it."""
+    if data.get("refused"):
+        from tether.errors import IntegrityError
+
+        raise IntegrityError(data["refused"], hint="see the moves marked REFUSED in the history")
+
+
+def _signer_note(sig: Optional[dict]) -> str:
+    """Beside each move: the signer git verified, or why the policy refuses it."""
+    if not sig:
+        return ""
+    if sig["problem"] and sig["enforced"]:
+        return f"REFUSED: {sig['problem']}"
+    if sig["verified"]:
+        return f"signed: {sig['principal']}"
+    return "unsigned" if sig["status"] == "N" else f"signature {sig['status']}: not verified"
 
 
 def _event_row(ev: dict) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ def release(
     bump: Optional[str] = typer.Option(None, "--bump", help="major, minor or patch."),
     message: Optional[str] = typer.Option(None, "-m", "--message", help="Release note."),
     push: bool = typer.Option(False, "--push", help="Push DVC outputs, then the tag."),
+    sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -28,7 +29,7 @@ def release(
     ws = _ws()
     if not as_json:
         progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
-    plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push)
+    plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push, sign=sign)
     if dry_run:
         lines = [f"would release {plan.tag} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"]
         lines += [gate_line(g) for g in plan.gates]
@@ -199,7 +200,7 @@ def check(
         floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
         skipped = [r.tag for r in rels if r.version < floor]
         rels = [r for r in rels if not r.version < floor]
-    report = check_releases(reg, rels, None if offline else DvcStore(ws.root))
+    report = check_releases(reg, rels, None if offline else DvcStore(ws.root), signatures=True)
     report.skipped = skipped
     lines = [f"checked {len(report.checked)} release(s)"
              + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
