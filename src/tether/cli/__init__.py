@@ -57,9 +57,11 @@ MODEL_POSITIONAL = typer.Argument(None, hidden=True, metavar="[MODEL]",
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        # tether.__version__, not importlib.metadata (90 ms); tests/test_cli_conventions.py checks
+        # it against the installed distribution's version
+        from tether import __version__
 
-        typer.echo(f"tether {version('tether')}")
+        typer.echo(f"tether {__version__}")
         raise typer.Exit()
 
 
