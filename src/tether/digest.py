@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Set as AbstractSet
-
 import hashlib
 import os
+from collections.abc import Set as AbstractSet
 from pathlib import Path
+
+from tether import meter
 
 _BLOCK = 1 << 20
 
@@ -18,6 +19,7 @@ def sha256_file(path: str | Path) -> str:
         view = memoryview(buf)
         while n := f.readinto(buf):
             h.update(view[:n])
+            meter.advance(n)
     return h.hexdigest()
 
 

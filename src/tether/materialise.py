@@ -11,7 +11,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether import paths
+from tether import meter, paths
 from tether.digest import _BLOCK, sha256_file, tree_sha256, tree_sha256_of
 from tether.dvcstore import DvcStore
 from tether.errors import IntegrityError, StorageError
@@ -125,6 +125,7 @@ def _write(fin, dst: Path, sha256: str | None, name: str, md5: str | None, hint:
             if check_md5 is not None:
                 check_md5.update(view[:n])
             fout.write(view[:n])
+            meter.advance(n)
     bad: tuple[str, str, str] | None = None
     if sha256 is not None and h.hexdigest() != sha256:
         bad = ("sha256", h.hexdigest(), sha256)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import typer
@@ -98,6 +100,25 @@ def emit(data, as_json: bool, text: str | None = None, *, escaped: bool = False)
 
 def progress(msg: str) -> None:
     typer.echo(safe(msg), err=True)
+
+
+@contextmanager
+def byte_bar(label: str, enabled: bool = True, console=None) -> Iterator[None]:
+    """A progress bar of the bytes copied and hashed inside the block (tether.meter), on stderr,
+    only when stderr is a terminal (or a console is given); piped or `--json`, nothing."""
+    if not enabled or (console is None and not sys.stderr.isatty()):
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from tether import meter
+
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=console or Console(stderr=True), transient=console is None) as bar:
+        task = bar.add_task(safe(label), total=None)
+        with meter.counting(lambda n: bar.advance(task, n)):
+            yield
 
 
 def deprecated(old: str, new: str) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli import DRY, JSON, MODEL_OPT, _opts, _ws, app, emit, progress
+from tether.cli import DRY, JSON, MODEL_OPT, _opts, _ws, app, byte_bar, emit, progress
 from tether.errors import UsageError
 
 # -- serving hosts and workspaces ----------------------------------------------------------
@@ -36,9 +36,10 @@ def deploy(
     if repo is None:
         _ws()  # fail early outside a repository
     # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
-    res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                    dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir,
-                    require_signatures=require_signed, allowed_signers=allowed_signers)
+    with byte_bar(f"deploying {env}", enabled=not as_json and not dry_run):
+        res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
+                        dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir,
+                        require_signatures=require_signed, allowed_signers=allowed_signers)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")
@@ -64,11 +65,13 @@ def verify(
     if target is not None:  # `--target ""` is refused, not taken for "no target"
         from tether.deploy import verify_target
 
-        res = verify_target(target, cwd=_opts().chdir)
+        with byte_bar("verifying", enabled=not as_json):
+            res = verify_target(target, cwd=_opts().chdir)
     elif ref is not None:
         from tether.checkout import verify_release
 
-        res = verify_release(_ws(), ref, model, progress=None if as_json else progress)
+        with byte_bar(f"verifying {ref}", enabled=not as_json):
+            res = verify_release(_ws(), ref, model, progress=None if as_json else progress)
     emit(res, as_json, f"{res['release']}: {res['files']} file(s), every digest matches")
 
 
@@ -83,7 +86,9 @@ def checkout(
     """Safe `git checkout` + `dvc pull`: all of the release, or nothing changes."""
     from tether.checkout import checkout as do_checkout
 
-    res = do_checkout(_ws(), ref, model=model, force=force, dry_run=dry_run, progress=None if as_json else progress)
+    with byte_bar(f"checking out {ref}", enabled=not as_json and not dry_run):
+        res = do_checkout(_ws(), ref, model=model, force=force, dry_run=dry_run,
+                          progress=None if as_json else progress)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"would check out {res.release} ({res.ref}) with {len(res.outputs)} output(s); nothing changed")
