@@ -13,30 +13,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, ENV  # noqa: E402
 
-MAKE_MODEL = '''
-import json, os, random, yaml
-p = yaml.safe_load(open("params.yaml"))
-os.makedirs("models/big", exist_ok=True)
-rng = random.Random(p["seed"])
-with open("models/big/weights.bin", "wb") as f:
-    for _ in range(p["size_mb"]):
-        f.write(rng.randbytes(1 << 20))
-json.dump({"value": p["threshold"], "source": "params"}, open("models/big/threshold.json", "w"))
-json.dump({"auc": 0.9}, open("models/big/metrics.json", "w"))
-'''
-DVC_YAML = '''stages:
-  make:
-    cmd: python make_model.py
-    deps: [make_model.py, data/input.csv]
-    params: [seed, size_mb, threshold]
-    outs: [models/big/weights.bin, models/big/threshold.json, models/big/metrics.json]
-artifacts:
-  big:
-    path: models/big
-    type: model
-    meta:
-      tether: {smoke: false, require_staging: false}
-'''
+# the same raw-bytes model the tests build (tests/shapes.py): one definition of it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from shapes import BIG_DVC_YAML as DVC_YAML  # noqa: E402
+from shapes import BIG_MAKE_MODEL as MAKE_MODEL  # noqa: E402
 
 
 def sh(*args, cwd, env=None):
