@@ -26,6 +26,15 @@ def needed(manifest: dict, full: bool = False, data_paths: tuple[str, ...] = ())
     return [e for e in dvc_objects(manifest) if e["path"] in weights or full or e["path"] in data_paths]
 
 
+def _require_on_remote(store: DvcStore, missing, by_md5: dict[str, str]) -> None:
+    """StorageError naming every file of `missing` the DVC remote does not have (one query)."""
+    absent = store.missing_on_remote(missing)
+    if absent:
+        names = ", ".join(sorted(by_md5[m] for m in absent))
+        raise StorageError(f"the DVC remote lacks {len(absent)} object(s) this release needs: {names}",
+                           hint="push them from a workspace that has them: dvc push")
+
+
 def ensure_cached(store: DvcStore, entries: list[dict], progress=None) -> None:
     """Every object in the local cache, fetched from the remote if need be. Raises
     StorageError naming the files the remote does not have, before anything else is touched."""
@@ -34,11 +43,7 @@ def ensure_cached(store: DvcStore, entries: list[dict], progress=None) -> None:
     if missing:
         if progress:
             progress(f"fetching {len(missing)} object(s) from the DVC remote …")
-        absent = store.missing_on_remote(missing)
-        if absent:
-            names = ", ".join(sorted(by_md5[m] for m in absent))
-            raise StorageError(f"the DVC remote lacks {len(absent)} object(s) this release needs: {names}",
-                               hint="push them from a workspace that has them: dvc push")
+        _require_on_remote(store, missing, by_md5)
         store.fetch(missing)
     still = store.missing_in_cache(by_md5)
     if still:
@@ -62,11 +67,7 @@ def ensure_available(store: DvcStore, entries: list[dict], progress=None) -> Non
         return
     if progress:
         progress(f"{len(missing)} object(s) will stream from the DVC remote …")
-    absent = store.missing_on_remote(missing)
-    if absent:
-        names = ", ".join(sorted(by_md5[m] for m in absent))
-        raise StorageError(f"the DVC remote lacks {len(absent)} object(s) this release needs: {names}",
-                           hint="push them from a workspace that has them: dvc push")
+    _require_on_remote(store, missing, by_md5)
     store.fetch_listings({m for m in missing if m.endswith(".dir")})
     for md5 in missing:
         if md5.endswith(".dir") and not store.cache_path(md5).exists():
