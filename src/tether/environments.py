@@ -322,28 +322,3 @@ def execute_move(ws: Workspace, plan: MovePlan, store: DvcStore | None = None) -
             pass  # someone made that GTO tag meanwhile; the branch, tether's record, has moved
     return new
 
-
-def move_history(ws: Workspace, model: str | None, env: str | None, at: str | None) -> dict:
-    model = ws.model(model)
-    reg = Registry(ws, messages=False)
-    envs = [env] if env else list(ws.environments(model))
-    out: dict = {"model": model, "environments": {}}
-    for e in envs:
-        ws.branch(model, e)  # validates the name
-        events = reg.history(model, e)
-        reg.check_tag_integrity(events)
-        st = reg.env_state(model, e)
-        verdicts = {v.commit: v for v in signing.env_verdicts(ws, reg, model, e, signing.allowed_signers(ws),
-                                                               events=events)}
-        rows = [{**ev.__dict__, "signature": verdicts[ev.commit].as_dict() if ev.commit in verdicts else None}
-                for ev in events]
-        if bad := signing.violations(list(verdicts.values())):
-            out.setdefault("refused", str(signing.refuse(e, bad)))
-        entry: dict = {"branch": ws.branch(model, e), "ref": st.as_dict(), "events": rows}
-        if at:
-            live = history.live_at(events, history.parse_time(at))
-            entry["live_at"] = {"at": at, "release": live.release if live else None,
-                                "commit": live.commit if live else None}
-        out["environments"][e] = entry
-    return out
-

@@ -235,9 +235,24 @@ class Git:
         "%(contents:signature)",  # git's own split, so a signed tag's message parses (PGP, SSH, X.509)
     )
 
-    def for_each_ref(self, *patterns: str, messages: bool = True) -> list[RefRecord]:
-        """Every matching ref with its peeled commit (and tag message), in ONE subprocess."""
-        fields = self._FIELDS if messages else (*self._FIELDS[:-2], "", "")
+    def ref_listing(self, *patterns: str) -> str:
+        """`<object id> <refname>` per matching ref: packed-refs alone, no object is opened."""
+        return self.run("for-each-ref", "--format=%(objectname) %(refname)", *patterns).stdout
+
+    def ref_targets(self, *patterns: str, listing: str | None = None) -> list[tuple[str, str]]:
+        """(refname, object id) of every matching ref, from ref_listing (or the one given)."""
+        out = self.ref_listing(*patterns) if listing is None else listing
+        pairs = []
+        for line in out.splitlines():
+            oid, _, name = line.partition(" ")
+            if name:
+                pairs.append((name, oid))
+        return pairs
+
+    def for_each_ref(self, *patterns: str, messages: bool = True, first_line: bool = False) -> list[RefRecord]:
+        """Every matching ref with its peeled commit (and tag message), in ONE subprocess.
+        messages=False leaves the message empty, or (first_line) its first line only."""
+        fields = self._FIELDS if messages else (*self._FIELDS[:-2], "%(contents:lines=1)" if first_line else "", "")
         fmt = "%00".join(fields) + "%00"
         out = self.run("for-each-ref", f"--format={fmt}", *patterns).stdout
         fields = out.split("\0")
@@ -261,6 +276,15 @@ class Git:
                 )
             )
         return records
+
+    def tag_messages(self, tag_objects: list[str]) -> dict[str, str]:
+        """tag_message of many tag objects, in one `git cat-file --batch` process."""
+        out = {}
+        for oid, raw in cat_files(self, tag_objects).items():
+            if raw is not None:
+                text = raw.decode(errors="replace")
+                out[oid] = strip_signature(text.split("\n\n", 1)[1]) if "\n\n" in text else ""
+        return out
 
     def tag_message(self, tag_object: str) -> str:
         raw = self.run("cat-file", "tag", tag_object).stdout
@@ -369,10 +393,12 @@ class Git:
                        "verify-tag", "--raw", tag_object, check=False)
         return res.returncode, res.stderr + res.stdout
 
-    def log_first_parent(self, rev: str) -> list[LogEntry]:
-        """Newest first. One subprocess for the whole history."""
+    def log_first_parent(self, rev: str, stop_at: str | None = None) -> list[LogEntry]:
+        """Newest first. One subprocess for the whole history (or for the part above
+        `stop_at`: commits `rev` reaches and `stop_at` does not)."""
         fmt = "%H%x00%P%x00%T%x00%cI%x00%an <%ae>%x00%B%x00%(trailers:only,unfold)%x00"
-        out = self.run("log", "--first-parent", f"--format={fmt}", rev).stdout
+        out = self.run("log", "--first-parent", f"--format={fmt}", rev, *([f"^{stop_at}"] if stop_at else []),
+                       "--").stdout
         fields = out.split("\0")
         entries = []
         for i in range(0, len(fields) - 6, 7):

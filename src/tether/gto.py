@@ -118,6 +118,20 @@ def parse_gto_tag(name: str) -> GtoTag | None:
     return GtoTag(name, model, "unassign" if cancel else "assign", stage=m["stage"], number=number)
 
 
+def encode_tag(t: GtoTag) -> list:
+    """A GtoTag as JSON (tether.refindex keeps parsed tag names)."""
+    return [t.name, t.model, t.action, t.version, t.stage, t.number]
+
+
+def decode_tag(x: list) -> GtoTag:
+    name, model, action, version, stage, number = x
+    if not (isinstance(name, str) and isinstance(model, str) and action in ACTIONS
+            and all(v is None or isinstance(v, str) for v in (version, stage))
+            and (number is None or type(number) is int)):
+        raise TypeError("not a GTO tag")
+    return GtoTag(name, model, action, version=version, stage=stage, number=number)
+
+
 def is_gto_name(value: str) -> bool:
     """GTO's rule for stage (and type) names; a tether environment must pass it to be a GTO stage."""
     return NAME_RE.search(value) is not None and "\n" not in value

@@ -3,10 +3,14 @@ rollback goes. Events are ordered by their place in first-parent history, never 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from tether.errors import UsageError
 from tether.registry import Event
+
+E = TypeVar("E")
 
 
 def parse_time(text: str) -> datetime:
@@ -18,12 +22,12 @@ def parse_time(text: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def live_at(events: list[Event], at: datetime) -> Event | None:
+def live_at(events: Sequence[E], at: datetime, time: Callable[[E], str] = lambda ev: ev.time) -> E | None:  # type: ignore[attr-defined]
     """The move in force at `at`: the newest event whose time is not after it. Events
     carry microsecond times, and ties keep history order, so two moves in one second are not
-    ambiguous."""
+    ambiguous. `time` reads an event's time (an Event's, or a kept view row's)."""
     for ev in events:
-        if parse_time(ev.time) <= at:
+        if parse_time(time(ev)) <= at:
             return ev
     return None
 

@@ -10,14 +10,19 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from tether import derive
 from tether import manifest as mf
 from tether.errors import GateFailed, IntegrityError, NotFound, UsageError
 from tether.gitrepo import LogEntry, RefRecord
+from tether.refindex import PATTERNS
 from tether.refs import RefArg, ReleaseName, parse_tag
+from tether.semver import Version
 from tether.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tether import derive
+    from tether.refindex import RefIndex
 
 ACTIONS = ("promote", "rollback", "weight")  # weight: a canary's traffic share changed (tether.canary)
 # How an environment's local branch stands to origin's (EnvState.relation).
@@ -69,6 +74,8 @@ class Release:
 
     @cached_property
     def _state(self) -> dict:
+        from tether import derive
+
         if self.deriver is None:
             raise TypeError("a Release needs its registry's deriver")
         d = self.deriver(self)
@@ -218,13 +225,28 @@ def outside_event(env: str, e: LogEntry, release: Release | None, previous: str)
     )
 
 
-def release_from_record(rec: RefRecord, loader=None, deriver=None) -> Release | None:
-    name = parse_tag(rec.name[len("refs/tags/"):])
+def _encode_name(n: ReleaseName) -> list:
+    v = n.version
+    return [n.model, v.major, v.minor, v.patch, list(v.prerelease), list(v.build)]
+
+
+def _decode_name(x: list) -> ReleaseName:
+    model, major, minor, patch, pre, build = x
+    if not (isinstance(model, str) and all(type(i) is int for i in (major, minor, patch))
+            and all(isinstance(p, str) for p in (*pre, *build))):
+        raise TypeError("not a release name")
+    return ReleaseName(model, Version(major, minor, patch, tuple(pre), tuple(build)))
+
+
+def release_from_record(rec: RefRecord, loader=None, deriver=None, index: "RefIndex | None" = None) -> Release | None:
+    tag = rec.name[len("refs/tags/"):]
+    name = (parse_tag(tag) if index is None
+            else index.parsed("release", tag, parse_tag, _encode_name, _decode_name))
     if name is None:
         return None
     return Release(
         name=name,
-        tag=rec.name[len("refs/tags/"):],
+        tag=tag,
         tag_object=rec.objectname,
         commit=rec.commit,
         tree=rec.tree,
@@ -238,12 +260,24 @@ def release_from_record(rec: RefRecord, loader=None, deriver=None) -> Release | 
 
 
 class Registry:
-    def __init__(self, ws: Workspace, messages: bool = True) -> None:
+    def __init__(self, ws: Workspace, messages: bool = True, cached: bool = False,
+                 index: RefIndex | None = None) -> None:
         """messages=False skips the tag messages in the one-pass read; the few manifests a
-        command then needs are read one by one (show, history)."""
+        command then needs are read one by one (show, history). cached=True (read commands
+        only) takes what object ids fix from the ref index (tether.refindex) instead of having
+        git peel every tag again; commands that move refs or write files read git afresh."""
         self.ws = ws
-        records = ws.git.for_each_ref("refs/tags/", "refs/heads/", "refs/remotes/origin/", messages=messages)
-        loader = None if messages else ws.git.tag_message
+        self.index: RefIndex | None = None
+        if (cached or index is not None) and not messages:
+            from tether.refindex import RefIndex
+
+            self.index = index or RefIndex(ws.git)
+            records = self.index.records(*PATTERNS)  # the same reading as index.snapshot(*PATTERNS)
+            ws.refindex = self.index
+        else:
+            records = ws.git.for_each_ref(*PATTERNS, messages=messages)
+        self._messages: dict[str, str] = {}  # tag object -> message, read ahead by read_messages
+        loader = None if messages else self._message
         self.releases: dict[str, list[Release]] = {}
         self.heads: dict[str, RefRecord] = {}
         self.remote_heads: dict[str, RefRecord] = {}
@@ -251,7 +285,7 @@ class Registry:
         for rec in records:
             if rec.name.startswith("refs/tags/"):
                 self.tag_records[rec.name[len("refs/tags/"):]] = rec
-                rel = release_from_record(rec, loader, self._derive)
+                rel = release_from_record(rec, loader, self._derive, self.index)
                 if rel:
                     self.releases.setdefault(rel.name.model, []).append(rel)
             elif rec.name.startswith("refs/heads/"):
@@ -260,8 +294,12 @@ class Registry:
                 self.remote_heads[rec.name[len("refs/remotes/origin/"):]] = rec
         for rels in self.releases.values():
             rels.sort(key=lambda r: r.version._key(), reverse=True)  # one key per release, not per comparison
+        if self.index is not None:
+            self.index.save()
+            ws._tag_names = list(self.tag_records)  # the same listing `git tag --list` would give
         # memos, one per question, each typed for what it holds
         self._summary: dict | None = None
+        self.unsettled: set[str] = set()  # releases whose summary depends on what the DVC cache holds
         self._env_states: dict[tuple[str, str], EnvState] = {}
         self._histories: dict[tuple[str, str], list[Event]] = {}
         self._gto: list | None = None
@@ -272,11 +310,31 @@ class Registry:
         self._derived: dict[tuple[str, str], object] = {}
         self._reader: Callable[[str], bytes | None] | None = None
 
+    def _message(self, tag_object: str) -> str:
+        hit = self._messages.get(tag_object)
+        return hit if hit is not None else self.ws.git.tag_message(tag_object)
+
+    def read_messages(self, model: str) -> None:
+        """Read ahead, in one process, the messages of `model`'s annotated release tags whose
+        summaries are not cached (a cold `list` needs them all, one `git cat-file` each is slow)."""
+        cache = self._summary_cache()
+        want = [r.tag_object for r in self.of(model) if r.annotated and r.tag_object not in self._messages
+                and not (isinstance(h := cache.get(r.tag_object), dict) and h.get("commit") == r.commit)]
+        self._messages.update(self.ws.git.tag_messages(want))
+
+    @property
+    def settled(self) -> bool:
+        """Nothing read so far depends on what the local DVC cache holds: every derivation
+        and summary was complete, so the same refs will always give the same answers."""
+        return not self.unsettled and all(not getattr(d, "unresolved", None) for d in self._derived.values())
+
     # -- derivation -----------------------------------------------------------------------
     def _derive(self, rel: Release):
         """rel's derivation: from the per-commit cache when it is there (show, history read one
         or two), else derived together with every other release of the model not cached yet,
         in one batch (list needs them all; a batch costs a fixed number of git processes)."""
+        from tether import derive
+
         key = (rel.commit, rel.name.model)
         if key not in self._derived:
             cached = derive.load_cached(self.ws.git, *key)
@@ -296,6 +354,8 @@ class Registry:
         """Fetch the small DVC objects (threshold, metrics, listings) the derivation of these
         releases could not read from the local cache, then derive them again. Returns the
         refreshed releases (same tags)."""
+        from tether import derive
+
         md5s = sorted({m for r in rels for m in r.unresolved})
         if not md5s:
             return rels
@@ -348,6 +408,8 @@ class Registry:
 
     # -- summaries: what `list` prints, cached by tag object ------------------------------
     def _summary_cache(self) -> dict:
+        from tether import derive
+
         if self._summary is None:
             path = derive.cache_dir(self.ws.git).parent / "summary.json"
             try:
@@ -368,6 +430,8 @@ class Registry:
         message and the commit, so an entry can never describe another tag; only summaries of
         fully derived releases are stored. A warm `list` reads one file instead of parsing
         every manifest."""
+        from tether import derive
+
         path = derive.cache_dir(self.ws.git).parent / "summary.json"
         cache = self._summary_cache()
         out, fresh = {}, {}
@@ -382,6 +446,8 @@ class Registry:
             out[rel.tag] = entry
             if not rel.unresolved:
                 fresh[rel.tag_object] = entry
+            else:
+                self.unsettled.add(rel.tag)  # may read differently once its objects are fetched
         if fresh:
             cache.update(fresh)
             try:
@@ -429,8 +495,9 @@ class Registry:
         where its tag's date puts it."""
         key = (model, env)
         if key not in self._histories:
-            head = self.env_head(model, env)
-            branch = self.events_at(env, head, model) if head else []
+            state = self.env_state(model, env)
+            head = state.commit
+            branch = self.events_at(env, head, model, state.branch) if head else []
             written = {ev.trailers.get("Tether-Gto-Tag") for ev in branch}
             foreign = [g for g in self.gto_events(model, env) if g.trailers.get("Gto-Tag") not in written]
             self._histories[key] = _merge_newest_first(branch, foreign)
@@ -445,10 +512,13 @@ class Registry:
             for name, rec in self.tag_records.items():
                 if rec.objecttype != "tag":
                     continue
-                t = gto.parse_gto_tag(name)
+                t = gto.parse_gto_tag(name) if self.index is None else self.index.parsed(
+                    "gto", name, gto.parse_gto_tag, gto.encode_tag, gto.decode_tag)
                 if t is not None:
                     recs.append(gto.TagRecord(t, rec.commit, _epoch(rec.creator_date)))
             self._gto = recs
+            if self.index is not None:
+                self.index.save()
         return self._gto
 
     def gto_events(self, model: str, env: str) -> list[Event]:
@@ -478,11 +548,14 @@ class Registry:
             prev = out[i].release or "none"
         return out
 
-    def events_at(self, env: str, commit: str, model: str) -> list[Event]:
+    def events_at(self, env: str, commit: str, model: str, branch: str | None = None) -> list[Event]:
         """Every move down the first-parent chain to the first move tether made: commits
         without tether's trailers above it are moves made outside tether (a hand commit, a
         merge), never the end of history. A branch tether never moved is one outside move."""
-        entries = self.ws.git.log_first_parent(commit)
+        if self.index is not None and branch:
+            entries = self.index.first_parent_log(branch, commit)
+        else:
+            entries = self.ws.git.log_first_parent(commit)
         parsed = [parse_event(env, e) for e in entries]
         oldest = max((i for i, ev in enumerate(parsed) if ev is not None), default=-1)
         if oldest < 0:

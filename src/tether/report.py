@@ -38,7 +38,7 @@ class Written:
 
 
 def gather(ws: Workspace, model: str | None = None) -> list[ModelReport]:
-    reg = Registry(ws, messages=False)
+    reg = Registry(ws, messages=False, cached=True)
     models = [ws.model(model)] if model else sorted(ws.models)
     out = []
     for name in models:

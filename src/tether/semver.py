@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import total_ordering
 
-import semver as _semver
-
 from tether.errors import UsageError
 
 BUMPS = ("major", "minor", "patch")
@@ -29,6 +27,8 @@ class Version:
         # ("1١.0.0" would be 11.0.0): a version is ASCII, or it is not a version.
         v = None
         if body.isascii() and body == body.strip():
+            import semver as _semver  # here, not at import: a read answered from tether.refindex parses nothing
+
             try:
                 v = _semver.Version.parse(body)
             except (ValueError, TypeError):
@@ -72,5 +72,7 @@ class Version:
         2.0.0 by major; 1.2.3 bumps to 2.0.0, 1.3.0 or 1.2.4."""
         if part not in BUMPS:
             raise UsageError(f"unknown bump '{part}'", hint="use one of: major, minor, patch")
+        import semver as _semver
+
         v = _semver.Version(self.major, self.minor, self.patch, ".".join(self.prerelease) or None).next_version(part)
         return Version(v.major, v.minor, v.patch)

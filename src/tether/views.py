@@ -3,29 +3,16 @@ The CLI only renders these (a table, or `--json`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+from tether.refindex import PATTERNS, RefIndex
 from tether.registry import EnvState, Registry
 from tether.workspace import Workspace
 
 
-@dataclass
-class ReleaseRow:
-    model: str
-    version: str
-    tag: str
-    stage: str
-    created_at: str
-    commit: str
-    complete: bool
-    problem: str | None
-    kind: str | None
-    metrics: dict | None
-
-    def as_dict(self) -> dict:  # by hand: dataclasses.asdict deep-copies, 3x the cost of a whole `list`
-        return {"model": self.model, "version": self.version, "tag": self.tag, "stage": self.stage,
-                "created_at": self.created_at, "commit": self.commit, "complete": self.complete,
-                "problem": self.problem, "kind": self.kind, "metrics": self.metrics}
+# One `list` row: these fields, in this order (the view keeps rows as lists, a third of the bytes).
+ROW_FIELDS = ("model", "version", "tag", "stage", "created_at", "commit", "complete", "problem", "kind", "metrics")
 
 
 @dataclass
@@ -51,40 +38,127 @@ class ModelStatus:
                 "workspace": {"commit": self.head, "dirty": self.dirty, "matches": self.matches}}
 
 
-def release_rows(ws: Workspace, model: str | None) -> list[ReleaseRow]:
-    """Every release of the model (or of every model), newest SemVer first."""
+def _index(ws: Workspace) -> RefIndex:
+    return RefIndex(ws.git)
+
+
+def release_rows(ws: Workspace, model: str | None) -> list[dict]:
+    """Every release of the model (or of every model), newest SemVer first, as dicts with
+    ROW_FIELDS. The answer is kept under the digest of the ref state and dvc.yaml it came from
+    (tether.refindex): the same state is answered from one file."""
+    index = _index(ws)
+    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, model or "")
+    hit = index.view("list", key)
+    if isinstance(hit, list):
+        return [dict(zip(ROW_FIELDS, r)) for r in hit]
     # Tag messages are read lazily: a warm summary cache needs none of them (Registry.summaries).
-    reg = Registry(ws, messages=False)
+    reg = Registry(ws, messages=False, index=index)
     models = [ws.model(model)] if model else sorted(ws.models)
-    if any(not reg.summary_cached(m) for m in models):
-        reg = Registry(ws, messages=True)  # one pass that reads every message beats one `git cat-file` per tag
+    for m in models:
+        if not reg.summary_cached(m):
+            reg.read_messages(m)  # one process for the messages a cold summary needs
     rows = []
     for m in models:
         summary, stages = reg.summaries(m), reg.stages(m)
         for rel in reg.of(m):
             s = summary[rel.tag]
-            rows.append(ReleaseRow(model=m, version=str(rel.version), tag=rel.tag, stage=stages[rel.tag],
-                                   created_at=rel.created_at, commit=rel.commit, complete=s["complete"],
-                                   problem=s["problem"], kind=s["kind"], metrics=s["metrics"]))
-    return rows
+            rows.append([m, str(rel.version), rel.tag, stages[rel.tag], rel.created_at, rel.commit, s["complete"],
+                         s["problem"], s["kind"], s["metrics"]])
+    if reg.settled:  # computed from the very ref state the key names
+        index.keep_view("list", key, rows)
+    return [dict(zip(ROW_FIELDS, r)) for r in rows]
 
 
 def model_status(ws: Workspace, model: str | None) -> list[ModelStatus]:
     """Per model: the latest release, what each environment runs (and from which ref), and
-    which releases the workspace's HEAD tree is."""
-    reg = Registry(ws, messages=False)
+    which releases the workspace's HEAD tree is. All but the workspace part is kept under the
+    digest of the ref state and dvc.yaml (see release_rows)."""
+    index = _index(ws)
+    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, model or "")
     head = ws.git.head()
     tree = ws.git.tree_of(head)
     dirty = bool(ws.git.status_porcelain())
+    data = index.view("status", key)
+    if not isinstance(data, list):
+        reg = Registry(ws, messages=False, index=index)
+        data = []
+        for m in [ws.model(model)] if model else sorted(ws.models):
+            latest = reg.latest(m)
+            trees: dict[str, list[str]] = {}
+            for r in reg.of(m):
+                trees.setdefault(r.tree, []).append(r.tag)
+            envs = {}
+            for env in ws.environments(m):
+                ev = reg.live(m, env)
+                outside = ev.commit if ev and not ev.release else None
+                envs[env] = {"release": None if outside else reg.live_release(m, env), "outside": outside,
+                             "state": dataclasses.asdict(reg.env_state(m, env))}
+            data.append({"model": m, "latest": latest.tag if latest else None, "environments": envs,
+                         "trees": trees})
+        if reg.settled:
+            index.keep_view("status", key, data)
     out = []
-    for m in [ws.model(model)] if model else sorted(ws.models):
-        latest = reg.latest(m)
-        st = ModelStatus(m, latest.tag if latest else None, head=head, dirty=dirty,
-                         matches=[r.tag for r in reg.of(m) if r.tree == tree])
-        for env in ws.environments(m):
-            ev = reg.live(m, env)
-            outside = ev.commit if ev and not ev.release else None
-            st.environments[env] = EnvView(None if outside else reg.live_release(m, env), outside,
-                                           reg.env_state(m, env))
+    for d in data:
+        st = ModelStatus(d["model"], d["latest"], head=head, dirty=dirty, matches=d["trees"].get(tree, []))
+        for env, v in d["environments"].items():
+            st.environments[env] = EnvView(v["release"], v["outside"], EnvState(**v["state"]))
         out.append(st)
+    return out
+
+
+def env_history(ws: Workspace, model: str | None, env: str | None, at: str | None) -> dict:
+    """`tether history`: each environment's moves, newest first, with each move's signature
+    verdict. Kept under the digest of the ref state, dvc.yaml and the allowed signers file;
+    `--at` is answered from the kept moves. A tag moved after it went live is refused every
+    time (never kept)."""
+    from tether import history, signing
+
+    index = _index(ws)
+    signers = signing.allowed_signers(ws)
+    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, model or "", env or "",
+                         signers.read_bytes() if signers else b"")
+    out = index.view("history", key)
+    if not isinstance(out, dict):
+        model = ws.model(model)
+        reg = Registry(ws, messages=False, index=index)
+        envs = [env] if env else list(ws.environments(model))
+        out = {"model": model, "environments": {}}
+        for e in envs:
+            ws.branch(model, e)  # validates the name
+            events = reg.history(model, e)
+            reg.check_tag_integrity(events)
+            st = reg.env_state(model, e)
+            verdicts = {v.commit: v for v in signing.env_verdicts(ws, reg, model, e, signers, events=events)}
+            rows = [{**ev.__dict__, "signature": verdicts[ev.commit].as_dict() if ev.commit in verdicts else None}
+                    for ev in events]
+            if bad := signing.violations(list(verdicts.values())):
+                out.setdefault("refused", str(signing.refuse(e, bad)))
+            out["environments"][e] = {"branch": ws.branch(model, e), "ref": st.as_dict(), "events": rows}
+        if reg.settled:
+            index.keep_view("history", key, out)
+    if at:
+        when = history.parse_time(at)
+        for entry in out["environments"].values():
+            live = history.live_at(entry["events"], when, time=lambda ev: ev["time"])
+            entry["live_at"] = {"at": at, "release": live["release"] if live else None,
+                                "commit": live["commit"] if live else None}
+    return out
+
+
+def shown_release(ws: Workspace, ref: str, model: str | None) -> dict:
+    """`tether show REF`: {tag, stage, manifest} of the release REF names, refused (exit 6)
+    if it cannot be trusted. Kept under the digest of the ref state and dvc.yaml (a refusal
+    is never kept)."""
+    from tether.refs import parse_ref
+
+    index = _index(ws)
+    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, ref, model or "")
+    hit = index.view("show", key)
+    if isinstance(hit, dict):
+        return hit
+    reg = Registry(ws, messages=False, index=index)
+    rel = reg.resolve(parse_ref(ref), model)
+    out = {"tag": rel.tag, "stage": reg.stage(rel), "manifest": rel.require_trusted("shown")}
+    if reg.settled:
+        index.keep_view("show", key, out)
     return out

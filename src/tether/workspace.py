@@ -9,21 +9,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
-
-from tether import dvcgraph
 from tether.errors import NotFound, UsageError
 from tether.gitrepo import Git
-from tether.guard import GuardPolicy, parse_policy
 from tether.refs import check_env
 
-# the C loader is ~10x faster on large dvc.lock files
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    from tether import dvcgraph
+    from tether.guard import GuardPolicy
+    from tether.refindex import RefIndex
+
+# yaml, dvcgraph and guard are imported where they are used: a read command answered from
+# tether.refindex needs none of them, and they are a third of its start-up.
 
 
 def load_yaml(text: str) -> dict:
-    return yaml.load(text, Loader=_Loader) or {}
+    import yaml
+
+    # the C loader is ~10x faster on large dvc.lock files
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+
+
+def _default_guard() -> GuardPolicy:
+    from tether.guard import GuardPolicy
+
+    return GuardPolicy()
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class Settings:
     eval_data: str | None = None  # the frozen eval slice the smoke test predicts
     serve: dict = field(default_factory=dict)  # how the model is served (entrypoint, …)
     canaries: dict = field(default_factory=dict)  # canary environment -> the stable one it guards
-    guard: GuardPolicy = field(default_factory=GuardPolicy)  # `tether guard`'s steps and thresholds
+    guard: GuardPolicy = field(default_factory=_default_guard)  # `tether guard`'s steps and thresholds
     signing: dict = field(default_factory=dict)  # who may release and move environments (signpolicy)
 
     @classmethod
@@ -70,7 +81,12 @@ class Settings:
                 raise UsageError(f"unknown setting meta.tether.{key} in dvc.yaml",
                                  hint=(f"did you mean {close[0]}? " if close else "")
                                  + "known settings: " + ", ".join(sorted(_KINDS)))
-            kwargs[key] = parse_policy(value) if kind == "policy" else _coerce(key, kind, value)
+            if kind == "policy":
+                from tether.guard import parse_policy
+
+                kwargs[key] = parse_policy(value)
+            else:
+                kwargs[key] = _coerce(key, kind, value)
         s = cls(**kwargs)
         for env in s.environments:
             check_env(env)
@@ -146,6 +162,7 @@ class Workspace:
         self.root = Path(root).resolve()
         self.git = git or Git(self.root)
         self._settings: dict[str, Settings] = {}
+        self.refindex: RefIndex | None = None  # set by a read command's Registry(cached=True)
 
     @classmethod
     def discover(cls, path: str | Path = ".") -> "Workspace":
@@ -153,14 +170,19 @@ class Workspace:
         return cls(git.root, git)
 
     @cached_property
-    def dvc_yaml(self) -> dict:
+    def dvc_yaml_text(self) -> str:
         path = self.root / "dvc.yaml"
-        if not path.exists():
+        try:
+            return path.read_text()
+        except FileNotFoundError:
             raise UsageError(
                 f"{self.root} has no dvc.yaml",
                 hint="tether works on a DVC pipeline: run `dvc init` and declare your stages and model artifact",
-            )
-        return load_yaml(path.read_text())
+            ) from None
+
+    @cached_property
+    def dvc_yaml(self) -> dict:
+        return load_yaml(self.dvc_yaml_text)
 
     def dvc_lock(self) -> dict:
         path = self.root / "dvc.lock"
@@ -168,6 +190,8 @@ class Workspace:
 
     @cached_property
     def models(self) -> dict[str, dvcgraph.Artifact]:
+        from tether import dvcgraph
+
         return dvcgraph.models(self.dvc_yaml)
 
     def model(self, name: str | None) -> str:
@@ -199,11 +223,15 @@ class Workspace:
             from tether import gto
 
             found = list(self.settings(model).environments)
+            index = self.refindex
             for name in self.tag_names():
-                t = gto.parse_gto_tag(name)
+                t = gto.parse_gto_tag(name) if index is None else index.parsed(
+                    "gto", name, gto.parse_gto_tag, gto.encode_tag, gto.decode_tag)
                 if t and t.model == model and t.stage and t.stage not in found and _valid_env(t.stage):
                     found.append(t.stage)
             self._envs[model] = tuple(found)
+            if index is not None:
+                index.save()
         return self._envs[model]
 
     def tag_names(self) -> list[str]:

@@ -89,9 +89,9 @@ def history(
     as_json: bool = JSON,
 ) -> None:
     """The audit trail of each environment, newest first."""
-    from tether.environments import move_history
+    from tether.views import env_history
 
-    data = move_history(_ws(), model, env, at)
+    data = env_history(_ws(), model, env, at)
     if as_json:
         emit(data, True)
         _refuse(data)

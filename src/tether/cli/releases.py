@@ -91,7 +91,7 @@ def list_(
     from tether.views import release_rows
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    rows = [r.as_dict() for r in release_rows(_ws(), model)]
+    rows = release_rows(_ws(), model)
     if not rows:
         emit(rows, as_json, "no releases yet: make one with `tether release`")
         return
@@ -114,17 +114,16 @@ def show(
 ) -> None:
     """The release manifest."""
     from tether.manifest import dumps
-    from tether.registry import Registry
+    from tether.views import shown_release
 
-    reg = Registry(_ws(), messages=False)
-    rel = _resolve(reg, ref, model)
-    rel.require_trusted("shown")
+    shown = shown_release(_ws(), ref, model)
     if as_json:
-        typer.echo(dumps(rel.manifest).rstrip())
+        typer.echo(dumps(shown["manifest"]).rstrip())
         return
-    m, c = rel.manifest, rel.manifest["components"]
+    m = shown["manifest"]
+    c = m["components"]
     lines = [
-        f"{rel.tag}  ({reg.stage(rel)})",
+        f"{shown['tag']}  ({shown['stage']})",
         f"  commit      {m['commit']}",
         f"  created     {m['created_at']} by {m['released_by']}",
         f"  threshold   {c['threshold'].get('value')}  ({c['threshold'].get('source')})",
@@ -151,7 +150,7 @@ def diff(
     from tether.manifest import diff as mdiff
     from tether.registry import Registry
 
-    reg = Registry(_ws(), messages=False)
+    reg = Registry(_ws(), messages=False, cached=True)
     ra, rb = _resolve(reg, a), _resolve(reg, b)
     for r in (ra, rb):
         r.require_trusted("compared")

@@ -3,15 +3,17 @@ aligned plain text when piped). Pure: no printing here."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
-
-from tether.gates import NOT_METRICS
 
 # C0 and C1 control characters and DEL, except newline and tab: text from git (an approver, a
 # reason, a tag message, an author) is printed escaped, so it cannot move the cursor, recolour
 # the terminal or forge a line of tether's own output.
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+
+
+_CONTROL_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROL) + "\n]")
 
 
 def safe(text: str) -> str:
@@ -21,10 +23,14 @@ def safe(text: str) -> str:
 def metrics_line(metrics: dict | None, keys=("roc_auc", "f1", "precision", "recall")) -> str:
     if not metrics:
         return "-"
-    shown = [k for k in keys if isinstance(metrics.get(k), (int, float))]
-    if not shown:  # a project with its own metric names: the first few numeric ones
-        shown = [k for k in sorted(metrics) if k not in NOT_METRICS and isinstance(metrics[k], (int, float))
-                 and not isinstance(metrics[k], bool)][:4]
+    parts = [f"{k}={v:.3f}" for k in keys if isinstance(v := metrics.get(k), (int, float))]
+    if parts:
+        return " ".join(parts)
+    # a project with its own metric names: the first few numeric ones
+    from tether.gates import NOT_METRICS
+
+    shown = [k for k in sorted(metrics) if k not in NOT_METRICS and isinstance(metrics[k], (int, float))
+             and not isinstance(metrics[k], bool)][:4]
     return " ".join(f"{k}={metrics[k]:.3f}" for k in shown) or "-"
 
 
@@ -53,7 +59,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], tty: bool | Non
     """Rows under headers. On a terminal (stdout a TTY) a rich table; piped, plain columns
     aligned to their widest cell (the last column is never padded), one row per line, so that
     `grep`, `awk` and `cut` work. Every cell is escaped (`safe`) before either renders it."""
-    cells = [[safe(str(c)).replace("\n", "\\n") for c in row] for row in rows]  # one row, one line
+    cells = [[c if type(c) is str else str(c) for c in row] for row in rows]
+    if _CONTROL_RE.search("".join(c for row in cells for c in row)):  # one scan; escape only if needed
+        cells = [[safe(c).replace("\n", "\\n") for c in row] for row in cells]  # one row, one line
     if tty is None:
         tty = sys.stdout.isatty()
     if tty:
@@ -68,8 +76,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], tty: bool | Non
         buf = io.StringIO()
         Console(file=buf, force_terminal=True, width=width, highlight=False, markup=False).print(t)
         return buf.getvalue().rstrip("\n")
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    lines = []
-    for row in [list(headers), *cells]:
-        lines.append("  ".join(c.ljust(w) if i < len(row) - 1 else c for i, (c, w) in enumerate(zip(row, widths))))
-    return "\n".join(lines)
+    columns = list(zip(*cells)) if cells else [()] * len(headers)
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, columns)]
+    fmt = "  ".join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"])  # the last column is never padded
+    return "\n".join(fmt.format(*row) for row in [list(headers), *cells])
