@@ -4,6 +4,7 @@ every command, argument and option, --version, and shell completion."""
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import click
 import pytest
@@ -11,10 +12,23 @@ import typer
 import typer.testing
 
 from project import BIN, promote_to
-from tether.cli import app
+from tether.cli import COMMAND_MODULES, app, register
 
+register()
 ROOT = typer.main.get_command(app)
 COMMANDS = sorted(ROOT.commands)  # type: ignore[attr-defined]
+
+
+def test_each_command_is_registered_by_the_module_main_loads_for_it():
+    """main() imports only the module COMMAND_MODULES names for the command being run."""
+    assert sorted(COMMAND_MODULES) == COMMANDS
+    for name in COMMANDS:
+        word = name
+        code = ("import sys, typer\nimport tether.cli as c\nc.register(sys.argv[1:])\n"
+                "print(sorted(typer.main.get_command(c.app).commands))")
+        out = subprocess.run([sys.executable, "-c", code, "-C", ".", "--debug", word, "--json"], capture_output=True,
+                             text=True, check=True).stdout
+        assert word in out, f"{word}: main() would not find it"
 
 
 def _params(cmd: click.Command):

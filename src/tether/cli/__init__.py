@@ -135,14 +135,51 @@ def one_of(new: str | None, old: str | None, new_name: str, old_name: str) -> st
     return new
 
 
-# The command modules register on `app` (they import it from here, so they come last).
-# In this order, which is the order `tether --help` lists them in.
-from tether.cli import releases  # noqa: E402,F401,I001
-from tether.cli import moves  # noqa: E402,F401
-from tether.cli import hosts  # noqa: E402,F401
-from tether.cli import repro  # noqa: E402,F401  (reproduce, report, export mlflow)
-from tether.cli import canary  # noqa: E402,F401  (canary weight, guard)
-from tether.cli import hook  # noqa: E402,F401  (hook pre-receive, hook install)
+# The command modules register on `app` (they import it from here). All of them, in this order
+# (the order `tether --help` lists them in), for help, completion and an unknown command; only
+# the one that registers the command being run otherwise: building the click tree of every
+# command is a quarter of a read command's start-up. tests/test_cli_conventions.py checks that
+# COMMAND_MODULES names exactly the commands each module registers.
+MODULES = ("releases", "moves", "hosts", "repro", "canary", "hook")
+COMMAND_MODULES = {
+    "release": "releases", "conf": "releases", "list": "releases", "show": "releases", "diff": "releases",
+    "check": "releases", "status": "releases",
+    "promote": "moves", "rollback": "moves", "history": "moves", "gc": "moves",
+    "deploy": "hosts", "verify": "hosts", "checkout": "hosts", "serve": "hosts", "worker": "hosts",
+    "reproduce": "repro", "report": "repro", "export": "repro",
+    "canary": "canary", "guard": "canary",
+    "hook": "hook",
+}
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command argv runs (None: no command, or help of the whole tool). Skips the global
+    options, and -C's value."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "-C":
+            i += 2
+            continue
+        if a.startswith("-"):
+            if a in ("-h", "--help", "--install-completion", "--show-completion"):
+                return None
+            i += 1
+            continue
+        return a
+    return None
+
+
+def register(argv: list[str] | None = None) -> None:
+    """Import the command modules `argv` needs (every one when argv is None)."""
+    import importlib
+    import os
+
+    word = command_word(argv) if argv is not None and not os.environ.get("_TETHER_COMPLETE") else None
+    if word is None and argv is not None and "--version" in argv and not os.environ.get("_TETHER_COMPLETE"):
+        return  # the eager --version answers before any command is looked up
+    for name in [COMMAND_MODULES[word]] if word in COMMAND_MODULES else MODULES:
+        importlib.import_module(f"tether.cli.{name}")
 
 
 def _debug_requested() -> bool:
@@ -151,6 +188,7 @@ def _debug_requested() -> bool:
 
 
 def main() -> None:
+    register(sys.argv[1:])
     try:
         app(standalone_mode=False)
     except TetherError as exc:
