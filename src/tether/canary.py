@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tether.clock import now_iso
 from tether.errors import Conflict, IntegrityError, NotFound, UsageError
 from tether.registry import Event, Registry, Release
-from tether.release import now_iso
 from tether.workspace import Workspace
 
 WEIGHT = "Tether-Weight"

@@ -12,13 +12,13 @@ import stat
 from pathlib import Path
 
 from tether import materialise, paths
-from tether.digest import sha256_bytes
+from tether.clock import now_iso
 from tether.deployswitch import _fsync_dir, _rmtree
+from tether.digest import sha256_bytes
 from tether.dvcstore import DvcStore
 from tether.errors import TetherError
 from tether.manifest import dumps
 from tether.registry import Release
-from tether.release import now_iso
 from tether.workspace import Workspace
 
 STAMP = ".tether/stamp.json"

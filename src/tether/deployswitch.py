@@ -10,8 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+from tether.clock import now_iso
 from tether.errors import Conflict, IntegrityError, UsageError
-from tether.release import now_iso
 
 
 def _fsync_dir(path: Path) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from tether import gates, history, signing, signpolicy
 from tether.check import FINDING_ERRORS, INCOMPLETE, MOVED, check_releases
+from tether.clock import now_iso
 from tether.dvcstore import DvcStore
 from tether.errors import Conflict, IntegrityError, StorageError, UsageError
 from tether.refs import RefArg, parse_ref
 from tether.registry import Event, Registry, Release
-from tether.release import now_iso
 from tether.workspace import Workspace
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from tether import components, derive, gates, hydraconf, signing
 from tether.digest import sha256_file, tree_sha256_of
@@ -12,6 +11,7 @@ from tether.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
 from tether.refs import check_model
 from tether.registry import Registry
+from tether.clock import now_iso
 from tether.semver import BUMPS, Version
 from tether.workspace import Workspace, load_yaml
 
@@ -48,10 +48,6 @@ class ReleasePlan:
             "sign": self.sign,
             "manifest": self.manifest,
         }
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def all_md5s(manifest: dict) -> dict[str, str]:
