@@ -99,7 +99,7 @@ class RefIndex:
     # the ref state (snapshot) and the bytes of the files it read (dvc.yaml, allowed signers).
     # The same inputs give the same answer, so a hit is the answer; anything else recomputes.
     def view_key(self, *inputs: str | bytes) -> str:
-        h = hashlib.sha256(VIEW_SCHEMA.encode())
+        h = hashlib.sha256(f"{VIEW_SCHEMA} {__version__}".encode())
         for x in inputs:
             b = x.encode() if isinstance(x, str) else x
             h.update(len(b).to_bytes(8, "big") + b)
@@ -107,17 +107,19 @@ class RefIndex:
 
     def view(self, name: str, key: str):
         """What `keep_view(name, key, …)` stored, or None."""
-        hit = _load(self.dir / "views" / f"{name}.json", __version__).get(key)
-        return None if hit is None else hit.get("value") if isinstance(hit, dict) else None
+        hit = _load(self.dir / "views" / name / f"{key}.json", key)
+        return hit.get("value") if isinstance(hit, dict) else None
 
     def keep_view(self, name: str, key: str, value) -> None:
-        path = self.dir / "views" / f"{name}.json"
-        data = _load(path, __version__)
-        data.pop(key, None)
-        data[key] = {"value": value}
-        while len(data) > KEEP_VIEWS:
-            data.pop(next(iter(data)))
-        _save(path, __version__, data)
+        """One file per answer (a hit reads only its own), the newest KEEP_VIEWS per view."""
+        folder = self.dir / "views" / name
+        _save(folder / f"{key}.json", key, {"value": value})
+        try:
+            kept = sorted(folder.glob("*.json"), key=lambda f: f.stat().st_mtime_ns, reverse=True)
+            for old in kept[KEEP_VIEWS:]:
+                old.unlink()
+        except OSError:
+            pass  # another reader pruned it first
 
     # -- ref targets ----------------------------------------------------------------------
     def snapshot(self, *patterns: str) -> str:
