@@ -18,7 +18,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m mypy  # src/tether, configured in pyproject.toml
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2 --durations=25
+	$(PY) -m compileall -q src  # every CLI subprocess of the suite would otherwise recompile tether
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist worksteal --durations=25
 
 stress: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" TETHER_STRESS=50 TETHER_RACE_ROUNDS=20 $(PY) -m pytest -q -n 2 --timeout 3600 \

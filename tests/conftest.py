@@ -81,6 +81,31 @@ def project(template, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def template_live(template, tmp_path_factory):
+    """The template with v1.0.0 promoted to production (promote_to, not pushed): once, for the
+    many tests that start from a live release."""
+    from project import ISOLATION, clone_template, promote_to
+
+    home = tmp_path_factory.mktemp("template-live-home")
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        for k, v in ISOLATION.items():
+            mp.setenv(k, v)
+        p = clone_template(template, tmp_path_factory.mktemp("template-live"))
+        promote_to(p, "fraud-detector@v1.0.0")
+        yield p
+
+
+@pytest.fixture
+def project_live(template_live, tmp_path):
+    """A private copy of the project with v1.0.0 live in production."""
+    from project import clone_template
+
+    return clone_template(template_live, tmp_path / "p")
+
+
+@pytest.fixture(scope="session")
 def signed_base(tmp_path_factory):
     """The churn shape with a committed signing policy and signed releases and moves: once."""
     from signhelp import build_signed

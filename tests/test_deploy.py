@@ -31,9 +31,9 @@ def assert_serving_verified(p, target, release):
 
 
 @pytest.fixture
-def live_v1(project, tmp_path):
+def live_v1(project_live, tmp_path):
     """production runs v1.0.0, deployed to a serving directory."""
-    promote_to(project, "fraud-detector@v1.0.0")
+    project = project_live  # promote_to(project, "fraud-detector@v1.0.0"), shared
     target = tmp_path / "serving"
     res = deploy(project, target)
     assert res.code == 0, res.err
@@ -170,8 +170,8 @@ def test_kill_9_at_random_points_never_leaves_a_mixed_current(live_v1):
         assert res.code == 0, res.err
 
 
-def test_a_read_only_target_is_a_clear_error(project, tmp_path):
-    promote_to(project, "fraud-detector@v1.0.0")
+def test_a_read_only_target_is_a_clear_error(project_live, tmp_path):
+    project = project_live  # promote_to(project, "fraud-detector@v1.0.0"), shared
     if os.geteuid() == 0:
         # root ignores permission bits: a path below a regular file cannot be created by anyone
         (tmp_path / "file").write_text("x")

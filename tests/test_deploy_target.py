@@ -52,7 +52,7 @@ def sha256(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployed(template, tmp_path_factory):
+def deployed(template_live, tmp_path_factory):
     """v1.0.0 promoted and deployed once per module; tests work on copies of the target."""
     base = tmp_path_factory.mktemp("deployed")
     home = base / "home"
@@ -64,8 +64,7 @@ def deployed(template, tmp_path_factory):
         mp.setenv("DVC_SITE_CACHE_DIR", str(home / "dvc-site-cache"))
         for k, v in ISOLATION.items():
             mp.setenv(k, v)
-        p = clone_template(template, base / "p")
-        promote_to(p, V1)
+        p = clone_template(template_live, base / "p")  # promote_to(p, V1), shared
         target = base / "serving"
         res = deploy(p, target)
         assert res.code == 0, res.err
@@ -276,8 +275,8 @@ def test_an_empty_target_is_a_usage_error_and_creates_nothing(deployed, tmp_path
 
 
 # -- 4. -C ---------------------------------------------------------------------------------
-def test_dash_C_is_the_repository_and_the_base_of_a_relative_target(project, tmp_path):
-    promote_to(project, V1)
+def test_dash_C_is_the_repository_and_the_base_of_a_relative_target(project_live, tmp_path):
+    project = project_live  # promote_to(project, V1), shared
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     repo = os.path.relpath(project.root, elsewhere)  # -C itself relative to where we run
@@ -308,9 +307,9 @@ def preclone(p: Project, target: Path) -> Path:
 
 
 @pytest.fixture
-def shipped(project, tmp_path):
+def shipped(project_live, tmp_path):
     """production runs v1.0.0 on origin; a host deployed it with --repo ORIGIN."""
-    promote_to(project, V1)
+    project = project_live  # promote_to(project, V1), shared
     project.git("push", "-q", "origin", "production")
     target = tmp_path / "host"
     preclone(project, target)
@@ -357,8 +356,8 @@ def test_a_repository_gone_from_its_url_is_a_storage_error(shipped, tmp_path):
 
 
 # -- 6. storage ----------------------------------------------------------------------------
-def test_an_unreachable_dvc_remote_is_exit_7_with_the_reason(project, tmp_path):
-    promote_to(project, V1)
+def test_an_unreachable_dvc_remote_is_exit_7_with_the_reason(project_live, tmp_path):
+    project = project_live  # promote_to(project, V1), shared
     port = free_port()  # nothing listens there
     project.dvc("remote", "modify", "--local", "local", "url", "s3://tether-nowhere/store")
     project.dvc("remote", "modify", "--local", "local", "endpointurl", f"http://127.0.0.1:{port}")

@@ -72,8 +72,8 @@ def test_a_half_written_dvc_rwlock_is_repaired(project):
     assert project.dvc("status").out.strip().startswith("Data and pipelines are up to date")
 
 
-def test_a_modified_file_on_the_serving_host_is_detected(project, tmp_path):
-    promote_to(project, "fraud-detector@v1.0.0")
+def test_a_modified_file_on_the_serving_host_is_detected(project_live, tmp_path):
+    project = project_live  # promote_to(project, "fraud-detector@v1.0.0"), shared
     target = tmp_path / "serving"
     assert project.tether("deploy", "--env", "production", "--target", str(target)).code == 0
     model = target / "current/models/fraud-detector/model.skops"
@@ -168,8 +168,8 @@ def test_bad_input_corpus(project, args, code):
     assert (project.refs(), project.git("status", "--porcelain")) == before
 
 
-def test_dry_runs_of_deploy_and_checkout_change_nothing(project, tmp_path):
-    promote_to(project, "fraud-detector@v1.0.0")
+def test_dry_runs_of_deploy_and_checkout_change_nothing(project_live, tmp_path):
+    project = project_live  # promote_to(project, "fraud-detector@v1.0.0"), shared
     target = tmp_path / "serving"
     before = project.snapshot()
     res = project.tether("deploy", "--env", "production", "--target", str(target), "--dry-run", "--json")

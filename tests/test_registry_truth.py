@@ -40,8 +40,8 @@ def gto(p: Project, *args: str, check: bool = True):
     return p.sh(os.path.join(BIN, "gto"), *args, check=check)
 
 
-def test_fresh_clone_sees_origins_environments_and_gc_cloud_keeps_the_live_release(project, tmp_path):
-    promote_to(project, V1)
+def test_fresh_clone_sees_origins_environments_and_gc_cloud_keeps_the_live_release(project_live, tmp_path):
+    project = project_live  # promote_to(project, V1), shared
     project.git("push", "-q", "origin", "production")
     v2 = threshold_release(project, 0.35)  # a newer release nobody runs
     live = release_md5s(project, V1)
@@ -65,8 +65,8 @@ def test_fresh_clone_sees_origins_environments_and_gc_cloud_keeps_the_live_relea
     assert res.json()["skipped"] == [V1] and res.json()["checked"] == [v2]
 
 
-def test_gc_cloud_refuses_when_origin_cannot_be_read(project):
-    promote_to(project, V1)
+def test_gc_cloud_refuses_when_origin_cannot_be_read(project_live):
+    project = project_live  # promote_to(project, V1), shared
     before = sorted(p.name for p in (project.store / "files" / "md5").rglob("*") if p.is_file())
     project.git("remote", "set-url", "origin", str(project.base / "no-such-origin.git"))
     res = project.tether("gc", "--keep", "0", "--cloud")
@@ -76,8 +76,8 @@ def test_gc_cloud_refuses_when_origin_cannot_be_read(project):
     assert before == after
 
 
-def test_a_hand_commit_on_production_is_history_not_the_end_of_it(project):
-    promote_to(project, V1)
+def test_a_hand_commit_on_production_is_history_not_the_end_of_it(project_live):
+    project = project_live  # promote_to(project, V1), shared
     project.git("checkout", "-q", "production")
     (project.root / "HOTFIX.md").write_text("changed by hand on the server branch\n")
     project.commit_all("hand edit on production")
@@ -111,8 +111,8 @@ def test_a_hand_commit_on_production_is_history_not_the_end_of_it(project):
     assert events[0]["source"] == "outside" and events[0]["release"] == v2
 
 
-def test_adding_a_second_model_keeps_the_first_models_branch(project):
-    promote_to(project, V1)
+def test_adding_a_second_model_keeps_the_first_models_branch(project_live):
+    project = project_live  # promote_to(project, V1), shared
     dvc_yaml = project.root / "dvc.yaml"
     dvc_yaml.write_text(dvc_yaml.read_text() + "  fraud-weights:\n    path: models/fraud-detector/model.skops\n"
                         "    type: model\n")
@@ -318,10 +318,10 @@ def test_trailers_are_read_as_git_reads_them(tmp_path):
                               "Tether-Approver": "ana"}
 
 
-def test_control_characters_from_git_are_printed_escaped(project):
+def test_control_characters_from_git_are_printed_escaped(project_live):
     """A hand commit whose message carries terminal escapes cannot recolour, retitle or
     rewrite the user's terminal through `tether history`."""
-    promote_to(project, V1)
+    project = project_live  # promote_to(project, V1), shared
     project.git("checkout", "-q", "production")
     evil = "fix\x1b[2K\x1b[1A\rproduction: all good\x1b]0;pwned\x07\x9b31m"
     project.git("commit", "-q", "--allow-empty", "-m", evil)

@@ -45,13 +45,21 @@ class Session:
     def __init__(self, conf_dir: Path, config_name: str) -> None:
         self.conf_dir = conf_dir.resolve()
         self.config_name = config_name
+        self._composed: dict[tuple, dict] = {}
 
     def compose(self, overrides) -> dict:
-        from hydra import compose as hydra_compose
-        from omegaconf import OmegaConf
+        """Hydra's composition of conf/ with `overrides`: each distinct list composed once per
+        session (about half a second each), a fresh copy returned every time."""
+        import copy
 
-        cfg = hydra_compose(config_name=self.config_name, overrides=list(overrides))
-        return _as_dict(OmegaConf.to_container(cfg, resolve=True))
+        key = tuple(overrides)
+        if key not in self._composed:
+            from hydra import compose as hydra_compose
+            from omegaconf import OmegaConf
+
+            cfg = hydra_compose(config_name=self.config_name, overrides=list(key))
+            self._composed[key] = _as_dict(OmegaConf.to_container(cfg, resolve=True))
+        return copy.deepcopy(self._composed[key])
 
     def _loader(self):
         from hydra.core.global_hydra import GlobalHydra

@@ -45,17 +45,31 @@ def run(target: Path, release: Path | None, smoke_eval: str | None = None, once:
         hello = _start(Path(target), Path(release), smoke_eval)
     except TetherError as exc:
         _reply(proto, {"event": "failed", "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code})
-        return exc.exit_code
+        return _done(exc.exit_code, proto) if once else exc.exit_code
     except Exception as exc:  # the model's own code failed to load
         _reply(proto, {"event": "failed", "error": f"{type(exc).__name__}: {exc}", "exit_code": 1})
         traceback.print_exc()
-        return 1
+        return _done(1, proto) if once else 1
     served = hello.pop("_served")
     _reply(proto, hello)
     if once:
-        return 0
+        return _done(0, proto)
     _loop(served, sys.stdin.buffer, proto)
     return 0
+
+
+def _done(code: int, proto) -> int:
+    """A `once` worker (promote's smoke gate) has written its verdict: exit now. The interpreter's
+    own teardown (freeing numpy, pandas, sklearn and the model, about a second) would only delay
+    the gate, which waits for this process; nothing of the worker's needs it (no atexit work,
+    no files open for writing but the two pipes, flushed here)."""
+    for stream in (proto, sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 PREIMPORT = ("numpy", "pandas", "sklearn.ensemble", "sklearn.linear_model", "sklearn.pipeline", "sklearn.compose",
