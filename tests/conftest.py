@@ -62,14 +62,9 @@ def s3_remote(s3_endpoint, monkeypatch, request):
 @pytest.fixture(scope="session")
 def template(tmp_path_factory):
     """The reference project reproduced, committed, released as v1.0.0 and pushed: once."""
-    from project import ISOLATION, build_template
+    from project import build_template, isolated_home
 
-    home = tmp_path_factory.mktemp("template-home")
-    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        for k, v in ISOLATION.items():
-            mp.setenv(k, v)
+    with isolated_home(tmp_path_factory, "template"):
         yield build_template(tmp_path_factory.mktemp("template"))
 
 
@@ -84,14 +79,9 @@ def project(template, tmp_path):
 def template_live(template, tmp_path_factory):
     """The template with v1.0.0 promoted to production (promote_to, not pushed): once, for the
     many tests that start from a live release."""
-    from project import ISOLATION, clone_template, promote_to
+    from project import clone_template, isolated_home, promote_to
 
-    home = tmp_path_factory.mktemp("template-live-home")
-    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        for k, v in ISOLATION.items():
-            mp.setenv(k, v)
+    with isolated_home(tmp_path_factory, "template-live"):
         p = clone_template(template, tmp_path_factory.mktemp("template-live"))
         promote_to(p, "fraud-detector@v1.0.0")
         yield p

@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,21 @@ ISOLATION = {
     "GIT_COMMITTER_EMAIL": "tess@example.com",
     "DVC_NO_ANALYTICS": "1",
 }
+
+
+@contextmanager
+def isolated_home(tmp_path_factory, name: str) -> Iterator[Path]:
+    """For session and module fixtures (the per-test `isolated_env` does not reach them): HOME
+    in a fresh directory with a minimal git config, and the fixed identity of ISOLATION."""
+    import pytest
+
+    home = tmp_path_factory.mktemp(f"{name}-home")
+    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        for k, v in ISOLATION.items():
+            mp.setenv(k, v)
+        yield home
 
 
 @dataclass

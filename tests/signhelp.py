@@ -7,8 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-from project import ISOLATION, Project
+from project import Project, isolated_home
 from shapes import build_churn, retrain_churn
 
 POLICY = """\
@@ -49,12 +48,7 @@ def build_signed(tmp_path_factory):
     staging and production; v1.1.0 released signed and promoted (signed) to staging. A
     generator for a session fixture (conftest.signed_base)."""
     base = tmp_path_factory.mktemp("signed")
-    home = tmp_path_factory.mktemp("signed-home")
-    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        for k, v in ISOLATION.items():
-            mp.setenv(k, v)
+    with isolated_home(tmp_path_factory, "signed"):
         keys = {n: keygen(base / n, n) for n in ("lead", "ops", "rogue")}
         p = build_churn(base / "p", "dvc")
         enable_signing(p, keys, {"lead@example.com": "lead", "ops@example.com": "ops"})

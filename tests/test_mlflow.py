@@ -18,14 +18,9 @@ OPS = ("--approver", "ops", "--reason")
 
 @pytest.fixture(scope="module")
 def churn(tmp_path_factory):
-    from project import ISOLATION
+    from project import isolated_home
 
-    home = tmp_path_factory.mktemp("mlflow-home")
-    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        for k, v in ISOLATION.items():
-            mp.setenv(k, v)
+    with isolated_home(tmp_path_factory, "mlflow"):
         p = build_churn(tmp_path_factory.mktemp("mlflow") / "p", "dvc")
         p.ok("release", "--push", "-m", "first churn")
         for env in ("staging", "production"):

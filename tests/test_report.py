@@ -35,14 +35,9 @@ class Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    from project import ISOLATION
+    from project import isolated_home
 
-    home = tmp_path_factory.mktemp("report-home")
-    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        for k, v in ISOLATION.items():
-            mp.setenv(k, v)
+    with isolated_home(tmp_path_factory, "report"):
         p = build_churn(tmp_path_factory.mktemp("report") / "p", "dvc", second=True)
         ops = ("--approver", "ops", "--reason")
 

@@ -48,15 +48,10 @@ def test_reference_release_reproduces_bit_identically(project, tmp_path):
 @pytest.fixture(scope="module")
 def textclf(tmp_path_factory):
     """The text classifier, released (v1.0.0) and pushed: raw data added with `dvc add`."""
-    from project import ISOLATION
+    from project import isolated_home
 
     base = tmp_path_factory.mktemp("textclf")
-    home = tmp_path_factory.mktemp("textclf-home")
-    (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        for k, v in ISOLATION.items():
-            mp.setenv(k, v)
+    with isolated_home(tmp_path_factory, "textclf"):
         p = build_textclf(base / "p")
         p.ok("release", "--push", "-m", "deterministic")
         yield p

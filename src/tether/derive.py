@@ -58,14 +58,7 @@ FIXES = {
 
 def cache_dir(git: Git) -> Path:
     """Under the repository's git directory (shared by worktrees), never in the work tree."""
-    cached = _DERIVED_DIRS.get(git.root)
-    if cached is None:
-        cached = git.common_dir() / "tether" / "derived"
-        _DERIVED_DIRS[git.root] = cached
-    return cached
-
-
-_DERIVED_DIRS: dict[Path, Path] = {}  # repository root -> its cache directory (one rev-parse per process)
+    return git.common_dir() / "tether" / "derived"
 
 
 def _cache_file(git: Git, commit: str, model: str) -> Path:

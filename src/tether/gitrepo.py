@@ -69,6 +69,9 @@ def strip_signature(message: str) -> str:
     return message[:cut + 1] if cut >= 0 else message
 
 
+_COMMON_DIRS: dict[Path, Path] = {}  # repository root -> its common git directory
+
+
 class Git:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -166,9 +169,13 @@ class Git:
         return dict(zip(revs, self.run("rev-parse", *[f"{r}^{{tree}}" for r in revs]).stdout.split()))
 
     def common_dir(self) -> Path:
-        """The git directory worktrees share (`.git` of the main work tree)."""
-        common = Path(self.out("rev-parse", "--git-common-dir"))
-        return common if common.is_absolute() else self.root / common
+        """The git directory worktrees share (`.git` of the main work tree): one rev-parse per
+        repository and process (tether's caches under it are found by several modules)."""
+        cached = _COMMON_DIRS.get(self.root)
+        if cached is None:
+            common = Path(self.out("rev-parse", "--git-common-dir"))
+            cached = _COMMON_DIRS[self.root] = common if common.is_absolute() else self.root / common
+        return cached
 
     def checkout(self, rev: str, *, detach: bool = False, force: bool = False) -> None:
         self.run("checkout", "--quiet", *(["--force"] if force else []), *(["--detach"] if detach else []), rev)

@@ -77,6 +77,7 @@ class RefIndex:
         self._data: dict | None = None  # read on first use: a view answered whole never needs it
         self.dirty = False
         self._listing: tuple[tuple[str, ...], str] | None = None
+        self._logs: dict | None = None
 
     def _facts(self) -> dict:
         if self._data is None:
@@ -172,7 +173,9 @@ class RefIndex:
     def first_parent_log(self, branch: str, tip: str) -> list[LogEntry]:
         """`Git.log_first_parent(tip)`, extended from where `branch` was last read."""
         path = self.dir / "logs.json"
-        logs = _load(path, "logs")
+        if self._logs is None:
+            self._logs = _load(path, "logs")  # once per index, however many branches are read
+        logs = self._logs
         entry = logs.get(branch)
         cached: list[LogEntry] | None = None
         old_tip = entry.get("tip") if isinstance(entry, dict) else None

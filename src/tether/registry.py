@@ -273,7 +273,6 @@ class Registry:
 
             self.index = index or RefIndex(ws.git)
             records = self.index.records(*PATTERNS)  # the same reading as index.snapshot(*PATTERNS)
-            ws.refindex = self.index
         else:
             records = ws.git.for_each_ref(*PATTERNS, messages=messages)
         self._messages: dict[str, str] = {}  # tag object -> message, read ahead by read_messages
@@ -296,7 +295,7 @@ class Registry:
             rels.sort(key=lambda r: r.version._key(), reverse=True)  # one key per release, not per comparison
         if self.index is not None:
             self.index.save()
-            ws._tag_names = list(self.tag_records)  # the same listing `git tag --list` would give
+            ws.use_index(self.index, list(self.tag_records))
         # memos, one per question, each typed for what it holds
         self._summary: dict | None = None
         self.unsettled: set[str] = set()  # releases whose summary depends on what the DVC cache holds

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from tether.refindex import PATTERNS, RefIndex
 from tether.registry import EnvState, Registry
@@ -38,17 +39,19 @@ class ModelStatus:
                 "workspace": {"commit": self.head, "dirty": self.dirty, "matches": self.matches}}
 
 
-def _index(ws: Workspace) -> RefIndex:
-    return RefIndex(ws.git)
+def _kept(ws: Workspace, view: str, *args: str | bytes) -> tuple[RefIndex, str, Any]:
+    """(index, key, the kept answer or None) of `view` for the ref state as it is now, dvc.yaml
+    and `args` (the view's other inputs)."""
+    index = RefIndex(ws.git)
+    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, *args)
+    return index, key, index.view(view, key)
 
 
 def release_rows(ws: Workspace, model: str | None) -> list[dict]:
     """Every release of the model (or of every model), newest SemVer first, as dicts with
     ROW_FIELDS. The answer is kept under the digest of the ref state and dvc.yaml it came from
     (tether.refindex): the same state is answered from one file."""
-    index = _index(ws)
-    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, model or "")
-    hit = index.view("list", key)
+    index, key, hit = _kept(ws, "list", model or "")
     if isinstance(hit, list):
         return [dict(zip(ROW_FIELDS, r)) for r in hit]
     # Tag messages are read lazily: a warm summary cache needs none of them (Registry.summaries).
@@ -73,12 +76,10 @@ def model_status(ws: Workspace, model: str | None) -> list[ModelStatus]:
     """Per model: the latest release, what each environment runs (and from which ref), and
     which releases the workspace's HEAD tree is. All but the workspace part is kept under the
     digest of the ref state and dvc.yaml (see release_rows)."""
-    index = _index(ws)
-    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, model or "")
+    index, key, data = _kept(ws, "status", model or "")
     head = ws.git.head()
     tree = ws.git.tree_of(head)
     dirty = bool(ws.git.status_porcelain())
-    data = index.view("status", key)
     if not isinstance(data, list):
         reg = Registry(ws, messages=False, index=index)
         data = []
@@ -113,11 +114,8 @@ def env_history(ws: Workspace, model: str | None, env: str | None, at: str | Non
     time (never kept)."""
     from tether import history, signing
 
-    index = _index(ws)
     signers = signing.allowed_signers(ws)
-    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, model or "", env or "",
-                         signers.read_bytes() if signers else b"")
-    out = index.view("history", key)
+    index, key, out = _kept(ws, "history", model or "", env or "", signers.read_bytes() if signers else b"")
     if not isinstance(out, dict):
         model = ws.model(model)
         reg = Registry(ws, messages=False, index=index)
@@ -151,9 +149,7 @@ def shown_release(ws: Workspace, ref: str, model: str | None) -> dict:
     is never kept)."""
     from tether.refs import parse_ref
 
-    index = _index(ws)
-    key = index.view_key(index.snapshot(*PATTERNS), ws.dvc_yaml_text, ref, model or "")
-    hit = index.view("show", key)
+    index, key, hit = _kept(ws, "show", ref, model or "")
     if isinstance(hit, dict):
         return hit
     reg = Registry(ws, messages=False, index=index)

@@ -234,6 +234,12 @@ class Workspace:
                 index.save()
         return self._envs[model]
 
+    def use_index(self, index: RefIndex, tag_names: list[str]) -> None:
+        """A read command's registry read the refs through `index`: parse GTO tag names through
+        it too, and take the tag names from the same listing (`git tag --list` gives the same)."""
+        self.refindex = index
+        self._tag_names = tag_names
+
     def tag_names(self) -> list[str]:
         if not hasattr(self, "_tag_names"):
             self._tag_names = self.git.tag_names()
