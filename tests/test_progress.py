@@ -8,7 +8,7 @@ import os
 
 from rich.console import Console
 
-from tether import digest, meter
+from tether import digest, materialise, meter
 from tether.cli import byte_bar
 
 
@@ -48,3 +48,36 @@ def test_the_bar_renders_on_a_terminal_and_is_absent_when_piped(tmp_path):
     with meter.counting(seen.append), byte_bar("verifying"):  # pytest's stderr is no terminal
         digest.sha256_file(f)
     assert sum(seen) == 2 << 20  # the outer count still sees every byte: no bar took it over
+
+
+class _Trickle:
+    """A source that returns short, uneven reads, as a network stream does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos, self.k = data, 0, 0
+
+    def readinto(self, buf) -> int:
+        self.k += 1
+        n = min(len(buf), 1 + (self.k * 7919) % len(buf), len(self.data) - self.pos)
+        buf[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
+class _ShortWriter(io.BytesIO):
+    """A raw file whose writes may take fewer bytes than offered."""
+
+    def write(self, b) -> int:
+        return super().write(bytes(b)[: max(1, len(b) // 3)])
+
+
+def test_overlapped_hashing_sees_every_byte_in_order_through_short_reads_and_writes():
+    import hashlib
+
+    data = os.urandom(materialise._BLOCK * (materialise._OVERLAP_AFTER + 5) + 12345)
+    fout = _ShortWriter()
+    hashes = [hashlib.sha256(), hashlib.md5()]
+    materialise._pump(_Trickle(data), fout, hashes)
+    assert fout.getvalue() == data
+    assert hashes[0].hexdigest() == hashlib.sha256(data).hexdigest()
+    assert hashes[1].hexdigest() == hashlib.md5(data).hexdigest()

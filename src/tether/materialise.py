@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import tarfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,20 +114,14 @@ def _stream(store: DvcStore, md5: str, dst: Path, sha256: str | None, name: str)
 def _write(fin, dst: Path, sha256: str | None, name: str, md5: str | None, hint: str) -> str:
     """`fin`'s bytes into `dst` (read-only), hashed in the same pass; a mismatch refuses the
     file before anything can use it: against the manifest's sha256, else (files inside
-    directory outputs, releases tagged by hand) against DVC's own md5. Memory stays one block."""
+    directory outputs, releases tagged by hand) against DVC's own md5. Memory stays two blocks."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tether-tmp")
     h = hashlib.sha256()
     check_md5 = hashlib.md5() if sha256 is None and md5 is not None else None
-    buf = bytearray(_BLOCK)
-    view = memoryview(buf)
+    hashes = [h] if check_md5 is None else [h, check_md5]
     with open(tmp, "wb", buffering=0) as fout:
-        while n := fin.readinto(buf):
-            h.update(view[:n])
-            if check_md5 is not None:
-                check_md5.update(view[:n])
-            fout.write(view[:n])
-            meter.advance(n)
+        _pump(fin, fout, hashes)
     bad: tuple[str, str, str] | None = None
     if sha256 is not None and h.hexdigest() != sha256:
         bad = ("sha256", h.hexdigest(), sha256)
@@ -140,6 +135,53 @@ def _write(fin, dst: Path, sha256: str | None, name: str, md5: str | None, hint:
     os.chmod(tmp, 0o444)
     os.replace(tmp, dst)
     return h.hexdigest()
+
+
+# After this many blocks of one file, its hashing moves to a thread of its own and overlaps the
+# reading and writing of the next block (hashlib and file I/O both release the GIL). Small files,
+# a directory output's thousands of them, never pay for a thread.
+_OVERLAP_AFTER = 8
+
+
+def _update(hashes: list, view: memoryview) -> None:
+    for x in hashes:
+        x.update(view)
+
+
+def _write_all(fout, view: memoryview) -> None:
+    """A raw file's write may be short: write until every byte is out."""
+    while view:
+        view = view[fout.write(view):]
+
+
+def _pump(fin, fout, hashes: list) -> None:
+    """Every block of `fin` hashed and written to `fout`, once. Two buffers alternate: the hash
+    of block i runs while block i is written and block i+1 is read, and is awaited before its
+    buffer is read into again, so the digests see the bytes in order and never a half-read block."""
+    bufs = (bytearray(_BLOCK), bytearray(_BLOCK))
+    pool: ThreadPoolExecutor | None = None
+    pending: Future | None = None
+    i = 0
+    try:
+        while n := fin.readinto(bufs[i % 2]):
+            view = memoryview(bufs[i % 2])[:n]
+            if pending is not None:
+                pending.result()  # block i-1: its buffer is the next one read into
+                pending = None
+            if pool is None and i >= _OVERLAP_AFTER:
+                pool = ThreadPoolExecutor(1, thread_name_prefix="tether-hash")
+            if pool is None:
+                _update(hashes, view)
+            else:
+                pending = pool.submit(_update, hashes, view)
+            _write_all(fout, view)
+            meter.advance(n)
+            i += 1
+        if pending is not None:
+            pending.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
