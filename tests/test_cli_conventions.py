@@ -12,7 +12,7 @@ import typer
 import typer.testing
 
 from project import BIN, promote_to
-from tether.cli import COMMAND_MODULES, app, register
+from tether.cli.base import COMMAND_MODULES, app, register
 
 register()
 ROOT = typer.main.get_command(app)
@@ -24,7 +24,7 @@ def test_each_command_is_registered_by_the_module_main_loads_for_it():
     assert sorted(COMMAND_MODULES) == COMMANDS
     for name in COMMANDS:
         word = name
-        code = ("import sys, typer\nimport tether.cli as c\nc.register(sys.argv[1:])\n"
+        code = ("import sys, typer\nimport tether.cli.base as c\nc.register(sys.argv[1:])\n"
                 "print(sorted(typer.main.get_command(c.app).commands))")
         out = subprocess.run([sys.executable, "-c", code, "-C", ".", "--debug", word, "--json"], capture_output=True,
                              text=True, check=True).stdout

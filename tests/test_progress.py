@@ -9,7 +9,7 @@ import os
 from rich.console import Console
 
 from tether import digest, materialise, meter
-from tether.cli import byte_bar
+from tether.cli.base import byte_bar
 
 
 def test_every_byte_hashed_is_counted_once_and_only_inside_the_block(tmp_path):

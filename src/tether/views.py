@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.refindex import PATTERNS, RefIndex
-from tether.registry import EnvState, Registry
 from tether.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tether.registry import EnvState
+
+# The registry is imported only to compute an answer. Each view has a `kept_…` twin that answers
+# from a kept view alone, or returns None: it never computes and never refuses (the read fast
+# path, tether.cli.fastread, which falls back to the whole CLI on None).
 
 
 # One `list` row: these fields, in this order (the view keeps rows as lists, a third of the bytes).
@@ -47,6 +53,11 @@ def _kept(ws: Workspace, view: str, *args: str | bytes) -> tuple[RefIndex, str, 
     return index, key, index.view(view, key)
 
 
+def kept_release_rows(ws: Workspace, model: str | None) -> list[dict] | None:
+    hit = _kept(ws, "list", model or "")[2]
+    return [dict(zip(ROW_FIELDS, r)) for r in hit] if isinstance(hit, list) else None
+
+
 def release_rows(ws: Workspace, model: str | None) -> list[dict]:
     """Every release of the model (or of every model), newest SemVer first, as dicts with
     ROW_FIELDS. The answer is kept under the digest of the ref state and dvc.yaml it came from
@@ -54,6 +65,8 @@ def release_rows(ws: Workspace, model: str | None) -> list[dict]:
     index, key, hit = _kept(ws, "list", model or "")
     if isinstance(hit, list):
         return [dict(zip(ROW_FIELDS, r)) for r in hit]
+    from tether.registry import Registry
+
     # Tag messages are read lazily: a warm summary cache needs none of them (Registry.summaries).
     reg = Registry(ws, messages=False, index=index)
     models = [ws.model(model)] if model else sorted(ws.models)
@@ -77,10 +90,9 @@ def model_status(ws: Workspace, model: str | None) -> list[ModelStatus]:
     which releases the workspace's HEAD tree is. All but the workspace part is kept under the
     digest of the ref state and dvc.yaml (see release_rows)."""
     index, key, data = _kept(ws, "status", model or "")
-    head = ws.git.head()
-    tree = ws.git.tree_of(head)
-    dirty = bool(ws.git.status_porcelain())
     if not isinstance(data, list):
+        from tether.registry import Registry
+
         reg = Registry(ws, messages=False, index=index)
         data = []
         for m in [ws.model(model)] if model else sorted(ws.models):
@@ -98,6 +110,22 @@ def model_status(ws: Workspace, model: str | None) -> list[ModelStatus]:
                          "trees": trees})
         if reg.settled:
             index.keep_view("status", key, data)
+    return _status(ws, data)
+
+
+def kept_model_status(ws: Workspace, model: str | None) -> list[ModelStatus] | None:
+    data = _kept(ws, "status", model or "")[2]
+    return _status(ws, data) if isinstance(data, list) else None
+
+
+def _status(ws: Workspace, data: list) -> list[ModelStatus]:
+    """The kept part of `status` with the workspace's part: HEAD, whether it is dirty, and
+    which releases its tree is."""
+    from tether.registry import EnvState
+
+    head = ws.git.head()
+    tree = ws.git.tree_of(head)
+    dirty = bool(ws.git.status_porcelain())
     out = []
     for d in data:
         st = ModelStatus(d["model"], d["latest"], head=head, dirty=dirty, matches=d["trees"].get(tree, []))
@@ -112,11 +140,12 @@ def env_history(ws: Workspace, model: str | None, env: str | None, at: str | Non
     verdict. Kept under the digest of the ref state, dvc.yaml and the allowed signers file;
     `--at` is answered from the kept moves. A tag moved after it went live is refused every
     time (never kept)."""
-    from tether import history, signing
+    from tether import signing
 
-    signers = signing.allowed_signers(ws)
-    index, key, out = _kept(ws, "history", model or "", env or "", signers.read_bytes() if signers else b"")
+    signers, (index, key, out) = _kept_history(ws, model, env)
     if not isinstance(out, dict):
+        from tether.registry import Registry
+
         model = ws.model(model)
         reg = Registry(ws, messages=False, index=index)
         envs = [env] if env else list(ws.environments(model))
@@ -134,6 +163,26 @@ def env_history(ws: Workspace, model: str | None, env: str | None, at: str | Non
             out["environments"][e] = {"branch": ws.branch(model, e), "ref": st.as_dict(), "events": rows}
         if reg.settled:
             index.keep_view("history", key, out)
+    return _live_at(out, at)
+
+
+def kept_env_history(ws: Workspace, model: str | None, env: str | None, at: str | None) -> dict | None:
+    out = _kept_history(ws, model, env)[1][2]
+    return _live_at(out, at) if isinstance(out, dict) else None
+
+
+def _kept_history(ws: Workspace, model: str | None, env: str | None):
+    """(the allowed signers file, _kept(…)): history's answer also depends on who may sign."""
+    from tether import signing
+
+    signers = signing.allowed_signers(ws)
+    return signers, _kept(ws, "history", model or "", env or "", signers.read_bytes() if signers else b"")
+
+
+def _live_at(out: dict, at: str | None) -> dict:
+    """With `--at`: which release each environment ran then, from the kept moves."""
+    from tether import history
+
     if at:
         when = history.parse_time(at)
         for entry in out["environments"].values():
@@ -152,9 +201,16 @@ def shown_release(ws: Workspace, ref: str, model: str | None) -> dict:
     index, key, hit = _kept(ws, "show", ref, model or "")
     if isinstance(hit, dict):
         return hit
+    from tether.registry import Registry
+
     reg = Registry(ws, messages=False, index=index)
     rel = reg.resolve(parse_ref(ref), model)
     out = {"tag": rel.tag, "stage": reg.stage(rel), "manifest": rel.require_trusted("shown")}
     if reg.settled:
         index.keep_view("show", key, out)
     return out
+
+
+def kept_shown_release(ws: Workspace, ref: str, model: str | None) -> dict | None:
+    hit = _kept(ws, "show", ref, model or "")[2]
+    return hit if isinstance(hit, dict) else None

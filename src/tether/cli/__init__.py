@@ -1,218 +1,35 @@
 """The command line: the only package that prints or exits. Each command parses its arguments,
 calls one module that does the work, and renders the result as text or `--json`.
 
-`releases.py` (release, conf apply, list, show, diff, check, status), `moves.py` (promote,
-rollback, history, gc) and `hosts.py` (deploy, verify, checkout, serve) register their commands
-on `app`; `render.py` turns results into text and tables."""
+`base.py` holds the typer app, the global options and the error handling; `releases.py`
+(release, conf apply, list, show, diff, check, status), `moves.py` (promote, rollback, history,
+gc), `hosts.py` (deploy, verify, checkout, serve, worker), `repro.py`, `canary.py` and `hook.py`
+register their commands on it; `render.py` turns results into text and tables. `fastread.py`
+answers a read from a kept view before typer is imported (see its docstring).
+
+This module imports nothing heavy: `main` is the console script's entry point."""
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-
-import typer
-
-try:  # typer 0.2x vendors click; its context is the one our commands run in
-    from typer._click.globals import get_current_context
-except ImportError:  # pragma: no cover - a typer that uses click itself
-    from click import get_current_context  # type: ignore[no-redef]
-
-from tether.cli.render import safe
-from tether.errors import TetherError, UsageError
-
-app = typer.Typer(
-    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
-    context_settings={"help_option_names": ["-h", "--help"]},
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    help="Release, promote, deploy and roll back the whole model tuple "
-    "(weights, data, code, params, threshold) as one unit, on Git + DVC.",
-)
-
-
-@dataclass(frozen=True)
-class Options:
-    """The global options, kept on typer's context (no module state)."""
-
-    debug: bool = False
-    chdir: str = "."
-
-
-def _opts() -> Options:
-    ctx = get_current_context(silent=True)
-    obj = ctx.find_root().obj if ctx is not None else None
-    return obj if isinstance(obj, Options) else Options()
-
-JSON = typer.Option(False, "--json", help="Machine-readable output.")
-DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
-MODEL_OPT = typer.Option(None, "--model", help="The model (optional when dvc.yaml declares one).")
-MODEL_ALL = typer.Option(None, "--model", help="One model (default: every model dvc.yaml declares).")
-# The model was once a positional argument of release, list, check and status: still taken, with a
-# deprecation note, so scripts keep working while they move to --model.
-MODEL_POSITIONAL = typer.Argument(None, hidden=True, metavar="[MODEL]",
-                                  help="Deprecated: use --model.")
-
-
-def _version(value: bool) -> None:
-    if value:
-        # tether.__version__, not importlib.metadata (90 ms); tests/test_cli_conventions.py checks
-        # it against the installed distribution's version
-        from tether import __version__
-
-        typer.echo(f"tether {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    chdir: str = typer.Option(".", "-C", help="Run as if started in this directory."),
-    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print tether's version and exit."),
-) -> None:
-    import os
-
-    if not os.path.isdir(chdir):
-        raise UsageError(f"-C {chdir}: no such directory")
-    ctx.obj = Options(debug=debug, chdir=chdir)
-
-
-def _ws():
-    from tether.workspace import Workspace
-
-    return Workspace.discover(_opts().chdir)
-
-
-def emit(data, as_json: bool, text: str | None = None, *, escaped: bool = False) -> None:
-    """JSON, or the text (escaped here unless the caller escaped each cell: a rich table)."""
-    if as_json:  # json.dumps escapes every control character itself
-        # indented for a person at a terminal; piped, one line (the C encoder: ~3x faster on 1,000 rows)
-        indent = 2 if sys.stdout.isatty() else None
-        typer.echo(json.dumps(data, indent=indent, sort_keys=True, default=str))
-    elif text is not None:
-        typer.echo(text if escaped else safe(text))
-
-
-def progress(msg: str) -> None:
-    typer.echo(safe(msg), err=True)
-
-
-@contextmanager
-def byte_bar(label: str, enabled: bool = True, console=None) -> Iterator[None]:
-    """A progress bar of the bytes copied and hashed inside the block (tether.meter), on stderr,
-    only when stderr is a terminal (or a console is given); piped or `--json`, nothing."""
-    if not enabled or (console is None and not sys.stderr.isatty()):
-        yield
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    from tether import meter
-
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console or Console(stderr=True), transient=console is None) as bar:
-        task = bar.add_task(safe(label), total=None)
-        with meter.counting(lambda n: bar.advance(task, n)):
-            yield
-
-
-def deprecated(old: str, new: str) -> None:
-    progress(f"warning: {old} is deprecated and will be removed; use {new}")
-
-
-def one_of(new: str | None, old: str | None, new_name: str, old_name: str) -> str | None:
-    """An option renamed for consistency: the new spelling, or the old one with a note."""
-    if old is not None:
-        if new is not None and new != old:
-            raise UsageError(f"{new_name} and {old_name} disagree: give {new_name} only")
-        deprecated(old_name, new_name)
-        return old
-    return new
-
-
-# The command modules register on `app` (they import it from here). All of them, in this order
-# (the order `tether --help` lists them in), for help, completion and an unknown command; only
-# the one that registers the command being run otherwise: building the click tree of every
-# command is a quarter of a read command's start-up. tests/test_cli_conventions.py checks that
-# COMMAND_MODULES names exactly the commands each module registers.
-MODULES = ("releases", "moves", "hosts", "repro", "canary", "hook")
-COMMAND_MODULES = {
-    "release": "releases", "conf": "releases", "list": "releases", "show": "releases", "diff": "releases",
-    "check": "releases", "status": "releases",
-    "promote": "moves", "rollback": "moves", "history": "moves", "gc": "moves",
-    "deploy": "hosts", "verify": "hosts", "checkout": "hosts", "serve": "hosts", "worker": "hosts",
-    "reproduce": "repro", "report": "repro", "export": "repro",
-    "canary": "canary", "guard": "canary",
-    "hook": "hook",
-}
-
-
-def command_word(argv: list[str]) -> str | None:
-    """The command argv runs (None: no command, or help of the whole tool). Skips the global
-    options, and -C's value."""
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "-C":
-            i += 2
-            continue
-        if a.startswith("-"):
-            if a in ("-h", "--help", "--install-completion", "--show-completion"):
-                return None
-            i += 1
-            continue
-        return a
-    return None
-
-
-def register(argv: list[str] | None = None) -> None:
-    """Import the command modules `argv` needs (every one when argv is None)."""
-    import importlib
-    import os
-
-    word = command_word(argv) if argv is not None and not os.environ.get("_TETHER_COMPLETE") else None
-    if word is None and argv is not None and "--version" in argv and not os.environ.get("_TETHER_COMPLETE"):
-        return  # the eager --version answers before any command is looked up
-    for name in [COMMAND_MODULES[word]] if word in COMMAND_MODULES else MODULES:
-        importlib.import_module(f"tether.cli.{name}")
-
-
-def _debug_requested() -> bool:
-    # The context is gone once the command has raised: read the flag from the command line.
-    return "--debug" in sys.argv[1:]
 
 
 def main() -> None:
-    register(sys.argv[1:])
+    from tether.cli.fastread import answer
+
+    out = answer(sys.argv[1:])
+    if out is None:
+        from tether.cli.base import main as run
+
+        run()
+        return
     try:
-        app(standalone_mode=False)
-    except TetherError as exc:
-        if _debug_requested():
-            raise
-        typer.echo(safe(f"error: {exc.message}"), err=True)
-        if exc.hint:
-            typer.echo(safe(f"hint: {exc.hint}"), err=True)
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors and anything unexpected
-        # typer may vendor click, so recognise click's exceptions by shape, not by class.
-        code = getattr(exc, "exit_code", None)
-        if hasattr(exc, "show") and isinstance(code, int):
-            exc.show()
-            sys.exit(code)
-        if type(exc).__name__ == "Exit" and isinstance(code, int):
-            sys.exit(code)
-        if _debug_requested():
-            raise
-        typer.echo(safe(f"error: {type(exc).__name__}: {exc}"), err=True)
-        typer.echo("hint: run again with --debug for the traceback", err=True)
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tether list | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
 
 

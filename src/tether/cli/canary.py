@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli import DRY, JSON, MODEL_OPT, _opts, _ws, app, emit, progress
+from tether.cli.base import DRY, JSON, MODEL_OPT, _opts, _ws, app, emit, progress
 from tether.errors import GateFailed
 
 canary_app = typer.Typer(help="Canary environments: the traffic weight as a recorded move.", no_args_is_help=True)

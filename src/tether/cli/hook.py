@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli import JSON, _opts, app, emit, progress
+from tether.cli.base import JSON, _opts, app, emit, progress
 
 hook_app = typer.Typer(no_args_is_help=True, help="Server-side git hooks: tether's rules where teams push.")
 app.add_typer(hook_app, name="hook")

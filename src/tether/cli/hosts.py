@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli import DRY, JSON, MODEL_OPT, _opts, _ws, app, byte_bar, emit, progress
+from tether.cli.base import DRY, JSON, MODEL_OPT, _opts, _ws, app, byte_bar, emit, progress
 from tether.errors import UsageError
 
 # -- serving hosts and workspaces ----------------------------------------------------------

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from tether.cli import DRY, JSON, MODEL_OPT, _ws, app, emit, one_of, progress
-from tether.cli.render import gate_line, ref_note, safe, table
+from tether.cli.base import DRY, JSON, MODEL_OPT, _ws, app, emit, one_of, progress
+from tether.cli.render import gate_line, history_output
 from tether.errors import UsageError
 
 # -- environments --------------------------------------------------------------------------
@@ -92,23 +92,7 @@ def history(
     from tether.views import env_history
 
     data = env_history(_ws(), model, env, at)
-    if as_json:
-        emit(data, True)
-        _refuse(data)
-        return
-    blocks = []
-    for e, entry in data["environments"].items():
-        head = safe(f"{e} (branch {entry['branch']}){ref_note(entry['ref'])}")
-        if "live_at" in entry:
-            live = entry["live_at"]
-            blocks.append(head + "\n" + safe(f"  live at {live['at']}: {live['release'] or '(nothing)'}"))
-        elif not entry["events"]:
-            blocks.append(f"{head}\n  (no moves yet)")
-        else:
-            blocks.append(head + "\n" + table(("TIME", "ACTION", "FROM", "TO", "BY", "REASON", "SIGNATURE"),
-                                              [(*_event_row(ev), _signer_note(ev.get("signature")))
-                                               for ev in entry["events"]]))
-    emit(data, False, "\n".join(blocks), escaped=True)  # each part escaped above, each cell by table
+    typer.echo(history_output(data, as_json))
     _refuse(data)
 
 
@@ -118,27 +102,6 @@ def _refuse(data: dict) -> None:
         from tether.errors import IntegrityError
 
         raise IntegrityError(data["refused"], hint="see the moves marked REFUSED in the history")
-
-
-def _signer_note(sig: Optional[dict]) -> str:
-    """Beside each move: the signer git verified, or why the policy refuses it."""
-    if not sig:
-        return ""
-    if sig["problem"] and sig["enforced"]:
-        return f"REFUSED: {sig['problem']}"
-    if sig["verified"]:
-        return f"signed: {sig['principal']}"
-    return "unsigned" if sig["status"] == "N" else f"signature {sig['status']}: not verified"
-
-
-def _event_row(ev: dict) -> tuple[str, ...]:
-    if ev["source"] == "outside":  # a hand commit, a merge, a reset: tether recorded nothing
-        return (ev["time"][:26], "outside", ev["previous"], ev["release"] or "matches no release",
-                ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
-    action = ev["action"] + (" (gto tag)" if ev["source"] == "gto" else "")
-    weight = ev["trailers"].get("Tether-Weight")  # a canary's traffic share (tether.canary)
-    to = ev["release"] + (f" at {weight}%" if weight is not None else "")
-    return (ev["time"][:26], action, ev["previous"], to, ev["approver"], ev["reason"])
 
 
 @app.command()

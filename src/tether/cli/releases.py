@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from tether.cli import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, _ws, app, emit, one_of, progress
-from tether.cli.render import gate_line, metrics_line, ref_note, safe, table
+from tether.cli.base import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, _ws, app, emit, one_of, progress
+from tether.cli.render import gate_line, list_output, show_output, status_output
 
 # -- releases ------------------------------------------------------------------------------
 @app.command()
@@ -91,13 +91,7 @@ def list_(
     from tether.views import release_rows
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    rows = release_rows(_ws(), model)
-    if not rows:
-        emit(rows, as_json, "no releases yet: make one with `tether release`")
-        return
-    cells = [(r["tag"], r["stage"], r["created_at"][:25],
-              metrics_line(r["metrics"]) if r["complete"] else f"{r['kind'].upper()}: {r['problem']}") for r in rows]
-    emit(rows, as_json, None if as_json else table(("RELEASE", "STAGE", "DATE", "METRICS"), cells), escaped=True)
+    typer.echo(list_output(release_rows(_ws(), model), as_json))
 
 
 def _resolve(reg, ref: str, model: Optional[str] = None):
@@ -113,31 +107,9 @@ def show(
     as_json: bool = JSON,
 ) -> None:
     """The release manifest."""
-    from tether.manifest import dumps
     from tether.views import shown_release
 
-    shown = shown_release(_ws(), ref, model)
-    if as_json:
-        typer.echo(dumps(shown["manifest"]).rstrip())
-        return
-    m = shown["manifest"]
-    c = m["components"]
-    lines = [
-        f"{shown['tag']}  ({shown['stage']})",
-        f"  commit      {m['commit']}",
-        f"  created     {m['created_at']} by {m['released_by']}",
-        f"  threshold   {c['threshold'].get('value')}  ({c['threshold'].get('source')})",
-        f"  metrics     {metrics_line(m.get('metrics'))}",
-        "  weights",
-        *[f"    {e['path']}  sha256:{(e.get('sha256') or '')[:16]}  {e.get('size')} B" for e in c["weights"]],
-        "  data",
-        *[f"    {e['path']}  md5:{(e.get('md5') or '')[:16]}  {e.get('size')} B" for e in c["data"]],
-        "  code",
-        *[f"    {e['path']}  {e.get('type')}:{(e.get('git_id') or '')[:12]}" for e in c["code"]],
-        f"  params      {c['params'].get('path')}  sha256:{(c['params'].get('sha256') or '')[:16]}",
-        f"  runtime     python {m.get('runtime', {}).get('python', '?')}  lock:{m.get('runtime', {}).get('lock_sha256', '')[:16]}",
-    ]
-    typer.echo(safe("\n".join(lines)))
+    typer.echo(show_output(shown_release(_ws(), ref, model), as_json))
 
 
 @app.command()
@@ -217,15 +189,4 @@ def status(old_model: Optional[str] = MODEL_POSITIONAL, model: Optional[str] = M
     from tether.views import model_status
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    models = model_status(_ws(), model)
-    lines = []
-    for st in models:
-        lines.append(st.model)
-        lines.append(f"  latest     {st.latest or '(no releases)'}")
-        for env, view in st.environments.items():
-            shown = view.release or (f"{view.outside_commit[:12]} committed outside tether, matches no release"
-                                     if view.outside_commit else "(empty)")
-            lines.append(f"  {env:10} {shown}{ref_note(view.state.as_dict())}")
-        matches = ", ".join(st.matches) if st.matches else "no release"
-        lines.append(f"  workspace  {st.head[:12]}{' (dirty)' if st.dirty else ''} matches {matches}")
-    emit([st.as_dict() for st in models], as_json, "\n".join(lines))
+    typer.echo(status_output(model_status(_ws(), model), as_json))

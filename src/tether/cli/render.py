@@ -1,8 +1,11 @@
-"""Text for the terminal: key metrics, gate lines, ref notes, and tables (rich on a terminal,
-aligned plain text when piped). Pure: no printing here."""
+"""Text for the terminal: key metrics, gate lines, ref notes, tables (rich on a terminal,
+aligned plain text when piped) and the whole answer of each read command (`list`, `status`,
+`show`, `history`), which both the typer commands and the read fast path (`tether.cli.fastread`)
+print. Pure: no printing here, and no import of the CLI library."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -80,3 +83,111 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], tty: bool | Non
     widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, columns)]
     fmt = "  ".join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"])  # the last column is never padded
     return "\n".join(fmt.format(*row) for row in [list(headers), *cells])
+
+
+def emitted(data, as_json: bool, text: str | None = None, *, escaped: bool = False) -> str | None:
+    """What a command prints: JSON (indented for a person at a terminal; piped, one line: the C
+    encoder, ~3x faster on 1,000 rows; json.dumps escapes every control character itself), or
+    the text (escaped here unless the caller escaped each cell: a table)."""
+    if as_json:
+        indent = 2 if sys.stdout.isatty() else None
+        return json.dumps(data, indent=indent, sort_keys=True, default=str)
+    if text is None:
+        return None
+    return text if escaped else safe(text)
+
+
+# -- the read commands' answers ------------------------------------------------------------
+# What `list`, `status`, `show` and `history` print, from their views (tether.views): one function
+# each, for the typer command and the fast path alike, so the two cannot print differently.
+def list_output(rows: list[dict], as_json: bool) -> str:
+    if as_json:
+        return emitted(rows, True) or ""
+    if not rows:
+        return "no releases yet: make one with `tether release`"
+    cells = [(r["tag"], r["stage"], r["created_at"][:25],
+              metrics_line(r["metrics"]) if r["complete"] else f"{r['kind'].upper()}: {r['problem']}") for r in rows]
+    return table(("RELEASE", "STAGE", "DATE", "METRICS"), cells)  # every cell escaped
+
+
+def status_output(models, as_json: bool) -> str:
+    """From views.ModelStatus records."""
+    if as_json:
+        return emitted([st.as_dict() for st in models], True) or ""
+    lines = []
+    for st in models:
+        lines.append(st.model)
+        lines.append(f"  latest     {st.latest or '(no releases)'}")
+        for env, view in st.environments.items():
+            shown = view.release or (f"{view.outside_commit[:12]} committed outside tether, matches no release"
+                                     if view.outside_commit else "(empty)")
+            lines.append(f"  {env:10} {shown}{ref_note(view.state.as_dict())}")
+        matches = ", ".join(st.matches) if st.matches else "no release"
+        lines.append(f"  workspace  {st.head[:12]}{' (dirty)' if st.dirty else ''} matches {matches}")
+    return safe("\n".join(lines))
+
+
+def show_output(shown: dict, as_json: bool) -> str:
+    """From views.shown_release: `--json` is the manifest alone, as the tag attests it."""
+    if as_json:
+        from tether.manifest import dumps
+
+        return dumps(shown["manifest"]).rstrip()
+    m = shown["manifest"]
+    c = m["components"]
+    return safe("\n".join([
+        f"{shown['tag']}  ({shown['stage']})",
+        f"  commit      {m['commit']}",
+        f"  created     {m['created_at']} by {m['released_by']}",
+        f"  threshold   {c['threshold'].get('value')}  ({c['threshold'].get('source')})",
+        f"  metrics     {metrics_line(m.get('metrics'))}",
+        "  weights",
+        *[f"    {e['path']}  sha256:{(e.get('sha256') or '')[:16]}  {e.get('size')} B" for e in c["weights"]],
+        "  data",
+        *[f"    {e['path']}  md5:{(e.get('md5') or '')[:16]}  {e.get('size')} B" for e in c["data"]],
+        "  code",
+        *[f"    {e['path']}  {e.get('type')}:{(e.get('git_id') or '')[:12]}" for e in c["code"]],
+        f"  params      {c['params'].get('path')}  sha256:{(c['params'].get('sha256') or '')[:16]}",
+        f"  runtime     python {m.get('runtime', {}).get('python', '?')}  "
+        f"lock:{m.get('runtime', {}).get('lock_sha256', '')[:16]}",
+    ]))
+
+
+def history_output(data: dict, as_json: bool) -> str:
+    """From views.env_history (each part escaped here, each cell by table)."""
+    if as_json:
+        return emitted(data, True) or ""
+    blocks = []
+    for e, entry in data["environments"].items():
+        head = safe(f"{e} (branch {entry['branch']}){ref_note(entry['ref'])}")
+        if "live_at" in entry:
+            live = entry["live_at"]
+            blocks.append(head + "\n" + safe(f"  live at {live['at']}: {live['release'] or '(nothing)'}"))
+        elif not entry["events"]:
+            blocks.append(f"{head}\n  (no moves yet)")
+        else:
+            blocks.append(head + "\n" + table(("TIME", "ACTION", "FROM", "TO", "BY", "REASON", "SIGNATURE"),
+                                              [(*_event_row(ev), _signer_note(ev.get("signature")))
+                                               for ev in entry["events"]]))
+    return "\n".join(blocks)
+
+
+def _signer_note(sig: dict | None) -> str:
+    """Beside each move: the signer git verified, or why the policy refuses it."""
+    if not sig:
+        return ""
+    if sig["problem"] and sig["enforced"]:
+        return f"REFUSED: {sig['problem']}"
+    if sig["verified"]:
+        return f"signed: {sig['principal']}"
+    return "unsigned" if sig["status"] == "N" else f"signature {sig['status']}: not verified"
+
+
+def _event_row(ev: dict) -> tuple[str, ...]:
+    if ev["source"] == "outside":  # a hand commit, a merge, a reset: tether recorded nothing
+        return (ev["time"][:26], "outside", ev["previous"], ev["release"] or "matches no release",
+                ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
+    action = ev["action"] + (" (gto tag)" if ev["source"] == "gto" else "")
+    weight = ev["trailers"].get("Tether-Weight")  # a canary's traffic share (tether.canary)
+    to = ev["release"] + (f" at {weight}%" if weight is not None else "")
+    return (ev["time"][:26], action, ev["previous"], to, ev["approver"], ev["reason"])

@@ -1,5 +1,5 @@
 """`tether reproduce` and `tether report`: prove a release can be rebuilt bit for bit, and see the
-registry at a glance in one static HTML file. Registered on tether.cli.app."""
+registry at a glance in one static HTML file. Registered on tether.cli.base.app."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli import JSON, MODEL_OPT, _ws, app, emit, progress
+from tether.cli.base import JSON, MODEL_OPT, _ws, app, emit, progress
 from tether.errors import IntegrityError
 
 _STATE = {"identical": "bit-identical", "differs": "DIFFERS", "not-recorded": "not recorded"}
@@ -69,7 +69,7 @@ def report(
     parts, each metric across releases, and what changed between consecutive releases."""
     from pathlib import Path
 
-    from tether.cli import _opts
+    from tether.cli.base import _opts
     from tether.report import write_report
 
     path = Path(output)
