@@ -49,8 +49,8 @@ def main() -> None:
         t.print()
         for args in (["list"], ["show", "production"], ["history"], ["status"]):
             mods = imported_modules(args, repo)
-            heavy = sorted(m for m in mods if m.split(".")[0] in ("dvc", "sklearn", "pandas", "hydra", "skops", "fastapi"))
-            print(f"  tether {' '.join(args):18} imports dvc/sklearn/pandas/hydra: {', '.join(heavy[:4]) or 'none'}")
+            heavy = sorted(m for m in mods if m.split(".")[0] in ("typer", "dvc", "sklearn", "pandas", "hydra", "skops", "fastapi"))
+            print(f"  tether {' '.join(args):18} imports typer/dvc/sklearn/pandas/hydra: {', '.join(heavy[:4]) or 'none'}")
 
 
 if __name__ == "__main__":

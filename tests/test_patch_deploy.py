@@ -151,3 +151,32 @@ def test_streaming_rollback_writes_each_byte_once_and_survives_kill_9(big):
     # written once: the cache object is the release's own file, linked, not a second copy
     assert weights.stat().st_nlink == 2
     assert not list(target.rglob("*.tether-tmp"))
+
+
+def test_deploy_reads_origins_environment_and_tags_in_one_fetch_or_the_local_branch(tmp_path):
+    """A `dvc add` model. Origin without the environment branch: the tags alone are fetched and
+    the local branch deploys. Origin with it: its head wins over a lagging local branch, and a
+    release tag only origin has comes in the same fetch."""
+    from shapes import build_churn, retrain_churn
+
+    p = build_churn(tmp_path / "churn")
+    p.ok("release", "--push")
+    p.ok("promote", "churn@v1.0.0", "--env", "production", "--approver", "a", "--reason", "r", "--skip-staging", "t")
+    assert p.sh("git", "ls-remote", "origin", "refs/heads/production").out == ""  # not pushed
+    target = tmp_path / "serving"
+    res = deploy(p, target)
+    assert res.code == 0, res.err
+    assert os.readlink(target / "current") == "releases/churn@v1.0.0"
+
+    old = p.git("rev-parse", "production")
+    retrain_churn(p, 2)
+    p.ok("release", "--push")
+    p.ok("promote", "churn@v1.1.0", "--env", "production", "--approver", "a", "--reason", "r", "--push",
+         "--skip-staging", "t", "--allow-regression", "t")
+    p.git("branch", "-f", "production", old)  # the local branch lags behind origin's
+    p.git("tag", "-d", "churn@v1.1.0")  # and only origin has the tag
+    res = deploy(p, target)
+    assert res.code == 0, res.err
+    assert os.readlink(target / "current") == "releases/churn@v1.1.0"
+    assert "churn@v1.1.0" in p.tags()
+    assert verify(p, target).code == 0

@@ -152,9 +152,11 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     if read_only:
         head = ws.git.ref(f"refs/remotes/origin/{branch}")
     elif ws.git.remote_url("origin"):
-        ws.git.fetch("origin", "refs/tags/*:refs/tags/*")
-        if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
+        tags = "refs/tags/*:refs/tags/*"  # the tags and the environment in one round trip
+        if ws.git.fetch_optional("origin", tags, f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
             head = ws.git.ref(f"refs/remotes/origin/{branch}")
+        else:  # origin has no such branch (yet): the tags alone
+            ws.git.fetch("origin", tags)
     reg = Registry(ws, messages=False)
     if head is None:
         head = reg.env_head(model, env)

@@ -441,10 +441,11 @@ class Git:
                 ) from None
             raise StorageError(f"cannot fetch from git remote '{remote}': {exc.message}") from exc
 
-    def fetch_optional(self, remote: str, refspec: str) -> bool:
-        """Fetch one ref; False if the remote does not have it."""
+    def fetch_optional(self, remote: str, *refspecs: str) -> bool:
+        """Fetch these refs in one round trip; False, with nothing fetched, if the remote lacks
+        one that names no wildcard (git updates no ref when any source is missing)."""
         try:
-            self.fetch(remote, refspec)
+            self.fetch(remote, *refspecs)
         except StorageError as exc:
             if "couldn't find remote ref" in exc.message:
                 return False
