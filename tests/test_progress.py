@@ -1,5 +1,7 @@
 """Progress bars for the long operations: every byte deploy, checkout and verify copy or hash is
-counted (tether.meter), and the CLI shows the count as a bar on a terminal only."""
+counted (tether.meter), and the CLI shows the count as a bar on a terminal only. The verified
+copy under it (materialise._pump) hashes beside its reads and writes and starts writeback as it
+goes."""
 
 from __future__ import annotations
 
@@ -81,3 +83,51 @@ def test_overlapped_hashing_sees_every_byte_in_order_through_short_reads_and_wri
     assert fout.getvalue() == data
     assert hashes[0].hexdigest() == hashlib.sha256(data).hexdigest()
     assert hashes[1].hexdigest() == hashlib.md5(data).hexdigest()
+
+
+def test_writeback_starts_in_order_for_every_stretch_written_and_failure_turns_it_off(tmp_path, monkeypatch):
+    """The kernel is asked to start writing each _WRITEBACK bytes as they go out (one contiguous
+    run of ranges from offset 0), never for a file without a descriptor; a refused call turns it
+    off for the rest of the file. The bytes and digests are the same either way."""
+    import hashlib
+
+    calls: list[tuple[int, int]] = []
+    answer = [0]
+
+    def recorder(fd, offset, length, flags):
+        assert flags == materialise._SYNC_FILE_RANGE_WRITE and os.fstat(fd).st_size >= offset + length
+        calls.append((offset, length))
+        return answer[0]
+
+    monkeypatch.setattr(materialise, "_sync_file_range", lambda: recorder)
+    data = os.urandom(3 * materialise._WRITEBACK + 4321)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    with open(src, "rb", buffering=0) as fin:
+        digest = materialise._write(fin, tmp_path / "a", None, "a", None, "hint")
+    assert digest == hashlib.sha256(data).hexdigest() and (tmp_path / "a").read_bytes() == data
+    assert [off for off, _ in calls] == [sum(n for _, n in calls[:i]) for i in range(len(calls))]  # contiguous from 0
+    assert len(calls) == 3 and all(n >= materialise._WRITEBACK for _, n in calls)
+
+    calls.clear()
+    materialise._pump(_Trickle(data), _ShortWriter(), [hashlib.sha256()])  # no descriptor: never asked
+    assert calls == []
+
+    answer[0] = -1  # refused (a pipe, a filesystem that will not): asked once, then off
+    with open(src, "rb", buffering=0) as fin:
+        assert materialise._write(fin, tmp_path / "b", None, "b", None, "hint") == digest
+    assert len(calls) == 1 and (tmp_path / "b").read_bytes() == data
+
+
+def test_the_real_sync_file_range_is_bound_and_accepted_by_the_kernel(tmp_path):
+    """tether's hosts are Linux (as this machine and CI are): the binding must be there."""
+    fn = materialise._sync_file_range()
+    assert fn is not None
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(1 << 20))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert fn(fd, 0, 1 << 20, materialise._SYNC_FILE_RANGE_WRITE) == 0
+        assert fn(fd, 0, 1 << 20, 0x7FFF) != 0  # the binding passes its arguments: bad flags are refused
+    finally:
+        os.close(fd)
