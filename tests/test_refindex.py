@@ -188,3 +188,20 @@ def test_a_tampered_view_is_ignored(tmp_path):
     assert forged != body
     path.write_bytes(head + b"\n" + forged)
     assert p.ok("list", "--json").json() == truth_rows
+
+
+def test_discover_finds_the_common_git_directory_from_a_subdirectory_and_a_linked_worktree(repo, tmp_path):
+    """Git.discover learns the common directory (where .git/tether lives) in the same process as
+    the top level: from a subdirectory it is the repository's .git, from a linked worktree the
+    main repository's, as `git rev-parse --git-common-dir` says at each top level."""
+    from tether import gitrepo
+
+    (repo / "sub/deeper").mkdir(parents=True)
+    sh(repo, "git", "worktree", "add", "-q", str(tmp_path / "wt"), "HEAD")
+    for where, top in ((repo / "sub/deeper", repo), (tmp_path / "wt", tmp_path / "wt")):
+        gitrepo._COMMON_DIRS.clear()
+        git = Git.discover(where)
+        assert git.root.resolve() == top.resolve()
+        found = git.common_dir()
+        gitrepo._COMMON_DIRS.clear()
+        assert found.resolve() == Git(top).common_dir().resolve() == (repo / ".git").resolve()

@@ -85,13 +85,19 @@ class Git:
 
     @staticmethod
     def discover(path: str | Path) -> "Git":
-        res = run(["git", "rev-parse", "--show-toplevel"], cwd=path, check=False)
-        if res.returncode != 0:
+        """The repository `path` is in; its common git directory comes in the same process."""
+        res = run(["git", "rev-parse", "--show-toplevel", "--git-common-dir"], cwd=path, check=False)
+        lines = res.stdout.splitlines()
+        if res.returncode != 0 or len(lines) != 2:
             raise UsageError(
                 f"{Path(path).resolve()} is not inside a git repository",
                 hint="run tether from a git repository that uses DVC (git init && dvc init)",
             )
-        return Git(res.stdout.strip())
+        git = Git(lines[0])
+        common = Path(lines[1])  # relative to `path`, where it ran
+        _COMMON_DIRS.setdefault(git.root, common if common.is_absolute()
+                                else Path(os.path.normpath(Path(path).absolute() / common)))
+        return git
 
     def rev_parse(self, rev: str) -> str | None:
         res = self.run("rev-parse", "--verify", "--quiet", rev + "^{object}", check=False)

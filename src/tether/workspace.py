@@ -252,7 +252,8 @@ class Workspace:
         every other model uses `<model>/<env>`."""
         s = self.settings(model)
         check_env(env)
-        if env not in self.environments(model):
+        # a configured environment needs no look at GTO's tags (environments() starts with them)
+        if env not in s.environments and env not in self.environments(model):
             raise NotFound(f"unknown environment '{env}' for {model}",
                            hint="environments: " + ", ".join(self.environments(model)))
         if s.branch_template:
