@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tether import signpolicy as sp
 from tether.errors import IntegrityError
 from tether.gitrepo import SIGNATURE_STARTS, Git
-from tether.registry import Event, Registry, Release
 from tether.workspace import Workspace
+
+if TYPE_CHECKING:  # annotations only: `history`'s read path needs no registry
+    from tether.registry import Event, Registry, Release
 
 
 @dataclass(frozen=True)

@@ -181,9 +181,9 @@ def _kept_history(ws: Workspace, model: str | None, env: str | None):
 
 def _live_at(out: dict, at: str | None) -> dict:
     """With `--at`: which release each environment ran then, from the kept moves."""
-    from tether import history
-
     if at:
+        from tether import history
+
         when = history.parse_time(at)
         for entry in out["environments"].values():
             live = history.live_at(entry["events"], when, time=lambda ev: ev["time"])
