@@ -1,5 +1,5 @@
-"""Rollback latency with 50 MB and 500 MB bundles (TETHER_BENCH_SIZES, e.g. 500,2048 for the
-issue's 2 GB): the time from the command until `current` names the old release, when the old
+"""Rollback latency with 50 MB, 500 MB and 2 GiB bundles (TETHER_BENCH_SIZES, default
+50,500,2048: the issue's 500 MB and 2 GB): the time from the command until `current` names the old release, when the old
 release is (a) still materialised, (b) only in the local DVC cache, (c) only on the DVC remote;
 (b) and (c) against naive in-place `git checkout <tag> && dvc pull` on the same data, each side
 run TETHER_BENCH_REPEAT times (default 5), alternating which goes first, and compared by
@@ -192,7 +192,7 @@ def fsync_cost(root: Path, size_mb: int) -> float:
 
 
 def main() -> None:
-    sizes = [int(s) for s in os.environ.get("TETHER_BENCH_SIZES", "50,500").split(",")]
+    sizes = [int(s) for s in os.environ.get("TETHER_BENCH_SIZES", "50,500,2048").split(",")]
     table = Table("Rollback: time until current names the old release (ratio = tether / naive)")
     for size in sizes:
         run(size, table)
