@@ -197,8 +197,9 @@ def test_discover_finds_the_common_git_directory_from_a_subdirectory_and_a_linke
     from tether import gitrepo
 
     (repo / "sub/deeper").mkdir(parents=True)
+    (repo / "shortcut").symlink_to(repo / "sub/deeper")  # `..` from here is not `..` on disk
     sh(repo, "git", "worktree", "add", "-q", str(tmp_path / "wt"), "HEAD")
-    for where, top in ((repo / "sub/deeper", repo), (tmp_path / "wt", tmp_path / "wt")):
+    for where, top in ((repo / "sub/deeper", repo), (repo / "shortcut", repo), (tmp_path / "wt", tmp_path / "wt")):
         gitrepo._COMMON_DIRS.clear()
         git = Git.discover(where)
         assert git.root.resolve() == top.resolve()

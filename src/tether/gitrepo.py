@@ -94,9 +94,9 @@ class Git:
                 hint="run tether from a git repository that uses DVC (git init && dvc init)",
             )
         git = Git(lines[0])
-        common = Path(lines[1])  # relative to `path`, where it ran
+        common = Path(lines[1])  # relative to the directory git ran in, symlinks resolved (getcwd)
         _COMMON_DIRS.setdefault(git.root, common if common.is_absolute()
-                                else Path(os.path.normpath(Path(path).absolute() / common)))
+                                else Path(os.path.normpath(Path(path).resolve() / common)))
         return git
 
     def rev_parse(self, rev: str) -> str | None:
