@@ -95,8 +95,8 @@ class Git:
             )
         git = Git(lines[0])
         common = Path(lines[1])  # relative to the directory git ran in, symlinks resolved (getcwd)
-        _COMMON_DIRS.setdefault(git.root, common if common.is_absolute()
-                                else Path(os.path.normpath(Path(path).resolve() / common)))
+        _COMMON_DIRS[git.root] = (common if common.is_absolute()  # fresh: replaces any remembered
+                                  else Path(os.path.normpath(Path(path).resolve() / common)))
         return git
 
     def rev_parse(self, rev: str) -> str | None:
