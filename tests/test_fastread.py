@@ -42,7 +42,7 @@ def test_plain_read_command_lines_are_parsed(argv, want):
     ["list", "--model"], ["list", "--model", "--json"],  # a value missing, or an option in its place
     ["list", "--json=1"], ["list", "--env", "production"], ["list", "--"], ["list", "-"],
     ["show"], ["show", "a", "b"], ["show", "-x"],
-    ["-C"], ["-C", "--json", "list"], ["-C", "a", "-C", "b", "list"], ["list", "-C", "a"],
+    ["-C"], ["-C", "--json", "list"], ["-C", "a", "-C", "b", "list"], ["-C", ".", "-C", "b", "list"], ["list", "-C", "a"],
 ])
 def test_anything_else_is_left_to_the_cli(argv):
     assert parse(argv) is None
@@ -91,16 +91,33 @@ READS = [
 
 
 def test_a_kept_answer_is_printed_byte_for_byte_as_the_cli_prints_it_and_without_typer(tmp_path):
+    """In the repository, after a hand commit on its environment branch (ahead of origin), and
+    in a fresh clone where the environment exists only on origin."""
     p = _two_models(tmp_path)
-    for argv in READS:
-        full = p.sh(sys.executable, "-c", FULL, *argv)  # computes and keeps the answer
-        kept = _files(p.root / ".git/tether")
-        assert fastread.answer(["-C", str(p.root), *argv]) is not None, argv  # kept: answered here
-        fast = p.sh(sys.executable, "-X", "importtime", "-m", "tether.cli", *argv)
-        assert (fast.code, fast.out) == (0, full.out), argv
-        imported = {line.split("|")[-1].strip() for line in fast.err.splitlines() if line.startswith("import time:")}
-        assert "typer" not in imported and "tether.cli.base" not in imported, argv
-        assert _files(p.root / ".git/tether") == kept, argv  # it wrote nothing
+    p.git("push", "-q", "origin", "churn/production")
+    clone = tmp_path / "clone"
+    p.git("clone", "-q", str(p.origin), str(clone))
+    p.git("worktree", "add", "-q", str(tmp_path / "wt"), "churn/production")
+    (tmp_path / "wt/params.yaml").write_text("evaluate:\n  threshold: 0.9\nlite:\n  threshold: 0.4\n")
+    p.git("commit", "-q", "-am", "hotfix by hand", cwd=tmp_path / "wt")
+    notes = {"status": "committed outside tether", "history": "hotfix by hand"}
+    for root in (p.root, clone):
+        for argv in READS:
+            full = p.sh(sys.executable, "-c", FULL, *argv, cwd=root, check=False)  # computes and keeps the answer
+            kept = _files(root / ".git/tether")
+            refused = root == p.root and argv[:2] == ["show", "production"]  # its head is no release
+            assert full.code == (6 if refused else 0), (root, argv, full.err)
+            assert (fastread.answer(["-C", str(root), *argv]) is None) == refused, (root, argv)  # kept: answered here
+            fast = p.sh(sys.executable, "-X", "importtime", "-m", "tether.cli", *argv, cwd=root, check=False)
+            assert (fast.code, fast.out) == (full.code, full.out), (root, argv)
+            imported = {ln.split("|")[-1].strip() for ln in fast.err.splitlines() if ln.startswith("import time:")}
+            assert ("typer" in imported) == refused and ("tether.cli.base" in imported) == refused, (root, argv)
+            assert _files(root / ".git/tether") == kept, (root, argv)  # it wrote nothing
+            if root == p.root and argv in (["status"], ["history", "--model", "churn"]):
+                assert notes[argv[0]] in fast.out, fast.out  # the hand commit is shown
+        if root == clone:
+            assert "from origin/churn/production; no local branch" in p.sh(
+                sys.executable, "-m", "tether.cli", "status", cwd=root).out
 
 
 def _files(root) -> dict:

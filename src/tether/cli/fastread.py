@@ -44,13 +44,11 @@ def parse(argv: list[str]) -> Request | None:
     """The read this command line asks for, or None when it is anything the fast path leaves
     to the CLI. Strict: an option given twice, a value that looks like an option, `--`, or an
     unknown word all return None."""
-    chdir = "."
-    i = 0
-    while i < len(argv) and argv[i] == "-C":  # the one global option taken here
-        if i + 1 >= len(argv) or argv[i + 1].startswith("-") or chdir != ".":
+    chdir, i = ".", 0
+    if argv[:1] == ["-C"]:  # the one global option taken here, once
+        if len(argv) < 2 or argv[1].startswith("-"):
             return None
-        chdir = argv[i + 1]
-        i += 2
+        chdir, i = argv[1], 2
     if i >= len(argv) or argv[i] not in OPTIONS:
         return None
     command, rest = argv[i], argv[i + 1:]

@@ -85,13 +85,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], tty: bool | Non
     return "\n".join(fmt.format(*row) for row in [list(headers), *cells])
 
 
+def json_text(data) -> str:
+    """`--json`: indented for a person at a terminal; piped, one line (the C encoder, ~3x faster
+    on 1,000 rows). json.dumps escapes every control character itself."""
+    return json.dumps(data, indent=2 if sys.stdout.isatty() else None, sort_keys=True, default=str)
+
+
 def emitted(data, as_json: bool, text: str | None = None, *, escaped: bool = False) -> str | None:
-    """What a command prints: JSON (indented for a person at a terminal; piped, one line: the C
-    encoder, ~3x faster on 1,000 rows; json.dumps escapes every control character itself), or
-    the text (escaped here unless the caller escaped each cell: a table)."""
+    """What a command prints: its JSON, or the text (escaped here unless the caller escaped
+    each cell: a table)."""
     if as_json:
-        indent = 2 if sys.stdout.isatty() else None
-        return json.dumps(data, indent=indent, sort_keys=True, default=str)
+        return json_text(data)
     if text is None:
         return None
     return text if escaped else safe(text)
@@ -102,7 +106,7 @@ def emitted(data, as_json: bool, text: str | None = None, *, escaped: bool = Fal
 # each, for the typer command and the fast path alike, so the two cannot print differently.
 def list_output(rows: list[dict], as_json: bool) -> str:
     if as_json:
-        return emitted(rows, True) or ""
+        return json_text(rows)
     if not rows:
         return "no releases yet: make one with `tether release`"
     cells = [(r["tag"], r["stage"], r["created_at"][:25],
@@ -113,7 +117,7 @@ def list_output(rows: list[dict], as_json: bool) -> str:
 def status_output(models, as_json: bool) -> str:
     """From views.ModelStatus records."""
     if as_json:
-        return emitted([st.as_dict() for st in models], True) or ""
+        return json_text([st.as_dict() for st in models])
     lines = []
     for st in models:
         lines.append(st.model)
@@ -156,7 +160,7 @@ def show_output(shown: dict, as_json: bool) -> str:
 def history_output(data: dict, as_json: bool) -> str:
     """From views.env_history (each part escaped here, each cell by table)."""
     if as_json:
-        return emitted(data, True) or ""
+        return json_text(data)
     blocks = []
     for e, entry in data["environments"].items():
         head = safe(f"{e} (branch {entry['branch']}){ref_note(entry['ref'])}")
