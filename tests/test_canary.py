@@ -68,7 +68,9 @@ def test_a_canary_failing_on_some_inputs_is_rolled_back_before_25_percent(rig):
     assert rb["approver"] == "tether-guard" and "error_rate=" in rb["reason"] and "of" in rb["reason"]
     assert rb["trailers"]["Tether-Guard-Breach"].startswith("error_rate")
     assert "min_samples=40" in rb["trailers"]["Tether-Policy"]
-    # the rollback is live: the canary arm takes nothing, every later answer is production's
+    # the guard returned once the server confirmed the rollback: the canary arm takes nothing,
+    # every later answer is production's
+    assert out["live"] is True and "canary arm serves" in out["live_note"] and "at 0%" in out["live_note"], out
     ready = call(rig["url"], "/ready")[1]
     assert ready["canary"]["weight"] == 0
     v1 = rig["v1"].replace("/", "--")
@@ -157,9 +159,10 @@ def test_a_good_canary_is_promoted_through_every_step_and_history_shows_each(rig
     prod = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
     assert prod["release"] == good and prod["approver"] == "tether-guard"
     assert "steps=10,25,50,100" in prod["trailers"]["Tether-Policy"] and prod["trailers"]["Tether-Canary"]
-    # live: production now serves it, and the canary arm takes nothing
+    # live when the guard returns: production serves it, and the canary arm takes nothing
     rid = good.replace("/", "--")
-    until(lambda: call(rig["url"], "/version")[1].get("release") == rid, "the promotion live")
+    assert out["live"] is True, out
+    assert call(rig["url"], "/version")[1].get("release") == rid
     assert call(rig["url"], "/ready")[1]["canary"]["weight"] == 0
     # keys stuck to their arm while the weight rose: once a key went to the canary it stayed there
     seen: dict = {}
@@ -199,7 +202,31 @@ def test_production_alone_rolls_back_to_the_last_good_release_or_pages_a_human(r
     ev = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
     assert ev["action"] == "rollback" and ev["release"] == rig["v1"] and ev["previous"] == live["release"]
     assert "psi_vs_eval=" in ev["reason"] and ev["approver"] == "tether-guard"
-    until(lambda: call(rig["url"], "/version")[1].get("release") == rig["v1"].replace("/", "--"), "v1 live again")
+    assert out["live"] is True, out
+    assert call(rig["url"], "/version")[1].get("release") == rig["v1"].replace("/", "--")
+
+
+def test_a_move_is_confirmed_only_when_the_server_serves_it(rig):
+    """The guard's confirmation reads what the server reports, not what it wrote: a weight the
+    server is not at, or a server that does not answer, is "not yet following" after the
+    timeout, and the confirmation never raises (the move in git stands either way)."""
+    from tether.guardrun import Guard, Outcome
+    from tether.guard import HOLD, Decision, State
+    from tether.workspace import Workspace
+
+    g = Guard(Workspace(rig["p"].root), None, "canary", rig["url"])
+    at = call(rig["url"], "/ready")[1]["canary"]["weight"]
+    out = Outcome(Decision(HOLD, at, (), "", State(at)), "canary", "x")
+    g._confirm(out, [("canary", None, at)], timeout=5)
+    assert out.live is True and f"at {at}%" in out.live_note
+    out = Outcome(Decision(HOLD, 37, (), "", State(37)), "canary", "x")
+    g._confirm(out, [("canary", None, 37)], timeout=0.3)
+    assert out.live is False and "not yet following" in out.live_note and f"at {at}%" in out.live_note
+    g._confirm(out, [("stable", "someone--else", None)], timeout=0.3)
+    assert out.live is False and "stable arm serves" in out.live_note
+    gone = Guard(Workspace(rig["p"].root), None, "canary", "http://127.0.0.1:1")
+    gone._confirm(out, [("canary", None, at)], timeout=0.3)
+    assert out.live is False and "no metrics" in out.live_note
 
 
 def test_once_bad_input_and_bad_settings_change_nothing(rig):

@@ -28,6 +28,8 @@ from tether.registry import Registry
 from tether.workspace import Workspace
 
 APPROVER = "tether-guard"
+Expect = tuple[str | None, str | None, int | None]  # (arm, release id, weight) a move made live; None: any
+CONFIRM_S = 15.0  # how long a move waits for the server to serve it (its watcher re-reads each second)
 _LINE = re.compile(r'^([a-zA-Z_:][\w:]*)\{(.*)\}\s+(\S+)$')
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -100,6 +102,8 @@ class Outcome:
     commit: str | None = None  # the move the guard made, if any
     moved: str = ""  # what it did, for people
     deployed: list = field(default_factory=list)
+    live: bool | None = None  # after a deploy: did the server confirm the move (None: nothing deployed)
+    live_note: str = ""  # what the server serves, for people
 
 
 def _rid(tag: str) -> str:
@@ -195,7 +199,8 @@ class Guard:
             out.commit = execute_weight(self.ws, plan)
             out.moved = f"{self.env}: {out.release} {plan.previous_weight}% → {d.weight}% ({plan.action})"
             self._save(out.commit, d.state)
-            self._deploy(out, self.env, self.deploy_to)
+            if self._deploy(out, self.env, self.deploy_to):
+                self._confirm(out, [("canary", _rid(out.release), d.weight)])
             return out
         from tether.environments import execute_move, plan_move
 
@@ -213,28 +218,62 @@ class Guard:
         out.commit = execute_move(self.ws, mplan)
         out.moved = f"{target_env}: {mplan.current.release if mplan.current else 'nothing'} → {mplan.release.tag} ({mplan.action})"
         if d.action == guard.PROMOTE:
-            self._deploy(out, target_env, self.deploy_stable)
+            expect: list[Expect] = [("stable", _rid(out.release), None)] if self._deploy(out, target_env, self.deploy_stable) else []
             done = plan_weight(self.ws, self.model, self.env, 0, approver=self.approver, expect_head=head,
                                reason=f"guard: {out.release} promoted to {target_env} (commit {out.commit[:12]})",
                                notes={"Tether-Policy": guard.policy_line(pol)})
             execute_weight(self.ws, done)
-            self._deploy(out, self.env, self.deploy_to)
-        else:
-            self._deploy(out, target_env, self.deploy_to)
+            if self._deploy(out, self.env, self.deploy_to):
+                expect.append(("canary", None, 0))
+            if expect:
+                self._confirm(out, expect)
+        elif self._deploy(out, target_env, self.deploy_to):
+            self._confirm(out, [(self._lone_arm(), _rid(mplan.release.tag), None)])
         return out
 
     def _head(self) -> str | None:
         return Registry(self.ws, messages=False).env_head(self.model, self.env)
 
-    def _deploy(self, out: Outcome, env: str, target: Path | None) -> None:
+    def _lone_arm(self) -> str | None:
+        try:
+            rows = parse(scrape(self.url))
+        except NotFound:
+            return None
+        return "stable" if any(lab.get("arm") for _n, lab, _v in rows) else None
+
+    def _confirm(self, out: Outcome, expect: list[Expect],
+                 timeout: float | None = None) -> None:
+        """Wait until the server serves what the move made live: per arm, (release id, weight),
+        None for either meaning any. The move stands either way (git is the truth and the server
+        follows it); `out.live` says whether the server was seen to follow within the timeout."""
+        deadline = time.monotonic() + (CONFIRM_S if timeout is None else timeout)
+        while True:
+            try:
+                rows = parse(scrape(self.url, timeout=2.0))
+                seen = [(arm, *served(rows, arm)) for arm, _r, _w in expect]
+            except NotFound as exc:
+                seen, why = [], str(exc)
+            else:
+                why = "; ".join(f"{arm or 'the'} arm serves {rel or 'nothing'}" + (f" at {w}%" if w is not None else "")
+                                for arm, rel, w in seen)
+                if all((r is None or s[1] == r) and (w is None or s[2] == w) for (_a, r, w), s in zip(expect, seen)):
+                    out.live, out.live_note = True, f"server: {why}"
+                    return
+            if time.monotonic() >= deadline:
+                out.live, out.live_note = False, f"server not yet following after {CONFIRM_S if timeout is None else timeout:g} s: {why}"
+                return
+            time.sleep(0.1)
+
+    def _deploy(self, out: Outcome, env: str, target: Path | None) -> bool:
         if target is None:
-            return
+            return False
         from tether.deploy import deploy
 
         # --smoke: the worker reproduces its eval scores, the reference the guard compares with
         res = deploy(target, env, model=self.model, smoke=True, cwd=self.ws.root)
         out.deployed.append(f"{env}: {res.outcome} {res.release} in {target}"
                             + (f" at {res.weight}%" if res.weight is not None else ""))
+        return True
 
     def run(self, interval: float | None = None, max_steps: int | None = None, report=None) -> Outcome:
         """Step until the guard acts for good (rollback, promotion) or waits for a human."""

@@ -45,6 +45,8 @@ def _line(out) -> str:
         text += f"\n  moved {out.moved} (commit {out.commit[:12]})"
     for line in out.deployed:
         text += f"\n  deployed {line}"
+    if out.live_note:
+        text += f"\n  {out.live_note}"
     return text
 
 
@@ -79,7 +81,7 @@ def guard_cmd(
     d = out.decision
     data = {"env": out.env, "release": out.release, "action": d.action, "weight": d.weight, "why": d.why,
             "checks": [c.__dict__ for c in d.checks], "commit": out.commit, "moved": out.moved,
-            "deployed": out.deployed}
+            "deployed": out.deployed, "live": out.live, "live_note": out.live_note}
     if d.action == "wait" and d.breached:
         emit(data, as_json, None)
         raise GateFailed(f"guard: {d.evidence}", hint=f"roll back by hand: tether rollback --env {env} … "
