@@ -1,7 +1,8 @@
 """Canary rollouts on real servers on 127.0.0.1: one `tether serve` runs production and the
 canary in their own workers, a bounded request loop drives it, and `tether guard` (the real
 CLI) watches /metrics and moves the environments. One project and one server for the module:
-every test promotes its own canary."""
+every test promotes its own canary, from the project's first source (restored before each test),
+so no test needs another to have run first (xdist may run them on different workers)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 
 import pytest
 
-from canaryhelp import SERVE_TOKENS, Traffic, build_canary_project, make_failing, make_shifted, release, set_alpha, texts
+from canaryhelp import Traffic, build_canary_project, make_failing, make_shifted, release, set_alpha, texts
 from servehelp import OPS, call, serve, until
 
 GUARD = ("guard", "--env", "canary", "--interval", "0.1", "--max-steps", "400", "--json")
@@ -23,9 +24,25 @@ def rig(tmp_path_factory):
     p.ok("promote", v1, "--env", "production", *OPS, "--skip-staging", "first release")
     stable, canary = base / "stable", base / "canary"
     p.ok("deploy", "--env", "production", "--target", str(stable), "--smoke")
+    source = {name: (p.root / name).read_text() for name in SOURCE}
     with serve(p, stable, base / "serve.log", "--canary-target", str(canary)) as url:
         until(lambda: call(url, "/ready")[0] == 200, "production served")
-        yield {"p": p, "v1": v1, "url": url, "stable": stable, "canary": canary, "pool": texts(p)}
+        yield {"p": p, "v1": v1, "url": url, "stable": stable, "canary": canary, "pool": texts(p),
+               "source": source}
+
+
+SOURCE = ("src/serve.py", "params.yaml", "dvc.yaml")  # what the tests edit
+
+
+@pytest.fixture(autouse=True)
+def first_source(rig):
+    """Every test edits the project's first source, whatever an earlier test left."""
+    for name, text in rig["source"].items():
+        (rig["p"].root / name).write_text(text)
+
+
+def live(p, env: str = "production") -> str:
+    return p.ok("history", "--env", env, "--json").json()["environments"][env]["events"][0]["release"]
 
 
 def start_canary(rig, tag: str) -> None:
@@ -51,9 +68,9 @@ def canary_moves(p, tag: str) -> list[dict]:
 
 def test_a_canary_failing_on_some_inputs_is_rolled_back_before_25_percent(rig):
     p = rig["p"]
+    stable = live(p).replace("/", "--")
     make_failing(p)
     bad = release(p, "tokenizer: faster, crashes on '!!'")
-    make_failing_undo = (p.root / "src/serve.py")
     start_canary(rig, bad)
     with Traffic(rig["url"], rig["pool"]) as t:
         res = guard(rig)
@@ -73,15 +90,16 @@ def test_a_canary_failing_on_some_inputs_is_rolled_back_before_25_percent(rig):
     assert out["live"] is True and "canary arm serves" in out["live_note"] and "at 0%" in out["live_note"], out
     ready = call(rig["url"], "/ready")[1]
     assert ready["canary"]["weight"] == 0
-    v1 = rig["v1"].replace("/", "--")
     for i in range(20):
         assert call(rig["url"], "/predict", {"key": f"user-{i}", "records": [{"text": "fine"}]})[2][
-            "x-tether-release"] == v1
+            "x-tether-release"] == stable
     errors = [a for a in t.answers if a[2] >= 500]
     assert errors and all(a[1] == bad.replace("/", "--") for a in errors)  # only the canary failed
-    make_failing_undo.write_text(make_failing_undo.read_text().replace(
-        '        if any("!!" in r["text"] for r in records):\n'
-        '            raise RuntimeError("the new tokenizer crashes on punctuation runs")\n', ""))
+    # one more step from cron: the canary takes no traffic, so the guard holds and moves nothing
+    before = p.refs()
+    res = p.tether("guard", "--env", "canary", "--url", rig["url"], "--once", "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["action"] == "hold" and p.refs() == before
 
 
 def test_a_canary_with_shifted_scores_is_rolled_back_on_the_distribution_with_no_errors(rig):
@@ -102,8 +120,6 @@ def test_a_canary_with_shifted_scores_is_rolled_back_on_the_distribution_with_no
     rb = canary_moves(p, shifted)[-1]
     assert rb["action"] == "rollback" and "psi_vs_stable" in rb["trailers"]["Tether-Guard-Breach"]
     assert "error_rate=0 " in rb["reason"] and "canary" in rb["reason"]
-    path = p.root / "src/serve.py"
-    path.write_text(path.read_text().replace("featurize.tokens(text[::-1])", SERVE_TOKENS))
 
 
 def test_a_human_move_during_a_guard_step_wins_or_loses_by_compare_and_swap(rig):
@@ -141,9 +157,7 @@ def test_a_human_move_during_a_guard_step_wins_or_loses_by_compare_and_swap(rig)
 
 def test_a_good_canary_is_promoted_through_every_step_and_history_shows_each(rig):
     p = rig["p"]
-    set_alpha(p, 1.0)
-    path = p.root / "params.yaml"
-    path.write_text(path.read_text().replace("alpha: 0.5", "alpha: 0.9"))
+    set_alpha(p, 0.9)
     good = release(p, "alpha 0.9")
     start_canary(rig, good)
     with Traffic(rig["url"], [t.replace(" !!", "") for t in rig["pool"]]) as t:
@@ -175,10 +189,16 @@ def test_a_good_canary_is_promoted_through_every_step_and_history_shows_each(rig
 
 
 def test_production_alone_rolls_back_to_the_last_good_release_or_pages_a_human(rig):
-    """After the good canary's promotion: production serves it. Traffic unlike its eval slice
+    """Production serves a release promoted over an earlier one. Traffic unlike its eval slice
     (every text gushing) shifts its live scores away from its recorded eval scores."""
     p = rig["p"]
-    live = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    earlier = live(p)
+    set_alpha(p, 0.8)
+    newer = release(p, "alpha 0.8")
+    p.ok("promote", newer, "--env", "production", *OPS, "--skip-staging", "test", "--allow-regression", "test")
+    p.ok("deploy", "--env", "production", "--target", str(rig["stable"]), "--smoke")
+    until(lambda: call(rig["url"], "/version")[1].get("release") == newer.replace("/", "--"), f"{newer} served")
+    head = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
     gushing = ["great wonderful loved superb brilliant delightful"] * 5
     alone = ("guard", "--env", "production", "--url", rig["url"], "--interval", "0.1", "--max-steps", "400",
              "--deploy", str(rig["stable"]), "--json")
@@ -191,7 +211,7 @@ def test_production_alone_rolls_back_to_the_last_good_release_or_pages_a_human(r
     assert res.code == 5, (res.out, res.err)
     assert "psi_vs_eval=" in res.err and "BREACH" in res.err and "tether rollback --env production" in res.err
     after = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
-    assert after["commit"] == live["commit"]
+    assert after["commit"] == head["commit"]
     # automatic: rolled back to the last known good release, deployed, with the evidence
     with Traffic(rig["url"], gushing):
         res = p.tether(*alone)
@@ -200,10 +220,10 @@ def test_production_alone_rolls_back_to_the_last_good_release_or_pages_a_human(r
     assert out["action"] == "rollback" and [c["name"] for c in out["checks"] if c["ok"] is False] == [
         "psi_vs_eval", "ks_vs_eval"], out
     ev = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
-    assert ev["action"] == "rollback" and ev["release"] == rig["v1"] and ev["previous"] == live["release"]
+    assert ev["action"] == "rollback" and ev["release"] == earlier and ev["previous"] == newer
     assert "psi_vs_eval=" in ev["reason"] and ev["approver"] == "tether-guard"
     assert out["live"] is True, out
-    assert call(rig["url"], "/version")[1].get("release") == rig["v1"].replace("/", "--")
+    assert call(rig["url"], "/version")[1].get("release") == earlier.replace("/", "--")
 
 
 def test_a_move_is_confirmed_only_when_the_server_serves_it(rig):
@@ -214,29 +234,26 @@ def test_a_move_is_confirmed_only_when_the_server_serves_it(rig):
     from tether.guard import HOLD, Decision, State
     from tether.workspace import Workspace
 
+    stable = live(rig["p"]).replace("/", "--")
     g = Guard(Workspace(rig["p"].root), None, "canary", rig["url"])
-    at = call(rig["url"], "/ready")[1]["canary"]["weight"]
-    out = Outcome(Decision(HOLD, at, (), "", State(at)), "canary", "x")
-    g._confirm(out, [("canary", None, at)], timeout=5)
-    assert out.live is True and f"at {at}%" in out.live_note
-    out = Outcome(Decision(HOLD, 37, (), "", State(37)), "canary", "x")
-    g._confirm(out, [("canary", None, 37)], timeout=0.3)
-    assert out.live is False and "not yet following" in out.live_note and f"at {at}%" in out.live_note
+    out = Outcome(Decision(HOLD, 0, (), "", State(0)), "canary", "x")
+    g._confirm(out, [("stable", stable, None)], timeout=5)
+    assert out.live is True and f"stable arm serves {stable}" in out.live_note, out.live_note
+    g._confirm(out, [("stable", stable, None), ("canary", None, 37)], timeout=0.3)  # no canary is ever at 37%
+    assert out.live is False and "not yet following after 0.3 s" in out.live_note, out.live_note
     g._confirm(out, [("stable", "someone--else", None)], timeout=0.3)
-    assert out.live is False and "stable arm serves" in out.live_note
+    assert out.live is False and f"stable arm serves {stable}" in out.live_note
     gone = Guard(Workspace(rig["p"].root), None, "canary", "http://127.0.0.1:1")
-    gone._confirm(out, [("canary", None, at)], timeout=0.3)
+    gone._confirm(out, [("stable", stable, None)], timeout=0.3)
     assert out.live is False and "no metrics" in out.live_note
 
 
 def test_once_bad_input_and_bad_settings_change_nothing(rig):
     p = rig["p"]
     before = p.refs()
-    res = p.tether("guard", "--env", "canary", "--url", rig["url"], "--once", "--json")
-    assert res.code == 0, res.err
-    assert json.loads(res.out)["action"] == "hold"  # the canary takes no traffic now
     assert p.tether("guard", "--env", "canary", "--url", "ftp://127.0.0.1", "--once").code == 2
-    assert p.tether("guard", "--env", "canary", "--url", "http://127.0.0.1:1", "--once").code == 3
+    res = p.tether("guard", "--env", "production", "--url", "http://127.0.0.1:1", "--once")
+    assert res.code == 3 and "no metrics from http://127.0.0.1:1" in res.err, res.err
     for bad in ("101", "5.5", "ten"):
         res = p.tether("canary", "weight", bad, "--env", "canary", *OPS)
         assert res.code == 2 and "percentage" in res.err, (bad, res.err)

@@ -34,9 +34,14 @@ _LINE = re.compile(r'^([a-zA-Z_:][\w:]*)\{(.*)\}\s+(\S+)$')
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
-def scrape(url: str, timeout: float = 10.0) -> str:
+def check_url(url: str) -> str:
     if not re.match(r"^https?://[^/\s]+", url or ""):
         raise UsageError(f"--url must be the server's http:// address, not {url[:80]!r}")
+    return url
+
+
+def scrape(url: str, timeout: float = 10.0) -> str:
+    check_url(url)
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as r:
             return r.read().decode("utf-8", errors="replace")
@@ -113,7 +118,7 @@ def _rid(tag: str) -> str:
 class Guard:
     def __init__(self, ws: Workspace, model: str | None, env: str, url: str, *, deploy_to: Path | None = None,
                  deploy_stable: Path | None = None, approver: str = APPROVER) -> None:
-        self.ws, self.model, self.env, self.url = ws, ws.model(model), env, url
+        self.ws, self.model, self.env, self.url = ws, ws.model(model), env, check_url(url)
         self.settings = ws.settings(self.model)
         self.policy = self.settings.guard
         self.stable = self.settings.canaries.get(env)  # None: guarding one environment alone
