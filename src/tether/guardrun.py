@@ -29,7 +29,7 @@ from tether.workspace import Workspace
 
 APPROVER = "tether-guard"
 Expect = tuple[str | None, str | None, int | None]  # (arm, release id, weight) a move made live; None: any
-CONFIRM_S = 15.0  # how long a move waits for the server to serve it (its watcher re-reads each second)
+CONFIRM_S = 60.0  # how long a move waits for the server to serve it: a new worker imports and smoke-tests first
 _LINE = re.compile(r'^([a-zA-Z_:][\w:]*)\{(.*)\}\s+(\S+)$')
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
