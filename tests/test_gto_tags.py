@@ -188,6 +188,15 @@ def _gto(repo: Path, *args: str) -> str:
     return p.stdout
 
 
+def _after(second: int) -> None:
+    """Wait until the wall clock is past `second`. GTO orders events by their tagger date, in
+    whole seconds, and breaks a tie however its sort falls, so a test that reads `gto show` after
+    GTO's own tags must not make two of them in one second (tether dates its own tags apart;
+    GTO's are dated now)."""
+    while time.time() < second + 1:
+        time.sleep(0.05)
+
+
 def _tags(repo: Path) -> set[str]:
     return set(_git(repo, "tag", "-l").splitlines())
 
@@ -263,6 +272,7 @@ def test_every_tag_the_gto_cli_writes_parses(tmp_path):
          ("other", "deprecate", None, None, 2), deprecation_message("other")),
     ]
     for args, expect_name, fields, message in steps:
+        _after(max((r.time for r in _records(repo)), default=0))
         before = _tags(repo)
         expected = expect_name(before)
         _gto(repo, *args)
@@ -332,7 +342,9 @@ def test_tether_assignments_drive_gto_show_and_rollback(tmp_path):
 
     # gto's own next assignment continues tether's numbering. (GTO refuses, without --force, to
     # assign a stage to a version whose own latest tag for that stage is still an assignment, even
-    # when `gto show` shows another version there: the rollback case.)
+    # when `gto show` shows another version there: the rollback case.) tether dated its tags apart,
+    # a second or more ahead of the clock; a person running gto next runs it after that.
+    _after(max(r.time for r in _records(repo)))
     _gto(repo, "assign", "churn", "--version", "v1.0.0", "--stage", "prod", "--force")
     assert "churn#prod#5" in _tags(repo)
     assert show()["stage"]["prod"] == "v1.0.0"
