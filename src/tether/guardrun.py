@@ -92,6 +92,12 @@ def eval_of(rows, release: str, arm: str | None) -> tuple[int, ...]:
     return _per_bucket(sc) if sc else ()
 
 
+def lone_arm(rows) -> str | None:
+    """The arm one environment guarded alone is served on: "stable" on a server that also runs
+    a canary target (every series then carries `arm`), else none."""
+    return "stable" if any(lab.get("arm") for _n, lab, _v in rows) else None
+
+
 def served(rows, arm: str | None) -> tuple[str | None, int | None]:
     """(release id, weight) the server reports for an arm."""
     rel = next((lab.get("release") for n, lab, _v in rows if n == "tether_release_info" and lab.get("arm") == arm), None)
@@ -158,9 +164,7 @@ class Guard:
         tag = events[0].release
         weight = weight_of(events) if self.stable else 100
         rows = parse(scrape(self.url))
-        arm = "canary" if self.stable else None
-        if self.stable is None and any(lab.get("arm") for _n, lab, _v in rows):
-            arm = "stable"
+        arm = "canary" if self.stable else lone_arm(rows)
         rel, w = served(rows, arm)
         if rel != _rid(tag) or (self.stable and w != weight):
             return None, head, tag, weight, (f"the server's {arm or 'only'} arm serves {rel or 'nothing'}"
@@ -241,17 +245,17 @@ class Guard:
 
     def _lone_arm(self) -> str | None:
         try:
-            rows = parse(scrape(self.url))
+            return lone_arm(parse(scrape(self.url)))
         except NotFound:
             return None
-        return "stable" if any(lab.get("arm") for _n, lab, _v in rows) else None
 
     def _confirm(self, out: Outcome, expect: list[Expect],
                  timeout: float | None = None) -> None:
         """Wait until the server serves what the move made live: per arm, (release id, weight),
         None for either meaning any. The move stands either way (git is the truth and the server
         follows it); `out.live` says whether the server was seen to follow within the timeout."""
-        deadline = time.monotonic() + (CONFIRM_S if timeout is None else timeout)
+        limit = CONFIRM_S if timeout is None else timeout
+        deadline = time.monotonic() + limit
         while True:
             try:
                 rows = parse(scrape(self.url, timeout=2.0))
@@ -265,7 +269,7 @@ class Guard:
                     out.live, out.live_note = True, f"server: {why}"
                     return
             if time.monotonic() >= deadline:
-                out.live, out.live_note = False, f"server not yet following after {CONFIRM_S if timeout is None else timeout:g} s: {why}"
+                out.live, out.live_note = False, f"server not yet following after {limit:g} s: {why}"
                 return
             time.sleep(0.1)
 

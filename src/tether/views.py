@@ -53,9 +53,13 @@ def _kept(ws: Workspace, view: str, *args: str | bytes) -> tuple[RefIndex, str, 
     return index, key, index.view(view, key)
 
 
-def kept_release_rows(ws: Workspace, model: str | None) -> list[dict] | None:
-    hit = _kept(ws, "list", model or "")[2]
+def _rows(hit) -> list[dict] | None:
+    """A kept `list` answer as dicts with ROW_FIELDS, or None when nothing is kept."""
     return [dict(zip(ROW_FIELDS, r)) for r in hit] if isinstance(hit, list) else None
+
+
+def kept_release_rows(ws: Workspace, model: str | None) -> list[dict] | None:
+    return _rows(_kept(ws, "list", model or "")[2])
 
 
 def release_rows(ws: Workspace, model: str | None) -> list[dict]:
@@ -63,8 +67,8 @@ def release_rows(ws: Workspace, model: str | None) -> list[dict]:
     ROW_FIELDS. The answer is kept under the digest of the ref state and dvc.yaml it came from
     (tether.refindex): the same state is answered from one file."""
     index, key, hit = _kept(ws, "list", model or "")
-    if isinstance(hit, list):
-        return [dict(zip(ROW_FIELDS, r)) for r in hit]
+    if (kept := _rows(hit)) is not None:
+        return kept
     from tether.registry import Registry
 
     # Tag messages are read lazily: a warm summary cache needs none of them (Registry.summaries).
@@ -167,7 +171,7 @@ def env_history(ws: Workspace, model: str | None, env: str | None, at: str | Non
 
 
 def kept_env_history(ws: Workspace, model: str | None, env: str | None, at: str | None) -> dict | None:
-    out = _kept_history(ws, model, env)[1][2]
+    _signers, (_index, _key, out) = _kept_history(ws, model, env)
     return _live_at(out, at) if isinstance(out, dict) else None
 
 
