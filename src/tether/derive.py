@@ -186,6 +186,11 @@ def _metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
+def metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
+    """The metrics files a release of this model reads its metrics from (wherever they are)."""
+    return _metric_paths(dvc_yaml, graph)
+
+
 def _evaluates(spec: dict, graph: dvcgraph.ModelGraph) -> bool:
     """A stage that reads the model's weights (an evaluate stage downstream of training)."""
     deps = [d if isinstance(d, str) else next(iter(d)) for d in spec.get("deps") or () if d]

@@ -73,11 +73,23 @@ def _one_line(text: str | None, what: str) -> str:
     return value
 
 
-def _sync_with_remote(ws: Workspace, branch: str) -> None:
+def _sync_with_remote(ws: Workspace, branch: str, model: str) -> None:
     """With --push, start from the remote's view: fast-forward our branch if the remote is
-    ahead (lossless), refuse if the two diverged."""
+    ahead (lossless), refuse if the two diverged. The model's GTO assignment tags come too: the
+    next one is numbered from them, and a tag origin holds that we lack (a `promote --push`
+    killed after its push) would make every later push collide with it."""
+    from tether import gto
+
     if not ws.git.remote_url("origin"):
         raise UsageError("--push needs a git remote named origin")
+    if gto.is_gto_model(model):
+        stem = gto.model_in_tag(model)
+        try:
+            ws.git.fetch("origin", f"refs/tags/{stem}#*:refs/tags/{stem}#*")
+        except IntegrityError:
+            raise Conflict(f"a GTO tag {stem}#… on origin differs from ours: two clones recorded different "
+                           "moves under one name", hint=f"compare `git ls-remote origin 'refs/tags/{stem}#*'` with "
+                           f"`git tag -l '{stem}#*'`; nothing was moved") from None
     if not ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
         return
     remote = ws.git.ref(f"refs/remotes/origin/{branch}")
@@ -151,7 +163,7 @@ def plan_move(
         raise UsageError("this is a shallow clone: the environment's history is incomplete",
                          hint="fetch the full history first: git fetch --unshallow")
     if push and not read_only:
-        _sync_with_remote(ws, branch)
+        _sync_with_remote(ws, branch, model)
     reg = Registry(ws, messages=False)
     state = reg.env_state(model, env)
     if state.relation == "diverged":
@@ -200,7 +212,13 @@ def plan_move(
         cur = reg.by_tag(current.release) if current is not None and current.release else None
         if cur is not None:
             cur = reg.resolve_objects([cur], store)[0]
-        if cur is not None and cur.manifest:
+        unread = {r.tag: _unread_objects(ws, r) for r in (cur, rel) if r is not None and r.unresolved}
+        if cur is not None and cur.manifest and unread:
+            # Metrics (or a threshold) live in DVC objects neither this clone's cache nor the DVC
+            # remote holds: comparing without them would pass here and refuse in the author's
+            # clone. Refuse in every clone alike, naming what is missing.
+            results.append(gates.unreadable("regression", unread))
+        elif cur is not None and cur.manifest:
             reg_gate = gates.regression(cur.manifest.get("metrics") or {}, (rel.manifest or {}).get("metrics") or {},
                                         settings.tolerance, settings.lower_is_better, settings.gate_metrics)
             if not reg_gate.ok and allow_regression:
@@ -229,6 +247,20 @@ def plan_move(
     gates.raise_failures(results, action)
     plan.gates = results
     return plan
+
+
+def _unread_objects(ws: Workspace, rel: Release) -> dict[str, str]:
+    """{path at the release's commit: md5} of the DVC objects its derivation could not read
+    (after fetching what the remote holds): named from dvc.lock at that commit."""
+    from tether import dvcgraph
+    from tether.workspace import load_yaml
+
+    try:
+        lock = load_yaml(ws.git.show_or_none(rel.commit, "dvc.lock") or "") or {}
+        outs = {o.md5: o.path for st in dvcgraph.lock_stages(lock).values() for o in st.outs if o.md5}
+    except Exception:  # noqa: BLE001 - only the names suffer: the md5s are named instead
+        outs = {}
+    return {outs.get(m, f"object {m}"): m for m in rel.unresolved}
 
 
 def _signature_rule(ws: Workspace, reg: Registry, model: str, env: str, sign: bool,

@@ -158,6 +158,18 @@ def on_remote(missing: dict[str, str]) -> GateResult:
                       "push them: `dvc push`, or release with --push", StorageError)
 
 
+def unreadable(name: str, missing: dict[str, dict[str, str]]) -> GateResult:
+    """A gate that needs DVC objects (metrics, a threshold) that neither this clone's cache nor
+    the DVC remote holds: it refuses (exit 7) in every clone alike rather than pass for lack of data.
+    `missing`: {release: {path: md5}}."""
+    shown = "; ".join(f"{tag}: " + ", ".join(f"{path} ({md5[:12]})" for path, md5 in sorted(files.items()))
+                      for tag, files in missing.items())
+    return GateResult(name, False, "cannot compare: these files are neither in this clone's DVC cache nor on the "
+                                   f"DVC remote: {shown}",
+                      "push them from a clone that has them (`git checkout TAG && dvc push`, or "
+                      "`tether release --push` from now on), then try again", StorageError)
+
+
 def tag_free(tag: str, exists: bool) -> GateResult:
     if not exists:
         return passed("tag", f"{tag} is free")

@@ -32,6 +32,7 @@ class ReleasePlan:
     steps: list[str] = field(default_factory=list)
     resume: bool = False  # the tag exists locally: only publish it
     sign: bool = False  # a signed tag (`git tag -s`, the user's own signing configuration)
+    objects: dict = field(default_factory=dict)  # {md5: path} to push: the manifest's, and its metrics files'
 
     def as_dict(self) -> dict:
         return {
@@ -142,7 +143,8 @@ def plan_release(
     manifest["version"] = str(wanted)
     tag = f"{model}@v{wanted}"
 
-    md5s = all_md5s(manifest)
+    # The metrics files count: the promote gates of every clone read them from the remote.
+    md5s = {**all_md5s(manifest), **metrics_objects(ws, facts.graph)}
     if push:
         results.append(gates.passed("remote", f"{len(md5s)} output(s) will be pushed before the tag"))
     else:
@@ -160,8 +162,18 @@ def plan_release(
     return ReleasePlan(
         model=model, tag=tag, version=str(wanted), bump=kind, reasons=reasons,
         previous=previous.tag if previous else None, commit=commit, manifest=manifest,
-        gates=results, push=push, message=message or f"Release {tag}", steps=steps, sign=sign,
+        gates=results, push=push, message=message or f"Release {tag}", steps=steps, sign=sign, objects=md5s,
     )
+
+
+def metrics_objects(ws: Workspace, graph) -> dict[str, str]:
+    """{md5: path} of the DVC-tracked metrics files (dvc.lock at HEAD) the release's metrics come from."""
+    from tether import dvcgraph
+
+    outs = {o.path: o.md5 for st in dvcgraph.lock_stages(ws.dvc_lock()).values() for o in st.outs if o.md5}
+    found = [p for p in derive.metric_paths(ws.dvc_yaml, graph) if p in outs]
+    in_git = ws.git.ls_tree("HEAD", found) if found else {}  # `cache: false`: git holds them
+    return {outs[p]: p for p in found if p not in in_git}
 
 
 def _workspace_sha256(ws: Workspace, store: DvcStore, entry: dict) -> str | None:
@@ -224,7 +236,7 @@ def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = N
     """Returns the tag object id. DVC objects go first, the tag second: the git remote never
     holds a tag whose objects the DVC remote lacks."""
     store = store or DvcStore(ws.root)
-    md5s = all_md5s(plan.manifest)
+    md5s = plan.objects or all_md5s(plan.manifest)
     if plan.push:
         store.push(md5s)
         missing = store.missing_on_remote(md5s)

@@ -1,0 +1,116 @@
+"""Gates and releases give the same verdict in every clone (issue 26, items 4, 9, 10, 11, 14, 15).
+
+Every test runs on the Hydra shape of tests/hydrashape.py (`hydra.enabled`, no compose stage, the
+model among data files, metrics in reports/ outside the model's path), and where a verdict could
+depend on the clone, also in a fresh clone of the bare origin after `dvc pull`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydrashape import build_hydrashape, set_conf
+from project import BIN
+from shapes import clone
+
+OPS = ("--approver", "ci", "--reason", "test")
+
+
+def dvc_in(p, cwd: Path, *args: str) -> None:
+    p.sh(os.path.join(BIN, "dvc"), *args, cwd=cwd)
+
+
+def teammate(p, dest: Path) -> Path:
+    """A fresh clone of the bare origin with the project's DVC remote, then `dvc pull`."""
+    c = clone(p, dest)
+    dvc_in(p, c, "pull", "-q")
+    return c
+
+
+def released_weak(p) -> tuple[str, str]:
+    """v1 (both features) live in staging, v2 (one weak feature: f1 down about 28 %) released;
+    everything pushed, then a full `dvc push` as the issue's author did."""
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    p.ok("promote", v1, "--env", "staging", *OPS, "--push")
+    set_conf(p, train="weak")
+    p.commit_all("train on x2 only")
+    p.git("push", "-q", "origin", "main")
+    v2 = p.ok("release", "--push", "--json").json()["tag"]
+    p.dvc("push", "-q")
+    return v1, v2
+
+
+# -- item 4: the regression gate reads what it compares from the remote, in every clone -------
+def test_regression_gate_refuses_alike_in_the_authors_and_a_fresh_clone(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    v1, v2 = released_weak(p)
+    author = p.tether("promote", v2, "--env", "staging", *OPS, "--dry-run")
+    assert author.code == 5, author.out + author.err
+    assert "regression: metrics regress more than 5%" in author.err and "f1 0.8125 → 0.5865" in author.err
+
+    c = teammate(p, tmp_path / "teammate")
+    res = p.tether("promote", v2, "--env", "staging", *OPS, "--dry-run", cwd=c)
+    assert res.code == 5, res.out + res.err
+    assert "f1 0.8125 → 0.5865" in res.err and "could not compare" not in res.out + res.err
+    # and it really moved nothing
+    assert p.git("for-each-ref", "refs/heads", cwd=c).count("\n") == 0
+
+
+def test_regression_gate_without_the_metrics_anywhere_refuses_with_exit_7_naming_them(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    v1, v2 = released_weak(p)
+    lock = p.git("show", f"{v1}:dvc.lock")
+    md5 = lock.split("path: reports/metrics.json", 1)[1].split("md5: ", 1)[1].split()[0]
+    obj = p.store / "files/md5" / md5[:2] / md5[2:]
+    assert obj.is_file()
+    obj.chmod(0o644)
+    obj.unlink()  # the remote lost v1's metrics file
+    c = teammate(p, tmp_path / "teammate")
+    res = p.tether("promote", v2, "--env", "staging", *OPS, "--dry-run", cwd=c)
+    assert res.code == 7, res.out + res.err
+    assert f"{v1}: reports/metrics.json ({md5[:12]})" in res.err, res.err
+    assert "declare the evaluation's metrics file" not in res.err
+    assert "git checkout TAG && dvc push" in res.err
+
+
+def test_release_push_puts_the_metrics_files_on_the_remote(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    plan = p.ok("release", "--dry-run", "--push", "--json").json()
+    tag = p.ok("release", "--push", "--json").json()["tag"]
+    lock = p.git("show", f"{tag}:dvc.lock")
+    md5 = lock.split("path: reports/metrics.json", 1)[1].split("md5: ", 1)[1].split()[0]
+    assert (p.store / "files/md5" / md5[:2] / md5[2:]).is_file()
+    assert plan["steps"][0].startswith("push 5 DVC object(s)")  # 4 of the manifest + metrics, plan["steps"]
+
+
+# -- item 9: a `promote --push` killed after its push --------------------------------------------
+def test_promote_push_killed_after_the_push_does_not_block_later_promotes(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    pidfile = tmp_path / "tether.pid"
+    hook = p.origin / "hooks/post-receive"
+    # origin has taken the move and its GTO tag; tether dies (kill -9) before it records them here
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\nkill -9 \"$(cat {pidfile})\"\n")
+    hook.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "tether.cli", "promote", v1, "--env", "staging", *OPS, "--push"],
+                            cwd=p.root, env=p.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pidfile.write_text(str(proc.pid))
+    proc.communicate(timeout=300)
+    assert proc.returncode == -9
+    hook.unlink()
+    on_origin = p.git("ls-remote", "--tags", str(p.origin), "shop#*")
+    assert "refs/tags/shop#staging#1" in on_origin
+    assert p.git("tag", "-l", "shop#*") == ""  # the local clone never recorded it
+
+    set_conf(p, threshold=0.45)
+    p.commit_all("threshold 0.45")
+    p.git("push", "-q", "origin", "main")
+    v2 = p.ok("release", "--push", "--json").json()["tag"]
+    res = p.tether("promote", v2, "--env", "staging", *OPS, "--push", "--allow-regression", "test")
+    assert res.code == 0, res.out + res.err
+    tags = p.git("ls-remote", "--tags", str(p.origin), "shop#*")
+    assert "refs/tags/shop#staging#2" in tags
+    assert p.git("rev-parse", "staging") == p.git("ls-remote", str(p.origin), "refs/heads/staging").split()[0]
