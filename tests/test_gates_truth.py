@@ -114,3 +114,22 @@ def test_promote_push_killed_after_the_push_does_not_block_later_promotes(tmp_pa
     tags = p.git("ls-remote", "--tags", str(p.origin), "shop#*")
     assert "refs/tags/shop#staging#2" in tags
     assert p.git("rev-parse", "staging") == p.git("ls-remote", str(p.origin), "refs/heads/staging").split()[0]
+
+
+# -- item 10: what belongs to a release is read from the release's commit ----------------------
+def test_smoke_gate_reads_eval_data_and_smoke_from_the_releases_commit(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    # HEAD now names another eval slice: v1 recorded its predictions on data/eval.csv
+    yml = p.root / "dvc.yaml"
+    yml.write_text(yml.read_text().replace("eval_data: data/eval.csv", "eval_data: data/train.csv"))
+    p.commit_all("HEAD evaluates on another slice")
+    res = p.tether("promote", v1, "--env", "staging", *OPS, "--dry-run")
+    assert res.code == 0, res.out + res.err
+    assert "gate smoke: ok - entrypoint reproduces its eval predictions" in res.out, res.out
+    # HEAD turning the smoke test off does not switch it off for a release that has it on
+    yml.write_text(yml.read_text().replace("        eval_data: data/train.csv\n",
+                                           "        eval_data: data/train.csv\n        smoke: false\n"))
+    p.commit_all("HEAD: no smoke test")
+    res = p.tether("promote", v1, "--env", "staging", *OPS, "--dry-run")
+    assert res.code == 0 and "gate smoke: ok - entrypoint reproduces" in res.out, res.out + res.err

@@ -11,10 +11,10 @@ from tether import gates, history, signing, signpolicy
 from tether.check import FINDING_ERRORS, INCOMPLETE, MOVED, check_releases
 from tether.clock import now_iso
 from tether.dvcstore import DvcStore
-from tether.errors import Conflict, IntegrityError, StorageError, UsageError
+from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
 from tether.refs import RefArg, parse_ref
 from tether.registry import Event, Registry, Release
-from tether.workspace import Workspace
+from tether.workspace import Settings, Workspace
 
 
 @dataclass
@@ -121,16 +121,34 @@ def _release_gates(reg: Registry, rel: Release, store: DvcStore, allow_incomplet
         gates.passed("check", f"{rel.tag} is complete, matches its commit, and is on the remote")]
 
 
-def smoke_gate(ws: Workspace, rel: Release, store: DvcStore) -> gates.GateResult:
+def release_settings(ws: Workspace, rel: Release) -> Settings:
+    """The model's settings as the release's own commit declares them. What belongs to a release
+    (its eval slice, whether it is smoke-tested, how it is served) is read from there, never from
+    HEAD: the same release gets the same verdict whatever is checked out (docs/gates.md)."""
+    from tether.workspace import load_yaml
+
+    text = ws.git.show_or_none(rel.commit, "dvc.yaml")
+    doc = load_yaml(text) if text else {}
+    art = ((doc.get("artifacts") or {}).get(rel.name.model) or {}) if isinstance(doc, dict) else {}
+    return Settings.from_meta((art.get("meta") or {}) if isinstance(art, dict) else {})
+
+
+def smoke_gate(ws: Workspace, rel: Release, store: DvcStore, settings: Settings | None = None) -> gates.GateResult:
     """Load the bundle from an isolated checkout of the release, predict the frozen eval
     slice, and match the recorded predictions digest and metrics."""
     from tether import smoke
 
+    settings = settings or release_settings(ws, rel)
     with tempfile.TemporaryDirectory(prefix="tether-smoke-") as tmp:
         try:
-            msg = smoke.run_smoke(ws.git, store, rel.require_trusted("smoke-tested"), ws.settings(rel.name.model), Path(tmp) / "release")
-        except (IntegrityError, StorageError) as exc:
-            return gates.GateResult("smoke", False, exc.message, exc.hint, type(exc))
+            msg = smoke.run_smoke(ws.git, store, rel.require_trusted("smoke-tested"), settings, Path(tmp) / "release")
+        except (IntegrityError, StorageError, GateFailed, UsageError) as exc:
+            hint = exc.hint
+            if "serve.entrypoint" in (hint or "") and not settings.serve.get("entrypoint") \
+                    and ws.settings(rel.name.model).serve.get("entrypoint"):
+                hint = (f"{rel.tag}'s commit {rel.commit[:12]} declares no meta.tether.serve.entrypoint (HEAD does, "
+                        "but a release is served as its own commit says): release again from a commit that declares it")
+            return gates.GateResult("smoke", False, exc.message, hint, type(exc))
     return gates.passed("smoke", msg)
 
 
@@ -240,10 +258,12 @@ def plan_move(
                 results.append(gates.GateResult("staging-first", False, f"{rel.tag} was never in {before}",
                                                 f"promote it to {before} first, or pass --skip-staging REASON"))
     gates.raise_failures(results, action)
-    if smoke and settings.smoke:
-        results.append(smoke_gate(ws, rel, store))
+    own = release_settings(ws, rel) if smoke else settings
+    if smoke and own.smoke:
+        results.append(smoke_gate(ws, rel, store, own))
     elif smoke:
-        results.append(gates.passed("smoke", "disabled for this model in dvc.yaml (meta.tether.smoke: false)"))
+        results.append(gates.passed("smoke", f"disabled for this model in dvc.yaml at {rel.tag}'s commit "
+                                             "(meta.tether.smoke: false)"))
     gates.raise_failures(results, action)
     plan.gates = results
     return plan
