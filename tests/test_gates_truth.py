@@ -133,3 +133,29 @@ def test_smoke_gate_reads_eval_data_and_smoke_from_the_releases_commit(tmp_path)
     p.commit_all("HEAD: no smoke test")
     res = p.tether("promote", v1, "--env", "staging", *OPS, "--dry-run")
     assert res.code == 0 and "gate smoke: ok - entrypoint reproduces" in res.out, res.out + res.err
+
+
+# -- item 11: the serving entrypoint and what it imports are the release's code ----------------
+def test_a_change_to_the_serving_code_alone_is_a_patch_release(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    p.ok("release", "--push")
+    rec = p.root / "src/shop/records.py"  # imported by the entrypoint only; no stage runs it
+    rec.write_text(rec.read_text().replace('record["x1"]', 'record.get("x1", record.get("X1"))'))
+    p.commit_all("serving: accept X1")
+    p.git("push", "-q", "origin", "main")
+    plan = p.ok("release", "--dry-run", "--json").json()
+    assert plan["bump"] == "patch" and plan["version"] == "1.0.1", plan
+    assert "serving code changed (src/shop/records.py)" in plan["reasons"], plan["reasons"]
+    p.ok("release", "--push")
+
+    # a teammate changes the entrypoint's own file, in a fresh clone
+    c = teammate(p, tmp_path / "teammate")
+    serve = c / "src/shop/serve.py"
+    serve.write_text(serve.read_text().replace('"decision": bool(', '"decision": bool(  # served\n                        '))
+    p.git("commit", "-qam", "serve: comment", cwd=c)
+    res = p.tether("release", "--json", cwd=c)
+    assert res.code == 0, res.out + res.err
+    assert res.json()["tag"] == "shop@v1.0.2" and "serving code changed (src/shop/serve.py)" in res.json()["reasons"]
+    # and nothing else moved: the next release without any change is refused as before
+    res = p.tether("release", cwd=c)
+    assert res.code == 4 and "nothing in the tuple changed" in res.err, res.out + res.err

@@ -125,11 +125,16 @@ def release_settings(ws: Workspace, rel: Release) -> Settings:
     """The model's settings as the release's own commit declares them. What belongs to a release
     (its eval slice, whether it is smoke-tested, how it is served) is read from there, never from
     HEAD: the same release gets the same verdict whatever is checked out (docs/gates.md)."""
+    return settings_at(ws, rel.commit, rel.name.model)
+
+
+def settings_at(ws: Workspace, commit: str, model: str) -> Settings:
+    """`artifacts.<model>.meta.tether` of dvc.yaml at `commit` (one git process)."""
     from tether.workspace import load_yaml
 
-    text = ws.git.show_or_none(rel.commit, "dvc.yaml")
+    text = ws.git.show_or_none(commit, "dvc.yaml")
     doc = load_yaml(text) if text else {}
-    art = ((doc.get("artifacts") or {}).get(rel.name.model) or {}) if isinstance(doc, dict) else {}
+    art = ((doc.get("artifacts") or {}).get(model) or {}) if isinstance(doc, dict) else {}
     return Settings.from_meta((art.get("meta") or {}) if isinstance(art, dict) else {})
 
 

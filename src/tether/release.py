@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tether import components, derive, gates, hydraconf, signing
+from tether import codedeps, components, derive, gates, hydraconf, signing
 from tether.digest import sha256_file, tree_sha256_of
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
@@ -129,6 +129,9 @@ def plan_release(
             wanted = _above(highest.version, kind)
         else:
             kind, reasons = mf.propose_bump(previous.manifest, {**manifest, "version": "next"})
+            served = _serving_code_changed(ws, model, previous.commit, commit)
+            if served and kind in (None, "patch"):
+                kind, reasons = "patch", [*reasons, served]
             if bump:
                 kind, reasons = bump, [f"--bump {bump}", *reasons]
             if kind is None:
@@ -174,6 +177,36 @@ def metrics_objects(ws: Workspace, graph) -> dict[str, str]:
     found = [p for p in derive.metric_paths(ws.dvc_yaml, graph) if p in outs]
     in_git = ws.git.ls_tree("HEAD", found) if found else {}  # `cache: false`: git holds them
     return {outs[p]: p for p in found if p not in in_git}
+
+
+def _serving_code_changed(ws: Workspace, model: str, before: str, now: str) -> str | None:
+    """Why the serving code differs between two commits (the entrypoint's spec, its file or a
+    project module it imports), or None. The serving entrypoint is part of the release."""
+    from tether.environments import settings_at
+
+    spec = ws.settings(model).serve.get("entrypoint")
+    try:
+        old_spec = settings_at(ws, before, model).serve.get("entrypoint")
+    except UsageError:
+        old_spec = None  # settings the previous release's commit cannot parse: compare the files alone
+    if spec != old_spec:
+        return f"serving entrypoint changed ({old_spec or 'none'} → {spec or 'none'})"
+    if not spec:
+        return None
+
+    def read(rel_path: str) -> str | None:
+        p = ws.root / rel_path
+        try:
+            return p.read_text() if p.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    files = sorted(codedeps.serving_sources(spec, read))
+    if not files:
+        return None
+    a, b = ws.git.ls_tree(before, files), ws.git.ls_tree(now, files)
+    changed = [f for f in files if a.get(f) != b.get(f)]
+    return f"serving code changed ({', '.join(changed[:4])}{' …' if len(changed) > 4 else ''})" if changed else None
 
 
 def _workspace_sha256(ws: Workspace, store: DvcStore, entry: dict) -> str | None:
