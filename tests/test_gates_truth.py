@@ -159,3 +159,24 @@ def test_a_change_to_the_serving_code_alone_is_a_patch_release(tmp_path):
     # and nothing else moved: the next release without any change is refused as before
     res = p.tether("release", cwd=c)
     assert res.code == 4 and "nothing in the tuple changed" in res.err, res.out + res.err
+
+
+# -- item 14: reproduce compares what the release recorded, wherever its metrics file is -------
+def test_reproduce_finds_the_predictions_digest_in_a_metrics_file_outside_the_model(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    tag = p.ok("release", "--push", "--json").json()["tag"]
+    c = teammate(p, tmp_path / "teammate")
+    res = p.tether("reproduce", tag, "--json", cwd=c)
+    assert res.code == 0, res.out + res.err
+    out = res.json()
+    assert out["identical"] is True
+    assert out["parts"]["predictions"]["state"] == "identical", out["parts"]
+    assert out["parts"]["metrics"]["state"] == "identical", out["parts"]
+    # and an evaluation that no longer computes what its commit's dvc.lock records still differs
+    ev = c / "src/shop/evaluate.py"
+    ev.write_text(ev.read_text().replace("scores.append(1 / (1 + math.exp(-z)))", "scores.append(1 / (1 + math.exp(-z * 1.01)))"))
+    p.git("commit", "-qam", "evaluate differently", cwd=c)
+    p.git("tag", "-a", "shop@v1.0.1-rc.1", "-m", "rc", cwd=c)  # a release tag of a commit whose outputs differ
+    res = p.tether("reproduce", "shop@v1.0.1-rc.1", "--json", cwd=c)
+    assert res.code == 6, res.out + res.err
+    assert res.json()["parts"]["predictions"]["state"] == "differs" and "predictions differ" in res.err
