@@ -180,3 +180,55 @@ def test_reproduce_finds_the_predictions_digest_in_a_metrics_file_outside_the_mo
     res = p.tether("reproduce", "shop@v1.0.1-rc.1", "--json", cwd=c)
     assert res.code == 6, res.out + res.err
     assert res.json()["parts"]["predictions"]["state"] == "differs" and "predictions differ" in res.err
+
+
+# -- item 15: the smaller ones, same repository --------------------------------------------------
+def _find(obj, key):
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj
+        for v in obj.values():
+            if (hit := _find(v, key)) is not None:
+                return hit
+    if isinstance(obj, list):
+        for v in obj:
+            if (hit := _find(v, key)) is not None:
+                return hit
+    return None
+
+
+def test_threshold_only_change_is_a_patch_and_the_runtime_is_the_lock_file(tmp_path):
+    import hashlib
+
+    p = build_hydrashape(tmp_path / "p")
+    tag = p.ok("release", "--push", "--json").json()["tag"]
+    runtime = _find(p.ok("show", tag, "--json").json(), "lock_sha256")
+    lock = hashlib.sha256((p.root / "requirements.lock").read_bytes()).hexdigest()
+    assert runtime is not None and runtime["lock_sha256"] == lock and runtime["lock_file"] == "requirements.lock"
+
+    set_conf(p, threshold=0.45)  # conf/ and params.yaml: evaluate.threshold only
+    p.commit_all("threshold 0.45")
+    plan = p.ok("release", "--dry-run", "--push", "--json").json()
+    assert (plan["bump"], plan["version"]) == ("patch", "1.0.1"), (plan["bump"], plan["reasons"])
+    assert plan["reasons"] == ["threshold changed"], plan["reasons"]
+
+
+def test_refused_dry_run_lists_every_gate_and_the_conf_hint_names_what_composes(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    # `dvc exp run -S evaluate.threshold=0.45` leaves params.yaml composed with an override conf/ lacks
+    params = p.root / "params.yaml"
+    params.write_text(params.read_text().replace("threshold: 0.5", "threshold: 0.45"))
+    p.dvc("repro", "-q")
+    p.commit_all("experiment kept")
+    res = p.tether("release", "--dry-run")
+    assert res.code == 5, res.out + res.err
+    assert "evaluate.threshold=0.45" in res.err
+    # no compose stage here: `dvc repro` composes nothing; DVC's hydra.enabled composes on `dvc exp run`
+    assert "`dvc repro` instead would compose" not in res.err
+    assert "`dvc exp run` (DVC's hydra.enabled) instead would compose params.yaml from conf/ again" in res.err
+    lines = res.out.splitlines()
+    assert lines[0] == "would not release:", res.out
+    for gate, status in (("clean-tree", "ok"), ("dvc-status", "ok"), ("params-conf", "FAIL"), ("weights", "ok"),
+                         ("data", "ok"), ("code", "ok"), ("params", "ok"), ("threshold", "ok")):
+        assert any(line.startswith(f"  gate {gate}: {status} - ") for line in lines), (gate, res.out)
+    assert (p.root / "params.yaml").read_text() == params.read_text() and p.tags() == []

@@ -88,7 +88,7 @@ def plan_release(
 
     results = [gates.clean_tree(git.status_porcelain())]
     results.append(gates.dvc_in_sync(store.changed_stages()))
-    results.append(gates.params_match_conf(_conf_explanation(ws)))
+    results.append(gates.params_match_conf(_conf_explanation(ws), _composer(ws)))
     facts = components.gather(ws, model)
     # The manifest is what the commit says (derive.py), the same derivation `check` applies to
     # any tag later, plus what only the release can record: each weights file's sha256 (read
@@ -107,7 +107,9 @@ def plan_release(
     for e in manifest["components"]["weights"] + manifest["components"]["data"]:
         e["sha256"] = _workspace_sha256(ws, store, e)
     manifest["feature_schema"] = manifest.get("feature_schema") or facts.feature_schema
-    manifest["runtime"] = components.runtime_component(manifest.get("runtime") or facts.runtime)
+    manifest["runtime"] = components.runtime_component(manifest.get("runtime") or facts.runtime,
+                                                       _lock_file(ws))
+    _threshold_param(manifest["components"]["threshold"])
     if not manifest.get("metrics"):
         manifest["metrics"] = facts.metrics
         manifest["predictions_sha256"] = facts.metrics.get("predictions_sha256")
@@ -209,6 +211,28 @@ def _serving_code_changed(ws: Workspace, model: str, before: str, now: str) -> s
     return f"serving code changed ({', '.join(changed[:4])}{' …' if len(changed) > 4 else ''})" if changed else None
 
 
+def _threshold_param(threshold: dict) -> None:
+    """The param the threshold is read from (`params: evaluate.threshold`, `params.yaml:KEY`) moves
+    the threshold, not the model: a change to it alone is a patch (docs/gates.md)."""
+    src = str(threshold.get("source") or "")
+    key = src[len("params: "):] if src.startswith("params: ") else \
+        src.partition(":")[2] if src.startswith("params.yaml:") else ""
+    if key and key not in (threshold.get("params") or []):
+        threshold["params"] = sorted([*(threshold.get("params") or []), key])
+
+
+LOCK_FILES = ("requirements.lock", "uv.lock", "poetry.lock", "Pipfile.lock", "conda-lock.yml", "requirements.txt")
+
+
+def _lock_file(ws: Workspace) -> tuple[str, str] | None:
+    """(path, sha256) of the repository's lock file at HEAD (the tree is clean), if it has one."""
+    for name in LOCK_FILES:
+        p = ws.root / name
+        if p.is_file():
+            return name, sha256_file(p)
+    return None
+
+
 def _workspace_sha256(ws: Workspace, store: DvcStore, entry: dict) -> str | None:
     """The sha256 a release records for a DVC-tracked file, or the tree sha256 of a directory
     (over exactly the files DVC's listing names: digest.tree_sha256)."""
@@ -263,6 +287,25 @@ def _conf_explanation(ws: Workspace) -> "hydraconf.Explanation | None":
     params_path = ws.root / "params.yaml"
     params = load_yaml(params_path.read_text()) if params_path.exists() else {}
     return hydraconf.explain(conf, params)
+
+
+def _composer(ws: Workspace) -> str | None:
+    """What composes params.yaml from conf/: a stage that outputs it, else DVC's own Hydra
+    composition on `dvc exp run` (`hydra.enabled` in .dvc/config), else nothing."""
+    import configparser
+
+    from tether import dvcgraph
+
+    for name, st in dvcgraph.lock_stages(ws.dvc_lock()).items():
+        if any(o.path == "params.yaml" for o in st.outs):
+            return f"stage {name}"
+    cfg = configparser.ConfigParser()
+    for f in (".dvc/config", ".dvc/config.local"):
+        try:
+            cfg.read(ws.root / f)
+        except configparser.Error:
+            continue
+    return "dvc exp run" if cfg.get("hydra", "enabled", fallback="false").strip().lower() in ("true", "1", "yes") else None
 
 
 def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = None) -> str:
