@@ -232,3 +232,27 @@ def test_refused_dry_run_lists_every_gate_and_the_conf_hint_names_what_composes(
                          ("data", "ok"), ("code", "ok"), ("params", "ok"), ("threshold", "ok")):
         assert any(line.startswith(f"  gate {gate}: {status} - ") for line in lines), (gate, res.out)
     assert (p.root / "params.yaml").read_text() == params.read_text() and p.tags() == []
+
+
+def test_a_training_output_beside_the_weights_is_part_of_the_weights_and_old_tags_stay_trusted(tmp_path):
+    from tether import manifest as mf
+
+    p = build_hydrashape(tmp_path / "p")
+    plan = p.ok("release", "--dry-run", "--push", "--json").json()
+    comps = plan["manifest"]["components"]
+    assert [w["path"] for w in comps["weights"]] == ["data/model.json", "data/model_params.json"]
+    assert [d["path"] for d in comps["data"]] == ["data/eval.csv", "data/train.csv"]
+
+    # a tag an older tether wrote: model_params.json listed as data. Same files, same md5s: trusted.
+    old = json.loads(json.dumps(plan["manifest"]))
+    moved = [w for w in old["components"]["weights"] if w["path"] == "data/model_params.json"]
+    old["components"]["weights"] = [w for w in old["components"]["weights"] if w not in moved]
+    old["components"]["data"] = sorted(old["components"]["data"] + moved, key=lambda e: e["path"])
+    msg = tmp_path / "msg"
+    msg.write_text(mf.tag_message(old, "Release shop v1.0.0"))
+    p.git("tag", "-a", "shop@v1.0.0", "-F", str(msg))
+    p.dvc("push", "-q")
+    res = p.tether("check", "--json")
+    assert res.code == 0, res.out + res.err
+    shown = p.ok("show", "shop@v1.0.0", "--json").json()
+    assert "data/model_params.json" in json.dumps(shown)
