@@ -149,7 +149,7 @@ def plan_release(
     tag = f"{model}@v{wanted}"
 
     # The metrics files count: the promote gates of every clone read them from the remote.
-    md5s = {**all_md5s(manifest), **metrics_objects(ws, facts.graph)}
+    md5s = {**all_md5s(manifest), **metrics_objects(ws, commit, facts.graph)}
     if push:
         results.append(gates.passed("remote", f"{len(md5s)} output(s) will be pushed before the tag"))
     else:
@@ -171,13 +171,13 @@ def plan_release(
     )
 
 
-def metrics_objects(ws: Workspace, graph) -> dict[str, str]:
+def metrics_objects(ws: Workspace, commit: str, graph) -> dict[str, str]:
     """{md5: path} of the DVC-tracked metrics files (dvc.lock at HEAD) the release's metrics come from."""
     from tether import dvcgraph
 
     outs = {o.path: o.md5 for st in dvcgraph.lock_stages(ws.dvc_lock()).values() for o in st.outs if o.md5}
     found = [p for p in derive.metric_paths(ws.dvc_yaml, graph) if p in outs]
-    in_git = ws.git.ls_tree("HEAD", found) if found else {}  # `cache: false`: git holds them
+    in_git = ws.git.ls_tree(commit, found) if found else {}  # `cache: false`: git holds them
     return {outs[p]: p for p in found if p not in in_git}
 
 
@@ -221,7 +221,7 @@ def _threshold_param(threshold: dict) -> None:
         threshold["params"] = sorted([*(threshold.get("params") or []), key])
 
 
-LOCK_FILES = ("requirements.lock", "uv.lock", "poetry.lock", "Pipfile.lock", "conda-lock.yml", "requirements.txt")
+LOCK_FILES = ("requirements.lock", "uv.lock", "poetry.lock", "Pipfile.lock", "conda-lock.yml")
 
 
 def _lock_file(ws: Workspace) -> tuple[str, str] | None:
