@@ -8,6 +8,7 @@ import typer
 
 from tether.cli.base import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, _ws, app, emit, one_of, progress
 from tether.cli.render import gate_line, list_output, show_output, status_output
+from tether.errors import TetherError
 
 # -- releases ------------------------------------------------------------------------------
 @app.command()
@@ -29,7 +30,13 @@ def release(
     ws = _ws()
     if not as_json:
         progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
-    plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push, sign=sign)
+    try:
+        plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push, sign=sign)
+    except TetherError as exc:
+        checked = getattr(exc, "gates", None)
+        if dry_run and checked and not as_json:  # a refused dry run still lists every gate it checked
+            emit(None, False, "would not release:\n" + "\n".join(gate_line(g) for g in checked))
+        raise
     if dry_run:
         lines = [f"would release {plan.tag} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"]
         lines += [gate_line(g) for g in plan.gates]
