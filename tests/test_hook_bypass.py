@@ -222,14 +222,22 @@ def test_a_hook_without_a_policy_branch_refuses_every_push(master_headed):
     not resolve: it refuses, saying why, rather than judging by no rule at all."""
     p = master_headed
     hook = p.origin / "hooks/pre-receive"
-    hook.write_text(f"#!/bin/sh\nexec '{os.path.join(BIN, 'tether')}' 'hook' 'pre-receive'\n")
+    hook.write_text("#!/bin/sh\n# installed by `tether hook install`: tether's rules for releases and environments\n"
+                    f"exec '{os.path.join(BIN, 'tether')}' 'hook' 'pre-receive'\n")  # what install wrote before
     hook.chmod(0o755)
     before = origin_refs(p)
     res = push(p, ":production")
     refused(res, "HEAD names 'master', which does not exist, so the hook has no policy to read")
     assert origin_refs(p) == before
-    p.sh("git", "symbolic-ref", "HEAD", "refs/heads/main", cwd=p.origin)  # the administrator's fix
+    p.sh("git", "symbolic-ref", "HEAD", "refs/heads/master", cwd=p.origin)
+    # the fix: re-install naming the branch; tether's own older hook is replaced without --force
+    install_hook(p, "--branch", "main")
+    assert "'--policy-branch' 'main'" in hook.read_text()
     refused(push(p, ":production"), "refusing to delete production")
+    assert origin_refs(p) == before
+    hook.write_text("#!/bin/sh\nexit 0\n")  # someone else's hook still needs --force
+    res = p.tether("hook", "install", str(p.origin), "--branch", "main")
+    assert res.code == 4 and "exists and is not tether's" in res.err, res.err
 
 
 # -- item 3: GTO's tags under a signing policy --------------------------------------------------
