@@ -323,3 +323,29 @@ def test_the_hook_refuses_a_new_branch_whose_first_move_has_a_parent_beside_it(h
     move_commit(p, "staging", "churn@v1.0.0", [v10], previous="none", key=keys["lead"])
     res = push(p, "--force", "staging")
     assert res.code == 0, res.err
+
+
+def test_the_reference_project_through_the_hook_new_branch_moves_then_a_hidden_rewrite(project_live):
+    """The reference project (no signing policy): production created by its first move, a
+    promote and a rollback pushed through the hook, then the issue's rewrite refused."""
+    from project import threshold_release
+
+    p = project_live
+    install_hook(p)
+    res = push(p, "production")  # a new branch: its one move has the release commit as its only parent
+    assert res.code == 0, res.err
+    tag = threshold_release(p, 0.55)
+    p.ok("promote", tag, "--env", "production", "--approver", "ci", "--reason", "t", "--skip-staging", "t",
+         "--allow-regression", "t", "--push")
+    p.ok("rollback", "--env", "production", "--approver", "ci", "--reason", "t", "--push")
+    tip = p.git("rev-parse", "production")
+    first = p.git("rev-list", "--first-parent", "--grep=^Tether-Action: ", "production").split()[-1]
+    v10 = p.git("rev-parse", "fraud-detector@v1.0.0^{commit}")
+    history = p.ok("history", "--env", "production", "--json").out
+    move_commit(p, "production", "fraud-detector@v1.0.0", [first, tip, v10], previous="none", key=None,
+                approver="ci")
+    before = origin_refs(p)
+    refused(push(p, "production"), f"its old tip {tip[:12]} must stay on the first-parent chain")
+    assert origin_refs(p) == before
+    p.git("update-ref", "refs/heads/production", tip)
+    assert p.ok("history", "--env", "production", "--json").out == history
