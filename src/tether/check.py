@@ -133,7 +133,7 @@ def hidden_moves(reg: Registry, model: str, env: str) -> str | None:
     if head is None:
         return None
     git = reg.ws.git
-    entries = git.log_first_parent(head)
+    entries = git.first_parent_entries(head, [])  # parents and trailers, no message bodies
     oldest = max((i for i, e in enumerate(entries) if e.trailers.get("Tether-Action") in ACTIONS), default=-1)
     entries = entries[: oldest + 1]
     chain = {e.commit for e in entries}
