@@ -196,6 +196,9 @@ def test_install_refuses_when_head_does_not_resolve_and_names_the_fix(master_hea
     assert not (p.origin / "hooks/pre-receive").exists()
     res = p.tether("hook", "install", str(p.origin), "--branch", "nope")
     assert res.code == 3 and "branch 'nope' does not exist" in res.err, res.err
+    res = p.tether("hook", "install", str(p.origin), "--branch", "a..b")
+    assert res.code == 2 and "is not a branch name" in res.err, res.err
+    assert not (p.origin / "hooks/pre-receive").exists()
 
 
 @pytest.mark.parametrize("case", ["delete-env", "hand-commit", "delete-policy-branch"])

@@ -107,7 +107,8 @@ def policy_ref(git: Git, branch: str | None) -> str:
         where = f"HEAD names {ref[len('refs/heads/'):]!r}, which"
     else:
         if git.run("check-ref-format", "--branch", branch, check=False).returncode != 0 or "'" in branch:
-            raise UsageError(f"--branch {branch!r} is not a branch name")
+            raise UsageError(f"--branch {branch!r} is not a branch name",
+                             hint="name the branch that holds dvc.yaml and .tether/, e.g. --branch main")
         ref, where = f"refs/heads/{branch}", f"branch {branch!r}"
     if git.rev_parse(f"{ref}^{{commit}}") is None:
         have = [r for r in git.run("for-each-ref", "--format=%(refname:short)", "refs/heads/").stdout.split()]
