@@ -178,7 +178,7 @@ def check(
         floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
         skipped = [r.tag for r in rels if r.version < floor]
         rels = [r for r in rels if not r.version < floor]
-    report = check_releases(reg, rels, None if offline else DvcStore(ws.root), signatures=True)
+    report = check_releases(reg, rels, None if offline else DvcStore(ws.root), signatures=True, chains=True)
     report.skipped = skipped
     lines = [f"checked {len(report.checked)} release(s)"
              + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
