@@ -77,6 +77,7 @@ def test_an_unknown_name_is_still_a_clear_error_that_changes_nothing(project):
     before = project.snapshot()
     res = project.tether("checkout", "no-such-branch")
     assert res.code == 3 and "no-such-branch" in res.err and "Traceback" not in res.err, res.err
+    assert "local branch" in res.err and "tether checkout main" in res.err, res.err  # the hint names every kind
     assert project.snapshot() == before
 
 
@@ -105,6 +106,20 @@ def test_an_edit_that_keeps_size_and_mtime_is_not_overwritten(project):
     assert res.code == 4 and "models/fraud-detector/model.skops" in res.err and "--force" in res.err, res.err
     assert project.snapshot() == before and weights.read_bytes() == edited
     assert project.tether("checkout", "fraud-detector@v1.0.0", "--force").code == 0  # said to discard
+
+
+def test_a_teammates_pulled_weights_edited_in_place_are_not_overwritten(project, tmp_path):
+    threshold_release(project, 0.35)
+    mate = clone(project, tmp_path / "mate")
+    dvc = os.path.join(os.path.dirname(sys.executable), "dvc")
+    project.sh(dvc, "pull", "-q", cwd=mate)
+    weights = mate / "models/fraud-detector/model.skops"
+    edited = _rewrite_keeping_stat(weights)
+    assert _up_to_date(project, mate)
+    head = project.git("rev-parse", "HEAD", cwd=mate)
+    res = project.tether("checkout", "fraud-detector@v1.0.0", cwd=mate)
+    assert res.code == 4 and "model.skops" in res.err, res.err
+    assert weights.read_bytes() == edited and project.git("rev-parse", "HEAD", cwd=mate) == head
 
 
 def test_an_edit_inside_a_directory_output_is_not_overwritten(tmp_path):
