@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from project import Project, promote_to, threshold_release
-from shapes import big_release, build_big, build_textclf, clone
+from shapes import big_release, build_big, build_churn, build_textclf, clone, retrain_churn
 
 
 def _up_to_date(p: Project, cwd: Path | None = None) -> bool:
@@ -39,7 +39,7 @@ def test_a_commit_after_checkout_env_never_moves_the_environment(project_live):
     assert _up_to_date(p)
     (p.root / "notes.txt").write_text("a note\n")
     p.commit_all("a commit made after checking out production")
-    assert p.git("rev-parse", "production") == prod  # the environment did not move
+    assert p.git("rev-parse", "churn/production") == prod  # the environment did not move
     mine = p.git("rev-parse", "HEAD")
     # leaving a commit that no branch holds would lose it: refused, nothing changes
     before = p.snapshot()
@@ -51,7 +51,7 @@ def test_a_commit_after_checkout_env_never_moves_the_environment(project_live):
     assert res["ref"] == "main" and _attached(p) == "main"
     assert (p.root / "models/fraud-detector/threshold.json").read_bytes() == main_threshold
     assert _up_to_date(p)
-    assert p.git("rev-parse", "production") == prod
+    assert p.git("rev-parse", "churn/production") == prod
 
 
 def test_a_teammate_checks_out_an_environment_from_a_fresh_clone_and_comes_back(project_live, tmp_path):
@@ -71,6 +71,36 @@ def test_a_teammate_checks_out_an_environment_from_a_fresh_clone_and_comes_back(
     assert _attached(p, mate) == "main" and _up_to_date(p, mate)
     assert p.git("rev-parse", "origin/production", cwd=mate) == prod == p.git("ls-remote", str(p.origin),
                                                                               "refs/heads/production").split()[0]
+
+
+def test_two_models_an_environment_branch_is_never_checked_out_as_a_branch(tmp_path):
+    """The churn shape (models added with `dvc add`), two models: the second model's environment
+    lives on `churn-lite/production`; naming that branch is refused, the environment is detached."""
+    p = build_churn(tmp_path / "c", "dvc", second=True)
+    p.ok("release", "churn", "--push")
+    p.ok("release", "churn-lite", "--push")
+    for model in ("churn", "churn-lite"):
+        p.ok("promote", f"{model}@v1.0.0", "--env", "production", "--model", model, "--approver", "ci",
+             "--reason", "test", "--skip-staging", "test")
+    assert p.git("rev-parse", "--verify", "-q", "refs/heads/churn-lite/production")
+    retrain_churn(p, 2, "dvc")  # main moves on: new churn weights
+    main_weights = (p.root / "models/churn.pkl").read_bytes()
+    lite, prod = p.git("rev-parse", "churn-lite/production"), p.git("rev-parse", "churn/production")
+    before = p.snapshot()
+    res = p.tether("checkout", "churn-lite/production")
+    assert res.code == 2 and "tether checkout production --model churn-lite" in res.err, res.err
+    assert p.snapshot() == before
+    res = p.ok("checkout", "production", "--model", "churn")
+    assert "tether checkout main" in res.out, res.out
+    assert _attached(p) == "" and p.git("rev-parse", "HEAD") == prod
+    assert (p.root / "models/churn.pkl").read_bytes() != main_weights and _up_to_date(p)
+    (p.root / "notes.txt").write_text("a note\n")
+    p.commit_all("a commit on the detached production")
+    p.git("branch", "notes")
+    assert p.git("rev-parse", "churn/production") == prod
+    p.ok("checkout", "main")
+    assert _attached(p) == "main" and (p.root / "models/churn.pkl").read_bytes() == main_weights
+    assert _up_to_date(p) and p.git("rev-parse", "churn-lite/production") == lite
 
 
 def test_an_unknown_name_is_still_a_clear_error_that_changes_nothing(project):
