@@ -202,6 +202,21 @@ def test_checkout_without_space_exits_7_and_leaves_the_tree_as_it_was(small_fs):
     assert p.tether("checkout", "big@v1.0.0").code == 0
 
 
+def test_a_disk_that_fills_after_the_space_check_puts_everything_back(small_fs):
+    """Exactly the room the outputs' bytes need and no more: the check passes, then the disk
+    fills for real while git's files and the weights are written (each file takes whole pages)."""
+    p = build_big(small_fs / "b", 4)
+    big_release(p, 2, 4)
+    need = sum(f.stat().st_size for f in (p.root / "models/big").iterdir())  # v1's outputs are as large
+    _fill(small_fs, need + 4096)
+    before = p.snapshot()
+    res = p.tether("checkout", "big@v1.0.0")
+    assert res.code == 7 and "models/big/" in res.err and str(p.root) in res.err, res.err
+    assert "Traceback" not in res.err and "as it was" in res.err, res.err
+    assert p.snapshot() == before
+    assert _up_to_date(p)
+
+
 def _limited(limit: int):
     def set_limit():
         import resource

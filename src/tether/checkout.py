@@ -276,7 +276,13 @@ def _move(ws: Workspace, store: DvcStore, models: list[str], target_rev: str, de
         return
     if progress:
         progress(f"fetching and checking {len(entries)} object(s) for {label} …")
-    materialise.ensure_cached(store, entries, progress)
+    try:
+        materialise.ensure_cached(store, entries, progress)
+    except OSError as exc:
+        if exc.errno in _SPACE_ERRNOS:  # the cache filled its disk: nothing in the workspace moved yet
+            raise StorageError(f"no room to fetch {label}'s objects into the DVC cache ({exc.strerror}); nothing changed",
+                               hint="free space on the cache's filesystem, then run again") from None
+        raise
 
     outs = {p for p in old_paths | {e["path"] for e in entries} if paths.problem(p) is None}
     for p in outs:
@@ -287,7 +293,13 @@ def _move(ws: Workspace, store: DvcStore, models: list[str], target_rev: str, de
                            f"{_mib(free)} free; nothing changed",
                            hint="free space on that filesystem (or move the DVC cache to another one), then run again")
     tmp_root = ws.root / ".dvc" / "tmp"
-    backup = Path(tempfile.mkdtemp(prefix=".tether-checkout-", dir=tmp_root if tmp_root.is_dir() else ws.root))
+    try:
+        backup = Path(tempfile.mkdtemp(prefix=".tether-checkout-", dir=tmp_root if tmp_root.is_dir() else ws.root))
+    except OSError as exc:
+        if exc.errno in _SPACE_ERRNOS:
+            raise StorageError(f"no room in {ws.root} to check out {label} ({exc.strerror}); nothing changed",
+                               hint="free space on that filesystem, then run again") from None
+        raise
     moved: list[str] = []
     git_tried = False
     writing = "the git tree"
