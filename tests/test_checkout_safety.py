@@ -39,7 +39,7 @@ def test_a_commit_after_checkout_env_never_moves_the_environment(project_live):
     assert _up_to_date(p)
     (p.root / "notes.txt").write_text("a note\n")
     p.commit_all("a commit made after checking out production")
-    assert p.git("rev-parse", "churn/production") == prod  # the environment did not move
+    assert p.git("rev-parse", "production") == prod  # the environment did not move
     mine = p.git("rev-parse", "HEAD")
     # leaving a commit that no branch holds would lose it: refused, nothing changes
     before = p.snapshot()
@@ -51,7 +51,7 @@ def test_a_commit_after_checkout_env_never_moves_the_environment(project_live):
     assert res["ref"] == "main" and _attached(p) == "main"
     assert (p.root / "models/fraud-detector/threshold.json").read_bytes() == main_threshold
     assert _up_to_date(p)
-    assert p.git("rev-parse", "churn/production") == prod
+    assert p.git("rev-parse", "production") == prod
 
 
 def test_a_teammate_checks_out_an_environment_from_a_fresh_clone_and_comes_back(project_live, tmp_path):
