@@ -268,6 +268,10 @@ def test_conf_apply_killed_after_writing_conf_is_finished_by_a_rerun(project):
     else:
         pytest.fail("never killed between writing conf/ and dvc commit")
     assert not _up_to_date(project)  # the compose stage's record is stale
+    snap = project.snapshot()
+    res = project.tether("conf", "apply", "--dry-run")
+    assert res.code == 0 and "dvc commit compose" in res.out and "nothing written" in res.out, res.out + res.err
+    assert project.snapshot() == snap
     res = project.tether("conf", "apply")
     assert res.code == 0 and "nothing to apply" not in res.out, res.out + res.err
     assert "dvc.lock" in res.out
