@@ -101,6 +101,13 @@ def test_two_models_an_environment_branch_is_never_checked_out_as_a_branch(tmp_p
     p.ok("checkout", "main")
     assert _attached(p) == "main" and (p.root / "models/churn.pkl").read_bytes() == main_weights
     assert _up_to_date(p) and p.git("rev-parse", "churn-lite/production") == lite
+    # the other model's environment: churn.pkl is left as it was (main's, kept in the cache), and
+    # the way back is not refused for it
+    p.ok("checkout", "production", "--model", "churn-lite")
+    assert _attached(p) == "" and p.git("rev-parse", "HEAD") == lite
+    p.ok("checkout", "main")
+    assert _attached(p) == "main" and (p.root / "models/churn.pkl").read_bytes() == main_weights
+    assert _up_to_date(p)
 
 
 def test_an_unknown_name_is_still_a_clear_error_that_changes_nothing(project):

@@ -88,8 +88,10 @@ def _md5_file(path: Path) -> str:
 
 
 def _same_as(store: DvcStore, path: Path, md5: str) -> bool:
-    """Whether the file at `path` holds the object `md5`. A link into the cache is that object;
-    anything else is hashed: DVC's own check trusts size and mtime, which an edit in place keeps."""
+    """Whether replacing the file at `path` loses nothing: it holds the object `md5`, or bytes the
+    DVC cache already keeps (another version's weights, which `dvc checkout` brings back). A
+    link into the cache is that object; anything else is hashed: DVC's own check trusts size and
+    mtime, which an edit in place keeps."""
     cached = store.cache_path(md5)
     try:
         if path.is_symlink():
@@ -99,8 +101,19 @@ def _same_as(store: DvcStore, path: Path, md5: str) -> bool:
             return True
     except OSError:
         pass
+    return _recoverable(store, path, md5)
+
+
+def _recoverable(store: DvcStore, path: Path, md5: str | None = None) -> bool:
+    """A regular file whose bytes are `md5`'s, or are in the DVC cache already."""
     try:
-        return path.is_file() and _md5_file(path) == md5
+        if path.is_symlink() or not path.is_file():
+            return False
+        got = _md5_file(path)
+        if got == md5:
+            return True
+        cached = store.cache_path(got)
+        return cached.is_file() and cached.stat().st_size == path.stat().st_size
     except OSError:
         return False
 
@@ -259,7 +272,8 @@ def _move(ws: Workspace, store: DvcStore, models: list[str], target_rev: str, de
     old_head = git.head()
     if not force:
         dirty = git.status_porcelain()
-        changed = _dirty_outputs(store.changed_stages(), old_paths)
+        changed = [c for c in _dirty_outputs(store.changed_stages(), old_paths)
+                   if not _recoverable(store, ws.root / c)]  # bytes the cache keeps are not lost
         if dirty or changed:
             what = ", ".join([line[3:] for line in dirty[:4]] + changed[:4])
             raise Conflict(f"the workspace has uncommitted work that checkout would overwrite: {what}",
