@@ -72,6 +72,9 @@ def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
         return
     overrides = plan.explanation.overrides
     lines = [f"params.yaml is conf/ composed with {len(overrides)} override(s):", *_override_lines(overrides)]
+    if plan.commit_only:
+        lines = [f"conf/ already composes to params.yaml, but dvc.lock still records the conf/ of before for stage "
+                 f"{plan.compose_stage} (an earlier conf apply stopped before its dvc commit)"]
     if dry_run:
         lines += [e.diff().rstrip("\n") for e in plan.edits]
         lines += [f"  step: {s}" for s in plan.steps]
@@ -80,7 +83,8 @@ def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
         return
     execute_conf_apply(ws, plan)
     written = [f"conf/{e.file}" for e in plan.edits]
-    lines.append(f"wrote {', '.join(written)}: conf/ now composes to params.yaml exactly")
+    if written:
+        lines.append(f"wrote {', '.join(written)}: conf/ now composes to params.yaml exactly")
     if plan.compose_stage:
         lines.append(f"recorded conf/ for stage {plan.compose_stage} in dvc.lock (dvc commit {plan.compose_stage}); "
                      "params.yaml unchanged, nothing to re-run")
