@@ -65,21 +65,27 @@ def test_a_retried_release_push_whose_tag_landed_is_published_and_repairs_lost_o
     assert res.code == 0, res.out + res.err
     assert "already published" in res.out and "models/textclf" in res.out and "eval/report" in res.out
     assert p.ok("check", "--json").json()["ok"]
-    assert fresh_clone_pulls(p, tmp_path / "mate") == {}
+    assert fresh_clone_pulls(p, tmp_path / "fresh") == {}
+    # a teammate's clone of main (the released commit), dvc pull, the same retry: published
+    mate = clone(p, tmp_path / "mate")
+    p.sh(os.path.join(BIN, "dvc"), "pull", "-q", cwd=mate)
+    res = p.tether("release", "--push", cwd=mate)
+    assert res.code == 0 and f"{tag} is already published" in res.out, res.out + res.err
 
 
 def test_promote_push_publishes_objects_the_remote_lacks_from_the_local_cache(tmp_path):
     p = build_evaldir(tmp_path / "p")
     tag = p.ok("release", "--push", "--json").json()["tag"]
+    # a teammate's path: fresh clone, dvc pull; then the remote loses the weights
+    mate = clone(p, tmp_path / "mate")
+    p.sh(os.path.join(BIN, "dvc"), "pull", "-q", cwd=mate)
     weights = lock_md5(p.root, "models/textclf")
-    report = lock_md5(p.root, "eval/report")
-    for md5 in (weights, report):
-        object_path(p.store, md5).unlink()
+    object_path(p.store, weights).unlink()
     res = p.tether("promote", tag, "--env", "production", "--approver", "ci", "--reason", "t",
-                   "--skip-staging", "t", "--push")
+                   "--skip-staging", "t", "--push", cwd=mate)
     assert res.code == 0, res.out + res.err
-    assert object_path(p.store, weights).exists() and object_path(p.store, report).exists()
-    assert fresh_clone_pulls(p, tmp_path / "mate") == {}
+    assert object_path(p.store, weights).exists()
+    assert fresh_clone_pulls(p, tmp_path / "fresh") == {}
 
 
 # -- gc: whatever a ref reaches, on origin or here, and whatever is young, stays ---------------
@@ -220,3 +226,29 @@ def test_release_and_promote_push_race_gc_cloud_in_another_clone(tmp_path, stora
                   "--skip-staging", "race", "--allow-regression", "race", "--push"], mate, rng)
         assert fresh_clone_pulls(p, tmp_path / f"fresh-{i}-promote") == {}
     assert p.ok("check", "--json").json()["ok"]
+
+
+def test_gc_cloud_on_s3_dates_objects_by_last_modified_and_reports_each_batch(tmp_path, s3_remote):
+    import time
+
+    import boto3
+    from s3server import _client_kwargs
+
+    p = build_evaldir(tmp_path / "p", s3=s3_remote)
+    p.ok("release", "--push")
+    s3 = boto3.client("s3", endpoint_url=s3_remote["endpoint"], **_client_kwargs())
+    junk = "dvcstore/files/md5/00/" + "0" * 27 + "abc"
+    s3.put_object(Bucket=s3_remote["bucket"], Key=junk, Body=b"junk")
+    young = "younger than the grace period (it may belong to a publication in progress)"
+    dry = p.ok("gc", "--cloud", "--dry-run", "--json").json()
+    assert dry["remote_delete"] == [] and dry["kept_on_remote"][young] >= 1
+    deadline = time.monotonic() + 30
+    while True:  # LastModified has whole seconds: poll until the junk is older than 2 s
+        dry = p.ok("gc", "--cloud", "--grace", "2s", "--dry-run", "--json").json()
+        if dry["remote_delete"] or time.monotonic() > deadline:
+            break
+    assert dry["remote_delete"] == ["00" + "0" * 27 + "abc"]
+    res = p.ok("gc", "--cloud", "--grace", "2s")
+    assert "deleted 1 of 1 remote object(s)" in res.err
+    assert "Contents" not in s3.list_objects_v2(Bucket=s3_remote["bucket"], Prefix=junk)
+    assert fresh_clone_pulls(p, tmp_path / "fresh") == {}
