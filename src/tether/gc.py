@@ -188,4 +188,23 @@ def execute_gc(ws: Workspace, plan: GcPlan, store: DvcStore | None = None, on_ba
     for oid in plan.cache_delete:
         store.cache.delete(oid)
     if plan.remote_delete:
-        delete_remote(store, store.remote(), plan.remote_delete, on_batch=on_batch)
+        remote = store.remote()
+        if plan.fetched:  # what origin gained while we planned (a tag that just landed) is kept
+            plan.remote_delete = sorted(set(plan.remote_delete) - _reachable_now(ws, store, remote, plan.keep))
+        delete_remote(store, remote, plan.remote_delete, on_batch=on_batch)
+
+
+def _reachable_now(ws: Workspace, store: DvcStore, remote, known: set[str]) -> set[str]:
+    """Read origin's branches and tags again, just before deleting: the objects they reach now."""
+    refresh_remote_state(ws)
+    md5s, _ = _reachable(ws, "--remotes", "--tags")
+    for md5 in sorted(m for m in md5s - known if m.endswith(".dir")):
+        found = store._local_listing(md5)
+        if found is None:
+            try:
+                found = store._remote_listing(remote, md5)
+            except StorageError as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+                raise unreachable(store, cause, "; nothing was deleted") from None
+        md5s |= {c["md5"] for c in found or []}
+    return md5s

@@ -159,7 +159,8 @@ def plan_release(
 
     steps = []
     if push:
-        steps.append(f"push {len(md5s)} DVC object(s) to the remote, then confirm each is there")
+        steps.append(f"push {len(md5s)} DVC object(s) and every other cached output of the commit "
+                     "(what `dvc pull` needs) to the remote, then confirm each is there")
     steps.append(f"create {'signed' if sign else 'annotated'} tag {tag} on {commit[:12]} with the manifest")
     if push:
         steps.append(f"push tag {tag} to origin")
