@@ -76,9 +76,9 @@ def test_a_retried_release_push_whose_tag_landed_is_published_and_repairs_lost_o
 def test_promote_push_publishes_objects_the_remote_lacks_from_the_local_cache(tmp_path):
     p = build_evaldir(tmp_path / "p")
     tag = p.ok("release", "--push", "--json").json()["tag"]
-    # a teammate's path: fresh clone, dvc pull; then the remote loses the weights
+    # a teammate's path: fresh clone, dvc pull of the model; then the remote loses the weights
     mate = clone(p, tmp_path / "mate")
-    p.sh(os.path.join(BIN, "dvc"), "pull", "-q", cwd=mate)
+    p.sh(os.path.join(BIN, "dvc"), "pull", "-q", "models/textclf", cwd=mate)
     weights = lock_md5(p.root, "models/textclf")
     object_path(p.store, weights).unlink()
     res = p.tether("promote", tag, "--env", "production", "--approver", "ci", "--reason", "t",
