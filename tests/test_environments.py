@@ -278,7 +278,7 @@ def test_gc_never_removes_what_a_release_in_any_history_needs(project):
     project.git("checkout", "-q", "--", "conf")
     project.dvc("repro", "-q")
     assert cache_object(project, junk).exists()
-    res = project.ok("gc", "--keep", "1", "--cloud", "--json").json()
+    res = project.ok("gc", "--keep", "1", "--cloud", "--prune-now", "--json").json()  # junk is minutes old
     assert set(res["protected_releases"]) == {"fraud-detector@v1.0.0", v2, v3}
     assert junk in res["cache_delete"]
     assert not cache_object(project, junk).exists()

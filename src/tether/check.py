@@ -160,3 +160,30 @@ def hidden_moves(reg: Registry, model: str, env: str) -> str | None:
             f"are reachable from {env} but not on its first-parent chain, so `history` does not show them: "
             f"commit {', '.join(sorted(merges))} merged them beside it (history rewritten; restore the branch from a "
             "clone that still has it, and install `tether hook` so the server refuses such pushes)")
+
+
+def pullable_findings(reg: Registry, releases: list[Release], store: DvcStore) -> list[Finding]:
+    """`git checkout TAG && dvc pull` must work on a fresh clone: every cached output of each
+    release's commit (an evaluation's directory, plots, a cached metrics file: not only the
+    tuple, which `check_releases` holds to the remote already) must be on the DVC remote."""
+    from tether import publish
+    from tether.gitrepo import cat_files
+
+    git = reg.ws.git
+    commits = sorted({r.commit for r in releases})
+    if not commits:
+        return []
+    dvc_files = {c: [p for p in git.files_at(c) if p.endswith(".dvc")] for c in commits}
+    specs = [f"{c}:{name}" for c in commits for name in ("dvc.lock", "dvc.yaml", *dvc_files[c])]
+    blobs = cat_files(git, specs)
+    per_commit = {c: publish.outputs_in_blobs(blobs.get(f"{c}:dvc.lock"), blobs.get(f"{c}:dvc.yaml"),
+                                              {p: blobs.get(f"{c}:{p}") for p in dvc_files[c]}) for c in commits}
+    wanted = set().union(*(set(m) for m in per_commit.values()))
+    missing = store.missing_on_remote(wanted)
+    out = []
+    for rel in releases:
+        paths = sorted({p for m, p in per_commit[rel.commit].items() if m in missing})
+        if paths:
+            out.append(Finding(rel.tag, MISSING, "its commit is not pullable (`git checkout "
+                               f"{rel.tag} && dvc pull` fails): not on the DVC remote: {', '.join(paths)}"))
+    return out

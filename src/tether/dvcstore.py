@@ -365,3 +365,92 @@ def _short(exc: Exception) -> str:
 def _quiet():
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield
+
+
+# -- garbage collection and publishing (gc.py, publish.py) --------------------------------------
+# Listing, dating and deleting objects of a remote, each failure a StorageError naming where
+# the remote is (exit 7), never a bare EndpointConnectionError.
+def remote_where(store: DvcStore) -> str:
+    """`s3://bucket/path (endpoint http://host:port)`: what to name when the remote fails."""
+    try:
+        name, settings = store.remote_settings()
+    except Exception:  # noqa: BLE001 - naming the remote must never be the error
+        return "the DVC remote"
+    where = f"'{name}' at {settings.get('url', '?')}"
+    if settings.get("endpointurl"):
+        where += f" (endpoint {settings['endpointurl']})"
+    return where
+
+
+def unreachable(store: DvcStore, exc: Exception, done: str = "") -> StorageError:
+    return StorageError(f"the DVC remote {remote_where(store)} is unreachable: {_short(exc)}" + done,
+                        hint="check the endpoint, the network and your credentials (dvc remote list), then run again")
+
+
+def _age_of(info: dict) -> float | None:
+    for key in ("LastModified", "mtime", "last_modified", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def remote_objects(store: DvcStore, odb) -> dict[str, float | None]:
+    """{md5: modification time (epoch seconds; None when the remote does not say)} of every
+    object on the remote, in one listing."""
+    try:
+        with _quiet():
+            found = odb.fs.fs.find(odb.path, detail=True)
+            if not isinstance(found, dict):  # a filesystem that lists names only (DVC's local one)
+                found = {path: odb.fs.info(path) for path in found}
+    except FileNotFoundError:
+        return {}
+    except Exception as exc:
+        raise unreachable(store, exc, "; nothing was deleted") from exc
+    out: dict[str, float | None] = {}
+    for path, info in (found or {}).items():
+        if isinstance(info, dict) and info.get("type") == "directory":
+            continue
+        try:
+            oid = odb.path_to_oid(path)
+        except ValueError:
+            continue
+        if _MD5.match(oid.removesuffix(".dir")):
+            out[oid] = _age_of(info if isinstance(info, dict) else {})
+    return out
+
+
+def cache_objects(store: DvcStore) -> dict[str, float | None]:
+    """{md5: modification time} of every object in the local cache."""
+    out: dict[str, float | None] = {}
+    for oid in store.cache.all():
+        try:
+            out[oid] = os.stat(store.cache.oid_to_path(oid)).st_mtime
+        except OSError:
+            out[oid] = None
+    return out
+
+
+def delete_remote(store: DvcStore, odb, oids: list[str], batch: int = 100, on_batch=None) -> int:
+    """Delete in batches; `on_batch(done, total)` after each, so a killed gc has said how far it
+    got. Returns how many were deleted."""
+    done = 0
+    for i in range(0, len(oids), batch):
+        part = oids[i:i + batch]
+        try:
+            with _quiet():
+                odb.fs.remove([odb.oid_to_path(o) for o in part])
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise unreachable(store, exc, f"; {done} of {len(oids)} object(s) were deleted before it failed") from exc
+        done += len(part)
+        if on_batch is not None:
+            on_batch(done, len(oids))
+    return done

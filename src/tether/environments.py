@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether import gates, history, signing, signpolicy
-from tether.check import FINDING_ERRORS, INCOMPLETE, MOVED, check_releases
+from tether.check import FINDING_ERRORS, INCOMPLETE, MISSING, MOVED, check_releases
 from tether.clock import now_iso
 from tether.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
@@ -32,6 +32,7 @@ class MovePlan:
     push: bool
     notes: dict = field(default_factory=dict)  # extra trailers (allowed regression, skipped staging)
     published: list = field(default_factory=list)  # what --push had to publish first
+    wanted: dict = field(default_factory=dict)  # {md5: path} --push made sure the remote holds
     gates: list[gates.GateResult] = field(default_factory=list)
     sign: bool = False  # a signed move commit (git's own signing: `commit-tree -S`)
     signature_rule: signpolicy.Rule = field(default_factory=signpolicy.Rule)
@@ -104,11 +105,15 @@ def _sync_with_remote(ws: Workspace, branch: str, model: str) -> None:
 
 
 def _release_gates(reg: Registry, rel: Release, store: DvcStore, allow_incomplete: str | None,
-                   notes: dict) -> list[gates.GateResult]:
+                   notes: dict, push: bool = False) -> list[gates.GateResult]:
     report = check_releases(reg, [rel], store)
     out = []
     for f in report.findings:
         err = FINDING_ERRORS[f.kind]
+        if push and f.kind == MISSING and f.tag == rel.tag and (pushable := _pushable(rel, store)):
+            out.append(gates.passed("check", f"{pushable} object(s) of {rel.tag} the DVC remote lacks will be "
+                                             "pushed from the local cache first"))
+            continue
         if f.kind == INCOMPLETE and f.tag == rel.tag and allow_incomplete and rel.manifest is not None:
             notes["Tether-Allow-Incomplete"] = _one_line(allow_incomplete, "allow-incomplete reason")
             out.append(gates.passed("complete", f"allowed without {', '.join(rel.missing_parts)}: {allow_incomplete}"))
@@ -136,6 +141,15 @@ def settings_at(ws: Workspace, commit: str, model: str) -> Settings:
     doc = load_yaml(text) if text else {}
     art = ((doc.get("artifacts") or {}).get(model) or {}) if isinstance(doc, dict) else {}
     return Settings.from_meta((art.get("meta") or {}) if isinstance(art, dict) else {})
+
+
+def _pushable(rel: Release, store: DvcStore) -> int:
+    """How many objects of `rel` the remote lacks, when the local cache has every one of them
+    (0 when it does not: then the check gate fails as before)."""
+    from tether.release import all_md5s
+
+    missing = store.missing_on_remote(all_md5s(rel.manifest or {}))
+    return len(missing) if missing and not store.missing_in_cache(missing) else 0
 
 
 def smoke_gate(ws: Workspace, rel: Release, store: DvcStore, settings: Settings | None = None) -> gates.GateResult:
@@ -226,7 +240,7 @@ def plan_move(
                     approver=approver, reason=reason, push=push, sign=sign, signature_rule=rule)
     if env in ws.settings(model).canaries:  # a canary starts at the first step; a rollback sends it nothing
         plan.notes["Tether-Weight"] = str(ws.settings(model).guard.steps[0] if action == "promote" else 0)
-    results = _release_gates(reg, rel, store, allow_incomplete, plan.notes)
+    results = _release_gates(reg, rel, store, allow_incomplete, plan.notes, push=push)
     gates.raise_failures(results, action)
 
     settings = ws.settings(model)
@@ -327,21 +341,18 @@ def gto_tag_plan(ws: Workspace, reg: Registry, plan: MovePlan) -> tuple[str, str
 
 def ensure_published(ws: Workspace, plan: MovePlan, store: DvcStore) -> list[str]:
     """Before an environment move is published, the release it names must be usable by every
-    other clone: its DVC objects on the DVC remote, then its tag on origin."""
+    other clone: every DVC object of its commit on the DVC remote (publish.py: what plain
+    `dvc pull` needs, not only the tuple), then its tag on origin."""
+    from tether import publish
     from tether.release import all_md5s
 
     done = []
     rel = plan.release
     on_origin = ws.git.remote_tag("origin", rel.tag)
-    md5s = all_md5s(rel.require_trusted("published"))
-    missing = store.missing_on_remote(md5s)
-    if missing:
-        store.push(missing)
-        still = store.missing_on_remote(missing)
-        if still:
-            raise StorageError(f"the DVC remote still lacks {len(still)} object(s) of {rel.tag} after pushing",
-                               hint="nothing was published; check the remote and try again")
-        done.append(f"pushed {len(missing)} DVC object(s) of {rel.tag}")
+    plan.wanted = {**publish.commit_outputs(ws, rel.commit), **all_md5s(rel.require_trusted("published"))}
+    pushed = publish.ensure_on_remote(store, plan.wanted, rel.tag)
+    if pushed:
+        done.append(f"pushed {len(pushed)} DVC output(s) of {rel.tag}")
     if on_origin is None:
         ws.git.push("origin", f"refs/tags/{rel.tag}:refs/tags/{rel.tag}")
         done.append(f"pushed tag {rel.tag}")
@@ -368,7 +379,8 @@ def execute_move(ws: Workspace, plan: MovePlan, store: DvcStore | None = None) -
         gto_name, message, when = gto_tag
         tag_obj = ws.git.make_tag_object(gto_name, rel.commit, message, when)
     if plan.push:
-        plan.published = ensure_published(ws, plan, store or DvcStore(ws.root))
+        store = store or DvcStore(ws.root)
+        plan.published = ensure_published(ws, plan, store)
         specs = [f"{new}:{ref}"] + ([f"{tag_obj}:refs/tags/{gto_name}"] if tag_obj else [])
         ws.git.push("origin", *specs)
     ws.git.update_ref(ref, new, plan.local_head, f"tether: {plan.action} {plan.env} to {rel.tag}")
@@ -377,5 +389,13 @@ def execute_move(ws: Workspace, plan: MovePlan, store: DvcStore | None = None) -
             ws.git.update_ref(f"refs/tags/{gto_name}", tag_obj, None, f"tether: gto {gto_name}")
         except Conflict:
             pass  # someone made that GTO tag meanwhile; the branch, tether's record, has moved
+    if plan.push and store is not None:
+        # a `gc --cloud` elsewhere that read origin before our push may have deleted what we
+        # uploaded: now that the move is on origin, ask again and upload what is gone
+        from tether import publish
+
+        again = publish.ensure_on_remote(store, plan.wanted, rel.tag, published=True)
+        if again:
+            plan.published.append(f"uploaded again {len(again)} DVC output(s) of {rel.tag} the remote lost meanwhile")
     return new
 

@@ -1,191 +1,210 @@
 """`tether gc`: garbage-collect the DVC cache (and, with --cloud, the remote) without ever
-removing what a release still needs.
+removing what a release, a teammate's branch or a publication in progress still needs.
 
-`dvc gc -w` keeps only what the workspace needs and would delete the objects of the release
-production rolled back from an hour ago. Here the keep-set comes from every place a team's
-state can live: local environment branches, origin's remote-tracking branches (a fresh clone has
-only those), GTO assignment tags, and every commit on those histories, including commits made
-outside tether (their dvc.lock is what `git checkout production && dvc pull` needs). Every output
-of a protected commit is kept, not only the tuple, plus the newest N releases of each model and
-the workspace's own dvc.lock. Everything else may go.
+The keep-set is what git itself keeps: every object named by the dvc.lock or a `.dvc` file of
+any commit that any ref reaches (origin's branches and tags, fetched first with --cloud; this
+clone's branches, tags, HEAD, stash, experiments and reflogs) plus the workspace's own dvc.lock.
+Beyond that, an object younger than the grace period (like git's gc.pruneExpire, two weeks by
+default) is never deleted: a `release --push` in another clone uploads its objects before its
+tag lands on origin, and a gc in between cannot know that tag yet. `--prune-now` drops the grace
+period (after a warning). Every kept object has a reason, and the dry run counts them.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass, field
 
 from tether import dvcgraph
-from tether.dvcstore import DvcStore
-from tether.errors import StorageError, TetherError
+from tether.dvcstore import DvcStore, cache_objects, delete_remote, remote_objects, unreachable
+from tether.errors import StorageError, TetherError, UsageError
 from tether.gitrepo import cat_files
 from tether.registry import Registry
 from tether.workspace import Workspace, load_yaml
 
+DEFAULT_GRACE = 14 * 86400  # git's gc.pruneExpire default, "2.weeks.ago"
+
+# Why an object is kept, in the order a reason is assigned (the first that applies).
+ORIGIN = "a branch or tag on origin reaches it"
+TAG = "a tag in this clone reaches it"
+LOCAL = "a branch, HEAD, stash, experiment or reflog of this clone reaches it"
+WORKSPACE = "the workspace's dvc.lock names it"
+YOUNG = "younger than the grace period (it may belong to a publication in progress)"
+UNDATED = "the storage does not say how old it is"
+
+
+def parse_grace(text: str) -> int:
+    """`14d`, `36h`, `90m`, `600s`, `2w`, a bare number of seconds, or `now` (0)."""
+    t = text.strip().lower()
+    if t in ("now", "0"):
+        return 0
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw]?)", t)
+    if not m:
+        raise UsageError(f"cannot read the grace period {text!r}",
+                         hint="give e.g. 14d, 36h, 90m, 600s or now; nothing was deleted")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[m.group(2)]
+    return int(float(m.group(1)) * unit)
+
 
 @dataclass
 class GcPlan:
-    protected: list[str]  # release tags
-    protected_commits: list[str]  # every commit whose outputs are kept
+    protected: list[str]  # release tags (every one a ref reaches)
+    commits: int  # how many commits' outputs are kept (every one a ref reaches)
     keep: set[str]
+    grace: int = DEFAULT_GRACE
     by_release: dict[str, list[str]] = field(default_factory=dict)  # deletions per release that used them
     cache_delete: list[str] = field(default_factory=list)
     remote_delete: list[str] = field(default_factory=list)
     fetched: bool = False
+    kept_cache: dict[str, int] = field(default_factory=dict)  # reason -> objects of the cache kept for it
+    kept_remote: dict[str, int] = field(default_factory=dict)
+    unknown_listings: list[str] = field(default_factory=list)  # kept directories whose file list is nowhere
 
     def as_dict(self) -> dict:
-        return {"protected_releases": self.protected, "protected_commits": len(self.protected_commits),
+        return {"protected_releases": self.protected, "protected_commits": self.commits,
                 "kept_objects": len(self.keep), "fetched_remote_state": self.fetched,
+                "grace_seconds": self.grace, "kept_in_cache": self.kept_cache, "kept_on_remote": self.kept_remote,
+                "unknown_listings": self.unknown_listings,
                 "cache_delete": self.cache_delete, "remote_delete": self.remote_delete,
                 "delete_by_release": self.by_release}
 
 
 def refresh_remote_state(ws: Workspace) -> None:
-    """Before deleting anything from the shared remote, learn what the team has live: origin's
-    branches and tags. Not being able to is a reason to delete nothing."""
+    """Before deleting anything from the shared remote, learn what the team has: every branch
+    and tag on origin. Not being able to is a reason to delete nothing."""
     if not ws.git.remote_url("origin"):
         raise StorageError("gc --cloud needs the git remote (origin) to learn what is live before deleting",
                            hint="add it (git remote add origin URL); nothing was deleted")
     try:
         ws.git.fetch("origin", "+refs/heads/*:refs/remotes/origin/*", "refs/tags/*:refs/tags/*")
     except TetherError as exc:
-        raise StorageError(f"cannot read the environments on origin: {exc.message}",
-                           hint="gc --cloud deletes nothing unless it knows every live release; "
+        raise StorageError(f"cannot read the branches and tags on origin: {exc.message}",
+                           hint="gc --cloud deletes nothing unless it knows every branch and tag; "
                                 "fix the git remote and try again") from None
 
 
-def env_refs(ws: Workspace, reg: Registry) -> list[str]:
-    """Every branch, local or origin's, that is or may be an environment of any model, under
-    either naming (`<env>` and `<model>/<env>`): gc must not depend on which one owns a name."""
-    names = set()
-    for model in ws.models:
-        for env in ws.environments(model):
-            names |= {env, f"{model}/{env}"}
-            try:
-                names.add(ws.branch(model, env))
-            except TetherError:
-                pass
-    out = []
-    for n in sorted(names):
-        for heads in (reg.heads, reg.remote_heads):
-            if n in heads:
-                out.append(heads[n].commit)
-    return out
-
-
-def protected_commits(ws: Workspace, reg: Registry, newest: int) -> tuple[dict, set[str]]:
-    """({tag: Release}, {commit}) of everything that is, was or may again be live."""
-    releases: dict = {}
-    commits: set[str] = set()
-    for model in ws.models:
-        for head in env_refs(ws, reg):
-            for ev in reg.events_at("", head, model):
-                commits.add(ev.commit)
-                rel = reg.by_tag(ev.release) if ev.release else None
-                if rel is not None:
-                    releases[rel.tag] = rel
-                # a tether move names its release even if the tag is gone or moved
-                for name in (ev.release, ev.trailers.get("Tether-Previous")):
-                    if name and (r := reg.by_tag(name)):
-                        releases[r.tag] = r
-        for rel in reg.of(model)[:newest]:
-            releases[rel.tag] = rel
-    # GTO's assignment tags (model#stage#N) point at the commit they put in a stage: every
-    # commit any of them ever named may be live for a GTO user.
-    from tether import gto
-
-    for name, rec in reg.tag_records.items():
-        t = gto.parse_gto_tag(name)
-        if t is not None and t.model in ws.models and t.action == "assign":
-            commits.add(rec.commit)
-            for r in reg.of(t.model):
-                if r.commit == rec.commit:
-                    releases[r.tag] = r
-    commits |= {r.commit for r in releases.values()}
-    return releases, commits
-
-
-def _lock_md5s(ws: Workspace, commits: set[str], outs_only: bool = False) -> dict[str, set[str]]:
-    """{commit: every md5 its dvc.lock and *.dvc files name}: outputs and deps alike (or only
-    outputs: a dep may be a git-tracked directory whose listing DVC never stored)."""
-    specs = [f"{c}:dvc.lock" for c in sorted(commits)]
-    blobs = cat_files(ws.git, specs)
-    out: dict[str, set[str]] = {}
-    for c in sorted(commits):
-        md5s: set[str] = set()
-        raw = blobs.get(f"{c}:dvc.lock")
-        if raw is not None:
-            try:
-                lock = load_yaml(raw.decode())
-                md5s |= {o.md5 for st in dvcgraph.lock_stages(lock).values()
-                         for o in (st.outs if outs_only else (*st.outs, *st.deps)) if o.md5}
-            except Exception:  # an unreadable lock protects nothing more, but must not stop gc
-                pass
-        out[c] = md5s
-    dvc_files = {c: [p for p in ws.git.files_at(c) if p.endswith(".dvc")] for c in sorted(commits)}
-    specs = [f"{c}:{p}" for c, paths in dvc_files.items() for p in paths]
-    for spec, raw in cat_files(ws.git, specs).items():
-        if raw is None:
-            continue
+def _md5s_of(raw: bytes, path: str) -> set[str]:
+    """Every md5 a dvc.lock (outs and deps) or a .dvc file (outs) names; nothing if unreadable."""
+    try:
+        data = load_yaml(raw.decode())
+    except Exception:  # noqa: BLE001 - an unreadable file protects nothing more, but must not stop gc
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    if path.rpartition("/")[2] == "dvc.lock":
         try:
-            data = load_yaml(raw.decode())
-        except Exception:
+            return {o.md5 for st in dvcgraph.lock_stages(data).values() for o in (*st.outs, *st.deps) if o.md5}
+        except Exception:  # noqa: BLE001
+            return set()
+    return {o["md5"] for o in data.get("outs") or [] if isinstance(o, dict) and isinstance(o.get("md5"), str)}
+
+
+def _reachable(ws: Workspace, *revs: str) -> tuple[set[str], int]:
+    """(md5s, commits) of every dvc.lock and .dvc file in any commit `git rev-list` reaches from
+    `revs`: one rev-list and one cat-file for the whole history."""
+    res = ws.git.run("rev-list", "--objects", *revs, "--", check=False)
+    if res.returncode != 0:
+        res = ws.git.run("rev-list", "--objects", *[r for r in revs if r != "--reflog"], "--", check=False)
+    blobs: dict[str, str] = {}
+    commits = 0
+    for line in res.stdout.splitlines():
+        oid, _, path = line.partition(" ")
+        if not path:
+            commits += 1  # commits carry no path; trees and blobs do
             continue
-        for o in (data.get("outs") or []) if isinstance(data, dict) else []:
-            if isinstance(o, dict) and isinstance(o.get("md5"), str):
-                out[spec.split(":", 1)[0]].add(o["md5"])
-    return out
+        name = path.rpartition("/")[2]
+        if name == "dvc.lock" or (name.endswith(".dvc") and name != ".dvc"):
+            blobs[oid] = path
+    out: set[str] = set()
+    for oid, raw in cat_files(ws.git, sorted(blobs)).items():
+        if raw is not None:
+            out |= _md5s_of(raw, blobs[oid])
+    return out, commits
 
 
-def _listing(store: DvcStore, md5: str, remote, strict: bool) -> list[dict]:
-    """A directory's files, from the cache or else the remote. Unknown is not empty: if neither
-    has the listing of an output, we cannot tell which files to keep, so nothing is deleted. (A
-    directory dep kept in git, such as conf/, has a listing DVC never stored.)"""
-    found = store._local_listing(md5)
-    if found is None and remote is not None:
-        found = store._remote_listing(remote, md5)
-    if found is None:
-        if remote is None or not strict:
-            return []  # cache-only gc: files listed nowhere locally are not in the cache either
-        raise StorageError(f"the listing of directory object {md5} is on neither the cache nor the remote",
-                           hint="gc cannot tell which files a protected release needs; nothing was deleted")
-    return found
-
-
-def plan_gc(ws: Workspace, *, newest: int = 3, cloud: bool = False, store: DvcStore | None = None) -> GcPlan:
+def plan_gc(ws: Workspace, *, newest: int = 3, cloud: bool = False, store: DvcStore | None = None,
+            grace: int = DEFAULT_GRACE, now: float | None = None) -> GcPlan:
     store = store or DvcStore(ws.root)
     fetched = False
     if cloud:
         refresh_remote_state(ws)
         fetched = True
-    reg = Registry(ws, messages=False)
-    releases, commits = protected_commits(ws, reg, newest)
-    per_commit = _lock_md5s(ws, commits | {ws.git.head()})
-    keep = set().union(*per_commit.values()) if per_commit else set()
-    keep |= {o.md5 for st in dvcgraph.lock_stages(ws.dvc_lock()).values() for o in (*st.outs, *st.deps) if o.md5}
+    now = time.time() if now is None else now
+    reason: dict[str, str] = {}
+    groups = [(ORIGIN, ["--remotes"]), (TAG, ["--tags", "--not", "--remotes"]),
+              (LOCAL, ["--all", "--reflog", "HEAD", "--not", "--remotes", "--tags"])]
+    commits = 0
+    for why, revs in groups:
+        md5s, n = _reachable(ws, *revs)
+        commits += n
+        for m in md5s:
+            reason.setdefault(m, why)
+    for o in (o for st in dvcgraph.lock_stages(ws.dvc_lock()).values() for o in (*st.outs, *st.deps)):
+        if o.md5:
+            reason.setdefault(o.md5, WORKSPACE)
     remote = store.remote() if cloud else None
-    outs = set().union(*_lock_md5s(ws, commits | {ws.git.head()}, outs_only=True).values())
-    for md5 in sorted(m for m in keep if m.endswith(".dir")):  # a directory object keeps its files
-        keep |= {c["md5"] for c in _listing(store, md5, remote, strict=md5 in outs)}
-    plan = GcPlan(protected=sorted(releases), protected_commits=sorted(commits), keep=keep, fetched=fetched)
-    plan.cache_delete = sorted(set(store.cache.all()) - keep)
+    unknown: list[str] = []
+    for md5 in sorted(m for m in list(reason) if m.endswith(".dir")):  # a directory keeps its files
+        found = store._local_listing(md5)
+        if found is None and remote is not None:
+            try:
+                found = store._remote_listing(remote, md5)
+            except StorageError as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+                raise unreachable(store, cause, "; nothing was deleted") from None
+        if found is None:
+            unknown.append(md5)  # never stored anywhere we can read: a git-tracked dep, or never pushed
+            continue
+        for c in found:
+            reason.setdefault(c["md5"], reason[md5])
+    reg = Registry(ws, messages=False)
+    kept_tags = sorted(r.tag for m in ws.models for r in reg.of(m))
+    plan = GcPlan(protected=kept_tags, commits=commits, keep=set(reason), fetched=fetched, grace=grace,
+                  unknown_listings=unknown if remote is not None else [])
+
+    def sort(objects: dict[str, float | None], kept: dict[str, int]) -> list[str]:
+        doomed = []
+        for oid, mtime in objects.items():
+            why = reason.get(oid)
+            if why is None:
+                why = UNDATED if mtime is None else YOUNG if now - mtime < grace else None
+            if why is None:
+                doomed.append(oid)
+            else:
+                kept[why] = kept.get(why, 0) + 1
+        return sorted(doomed)
+
+    plan.cache_delete = sort(cache_objects(store), plan.kept_cache)
     if remote is not None:
-        plan.remote_delete = sorted(set(remote.all()) - keep)
-    # which release used what we delete: a dry run that says "v0.3.0's weights" is reviewable
-    doomed = set(plan.cache_delete) | set(plan.remote_delete)
-    if doomed:
-        others = {r.commit: r.tag for m in ws.models for r in reg.of(m) if r.tag not in releases}
-        for c, md5s in _lock_md5s(ws, set(others)).items():
-            hit = sorted(md5s & doomed)
-            if hit:
-                plan.by_release[others[c]] = hit
+        plan.remote_delete = sort(remote_objects(store, remote), plan.kept_remote)
     return plan
 
 
-def execute_gc(ws: Workspace, plan: GcPlan, store: DvcStore | None = None) -> None:
+def execute_gc(ws: Workspace, plan: GcPlan, store: DvcStore | None = None, on_batch=None) -> None:
+    """Deletes the plan's objects; `on_batch(done, total)` after each batch of remote deletions,
+    so a gc killed midway has said how much it deleted."""
     store = store or DvcStore(ws.root)
     for oid in plan.cache_delete:
         store.cache.delete(oid)
     if plan.remote_delete:
         remote = store.remote()
-        for oid in plan.remote_delete:
-            remote.delete(oid)
+        if plan.fetched:  # what origin gained while we planned (a tag that just landed) is kept
+            plan.remote_delete = sorted(set(plan.remote_delete) - _reachable_now(ws, store, remote, plan.keep))
+        delete_remote(store, remote, plan.remote_delete, on_batch=on_batch)
+
+
+def _reachable_now(ws: Workspace, store: DvcStore, remote, known: set[str]) -> set[str]:
+    """Read origin's branches and tags again, just before deleting: the objects they reach now."""
+    refresh_remote_state(ws)
+    md5s, _ = _reachable(ws, "--remotes", "--tags")
+    for md5 in sorted(m for m in md5s - known if m.endswith(".dir")):
+        found = store._local_listing(md5)
+        if found is None:
+            try:
+                found = store._remote_listing(remote, md5)
+            except StorageError as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+                raise unreachable(store, cause, "; nothing was deleted") from None
+        md5s |= {c["md5"] for c in found or []}
+    return md5s

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tether import codedeps, components, derive, gates, hydraconf, signing
+from tether import codedeps, components, derive, gates, hydraconf, publish, signing
 from tether.digest import sha256_file, tree_sha256_of
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
@@ -31,8 +31,10 @@ class ReleasePlan:
     message: str
     steps: list[str] = field(default_factory=list)
     resume: bool = False  # the tag exists locally: only publish it
+    published: bool = False  # the tag is on origin already (a retried --push): only confirm its objects
     sign: bool = False  # a signed tag (`git tag -s`, the user's own signing configuration)
     objects: dict = field(default_factory=dict)  # {md5: path} to push: the manifest's, and its metrics files'
+    repaired: list[str] = field(default_factory=list)  # paths the remote lacked and --push uploaded (again)
 
     def as_dict(self) -> dict:
         return {
@@ -46,7 +48,9 @@ class ReleasePlan:
             "gates": [g.as_dict() for g in self.gates],
             "steps": self.steps,
             "resume": self.resume,
+            "already_published": self.published,
             "sign": self.sign,
+            "uploaded_missing": self.repaired,
             "manifest": self.manifest,
         }
 
@@ -117,6 +121,8 @@ def plan_release(
     reg = Registry(ws, messages=False)
     if push and (resumed := _unpublished_tag(ws, reg, model, commit)) is not None:
         return _resume_plan(resumed, results, push)
+    if push and (done := _published_tag(ws, reg, model, commit)) is not None:
+        return _published_plan(done, results)
     previous = reg.latest(model)
     highest = reg.of(model)[0] if reg.of(model) else None  # every version, whoever tagged it
     kind: str | None
@@ -160,7 +166,8 @@ def plan_release(
 
     steps = []
     if push:
-        steps.append(f"push {len(md5s)} DVC object(s) to the remote, then confirm each is there")
+        steps.append(f"push {len(md5s)} DVC object(s) and every other cached output of the commit "
+                     "(what `dvc pull` needs) to the remote, then confirm each is there")
     steps.append(f"create {'signed' if sign else 'annotated'} tag {tag} on {commit[:12]} with the manifest")
     if push:
         steps.append(f"push tag {tag} to origin")
@@ -269,6 +276,30 @@ def _unpublished_tag(ws: Workspace, reg: Registry, model: str, commit: str):
     return None
 
 
+def _published_tag(ws: Workspace, reg: Registry, model: str, commit: str):
+    """A release of this model tagged on HEAD that origin holds with the same tag object: a
+    retried `release --push` whose tag landed. Returns it, or None."""
+    for rel in reg.of(model):
+        if rel.commit == commit:
+            try:
+                on_origin = ws.git.remote_tag("origin", rel.tag)
+            except StorageError:
+                continue
+            if on_origin is not None and on_origin == rel.tag_object:
+                return rel
+    return None
+
+
+def _published_plan(rel, results) -> ReleasePlan:
+    rel.require_trusted("published")
+    return ReleasePlan(
+        model=rel.name.model, tag=rel.tag, version=str(rel.version), bump=None,
+        reasons=[f"{rel.tag} is on origin already: confirming its DVC objects are on the remote"],
+        previous=None, commit=rel.commit, manifest=rel.manifest, gates=results, push=True,
+        message="", steps=["confirm every DVC object of the commit is on the remote, uploading what is missing"],
+        resume=True, published=True)
+
+
 def _resume_plan(rel, results, push: bool) -> ReleasePlan:
     rel.require_trusted("published")
     md5s = all_md5s(rel.manifest)
@@ -313,12 +344,20 @@ def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = N
     holds a tag whose objects the DVC remote lacks."""
     store = store or DvcStore(ws.root)
     md5s = plan.objects or all_md5s(plan.manifest)
+    wanted: dict[str, str] = {}
     if plan.push:
-        store.push(md5s)
+        # every object `dvc pull` needs at the commit, not only the tuple's (publish.py)
+        wanted = {**publish.commit_outputs(ws, plan.commit), **md5s}
+        if not plan.published:
+            store.push(md5s)
+        plan.repaired = publish.ensure_on_remote(store, wanted, plan.tag, published=plan.published)
         missing = store.missing_on_remote(md5s)
         gates.raise_failures([gates.on_remote({md5s[m]: m for m in missing})], "release")
+    if plan.published:
+        return ws.git.ref(f"refs/tags/{plan.tag}") or ""
     if plan.resume:
         ws.git.push("origin", f"refs/tags/{plan.tag}:refs/tags/{plan.tag}")
+        _confirm_after_tag(store, wanted, plan)
         return ws.git.ref(f"refs/tags/{plan.tag}") or ""
     text = mf.tag_message(plan.manifest, plan.message)
     if plan.sign:
@@ -338,4 +377,13 @@ def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = N
             # only if it is still the one we just created.
             ws.git.delete_ref(f"refs/tags/{plan.tag}", tag_obj)
             raise
+        _confirm_after_tag(store, wanted, plan)
     return tag_obj
+
+
+def _confirm_after_tag(store: DvcStore, wanted: dict[str, str], plan: ReleasePlan) -> None:
+    """A `gc --cloud` in another clone that listed origin before our tag landed may have deleted
+    objects we had just uploaded: now that the tag is there, ask again and upload what is gone."""
+    again = publish.ensure_on_remote(store, wanted, plan.tag, published=True)
+    if again:
+        plan.repaired = sorted(set(plan.repaired) | set(again))

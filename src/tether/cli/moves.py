@@ -106,25 +106,42 @@ def _refuse(data: dict) -> None:
 
 @app.command()
 def gc(
-    keep: int = typer.Option(3, "--keep", help="Newest releases per model to keep besides every one ever live."),
+    keep: int = typer.Option(3, "--keep", help="Kept for scripts: every release a tag or branch reaches is kept anyway."),
     cloud: bool = typer.Option(False, "--cloud", help="Also delete from the DVC remote."),
+    grace: str = typer.Option("14d", "--grace", help="Never delete an object younger than this (e.g. 14d, 36h, now)."),
+    prune_now: bool = typer.Option(False, "--prune-now", help="No grace period (a publication in progress elsewhere may lose objects)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
-    """Garbage-collect DVC objects no protected release or the workspace needs."""
-    from tether.gc import execute_gc, plan_gc
+    """Garbage-collect DVC objects no branch, tag or the workspace needs (see docs/gc-and-publishing.md)."""
+    from tether.gc import execute_gc, parse_grace, plan_gc
 
     if keep < 0:
         raise UsageError("--keep must be 0 or more")
+    seconds = 0 if prune_now else parse_grace(grace)
     ws = _ws()
-    plan = plan_gc(ws, newest=keep, cloud=cloud)
-    text = (("read origin's environments and tags first\n" if plan.fetched else "")
-            + f"protected: {', '.join(plan.protected) or '(none)'} ({len(plan.protected_commits)} commit(s))\n"
-            f"{'would delete' if dry_run else 'deleted'} {len(plan.cache_delete)} cache object(s)"
-            + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
-    for tag, md5s in sorted(plan.by_release.items()):
-        text += f"\n  {tag}: {len(md5s)} object(s)"
+    if seconds == 0:
+        progress("warning: no grace period: objects a `release --push` or `promote --push` in another clone has "
+                 "uploaded but not yet tagged on origin may be deleted")
+    plan = plan_gc(ws, newest=keep, cloud=cloud, grace=seconds)
+    text = (("read every branch and tag on origin first\n" if plan.fetched else "")
+            + f"protected: {len(plan.protected)} release(s), {plan.commits} commit(s) reached by a branch or tag\n")
+    for name, reasons in ([("cache", plan.kept_cache)] + ([("remote", plan.kept_remote)] if cloud else [])):
+        for why, n in sorted(reasons.items()):
+            text += f"  {'would keep' if dry_run else 'kept'} {n} {name} object(s): {why}\n"
+    if plan.unknown_listings:
+        text += f"  {len(plan.unknown_listings)} kept directory output(s) have no file list on the cache or the remote\n"
+    text += (f"{'would delete' if dry_run else 'deleting'} {len(plan.cache_delete)} cache object(s)"
+             + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
     if not dry_run:
-        execute_gc(ws, plan)
+        if not as_json:
+            progress(text)
+
+        def batch(done: int, total: int) -> None:
+            progress(f"deleted {done} of {total} remote object(s)")
+
+        execute_gc(ws, plan, on_batch=batch)  # on stderr, so a killed gc has said how far it got
+        text = (f"deleted {len(plan.cache_delete)} cache object(s)"
+                + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
     emit({"dry_run": dry_run, **plan.as_dict()}, as_json, text)
 

@@ -44,9 +44,14 @@ def release(
         emit({"dry_run": True, **plan.as_dict()}, as_json, "\n".join(lines))
         return
     tag_obj = execute_release(ws, plan)
-    emit({"dry_run": False, "tag_object": tag_obj, **plan.as_dict()}, as_json,
-         f"released {plan.tag} at {plan.commit[:12]} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"
-         + ("\npushed DVC outputs and the tag" if push else ""))
+    if plan.published:
+        text = (f"{plan.tag} is already published (its tag is on origin); "
+                + (f"uploaded {len(plan.repaired)} output(s) the DVC remote had lost: {', '.join(plan.repaired)}"
+                   if plan.repaired else "every DVC object of its commit is on the remote"))
+    else:
+        text = (f"released {plan.tag} at {plan.commit[:12]} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"
+                + ("\npushed every DVC output of the commit, then the tag" if push else ""))
+    emit({"dry_run": False, "tag_object": tag_obj, **plan.as_dict()}, as_json, text)
 
 
 # -- conf/ ---------------------------------------------------------------------------------
@@ -182,7 +187,13 @@ def check(
         floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
         skipped = [r.tag for r in rels if r.version < floor]
         rels = [r for r in rels if not r.version < floor]
-    report = check_releases(reg, rels, None if offline else DvcStore(ws.root), signatures=True, chains=True)
+    store = None if offline else DvcStore(ws.root)
+    report = check_releases(reg, rels, store, signatures=True, chains=True)
+    if store is not None:  # every output `dvc pull` needs at each release's commit (publish.py)
+        from tether.check import pullable_findings
+
+        shown = {(f.tag, f.kind) for f in report.findings}
+        report.findings += [f for f in pullable_findings(reg, rels, store) if (f.tag, f.kind) not in shown]
     report.skipped = skipped
     lines = [f"checked {len(report.checked)} release(s)"
              + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
