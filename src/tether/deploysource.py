@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from tether.dvcstore import DvcStore
-from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
+from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.gitrepo import Git
 from tether.registry import Event, Registry, Release
 from tether.workspace import Workspace
@@ -142,10 +142,13 @@ def require_signed(ws: Workspace, reg: Registry, model: str, env: str, rel: Rele
 
 
 def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False,
-                signed: tuple[bool, Path | None] = (False, None)) -> tuple[Registry, Release, Event]:
+                signed: tuple[bool, Path | None] = (False, None),
+                own_clone: bool = False) -> tuple[Registry, Release, Event]:
     """The release the environment runs: per the git remote when there is one (a local branch
     may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
-    repository) fetches nothing: origin's branch as last fetched, and no DVC objects."""
+    repository) fetches nothing: origin's branch as last fetched, and no DVC objects.
+    `own_clone` (a deploy from the user's repository, not --repo): a local branch that holds a
+    move origin lacks (ahead, or diverged) is refused, never silently overruled by origin's."""
     model = ws.model(model)
     branch = ws.branch(model, env)
     head = None
@@ -158,6 +161,8 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
         else:  # origin has no such branch (yet): the tags alone
             ws.git.fetch("origin", tags)
     reg = Registry(ws, messages=False)
+    if own_clone and head is not None:
+        refuse_unpushed(reg, model, env, branch)
     if head is None:
         head = reg.env_head(model, env)
     events = reg.events_at(env, head, model) if head else []
@@ -183,3 +188,38 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     require_signed(ws, reg, model, env, rel, events, *signed)
     return reg, rel, ev
 
+
+
+def _describe(ev: Event | None, commit: str) -> str:
+    if ev is None or not ev.release:
+        return f"commit {commit[:12]} (no release)"
+    who = f"{ev.action} by {ev.approver}, " if ev.source == "tether" and ev.approver else ""
+    return f"{ev.release} ({who}commit {commit[:12]})"
+
+
+def refuse_unpushed(reg: Registry, model: str, env: str, branch: str) -> None:
+    """Conflict (exit 4) when this clone's branch of the environment holds a move origin does
+    not: origin's release is what every host deploying from origin serves, this clone's is
+    what `tether status` here says; deploying either would leave one of them untrue. A branch
+    merely behind origin's is stale: origin's is deployed, as before."""
+    state = reg.env_state(model, env)
+    if state.relation not in ("ahead", "diverged") or state.local is None or state.remote is None:
+        return
+    mine = reg.events_at(env, state.local, model)
+    theirs = reg.events_at(env, state.remote, model)
+    local = _describe(mine[0] if mine else None, state.local)
+    remote = _describe(theirs[0] if theirs else None, state.remote)
+    if state.relation == "ahead":
+        gto = [ev.trailers["Tether-Gto-Tag"] for ev in mine
+               if ev.trailers.get("Tether-Gto-Tag") and reg.ws.git.ref(f"refs/tags/{ev.trailers['Tether-Gto-Tag']}")
+               and not reg.ws.git.is_ancestor(ev.commit, state.remote)]
+        push = " ".join(["git push origin", branch, *gto])
+        raise Conflict(
+            f"{env}: this clone's {branch} is {local}, not pushed; origin's is {remote}. "
+            f"Hosts that deploy from origin serve {remote.split(' (')[0]}; nothing was deployed",
+            hint=f"finish the move first: {push} (a move made with --push is published at once), "
+                 f"then deploy again; or, to serve origin's release, reset {branch} to origin/{branch}")
+    raise Conflict(
+        f"{env}: this clone's {branch} ({local}) and origin's ({remote}) have diverged; nothing was deployed",
+        hint=f"inspect both histories (git log --first-parent {branch} origin/{branch}) and reconcile them, "
+             f"then deploy again")

