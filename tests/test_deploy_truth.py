@@ -185,3 +185,48 @@ def test_another_environment_onto_a_serving_directory_needs_force(project_live, 
     assert res.code == 0 and res.json()["outcome"] == "switched", (res.out, res.err)
     assert log_lines(target)[-1]["env"] == "production"
     assert deploy(p, target, "--json", cwd=mate).json()["outcome"] == "noop"
+
+
+# -- 3. a --repo host serves every release from its own DVC remote ----------------------------
+def test_repo_host_rolls_back_to_a_release_made_before_the_remote_was_committed(project_live, tmp_path):
+    """v1.0.0's tree names the template's placeholder remote (../.dvcstore, nothing there on a
+    host); the team then commits a real remote and releases v1.1.0. The host, which has only
+    the git URL, deploys v1.1.0, then the rollback to v1.0.0."""
+    p = project_live
+    p.git("push", "-q", "origin", "production")
+    p.dvc("remote", "add", "-f", "-d", "shared", str(p.store))
+    p.dvc("remote", "remove", "--local", "local")
+    p.commit_all("DVC remote committed")
+    p.git("push", "-q", "origin", "main")
+    v2 = threshold_release(p, 0.35)
+    assert move(p, "promote", v2, "--env", "production", "--push").code == 0
+
+    host = tmp_path / "host"
+    res = deploy(p, host, "--repo", str(p.origin), cwd=tmp_path)
+    assert res.code == 0, res.err
+    assert current(host) == f"releases/{v2}"
+    local = (host / ".tether/repo/.dvc/config.local").read_text()
+    assert "shared" in local and str(p.store) in local, local
+
+    assert move(p, "rollback", "--env", "production", "--push").code == 0
+    res = deploy(p, host, "--repo", str(p.origin), "--json", cwd=tmp_path)
+    assert res.code == 0, (res.code, res.out, res.err)
+    assert res.json()["release"] == V1 and current(host) == f"releases/{V1}"
+    assert p.tether("verify", "--target", str(host), cwd=tmp_path).code == 0
+
+
+def test_repo_host_without_a_usable_remote_names_its_own_config(project_live, tmp_path):
+    """The first deploy on a host is of a release whose tree names no usable remote: exit 7,
+    and the hint names the host's .dvc/config.local; written there, the same deploy works."""
+    p = project_live
+    p.git("push", "-q", "origin", "production")
+    host = tmp_path / "host"
+    res = deploy(p, host, "--repo", str(p.origin), cwd=tmp_path)
+    assert res.code == 7, (res.code, res.out, res.err)
+    clone_dir = host / ".tether/repo"
+    assert f"{clone_dir}/.dvc/config.local" in res.err, res.err
+    assert not (host / "current").exists()
+    p.sh(os.path.join(BIN, "dvc"), "remote", "add", "--local", "-d", "mine", str(p.store), cwd=clone_dir)
+    res = deploy(p, host, "--repo", str(p.origin), cwd=tmp_path)
+    assert res.code == 0, res.err
+    assert current(host) == f"releases/{V1}"

@@ -223,3 +223,25 @@ def refuse_unpushed(reg: Registry, model: str, env: str, branch: str) -> None:
         f"{env}: this clone's {branch} ({local}) and origin's ({remote}) have diverged; nothing was deployed",
         hint=f"inspect both histories (git log --first-parent {branch} origin/{branch}) and reconcile them, "
              f"then deploy again")
+
+
+def host_remote_hint(clone: Path) -> str:
+    return (f"a --repo host's DVC remote is its own: {clone}/.dvc/config.local serves every release, whatever "
+            f"each release's committed .dvc/config says (cd {clone} && dvc remote add --local -d NAME URL)")
+
+
+def remember_remote(ws: Workspace) -> None:
+    """After a --repo deploy that fetched what it needed: unless the host's clone already names
+    a default remote in its own `.dvc/config.local`, record there the remote just used (as DVC
+    resolved it from the release's tree), so a later rollback to a release committed before
+    that remote was (its tree names none, or an older one) is served from it too."""
+    store = DvcStore(ws.root)
+    try:
+        if (store.repo.config.load_one("local").get("core") or {}).get("remote"):
+            return
+        name, settings = store.remote_settings()
+    except StorageError:  # no remote at all: this release needed none; nothing to record
+        return
+    finally:
+        store.close()
+    DvcStore(ws.root).use_remote(name, settings)
