@@ -230,3 +230,91 @@ def test_repo_host_without_a_usable_remote_names_its_own_config(project_live, tm
     res = deploy(p, host, "--repo", str(p.origin), cwd=tmp_path)
     assert res.code == 0, res.err
     assert current(host) == f"releases/{V1}"
+
+
+# -- 4. storage errors get the storage exit code ---------------------------------------------
+def _on_s3(p: Project, s3: dict) -> str:
+    """The S3 remote committed (as in production), a release pushed there and live in production
+    on origin; returns its tag."""
+    p.dvc("remote", "add", "-f", "-d", "s3", s3["url"])
+    p.dvc("remote", "modify", "s3", "endpointurl", s3["endpoint"])
+    p.dvc("remote", "remove", "--local", "local")
+    p.commit_all("DVC remote on S3")
+    p.git("push", "-q", "origin", "main")
+    v2 = threshold_release(p, 0.35)
+    assert move(p, "promote", v2, "--env", "production", "--push").code == 0
+    return v2
+
+
+def _host(p: Project, host, endpoint: str):
+    """A serving host's clone of origin whose own config points the S3 remote at `endpoint`."""
+    clone_dir = host / ".tether" / "repo"
+    clone_dir.parent.mkdir(parents=True)
+    p.git("clone", "-q", "--no-checkout", str(p.origin), str(clone_dir), cwd=host.parent)
+    (clone_dir / ".dvc").mkdir()
+    (clone_dir / ".dvc" / "config.local").write_text(f"['remote \"s3\"']\n    endpointurl = {endpoint}\n")
+    return clone_dir
+
+
+def test_storage_faults_during_deploy_are_exit_7_naming_object_and_endpoint(project, s3_remote, tmp_path):
+    """The small objects a deploy reads first arrive; the weights, streamed from S3 into the
+    release directory, meet a 403, a 500 (after botocore's retries), an endpoint that dies, and
+    an object deleted between the existence check and the read."""
+    from deployfaults import FaultProxy
+
+    p = project
+    v2 = _on_s3(p, s3_remote)
+    weights = next(e for e in p.ok("show", v2, "--json").json()["components"]["weights"]
+                   if e["path"].endswith("model.skops"))
+    for mode, says in (("403", "permission denied"), ("500", "failed"), ("die", "failed"), ("delete", "lost")):
+        with FaultProxy(s3_remote["endpoint"]) as proxy:
+            host = tmp_path / f"host-{mode}"
+            _host(p, host, proxy.url)
+            proxy.mode, proxy.only = mode, weights["md5"][2:]
+            res = deploy(p, host, "--repo", str(p.origin), cwd=tmp_path)
+        assert proxy.hits, (mode, res.err)
+        assert res.code == 7, (mode, res.code, res.out, res.err)
+        err = " ".join(res.err.split())
+        assert "Traceback" not in err and says in err and "models/fraud-detector/model.skops" in err, (mode, err)
+        assert f"/files/md5/{weights['md5'][:2]}/{weights['md5'][2:]} at {proxy.url}" in err, (mode, err)
+        assert "nothing was switched" in err, (mode, err)
+        assert not (host / "current").exists()
+        assert list((host / "releases").iterdir()) == [], mode  # no .partial left behind
+        assert log_lines(host)[-1]["outcome"] == "failed"
+    # the endpoint answering again and the object pushed again: the same host deploys
+    host = tmp_path / "host-die"
+    (host / ".tether/repo/.dvc/config.local").write_text(
+        f"['remote \"s3\"']\n    endpointurl = {s3_remote['endpoint']}\n")
+    p.dvc("push", "-q")
+    res = deploy(p, host, "--repo", str(p.origin), cwd=tmp_path)
+    assert res.code == 0, res.err
+    assert current(host) == f"releases/{v2}"
+
+
+# -- 5. a full disk ----------------------------------------------------------------------------
+def test_deploy_into_a_full_file_system_is_exit_7_and_cleans_up(tmp_path):
+    """A big-weights model (another shape), deployed from a teammate's fresh clone after `dvc
+    pull` into a 3 MiB tmpfs: v1.0.0 (1 MiB) fits, v1.0.1 (4 MiB) does not."""
+    from deployfaults import small_tmpfs
+    from shapes import big_release, build_big
+
+    p = build_big(tmp_path / "big", 1)
+    assert move(p, "promote", "big@v1.0.0", "--env", "production", "--push").code == 0
+    v2 = big_release(p, 2, 4)
+    mate = clone(p, tmp_path / "mate")
+    p.sh(os.path.join(BIN, "dvc"), "pull", "-q", cwd=mate)
+    with small_tmpfs(tmp_path / "disk", 3 << 20) as disk:
+        target = disk / "serving"
+        assert deploy(p, target, cwd=mate).code == 0
+        assert current(target) == "releases/big@v1.0.0"
+        assert move(p, "promote", v2, "--env", "production", "--push", cwd=mate).code == 0
+        res = deploy(p, target, cwd=mate)
+        assert res.code == 7, (res.code, res.out, res.err)
+        err = " ".join(res.err.split())
+        assert f"no space left on the file system of {target}" in err and "needs about 4.0 MiB" in err, err
+        assert "MiB free" in err and "the previous release keeps serving" in err and "Traceback" not in err, err
+        assert current(target) == "releases/big@v1.0.0"
+        assert sorted(d.name for d in (target / "releases").iterdir()) == ["big@v1.0.0"]
+        assert not list(target.rglob("*.tether-tmp"))
+        assert log_lines(target)[-1]["outcome"] == "failed"
+        assert p.tether("verify", "--target", str(target), cwd=mate).code == 0

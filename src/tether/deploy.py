@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tether.canary import write_weight_file
 from tether.deploysource import (_check_origin, _storage_errors, host_remote_hint, plan_source, remember_remote,
-                                 require_signed, source_workspace)
+                                 remote_where, require_signed, source_workspace)
 from tether.deploystage import STAMP, build, manifest_digest, read_stamp, shared_outputs, stamp_ok, write_stamp
 from tether.deployswitch import (current_release, log_event, logged_manifest_digest, prune, refuse_other_env,
                                  resolve_current, resolve_target, serving, switch_current, target_lock)
@@ -100,6 +100,9 @@ def deploy(
             res = _converge(ws, target, env, model, previous, served, keep=keep, full=full, smoke=smoke,
                             progress=progress, signed=signed, force=force, own_clone=repo_url is None)
         except StorageError as exc:
+            where = remote_where(ws) if "DVC remote" in exc.message else None
+            if where and where not in exc.message:
+                exc.message = f"{exc.message} (DVC remote {where})"
             if repo_url is not None:
                 exc.hint = "; ".join(filter(None, [exc.hint, host_remote_hint(ws.root)]))
             raise

@@ -245,3 +245,16 @@ def remember_remote(ws: Workspace) -> None:
     finally:
         store.close()
     DvcStore(ws.root).use_remote(name, settings)
+
+
+def remote_where(ws: Workspace) -> str | None:
+    """The DVC remote a deploy reads, for a storage message: `URL` or `URL at ENDPOINT`."""
+    store = DvcStore(ws.root)
+    try:
+        _name, settings = store.remote_settings()
+    except Exception:  # a message helper: never the reason a failure goes unexplained
+        return None
+    finally:
+        store.close()
+    endpoint = settings.get("endpointurl")
+    return f"{settings.get('url')}" + (f" at {endpoint}" if endpoint else "")
