@@ -205,14 +205,14 @@ def test_repo_host_rolls_back_to_a_release_made_before_the_remote_was_committed(
     res = deploy(p, host, "--repo", str(p.origin), cwd=tmp_path)
     assert res.code == 0, res.err
     assert current(host) == f"releases/{v2}"
-    local = (host / ".tether/repo/.dvc/config.local").read_text()
-    assert "shared" in local and str(p.store) in local, local
 
     assert move(p, "rollback", "--env", "production", "--push").code == 0
     res = deploy(p, host, "--repo", str(p.origin), "--json", cwd=tmp_path)
     assert res.code == 0, (res.code, res.out, res.err)
     assert res.json()["release"] == V1 and current(host) == f"releases/{V1}"
     assert p.tether("verify", "--target", str(host), cwd=tmp_path).code == 0
+    local = (host / ".tether/repo/.dvc/config.local").read_text()  # what served it: the host's own
+    assert "shared" in local and str(p.store) in local, local
 
 
 def test_repo_host_without_a_usable_remote_names_its_own_config(project_live, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -235,6 +236,12 @@ def remember_remote(ws: Workspace) -> None:
     a default remote in its own `.dvc/config.local`, record there the remote just used (as DVC
     resolved it from the release's tree), so a later rollback to a release committed before
     that remote was (its tree names none, or an older one) is served from it too."""
+    local = ws.root / ".dvc" / "config.local"
+    try:  # the usual case, without starting DVC: the host's file already names a default remote
+        if re.search(r"^\s*\[\s*core\s*\][^\[]*^\s*remote\s*=", local.read_text(), re.M):
+            return
+    except OSError:
+        pass
     store = DvcStore(ws.root)
     try:
         if (store.repo.config.load_one("local").get("core") or {}).get("remote"):
