@@ -32,7 +32,7 @@ from tether.deploystage import STAMP, build, manifest_digest, read_stamp, shared
 from tether.deployswitch import (current_release, log_event, logged_manifest_digest, prune, refuse_other_env,
                                  resolve_current, resolve_target, serving, switch_current, target_lock)
 from tether.deployverify import read_release, verify_release_dir, verify_target
-from tether.errors import StorageError, UsageError
+from tether.errors import StorageError, TetherError, UsageError
 from tether.registry import Event, Release
 from tether.workspace import Workspace
 
@@ -107,7 +107,8 @@ def deploy(
                 exc.hint = "; ".join(filter(None, [exc.hint, host_remote_hint(ws.root)]))
             raise
         if repo_url is not None:
-            remember_remote(ws)
+            with contextlib.suppress(OSError, TetherError):  # the deploy is done; this only helps a later one
+                remember_remote(ws)
         return res
 
 
