@@ -124,7 +124,7 @@ def test_exception_mid_copy_leaves_the_old_release_serving(live_v1, monkeypatch)
     def flaky(src, dst, *args, **kw):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise OSError(28, "No space left on device")
+            raise OSError(5, "Input/output error")  # (a full disk is exit 7 now: test_deploy_truth)
         real(src, dst, *args, **kw)
 
     monkeypatch.setattr(materialise, "_copy", flaky)
@@ -136,7 +136,7 @@ def test_exception_mid_copy_leaves_the_old_release_serving(live_v1, monkeypatch)
     assert calls["n"] == 3
     assert_serving_verified(p, target, "fraud-detector@v1.0.0")
     log = [json.loads(line) for line in (target / "deploy.log").read_text().splitlines()]
-    assert log[-1]["outcome"] == "failed" and "No space left" in log[-1]["error"]
+    assert log[-1]["outcome"] == "failed" and "Input/output error" in log[-1]["error"]
     monkeypatch.undo()
     res = deploy(p, target)  # the next deploy cleans the partial directory and succeeds
     assert res.code == 0, res.err

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from pathlib import Path
 
 from tether.dvcstore import DvcStore
-from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
+from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.gitrepo import Git
 from tether.registry import Event, Registry, Release
 from tether.workspace import Workspace
@@ -142,10 +143,13 @@ def require_signed(ws: Workspace, reg: Registry, model: str, env: str, rel: Rele
 
 
 def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False,
-                signed: tuple[bool, Path | None] = (False, None)) -> tuple[Registry, Release, Event]:
+                signed: tuple[bool, Path | None] = (False, None),
+                own_clone: bool = False) -> tuple[Registry, Release, Event]:
     """The release the environment runs: per the git remote when there is one (a local branch
     may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
-    repository) fetches nothing: origin's branch as last fetched, and no DVC objects."""
+    repository) fetches nothing: origin's branch as last fetched, and no DVC objects.
+    `own_clone` (a deploy from the user's repository, not --repo): a local branch that holds a
+    move origin lacks (ahead, or diverged) is refused, never silently overruled by origin's."""
     model = ws.model(model)
     branch = ws.branch(model, env)
     head = None
@@ -158,6 +162,8 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
         else:  # origin has no such branch (yet): the tags alone
             ws.git.fetch("origin", tags)
     reg = Registry(ws, messages=False)
+    if own_clone and head is not None:
+        refuse_unpushed(reg, model, env, branch)
     if head is None:
         head = reg.env_head(model, env)
     events = reg.events_at(env, head, model) if head else []
@@ -183,3 +189,79 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     require_signed(ws, reg, model, env, rel, events, *signed)
     return reg, rel, ev
 
+
+
+def _describe(ev: Event | None, commit: str) -> str:
+    if ev is None or not ev.release:
+        return f"commit {commit[:12]} (no release)"
+    who = f"{ev.action} by {ev.approver}, " if ev.source == "tether" and ev.approver else ""
+    return f"{ev.release} ({who}commit {commit[:12]})"
+
+
+def refuse_unpushed(reg: Registry, model: str, env: str, branch: str) -> None:
+    """Conflict (exit 4) when this clone's branch of the environment holds a move origin does
+    not: origin's release is what every host deploying from origin serves, this clone's is
+    what `tether status` here says; deploying either would leave one of them untrue. A branch
+    merely behind origin's is stale: origin's is deployed, as before."""
+    state = reg.env_state(model, env)
+    if state.relation not in ("ahead", "diverged") or state.local is None or state.remote is None:
+        return
+    mine = reg.events_at(env, state.local, model)
+    theirs = reg.events_at(env, state.remote, model)
+    local = _describe(mine[0] if mine else None, state.local)
+    remote = _describe(theirs[0] if theirs else None, state.remote)
+    if state.relation == "ahead":
+        gto = [ev.trailers["Tether-Gto-Tag"] for ev in mine
+               if ev.trailers.get("Tether-Gto-Tag") and reg.ws.git.ref(f"refs/tags/{ev.trailers['Tether-Gto-Tag']}")
+               and not reg.ws.git.is_ancestor(ev.commit, state.remote)]
+        push = " ".join(["git push origin", branch, *gto])
+        raise Conflict(
+            f"{env}: this clone's {branch} is {local}, not pushed; origin's is {remote}. "
+            f"Hosts that deploy from origin serve {remote.split(' (')[0]}; nothing was deployed",
+            hint=f"finish the move first: {push} (a move made with --push is published at once), "
+                 f"then deploy again; or, to serve origin's release, reset {branch} to origin/{branch}")
+    raise Conflict(
+        f"{env}: this clone's {branch} ({local}) and origin's ({remote}) have diverged; nothing was deployed",
+        hint=f"inspect both histories (git log --first-parent {branch} origin/{branch}) and reconcile them, "
+             f"then deploy again")
+
+
+def host_remote_hint(clone: Path) -> str:
+    return (f"a --repo host's DVC remote is its own: {clone}/.dvc/config.local serves every release, whatever "
+            f"each release's committed .dvc/config says (cd {clone} && dvc remote add --local -d NAME URL)")
+
+
+def remember_remote(ws: Workspace) -> None:
+    """After a --repo deploy that fetched what it needed: unless the host's clone already names
+    a default remote in its own `.dvc/config.local`, record there the remote just used (as DVC
+    resolved it from the release's tree), so a later rollback to a release committed before
+    that remote was (its tree names none, or an older one) is served from it too."""
+    local = ws.root / ".dvc" / "config.local"
+    try:  # the usual case, without starting DVC: the host's file already names a default remote
+        if re.search(r"^\s*\[\s*core\s*\][^\[]*^\s*remote\s*=", local.read_text(), re.M):
+            return
+    except OSError:
+        pass
+    store = DvcStore(ws.root)
+    try:
+        if (store.repo.config.load_one("local").get("core") or {}).get("remote"):
+            return
+        name, settings = store.remote_settings()
+    except StorageError:  # no remote at all: this release needed none; nothing to record
+        return
+    finally:
+        store.close()
+    DvcStore(ws.root).use_remote(name, settings)
+
+
+def remote_where(ws: Workspace) -> str | None:
+    """The DVC remote a deploy reads, for a storage message: `URL` or `URL at ENDPOINT`."""
+    store = DvcStore(ws.root)
+    try:
+        _name, settings = store.remote_settings()
+    except Exception:  # a message helper: never the reason a failure goes unexplained
+        return None
+    finally:
+        store.close()
+    endpoint = settings.get("endpointurl")
+    return f"{settings.get('url')}" + (f" at {endpoint}" if endpoint else "")

@@ -6,8 +6,11 @@ into the staging directory, each byte written once."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from tether.clock import now_iso
 from tether.deployswitch import _fsync_dir, _rmtree
 from tether.digest import sha256_bytes
 from tether.dvcstore import DvcStore
-from tether.errors import TetherError
+from tether.errors import StorageError, TetherError
 from tether.manifest import dumps
 from tether.registry import Release
 from tether.workspace import Workspace
@@ -186,18 +189,45 @@ def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, 
         _rmtree(final)  # materialised once, but its stamp no longer verifies
     if progress:
         progress(f"materialising {rel.tag} into {partial} and verifying every digest …")
-    placed = materialise.materialise(ws.git, store, manifest, partial, entries, shared=shared, stream=True)
-    # what `verify --target` re-checks later: the manifest's digest, or the one just verified
-    # against DVC's md5 on the way in (a directory's tree digest, a hand-tagged release's file)
-    entries = [{**e, "sha256": e.get("sha256") or placed.get(e["path"])} for e in entries]
-    write_stamp(partial, manifest, entries, rel.tag_object)
-    if smoke:  # the way `tether serve` will run it: a worker in the release directory
-        from tether.workerproc import smoke_in_worker
+    try:
+        placed = materialise.materialise(ws.git, store, manifest, partial, entries, shared=shared, stream=True)
+        # what `verify --target` re-checks later: the manifest's digest, or the one just verified
+        # against DVC's md5 on the way in (a directory's tree digest, a hand-tagged release's file)
+        entries = [{**e, "sha256": e.get("sha256") or placed.get(e["path"])} for e in entries]
+        write_stamp(partial, manifest, entries, rel.tag_object)
+        if smoke:  # the way `tether serve` will run it: a worker in the release directory
+            from tether.workerproc import smoke_in_worker
 
-        if progress:
-            progress(f"smoke-testing {rel.tag} in a worker …")
-        smoke_in_worker(partial, eval_paths[0])
-    _fsync_tree(partial)
-    os.replace(partial, final)
+            if progress:
+                progress(f"smoke-testing {rel.tag} in a worker …")
+            smoke_in_worker(partial, eval_paths[0])
+        _fsync_tree(partial)
+        os.replace(partial, final)
+    except BaseException as exc:  # a failed build leaves nothing behind (a kill -9 leaves it to the next deploy)
+        with contextlib.suppress(OSError):
+            if os.path.lexists(partial):
+                _rmtree(partial)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(final.parent.parent, rel.tag, sum(int(e.get("size") or 0) for e in rest)) from exc
+        raise
     _fsync_dir(final.parent)
     return {"linked": len(shared)}
+
+
+def disk_full(target: Path, tag: str, needed: int) -> StorageError:
+    """ENOSPC (or a quota) while building in DIR: exit 7, the space the release's outputs need
+    and what is free now that the partial build is gone. `current` was never touched."""
+    try:
+        free = shutil.disk_usage(target).free
+    except OSError:
+        free = None
+    have = f"{_mb(free)} free" if free is not None else "free space unknown"
+    return StorageError(
+        f"no space left on the file system of {target}: {tag} needs about {_mb(needed)} for its DVC outputs "
+        f"(plus its git files), {have}; the partial build was removed",
+        hint=f"free space there (or use a larger --target) and deploy again; nothing was switched, "
+             f"the previous release keeps serving")
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"

@@ -163,3 +163,40 @@ def logged_manifest_digest(target: Path, release_id: str) -> str | None:
             found = rec["manifest_sha256"]
     return found
 
+
+
+def serving(target: Path, release_id: str | None) -> dict | None:
+    """The deploy log's last record that made `release_id` (what `current` names) live: its
+    "env" and "release" say which environment DIR serves. None without one."""
+    if release_id is None:
+        return None
+    found = None
+    try:
+        lines = (target / "deploy.log").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("outcome") in ("deployed", "switched") and isinstance(rec.get("env"), str):
+            found = rec
+    return found if found is not None and found.get("to") == release_id else None
+
+
+def refuse_other_env(target: Path, served: dict | None, env: str, model: str | None, force: bool) -> str | None:
+    """Conflict (exit 4) when DIR serves another environment (or another model's), unless
+    `force`; returns what `force` overrode ("production (fraud-detector@v1.1.0)"), for the log."""
+    if served is None:
+        return None
+    their_model = str(served.get("release", "")).partition("@")[0] or None
+    if served["env"] == env and (model is None or their_model is None or their_model == model):
+        return None
+    was = f"{served['env']} ({served.get('release') or served.get('to')})"
+    if force:
+        return was
+    what = f"{model}'s {env}" if model and their_model and their_model != model else env
+    raise Conflict(f"{target} serves {was}; deploying {what} there would replace it. Nothing was changed",
+                   hint=f"deploy {env} to its own --target, or pass --force to make {target} serve {what} "
+                        f"(recorded in its deploy.log)")

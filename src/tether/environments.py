@@ -36,6 +36,9 @@ class MovePlan:
     gates: list[gates.GateResult] = field(default_factory=list)
     sign: bool = False  # a signed move commit (git's own signing: `commit-tree -S`)
     signature_rule: signpolicy.Rule = field(default_factory=signpolicy.Rule)
+    # without --push, with an origin: {"branch", "origin_release", "push"}: hosts deploying from
+    # origin do not see this move until it is pushed (and `tether deploy` here refuses until then)
+    local_only: dict | None = None
 
     def trailers(self, time: str) -> dict[str, str]:
         return {
@@ -64,6 +67,7 @@ class MovePlan:
             "sign": self.sign,
             "notes": self.notes,
             "gates": [g.as_dict() for g in self.gates],
+            "local_only": self.local_only,
         }
 
 
@@ -285,6 +289,11 @@ def plan_move(
                                              "(meta.tether.smoke: false)"))
     gates.raise_failures(results, action)
     plan.gates = results
+    if not push and ws.git.remote_url("origin"):
+        theirs = reg.events_at(env, state.remote, model) if state.remote else []
+        plan.local_only = {"branch": branch, "origin_has_branch": state.remote is not None,
+                           "origin_release": (theirs[0].release or None) if theirs else None,
+                           "push": f"git push origin {branch}"}
     return plan
 
 

@@ -107,10 +107,53 @@ def _stream(store: DvcStore, md5: str, dst: Path, sha256: str | None, name: str)
     into the local cache so a later rollback to it needs no remote. Only a verified file is
     linked: a kill before that leaves nothing in the cache."""
     with store.open_remote(md5) as fin:
-        digest = _write(fin, dst, sha256, name, md5,
+        digest = _write(_RemoteRead(fin, store, md5, name), dst, sha256, name, md5,
                         f"the DVC remote's object {md5} is corrupt: push a good copy from a workspace that has it")
     store.adopt(md5, dst)
     return digest
+
+
+def remote_object(store: DvcStore, md5: str) -> str:
+    """Where object `md5` lives on the DVC remote, for a message: its URL (DVC 3's layout)
+    and the endpoint, e.g. `s3://bucket/store/files/md5/ab/cdef… at http://minio:9000`."""
+    try:
+        _name, settings = store.remote_settings()
+    except Exception:  # a message helper: never the reason a failure goes unexplained
+        return f"object {md5}"
+    url = str(settings.get("url") or "").rstrip("/")
+    endpoint = settings.get("endpointurl")
+    return f"{url}/files/md5/{md5[:2]}/{md5[2:]}" + (f" at {endpoint}" if endpoint else "")
+
+
+class _RemoteRead:
+    """A remote object's reader whose failures are storage failures (exit 7) naming the file,
+    the object and the endpoint: s3fs and fsspec raise the builtin PermissionError (403),
+    OSError (a 500 after retries, a dropped connection) or FileNotFoundError (deleted since the
+    existence check) only when the bytes are read, long after the object was opened."""
+
+    def __init__(self, fin, store: DvcStore, md5: str, name: str) -> None:
+        self.fin, self.store, self.md5, self.name = fin, store, md5, name
+
+    def readinto(self, buf) -> int:
+        try:
+            return self.fin.readinto(buf)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> StorageError:
+        where = remote_object(self.store, self.md5)
+        after = "nothing was switched; the previous release keeps serving"
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        if isinstance(exc, FileNotFoundError):
+            return StorageError(f"the DVC remote lost {self.name} ({where}) while it was being read",
+                                hint=f"push it again from a workspace that has it (dvc push); {after}")
+        if isinstance(exc, PermissionError):
+            return StorageError(f"the DVC remote refused to read {self.name} ({where}): permission denied ({reason})",
+                                hint=f"check the credentials this host uses for the remote; {after}")
+        return StorageError(f"reading {self.name} from the DVC remote ({where}) failed: {type(exc).__name__}: {reason}",
+                            hint=f"check that the remote is reachable (dvc remote list) and try again; {after}")
 
 
 def _write(fin, dst: Path, sha256: str | None, name: str, md5: str | None, hint: str) -> str:

@@ -25,6 +25,8 @@ def deploy(
                                         help="Deploy only a move signed by a key in --allowed-signers."),
     allowed_signers: Optional[str] = typer.Option(None, "--allowed-signers", metavar="FILE",
                                                   help="This host's allowed signers file (git's SSH format)."),
+    force: bool = typer.Option(False, "--force",
+                               help="Let DIR serve this environment though it serves another (recorded in deploy.log)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -39,7 +41,7 @@ def deploy(
     with byte_bar(f"deploying {env}", enabled=not as_json and not dry_run):
         res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
                         dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir,
-                        require_signatures=require_signed, allowed_signers=allowed_signers)
+                        require_signatures=require_signed, allowed_signers=allowed_signers, force=force)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")

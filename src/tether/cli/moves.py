@@ -29,9 +29,16 @@ def _move(action: str, **kw) -> None:
     new = execute_move(ws, plan)
     for step in plan.published:
         progress(step)
-    emit({"dry_run": False, "commit": new, **plan.as_dict()}, as_json,
-         "\n".join([*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {new[:12]}"
-                     + (", pushed" if plan.push else "") + ")"]))
+    lines = [*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {new[:12]}"
+             + (", pushed" if plan.push else "") + ")"]
+    if plan.local_only:
+        lo = plan.local_only
+        serve = (f"still serve {lo['origin_release'] or 'what origin/' + lo['branch'] + ' holds'}"
+                 + f"; `tether deploy --env {plan.env}` from this clone refuses until it is pushed"
+                 if lo["origin_has_branch"] else f"serve nothing (origin has no {lo['branch']})")
+        lines.append(f"local only: not pushed; hosts that deploy from origin {serve}. "
+                     f"Publish it: {lo['push']} (or move with --push)")
+    emit({"dry_run": False, "commit": new, **plan.as_dict()}, as_json, "\n".join(lines))
 
 
 @app.command()
