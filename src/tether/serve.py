@@ -65,6 +65,10 @@ def to_canary(key: str | None, weight: int, rand=None) -> bool:
     return slot < weight * 100
 
 
+class Preempted(Exception):
+    """A starting worker is no longer wanted: `current` moved on, or the server is stopping."""
+
+
 @dataclass
 class Supervisor:
     target: Path
@@ -74,6 +78,8 @@ class Supervisor:
     failed: dict = field(default_factory=dict)  # key -> (error, when)
     spares: bool = True
     spare: Worker | None = None
+    poll: float = 0.2  # seconds between a starting worker's checks that `current` still names it
+    stopping: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def current_dir(self) -> Path | None:
@@ -83,53 +89,82 @@ class Supervisor:
 
         return resolve_current(self.target)
 
+    def serving(self) -> Live | None:
+        """The live worker if its process is still running: a worker killed under load is not
+        ready, whatever it was a moment ago (the watcher restarts it)."""
+        live = self.live
+        return live if live is not None and live.worker.alive() else None
+
+    def reason(self) -> str | None:
+        """Why nothing (or not the wanted release) serves, for /ready and a 503."""
+        live = self.live
+        if live is not None and not live.worker.alive():
+            return self.last_error or f"the worker for {live.worker.name} exited (status {live.worker.status()})"
+        return self.last_error
+
     def _refuse(self, msg: str) -> None:
         if msg != self.last_error:
-            log.error("%s; still serving %s", msg, self.live.worker.name if self.live else "nothing")
+            live = self.serving()
+            log.error("%s; still serving %s", msg, live.worker.name if live else "nothing")
         self.last_error = msg
 
     def refresh(self) -> bool:
-        """Start a worker for what `current` names if it changed. True if it now serves."""
+        """Start a worker for what `current` names if it changed. True if it now serves. A start
+        is preempted when `current` moves on while the worker is still starting (a release that
+        hangs at import never holds up the rollback deployed after it)."""
         from tether.errors import TetherError
         from tether.workerproc import Worker, identity
 
         with self._lock:
-            try:
-                wanted = self.current_dir()
-            except TetherError as exc:  # a `current` tether did not make: never switch to it
-                self._refuse(f"refusing {self.target / 'current'}: {exc.message}")
-                return False
-            if wanted is None:
-                return False
-            key = identity(wanted)
-            if self.live and self.live.key == key:
-                if self.live.worker.alive():
-                    self.last_error = None  # back on the release we serve: any refusal is over
+            while True:
+                try:
+                    wanted = self.current_dir()
+                except TetherError as exc:  # a `current` tether did not make: never switch to it
+                    self._refuse(f"refusing {self.target / 'current'}: {exc.message}")
                     return False
-                self._refuse(f"the worker for {wanted.name} died; restarting it")
-            seen = self.failed.get(key)
-            if seen and time.monotonic() - seen[1] < RETRY_SECONDS:
-                self.last_error = seen[0]
-                return False
-            self.starting = wanted.name
-            worker, self.spare = self.spare, None
-            if worker is not None and worker.alive():
-                worker.assign(wanted)
-            else:
-                worker = Worker(self.target, wanted)
-            try:
-                hello = worker.wait_ready(READY_TIMEOUT)
-                validator = RecordValidator(hello["schema"]) if hello.get("schema") else None
-            except Exception as exc:
-                worker.kill()
-                why = str(getattr(exc, "message", None) or exc)
-                why = why[len(wanted.name) + 2:] if why.startswith(f"{wanted.name}: ") else why
-                msg = f"refusing {wanted.name}: {why}"
-                self.failed[key] = (msg, time.monotonic())
-                self.starting = None
-                self._refuse(msg)
-                self._new_spare()
-                return False
+                if wanted is None:
+                    return False
+                key = identity(wanted)
+                if self.live and self.live.key == key:
+                    if self.live.worker.alive():
+                        self.last_error = None  # back on the release we serve: any refusal is over
+                        return False
+                    self._refuse(f"the worker for {wanted.name} exited (status {self.live.worker.status()}); "
+                                 "restarting it")
+                seen = self.failed.get(key)
+                if seen and time.monotonic() - seen[1] < RETRY_SECONDS:
+                    self.last_error = seen[0]
+                    return False
+                if self.stopping.is_set():
+                    return False
+                self.starting = wanted.name
+                worker, self.spare = self.spare, None
+                if worker is not None and worker.alive():
+                    worker.assign(wanted)
+                else:
+                    worker = Worker(self.target, wanted)
+                try:
+                    hello = self._wait_ready(worker, key)
+                    validator = RecordValidator(hello["schema"]) if hello.get("schema") else None
+                except Preempted as exc:
+                    worker.kill()
+                    self.starting = None
+                    log.warning("stopped starting %s: %s", wanted.name, exc)
+                    if self.stopping.is_set():
+                        return False
+                    self._new_spare()
+                    continue  # what `current` names now
+                except Exception as exc:
+                    worker.kill()
+                    why = str(getattr(exc, "message", None) or exc)
+                    why = why[len(wanted.name) + 2:] if why.startswith(f"{wanted.name}: ") else why
+                    msg = f"refusing {wanted.name}: {why}"
+                    self.failed[key] = (msg, time.monotonic())
+                    self.starting = None
+                    self._refuse(msg)
+                    self._new_spare()
+                    return False
+                break
             old = self.live
             self.live = Live(worker, key, hello, validator, _iso(worker.started_at))
             self.failed.pop(key, None)
@@ -142,6 +177,31 @@ class Supervisor:
         self._new_spare()
         return True
 
+    def _wait_ready(self, worker: Worker, key: tuple) -> dict:
+        """The worker's ready line; Preempted as soon as `current` names another release (or
+        another build of it) or the server stops, checked every `poll` seconds."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        from tether.errors import TetherError
+        from tether.workerproc import identity
+
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                return worker.ready.result(max(0.0, min(self.poll, deadline - time.monotonic())))
+            except FutureTimeout:
+                pass
+            if self.stopping.is_set():
+                raise Preempted("the server is stopping")
+            if time.monotonic() >= deadline:
+                raise TetherError(f"the worker for {worker.name} was not ready within {READY_TIMEOUT:.0f} s")
+            try:
+                now = self.current_dir()
+            except TetherError:
+                continue  # a `current` tether did not make preempts nothing: it is refused later
+            if now is not None and identity(now) != key:
+                raise Preempted(f"{self.target / 'current'} now names {now.name}")
+
     def _new_spare(self) -> None:
         """The next swap's process, importing its libraries now (niced where it can be), so a
         swap costs the verification and the model's load, not a cold interpreter."""
@@ -151,6 +211,7 @@ class Supervisor:
             self.spare = Worker(self.target, None)
 
     def watch(self, interval: float, stop: threading.Event) -> None:
+        self.stopping = stop
         while not stop.is_set():
             try:
                 self.refresh()
@@ -203,6 +264,9 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
     split = Split()
     metrics = Metrics()
     stop = threading.Event()
+    sup.stopping = stop
+    if can is not None:
+        can.stopping = stop
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -231,19 +295,19 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
 
     @app.get("/ready")
     def ready():
-        live = sup.live
+        live = sup.serving()
         extra = {"canary": _canary_status(can, split)} if can is not None else {}
         if live is None:
-            return JSONResponse({"ready": False, "release": None, "starting": sup.starting, "error": sup.last_error,
+            return JSONResponse({"ready": False, "release": None, "starting": sup.starting, "error": sup.reason(),
                                  **extra}, status_code=503)
         return {"ready": True, "release": live.worker.name, "version": live.hello["version"],
                 "starting": sup.starting, "error": sup.last_error, **extra}
 
     @app.get("/version")
     def version():
-        live = sup.live
+        live = sup.serving()
         if live is None:
-            return JSONResponse({"detail": "no verified release is serving", "error": sup.last_error}, status_code=503)
+            return JSONResponse({"detail": "no verified release is serving", "error": sup.reason()}, status_code=503)
         h = live.hello
         return {"release": h["release"], "model": h["model"], "version": h["version"], "commit": h["commit"],
                 "manifest_sha256": h["manifest_sha256"], "threshold": h["threshold"], "loader": h["loader"],
@@ -269,8 +333,8 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
 
     def handle(body: bytes, header_key: str | None):
         arm0 = "stable" if can is not None else None
-        if sup.live is None:  # nothing verified serves: 503 whatever the body, as without a canary
-            return JSONResponse({"detail": "no verified release is serving", "error": sup.last_error},
+        if sup.serving() is None:  # nothing verified serves: 503 whatever the body, as without a canary
+            return JSONResponse({"detail": "no verified release is serving", "error": sup.reason()},
                                 status_code=503), None, (), arm0
         try:
             payload = json.loads(body, parse_int=_parse_int)
