@@ -160,3 +160,77 @@ def test_a_fix_forward_preempts_a_new_release_that_hangs_at_import(tmp_path):
         assert code == 200 and body["release"] == v3 and body["predictions"][0]["featurizer"] == "v2"
         until(lambda: not procs_in(target / "releases" / v2), "v2's hung worker stopped", timeout=10)
         assert call(url, "/ready")[1]["starting"] is None
+
+
+def served_project(tmp_path):
+    """The text classifier's v1 released, promoted (pushed) and deployed to tmp_path/serving."""
+    p = build_textserve(tmp_path / "p")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    promote(p, v1)
+    target = tmp_path / "serving"
+    deploy(p, target)
+    return p, v1, target
+
+
+def test_ctrl_c_stops_cleanly_a_busy_port_is_refused_naming_it_a_dropped_client_is_one_line(tmp_path):
+    """Item 8 on the text classifier. Ctrl-C in a terminal (SIGINT to the foreground process
+    group, the server's workers included) stops the server and every worker with no traceback
+    and no fatal error, exit 0; a busy port is exit 4 naming it, before any worker starts; a
+    client that drops mid-body is one log line."""
+    import socket
+
+    p, v1, target = served_project(tmp_path)
+    log = tmp_path / "serve.log"
+    with serve_proc(p, target, log, session=True) as (url, proc):
+        serving(url, v1)
+        port = int(url.rsplit(":", 1)[1])
+
+        # a second server on the same port: refused, naming the port, nothing started
+        busy = p.tether("serve", "--target", str(target), "--port", str(port), "--watch-interval", "0.2")
+        assert busy.code == 4, (busy.code, busy.err)
+        assert f"port {port}" in busy.err and "in use" in busy.err and "hint:" in busy.err, busy.err
+        assert "serving" not in busy.err and "Errno" not in busy.err and "Traceback" not in busy.err, busy.err
+
+        # a client that sends half of its declared body and hangs up
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                      b"content-length: 1000\r\n\r\n{\"records\": [")
+            time.sleep(0.3)  # the server is reading the body when the client goes
+        until(lambda: "disconnected" in log.read_text(), "the dropped client logged")
+        assert call(url, "/predict", {"records": TEXTS})[0] == 200  # and the server serves on
+
+        workers = procs_in(target / "releases" / v1) + procs_in(target)
+        assert workers, "the live worker and the spare"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        code = proc.wait(timeout=30)
+        text = log.read_text()
+    assert code == 0, (code, text)
+    assert "Fatal Python error" not in text and "Traceback" not in text, text
+    assert len([line for line in text.splitlines() if "disconnected" in line]) == 1, text
+    until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in workers), "every worker stopped", timeout=10)
+
+
+def test_a_target_that_never_appears_is_named_on_ready_and_ends_the_server_with_exit_3(tmp_path):
+    """Item 7: `tether serve --target DIR` on a DIR that does not exist says so on /ready at once
+    (naming DIR) and exits 3 naming it when nothing is deployed there within --target-wait; a DIR
+    deployed to in time is served as before (every other serving test starts that way)."""
+    from project import Project
+
+    p = Project(tmp_path)
+    p.root.mkdir()  # where p.tether runs: no repository is needed to serve
+    missing = tmp_path / "srv" / "typo"
+    log = tmp_path / "serve.log"
+    with serve_proc(p, missing, log, "--target-wait", "4") as (url, proc):
+        code, body, _ = call(url, "/ready")
+        assert code == 503 and body["ready"] is False, body
+        assert f"{missing} does not exist" in body["error"] and "4 s" in body["error"], body
+        code, body, _ = call(url, "/predict", {"records": TEXTS})
+        assert code == 503 and str(missing) in body["error"], body
+        status = proc.wait(timeout=30)
+    text = log.read_text()
+    assert status == 3, (status, text)
+    assert f"error: {missing} never appeared: nothing was deployed there within 4 s" in text, text
+    assert "hint:" in text and "--target-wait" in text and "Traceback" not in text, text
+    assert not missing.exists()  # serve created nothing
+    bad = p.tether("serve", "--target", str(missing), "--target-wait", "-1")
+    assert bad.code == 2 and "--target-wait" in bad.err, bad.err

@@ -34,6 +34,7 @@ log = logging.getLogger("tether.serve")
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 RETRY_SECONDS = 5.0
 READY_TIMEOUT = 300.0
+TARGET_WAIT = 300.0  # seconds `tether serve` waits for a missing --target DIR to appear before it gives up
 KEY_HEADER = "x-tether-key"  # a request key: the same key always lands on the same arm
 
 
@@ -80,6 +81,8 @@ class Supervisor:
     spare: Worker | None = None
     poll: float = 0.2  # seconds between a starting worker's checks that `current` still names it
     stopping: threading.Event = field(default_factory=threading.Event)
+    target_wait: float | None = None  # give up (self.fatal, exit 3) if the target has not appeared by then
+    fatal: Exception | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def current_dir(self) -> Path | None:
@@ -100,7 +103,14 @@ class Supervisor:
         live = self.live
         if live is not None and not live.worker.alive():
             return self.last_error or f"the worker for {live.worker.name} exited (status {live.worker.status()})"
+        if live is None and self.last_error is None and self.starting is None and not self.target.is_dir():
+            return self._missing()
         return self.last_error
+
+    def _missing(self) -> str:
+        wait = f"waits up to {self.target_wait:g} s" if self.target_wait is not None else "waits"
+        return (f"{self.target} does not exist: nothing is deployed there (serve {wait} for "
+                f"`tether deploy --target {self.target}`)")
 
     def _refuse(self, msg: str) -> None:
         if msg != self.last_error:
@@ -210,13 +220,30 @@ class Supervisor:
         if self.spares and self.spare is None:
             self.spare = Worker(self.target, None)
 
-    def watch(self, interval: float, stop: threading.Event) -> None:
+    def watch(self, interval: float, stop: threading.Event, on_fatal=None) -> None:
+        """Follow `current` until `stop`. With `target_wait`, a target that has not appeared
+        within it is fatal: `self.fatal` is set and `on_fatal()` called (the server exits 3)."""
+        from tether.errors import NotFound
+
         self.stopping = stop
+        t0, seen = time.monotonic(), self.target_wait is None
+        if not seen and not self.target.is_dir():
+            log.error("%s", self._missing())
         while not stop.is_set():
             try:
                 self.refresh()
             except Exception as exc:  # never let the watcher die
                 log.exception("watcher: %s", exc)
+            if not seen:
+                seen = self.target.is_dir()
+                if not seen and self.target_wait is not None and time.monotonic() - t0 >= self.target_wait:
+                    self.fatal = NotFound(
+                        f"{self.target} never appeared: nothing was deployed there within {self.target_wait:g} s",
+                        hint=f"check --target for a typo, deploy first (`tether deploy --env ENV --target "
+                             f"{self.target}`), or wait longer with --target-wait SECONDS")
+                    if on_fatal is not None:
+                        on_fatal()
+                    break
             stop.wait(interval)
         if self.live:
             self.live.worker.stop()
@@ -245,16 +272,20 @@ def _detail(loc: list, msg: str, status: int = 422):
 
 
 def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
-               request_timeout: float = 60.0, canary_target: Path | None = None):
+               request_timeout: float = 60.0, canary_target: Path | None = None,
+               target_wait: float | None = None, on_fatal=None):
     """`canary_target`: a second serving directory (the canary environment's deploy), served
-    by its own worker at the weight deploy wrote beside its `current` (DIR/weight.json)."""
+    by its own worker at the weight deploy wrote beside its `current` (DIR/weight.json).
+    `target_wait`: seconds a missing `target` may take to appear; then `app.state.supervisor.fatal`
+    is set and `on_fatal()` called (run() stops the server and raises it)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, PlainTextResponse
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
-    sup = Supervisor(Path(target).absolute())
+    sup = Supervisor(Path(target).absolute(), target_wait=target_wait)
     # Refuse to start over a `current` tether did not make (IntegrityError, exit 6) rather than
     # serve whatever it points at; a target with no `current` yet starts and waits for a deploy.
     sup.current_dir()
@@ -270,7 +301,7 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
 
     @asynccontextmanager
     async def lifespan(_app):
-        threads = [threading.Thread(target=sup.watch, args=(watch_interval, stop), daemon=True)]
+        threads = [threading.Thread(target=sup.watch, args=(watch_interval, stop, on_fatal), daemon=True)]
         if can is not None:
             threads += [threading.Thread(target=can.watch, args=(watch_interval, stop), daemon=True),
                         threading.Thread(target=split.watch, args=(can, watch_interval, stop), daemon=True)]
@@ -363,11 +394,17 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
             resp, name, scores = _detail(["body"], f"the body is larger than {max_body} bytes", 413), None, ()
         else:
             chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_body:
-                    break
-                chunks.append(chunk)
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > max_body:
+                        break
+                    chunks.append(chunk)
+            except ClientDisconnect:  # nobody to answer: one line, no traceback, not a request served
+                client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+                log.warning("%s disconnected after %d of %s body bytes; nothing answered", client, size,
+                            declared or "unknown")
+                return Response(status_code=400)
             if size > max_body:
                 resp, name, scores = _detail(["body"], f"the body is larger than {max_body} bytes", 413), None, ()
             else:
@@ -456,10 +493,59 @@ def _canary_status(can: Supervisor, split: Split) -> dict:
             "starting": can.starting, "error": can.last_error}
 
 
+def listen(host: str, port: int):
+    """The server's listening socket, bound before anything starts: a busy port is a Conflict
+    (exit 4) naming it, another address that cannot be bound a UsageError (exit 2)."""
+    import errno
+    import socket
+
+    from tether.errors import Conflict, UsageError
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0 to 65535, not {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart over TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Conflict(f"port {port} on {host} is already in use: another process listens there",
+                           hint=f"stop it (`ss -ltnp 'sport = :{port}'` names it) or serve on another --port") from None
+        raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}",
+                         hint="check --host (an address of this machine) and --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(target: Path, host: str, port: int, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
-        canary_target: Path | None = None) -> None:
+        canary_target: Path | None = None, target_wait: float | None = TARGET_WAIT) -> None:
+    """Serve until Ctrl-C or SIGTERM (then every worker is stopped and this returns: exit 0).
+    Raises Conflict before anything starts on a busy port, and NotFound when a missing
+    target has not appeared within `target_wait` seconds."""
+    import signal
+
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(create_app(target, watch_interval, max_body, canary_target=canary_target), host=host, port=port,
-                log_level="warning")
+    holder: list = []
+    app = create_app(target, watch_interval, max_body, canary_target=canary_target, target_wait=target_wait,
+                     on_fatal=lambda: setattr(holder[0], "should_exit", True) if holder else None)
+    sock = listen(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    holder.append(server)
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again for the handler it
+    # found: make that one a no-op, so Ctrl-C ends here, after the shutdown, and not in a
+    # KeyboardInterrupt while the worker threads finish.
+    stopped: list = []
+    previous = {sig: signal.signal(sig, lambda s, _f: stopped.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if app.state.supervisor.fatal is not None:
+        raise app.state.supervisor.fatal
+    log.warning("stopped%s", f" on {signal.Signals(stopped[0]).name}" if stopped else "")
