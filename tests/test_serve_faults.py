@@ -234,3 +234,96 @@ def test_a_target_that_never_appears_is_named_on_ready_and_ends_the_server_with_
     assert not missing.exists()  # serve created nothing
     bad = p.tether("serve", "--target", str(missing), "--target-wait", "-1")
     assert bad.code == 2 and "--target-wait" in bad.err, bad.err
+
+
+class FakeMetrics:
+    """A tiny HTTP server whose /metrics says whatever the test sets in `.body`: it stands for
+    another server (or a proxy) that lies, not for tether's own code."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        fake = self
+        self.body, self.scrapes = "", 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                fake.scrapes += 1
+                data = fake.body.encode()
+                self.send_response(200 if self.path == "/metrics" else 404)
+                self.send_header("content-type", "text/plain; version=0.0.4")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def lone_metrics(rid: str, requests: str = "500", errors: str = "0", bucket: str = "500") -> str:
+    """/metrics of one environment served alone, as tether serve renders it."""
+    lines = [f'tether_release_info{{release="{rid}"}} 1',
+             f'tether_requests_total{{release="{rid}",code="200"}} {requests}',
+             f'tether_request_errors_total{{release="{rid}"}} {errors}']
+    lines += [f'tether_request_duration_seconds_bucket{{release="{rid}",le="{le}"}} {bucket}'
+              for le in ("0.005", "0.1", "+Inf")]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_guard_counts_impossible_metrics_as_failed_samples_and_rolls_back(project):
+    """Item 9 on the reference project guarded alone (no canary): a /metrics whose counters are
+    +Inf, NaN, negative or falling is a failed observation, never the guard's crash (exit 1);
+    one more than failed_checks (1) in a row rolls production back to the last good release."""
+    from project import promote_to, threshold_release
+
+    p = project
+    earlier = "fraud-detector@v1.0.0"
+    promote_to(p, earlier)
+    newer = threshold_release(p, 0.35)
+    promote_to(p, newer)
+    head = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    rid = newer.replace("/", "--")
+    fake = FakeMetrics()
+    once = ("guard", "--env", "production", "--url", fake.url, "--once", "--json")
+    try:
+        honest = 500
+        fake.body = lone_metrics(rid)  # a first, honest sample: the step's baseline
+        res = p.tether(*once)
+        assert res.code == 0 and res.json()["action"] == "hold", (res.code, res.out, res.err)
+        for lie in (lone_metrics(rid, requests="+Inf"), lone_metrics(rid, bucket="NaN"),
+                    lone_metrics(rid, requests="-3"), lone_metrics(rid, errors="900"),
+                    lone_metrics(rid).replace('le="+Inf"} 500', 'le="+Inf"} 7')):
+            fake.body = lie
+            res = p.tether(*once)
+            assert res.code == 0, (res.code, res.err)
+            out = res.json()
+            assert out["action"] == "hold" and "unusable metrics: 1 failed sample(s)" in out["why"], out
+            assert [c["name"] for c in out["checks"] if c["ok"] is False] == ["metrics"], out
+            honest += 200  # honest again, with enough new requests to judge: healthy, the count restarts
+            fake.body = lone_metrics(rid, requests=str(honest), bucket=str(honest))
+            res = p.tether(*once)
+            assert res.code == 0 and res.json()["action"] == "hold", res.out
+            assert "healthy" in res.json()["why"], res.out
+        assert p.ok("history", "--env", "production", "--json").json()["environments"]["production"][
+            "events"][0]["commit"] == head["commit"]  # nothing moved on one failed sample
+
+        fake.body = lone_metrics(rid, requests="+Inf")
+        assert p.tether(*once).json()["action"] == "hold"
+        fake.body = lone_metrics(rid, requests="NaN")
+        res = p.tether(*once)
+    finally:
+        fake.close()
+    assert res.code == 0, res.err
+    out = res.json()
+    assert out["action"] == "rollback" and "unusable metrics (2 failed sample(s), 1 tolerated)" in out["why"], out
+    ev = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    assert ev["action"] == "rollback" and ev["release"] == earlier and ev["previous"] == newer, ev
+    assert ev["approver"] == "tether-guard" and "tether_requests_total" in ev["reason"], ev
