@@ -109,6 +109,8 @@ def test_a_killed_worker_is_not_ready_and_a_rollback_preempts_a_restart_that_han
                 assert "exited (status -9)" in body["error"] and v2 in body["error"], body
                 code, ver, _ = call(url, "/version")
                 assert code == 503 and str(info["pid"]) not in str(ver) and "status -9" in ver["error"], ver
+                metrics = call(url, "/metrics")[1]  # what the guard reads: nothing serves now
+                assert "tether_requests_total" in metrics and "tether_release_info{" not in metrics, metrics
                 time.sleep(0.2)
             assert call(url, "/predict", {"records": TEXTS})[0] == 503
             hung = procs_in(target / "releases" / v2)

@@ -318,10 +318,11 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
 
     def arms() -> list:
         out: list[tuple[Live, str | None, int | None]] = []
-        if sup.live:
-            out.append((sup.live, "stable" if can is not None else None, None))
-        if can is not None and can.live is not None:
-            out.append((can.live, "canary", split.weight_for(can.live)))
+        live, canary = sup.serving(), can.serving() if can is not None else None  # a dead worker serves nothing
+        if live is not None:
+            out.append((live, "stable" if can is not None else None, None))
+        if canary is not None:
+            out.append((canary, "canary", split.weight_for(canary)))
         return out
 
     @app.get("/ready")
@@ -352,7 +353,7 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
     def choose(payload, header_key: str | None) -> tuple[Supervisor, str | None]:
         if can is None:
             return sup, None
-        live = can.live
+        live = can.serving()  # a canary worker that died (and restarts): the stable arm answers
         weight = split.weight_for(live) if live is not None else 0
         key = header_key
         if key is None and isinstance(payload, dict) and isinstance(payload.get("key"), (str, int)) \
@@ -488,9 +489,9 @@ class Split:
 
 
 def _canary_status(can: Supervisor, split: Split) -> dict:
-    live = can.live
+    live = can.serving()
     return {"release": live.worker.name if live else None, "weight": split.weight_for(live),
-            "starting": can.starting, "error": can.last_error}
+            "starting": can.starting, "error": can.reason()}
 
 
 def listen(host: str, port: int):
