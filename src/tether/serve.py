@@ -516,7 +516,6 @@ def listen(host: str, port: int):
                            hint=f"stop it (`ss -ltnp 'sport = :{port}'` names it) or serve on another --port") from None
         raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}",
                          hint="check --host (an address of this machine) and --port") from None
-    sock.set_inheritable(True)
     return sock
 
 
