@@ -329,3 +329,54 @@ def test_a_guard_counts_impossible_metrics_as_failed_samples_and_rolls_back(proj
     ev = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
     assert ev["action"] == "rollback" and ev["release"] == earlier and ev["previous"] == newer, ev
     assert ev["approver"] == "tether-guard" and "tether_requests_total" in ev["reason"], ev
+
+
+def canary_metrics(stable: str, canary: str, weight: str = "10", requests: str = "300") -> str:
+    """/metrics of a server running production (stable) and a canary, as tether serve renders it."""
+    lines = [f'tether_release_info{{release="{stable}",arm="stable"}} 1',
+             f'tether_release_info{{release="{canary}",arm="canary"}} 1',
+             f'tether_canary_weight{{release="{canary}",arm="canary"}} {weight}']
+    for rid, arm in ((stable, "stable"), (canary, "canary")):
+        lines += [f'tether_requests_total{{release="{rid}",arm="{arm}",code="200"}} {requests}',
+                  f'tether_request_errors_total{{release="{rid}",arm="{arm}"}} 0',
+                  f'tether_request_duration_seconds_bucket{{release="{rid}",arm="{arm}",le="+Inf"}} {requests}']
+    return "\n".join(lines) + "\n"
+
+
+def test_a_canary_guard_counts_a_lying_weight_or_counter_as_failed_and_rolls_the_canary_back(tmp_path):
+    """Item 9 on the text classifier with a canary in front of production (canaryhelp's shape):
+    a weight of NaN, then a canary counter of +Inf, are two failed samples in a row: the canary
+    is set to weight 0 (a rollback move with the evidence), production is untouched."""
+    from canaryhelp import build_canary_project, set_alpha
+    from canaryhelp import release as make_release
+
+    p = build_canary_project(tmp_path / "p")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    promote(p, v1)
+    set_alpha(p, 0.8)
+    v2 = make_release(p, "alpha 0.8")
+    p.ok("promote", v2, "--env", "canary", *OPS, "--allow-regression", "test")
+    stable, canary = v1.replace("/", "--"), v2.replace("/", "--")
+    fake = FakeMetrics()
+    once = ("guard", "--env", "canary", "--url", fake.url, "--once", "--json")
+    try:
+        fake.body = canary_metrics(stable, canary)
+        res = p.tether(*once)
+        assert res.code == 0 and res.json()["action"] == "hold", (res.out, res.err)
+        fake.body = canary_metrics(stable, canary, weight="NaN")
+        res = p.tether(*once)
+        assert res.code == 0, res.err
+        out = res.json()
+        assert out["action"] == "hold" and "unusable metrics: 1 failed sample(s)" in out["why"], out
+        assert "tether_canary_weight" in out["checks"][0]["detail"], out
+        fake.body = canary_metrics(stable, canary, requests="+Inf")
+        res = p.tether(*once)
+    finally:
+        fake.close()
+    assert res.code == 0, res.err
+    out = res.json()
+    assert out["action"] == "rollback" and out["weight"] == 0 and out["commit"], out
+    ev = p.ok("history", "--env", "canary", "--json").json()["environments"]["canary"]["events"][0]
+    assert ev["release"] == v2 and "tether_requests_total" in ev["reason"] and ev["approver"] == "tether-guard", ev
+    prod = p.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"][0]
+    assert prod["release"] == v1
