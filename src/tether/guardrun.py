@@ -208,7 +208,8 @@ class Guard:
         except BadSample as exc:
             raise BadSample(exc.args[0], head, tag, weight) from None
 
-    def _sample(self, reg: Registry, rows, head: str, tag: str, weight: int) -> tuple[Sample | None, str, str, int, str]:
+    def _sample(self, reg: Registry, rows, head: str, tag: str,
+                weight: int) -> tuple[Sample | None, str, str, int, str]:
         arm = "canary" if self.stable else lone_arm(rows)
         rel, w = served(rows, arm)
         if rel != _rid(tag) or (self.stable and w != weight):
