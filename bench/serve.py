@@ -150,13 +150,20 @@ def drive(port: int, n: int, swapper=None) -> dict:
             "releases": releases}
 
 
-def setup(base: Path):
-    from project import ISOLATION, build_template, promote_to, threshold_release
+def isolate(base: Path) -> None:
+    """A HOME of the bench's own under `base` (git config, DVC's site cache), as the tests have."""
+    from project import ISOLATION
 
     home = base / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
     os.environ.update({"HOME": str(home), **ISOLATION})
+
+
+def setup(base: Path):
+    from project import build_template, promote_to, threshold_release
+
+    isolate(base)
     print("bench serve: reproducing the reference project and making two releases …", file=sys.stderr, flush=True)
     p = build_template(base / "t")
     target = base / "serving"
@@ -249,6 +256,7 @@ def rollback_behind_hang() -> None:
     table = Table("Serve: a rollback deployed while another release hangs at import")
     with tempfile.TemporaryDirectory(prefix="tether-bench-hang-") as tmp:
         base = Path(tmp)
+        isolate(base)
         print("bench serve: building the text classifier and a release that hangs at import …", file=sys.stderr,
               flush=True)
         p = build_textserve(base / "p")
