@@ -138,7 +138,7 @@ def test_a_fix_forward_preempts_a_new_release_that_hangs_at_import(tmp_path):
     promote(p, v1)
     target = tmp_path / "serving"
     marker = tmp_path / "hang"
-    with serve_proc(p, target, tmp_path / "serve.log") as (url, _proc):
+    with serve_proc(p, target, tmp_path / "serve.log") as (url, proc):
         deploy(p, target)
         serving(url, v1)
         original = (p.root / "src/serve.py").read_text()
@@ -162,6 +162,19 @@ def test_a_fix_forward_preempts_a_new_release_that_hangs_at_import(tmp_path):
         assert code == 200 and body["release"] == v3 and body["predictions"][0]["featurizer"] == "v2"
         until(lambda: not procs_in(target / "releases" / v2), "v2's hung worker stopped", timeout=10)
         assert call(url, "/ready")[1]["starting"] is None
+
+        # SIGTERM (systemd, docker stop) while v2 hangs at import again: a clean stop, exit 0
+        marker.unlink()  # promote's smoke gate imports the entrypoint too
+        promote(p, v2)
+        marker.touch()
+        deploy(p, target)
+        until(lambda: procs_in(target / "releases" / v2), "v2 hanging again")
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    text = (tmp_path / "serve.log").read_text()
+    assert f"stopped starting {v2}: the server is stopping" in text and "stopped on SIGTERM" in text, text
+    assert "Traceback" not in text and "Fatal Python error" not in text, text
+    until(lambda: not procs_in(target / "releases" / v2), "no worker left behind", timeout=10)
 
 
 def served_project(tmp_path):

@@ -228,7 +228,7 @@ class Supervisor:
         self.stopping = stop
         t0, seen = time.monotonic(), self.target_wait is None
         if not seen and not self.target.is_dir():
-            log.error("%s", self._missing())
+            log.warning("%s", self._missing())
         while not stop.is_set():
             try:
                 self.refresh()
