@@ -10,6 +10,11 @@ concurrent keep-alive clients on 127.0.0.1, REQUESTS requests each phase:
   swapping   tether serve while `current` flips between the two releases SWAPS times, 2 s apart
              (the clients go on until the last swap has answered, and at least REQUESTS)
 
+Then, on the text classifier served by its own entrypoint: the time from a rollback's deploy to
+its first answer while the release it rolls back from hangs at import (v2 serves; its worker is
+killed with kill -9 and its restart hangs; `tether rollback` + `tether deploy` to v1). Target:
+within 5 s (issue 27 item 6; tests/test_serve_faults.py asserts the bound).
+
 Every response must be a 200 whose threshold is that of the release it names (0.3 or 0.9): a
 response from a half-loaded release, or a failed request, is counted and must be zero.
 Bounded: REQUESTS per phase, a deadline per phase, and the servers are stopped at the end.
@@ -145,13 +150,20 @@ def drive(port: int, n: int, swapper=None) -> dict:
             "releases": releases}
 
 
-def setup(base: Path):
-    from project import ISOLATION, build_template, promote_to, threshold_release
+def isolate(base: Path) -> None:
+    """A HOME of the bench's own under `base` (git config, DVC's site cache), as the tests have."""
+    from project import ISOLATION
 
     home = base / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
     os.environ.update({"HOME": str(home), **ISOLATION})
+
+
+def setup(base: Path):
+    from project import build_template, promote_to, threshold_release
+
+    isolate(base)
     print("bench serve: reproducing the reference project and making two releases …", file=sys.stderr, flush=True)
     p = build_template(base / "t")
     target = base / "serving"
@@ -229,6 +241,46 @@ def main() -> None:
     table.add("failed + half-loaded responses", len(swapping["failed"]) + len(swapping["mixed"])
               + len(steady["failed"]) + len(steady["mixed"]), "", target="0",
               ok=not (swapping["failed"] or swapping["mixed"] or steady["failed"] or steady["mixed"]))
+    table.print()
+    rollback_behind_hang()
+
+
+def rollback_behind_hang() -> None:
+    """Deploy-to-first-answer of a rollback while the release it leaves hangs at import."""
+    import signal
+
+    from servehelp import OPS, call, serve_proc, serving, until
+    from test_serve_faults import hang_when, promote, release
+    from textserve import build_textserve
+
+    table = Table("Serve: a rollback deployed while another release hangs at import")
+    with tempfile.TemporaryDirectory(prefix="tether-bench-hang-") as tmp:
+        base = Path(tmp)
+        isolate(base)
+        print("bench serve: building the text classifier and a release that hangs at import …", file=sys.stderr,
+              flush=True)
+        p = build_textserve(base / "p")
+        v1 = p.ok("release", "--push", "--json").json()["tag"]
+        promote(p, v1)
+        marker = base / "hang"
+        hang_when(p, marker)
+        v2 = release(p, "serving code that hangs at import on a bad host")
+        promote(p, v2)
+        target = base / "serving"
+        p.ok("deploy", "--env", "production", "--target", str(target))
+        with serve_proc(p, target, base / "serve.log") as (url, _proc):
+            pid = serving(url, v2)["pid"]
+            marker.touch()
+            os.kill(pid, signal.SIGKILL)
+            until(lambda: call(url, "/ready")[1].get("starting") == v2, "the restart of v2 (hanging)")
+            p.ok("rollback", "--env", "production", *OPS, "--push")
+            assert p.tether("deploy", "--env", "production", "--target", str(target)).code == 0
+            t0 = time.perf_counter()
+            until(lambda: (lambda r: r[0] == 200 and r[1].get("release") == v1)(
+                call(url, "/predict", {"records": [{"text": "a fine film"}]}, timeout=5)), "v1's first answer", 120)
+            took = time.perf_counter() - t0
+    print(f"  rollback behind a hanging release: first answer {took:.2f} s after its deploy returned")
+    table.add("rollback deploy to first answer (s)", took, "s", target="<= 5 s", ok=took <= 5.0)
     table.print()
 
 

@@ -75,3 +75,45 @@ def serve(p, target: Path, log: Path, *extra: str):
 
 
 OPS = ("--approver", "ops", "--reason", "test")
+
+
+@contextlib.contextmanager
+def serve_proc(p, target: Path, log: Path, *extra: str, wait: bool = True, session: bool = False):
+    """Like serve(), yielding (url, Popen) so a test can signal the server and read its exit
+    status. `session`: its own process group, as a terminal's foreground job (for Ctrl-C)."""
+    port = free_port()
+    args = [sys.executable, "-m", "tether.cli", "serve", "--target", str(target), "--port", str(port),
+            "--watch-interval", "0.2", *extra]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(args, cwd=log.parent, env=p.env(), stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=session)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            if wait:
+                until(lambda: proc.poll() is None and call(url, "/ready", timeout=2)[0] in (200, 503), "the server")
+            yield url, proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def procs_in(directory: Path) -> list[int]:
+    """Pids of the processes whose working directory is `directory` (a release's workers)."""
+    import os
+
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd") == str(directory):
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if state != "Z":
+                        out.append(int(entry.name))
+            except OSError:
+                continue
+    return out

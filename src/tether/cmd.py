@@ -61,6 +61,7 @@ def run_bytes(args: list[str], cwd: str | Path | None, input: bytes) -> bytes:
 
 def spawn_pipes(args: list[str], cwd: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """A long-running child speaking a line protocol on stdin/stdout (a serving worker); its
-    stderr is the parent's, so what the child logs reaches the server's log."""
+    stderr is the parent's, so what the child logs reaches the server's log. In a session of its
+    own: a terminal's Ctrl-C reaches the parent only, which stops its children in order."""
     return subprocess.Popen(args, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
-                            env={**os.environ, **(env or {})}, bufsize=0, close_fds=True)
+                            env={**os.environ, **(env or {})}, bufsize=0, close_fds=True, start_new_session=True)

@@ -253,6 +253,25 @@ def decide(pol: GuardPolicy, state: State, sample: Sample) -> Decision:
     return Decision(PROMOTE, state.weight, found, f"checks passed {at}, the last step: promote", state)
 
 
+def failed_sample(pol: GuardPolicy, state: State, why: str) -> Decision:
+    """A sample the server could not give truthfully (a counter that is +Inf, NaN, negative or
+    fractional, a histogram that falls, more errors than requests): a failed observation,
+    counted in a row like a breach, so a server that lies about its health is rolled back from
+    (or a human is paged), never trusted and never the guard's crash."""
+    check = Check("metrics", False, None, 0.0, why)
+    if state.weight <= 0:
+        return Decision(HOLD, 0, (check,), "the canary takes no traffic (weight 0): nothing to watch", state)
+    failures = state.failures + 1
+    if failures > pol.failed_checks:
+        if pol.rollback == "manual":
+            return Decision(WAIT, state.weight, (check,), f"unusable metrics ({failures} failed sample(s)): "
+                            "rollback needs a human (policy rollback: manual)", state)
+        return Decision(ROLLBACK, 0, (check,), f"unusable metrics ({failures} failed sample(s), {pol.failed_checks} "
+                        "tolerated)", replace(state, weight=0, failures=failures))
+    return Decision(HOLD, state.weight, (check,), f"unusable metrics: {failures} failed sample(s), "
+                    f"{pol.failed_checks} tolerated", replace(state, failures=failures))
+
+
 def watch_alone(pol: GuardPolicy, state: State, sample: Sample) -> Decision:
     """One environment with no canary: its live scores against its release's eval scores, and
     its error rate. Never advances; a breach rolls back to the last known good release."""

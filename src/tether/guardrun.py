@@ -49,15 +49,37 @@ def scrape(url: str, timeout: float = 10.0) -> str:
         raise NotFound(f"no metrics from {url}: {exc}", hint="is `tether serve` running there?") from None
 
 
+class BadSample(ValueError):
+    """The server's /metrics for the guarded release cannot be true: a failed observation."""
+
+
 def parse(text: str) -> list[tuple[str, dict, float]]:
+    """(name, labels, value) per sample line; a value that is no number is NaN (refused by
+    `_count` if it is one of the guarded release's series, ignored otherwise)."""
     out = []
     for line in text.splitlines():
         m = _LINE.match(line.strip())
         if m:
             try:
-                out.append((m.group(1), dict(_LABEL.findall(m.group(2))), float(m.group(3))))
+                value = float(m.group(3))
             except ValueError:
-                continue
+                value = math.nan
+            out.append((m.group(1), dict(_LABEL.findall(m.group(2))), value))
+    return out
+
+
+def _count(name: str, labels: dict, value: float) -> int:
+    """A counter's value as the whole number of events it must be; BadSample otherwise."""
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        shown = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        raise BadSample(f"the server reports {name}{{{shown}}} = {value:g}, not a count")
+    return int(value)
+
+
+def _cumulative(name: str, buckets: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    out = sorted(buckets)
+    if any(b[1] < a[1] for a, b in zip(out, out[1:])):
+        raise BadSample(f"the server's {name} falls from one bucket to the next (a histogram's buckets are cumulative)")
     return out
 
 
@@ -65,30 +87,47 @@ def _rows(rows, name: str, release: str, arm: str | None):
     return [(lab, v) for n, lab, v in rows if n == name and lab.get("release") == release and lab.get("arm") == arm]
 
 
-def _per_bucket(cumulative: list[tuple[float, float]]) -> tuple[int, ...]:
+def _per_bucket(cumulative: list[tuple[float, int]]) -> tuple[int, ...]:
     out, prev = [], 0
     for _b, c in sorted(cumulative):
-        out.append(int(c) - prev)
-        prev = int(c)
+        out.append(c - prev)
+        prev = c
     return tuple(out)
 
 
-def _bound(text: str) -> float:
-    return math.inf if text == "+Inf" else float(text)
+def _bound(text: str | None) -> float:
+    try:
+        bound = math.inf if text == "+Inf" else float(text or "")
+    except ValueError:
+        bound = math.nan
+    if math.isnan(bound):
+        raise BadSample(f"the server reports a histogram bucket with le={text!r}, not a number")
+    return bound
+
+
+def _counts(rows, name: str, release: str, arm: str | None) -> list[tuple[dict, int]]:
+    return [(lab, _count(name, lab, v)) for lab, v in _rows(rows, name, release, arm)]
+
+
+def _hist(rows, name: str, release: str, arm: str | None) -> list[tuple[float, int]]:
+    return _cumulative(name, [(_bound(lab.get("le")), c) for lab, c in _counts(rows, name, release, arm)])
 
 
 def arm_of(rows, release: str, arm: str | None) -> Arm:
-    """One arm's cumulative counters for `release` from parsed /metrics."""
-    reqs = sum(int(v) for _l, v in _rows(rows, "tether_requests_total", release, arm))
-    errs = sum(int(v) for _l, v in _rows(rows, "tether_request_errors_total", release, arm))
-    lat = tuple(sorted((_bound(lab["le"]), int(v)) for lab, v in
-                       _rows(rows, "tether_request_duration_seconds_bucket", release, arm)))
-    sc = [(_bound(lab["le"]), v) for lab, v in _rows(rows, "tether_score_bucket", release, arm)]
+    """One arm's cumulative counters for `release` from parsed /metrics; BadSample when they
+    cannot be true (a counter +Inf, NaN, negative or fractional, a histogram that falls, more
+    errors than requests)."""
+    reqs = sum(c for _l, c in _counts(rows, "tether_requests_total", release, arm))
+    errs = sum(c for _l, c in _counts(rows, "tether_request_errors_total", release, arm))
+    if errs > reqs:
+        raise BadSample(f"the server reports {errs} errors of {reqs} requests for {release}")
+    lat = tuple(_hist(rows, "tether_request_duration_seconds_bucket", release, arm))
+    sc = _hist(rows, "tether_score_bucket", release, arm)
     return Arm(release, reqs, errs, lat, _per_bucket(sc) if sc else ())
 
 
 def eval_of(rows, release: str, arm: str | None) -> tuple[int, ...]:
-    sc = [(_bound(lab["le"]), v) for lab, v in _rows(rows, "tether_eval_score_bucket", release, arm)]
+    sc = _hist(rows, "tether_eval_score_bucket", release, arm)
     return _per_bucket(sc) if sc else ()
 
 
@@ -101,7 +140,7 @@ def lone_arm(rows) -> str | None:
 def served(rows, arm: str | None) -> tuple[str | None, int | None]:
     """(release id, weight) the server reports for an arm."""
     rel = next((lab.get("release") for n, lab, _v in rows if n == "tether_release_info" and lab.get("arm") == arm), None)
-    w = next((int(v) for n, lab, v in rows if n == "tether_canary_weight" and lab.get("arm") == arm), None)
+    w = next((_count(n, lab, v) for n, lab, v in rows if n == "tether_canary_weight" and lab.get("arm") == arm), None)
     return rel, w
 
 
@@ -164,6 +203,13 @@ class Guard:
         tag = events[0].release
         weight = weight_of(events) if self.stable else 100
         rows = parse(scrape(self.url))
+        try:
+            return self._sample(reg, rows, head, tag, weight)
+        except BadSample as exc:
+            raise BadSample(exc.args[0], head, tag, weight) from None
+
+    def _sample(self, reg: Registry, rows, head: str, tag: str,
+                weight: int) -> tuple[Sample | None, str, str, int, str]:
         arm = "canary" if self.stable else lone_arm(rows)
         rel, w = served(rows, arm)
         if rel != _rid(tag) or (self.stable and w != weight):
@@ -178,7 +224,10 @@ class Guard:
         return Sample(arm_of(rows, _rid(tag), arm), stable, eval_of(rows, _rid(tag), arm)), head, tag, weight, ""
 
     def step(self) -> Outcome:
-        sample, head, tag, weight, why = self.observe()
+        try:
+            sample, head, tag, weight, why = self.observe()
+        except BadSample as exc:
+            return self._failed(exc)
         if sample is None:
             st = State(weight)
             return Outcome(Decision(guard.HOLD, weight, (), why, st), self.env, tag)
@@ -190,6 +239,19 @@ class Guard:
                                     f"({sample.canary.requests} canary requests so far)", st), self.env, tag)
         st = loaded
         d = (guard.decide if self.stable else guard.watch_alone)(self.policy, st, sample)
+        out = Outcome(d, self.env, tag)
+        if d.action in (guard.HOLD, guard.WAIT):
+            self._save(head, d.state)
+            return out
+        return self.act(out, head)
+
+    def _failed(self, exc: BadSample) -> Outcome:
+        """A sample the server could not give truthfully: counted as a failed observation at the
+        step the recorded head is at (so the policy's failed_checks, then a rollback, apply)."""
+        head, tag, weight = exc.args[1:4]
+        loaded = self._load(head)
+        st = loaded if loaded is not None and loaded.weight == weight else State(weight)
+        d = guard.failed_sample(self.policy, st, exc.args[0])
         out = Outcome(d, self.env, tag)
         if d.action in (guard.HOLD, guard.WAIT):
             self._save(head, d.state)
@@ -260,8 +322,8 @@ class Guard:
             try:
                 rows = parse(scrape(self.url, timeout=2.0))
                 seen = [(arm, *served(rows, arm)) for arm, _r, _w in expect]
-            except NotFound as exc:
-                seen, why = [], str(exc)
+            except (NotFound, BadSample) as exc:
+                seen, why = [], str(exc.args[0])
             else:
                 why = "; ".join(f"{arm or 'the'} arm serves {rel or 'nothing'}" + (f" at {w}%" if w is not None else "")
                                 for arm, rel, w in seen)

@@ -34,6 +34,7 @@ log = logging.getLogger("tether.serve")
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 RETRY_SECONDS = 5.0
 READY_TIMEOUT = 300.0
+TARGET_WAIT = 300.0  # seconds `tether serve` waits for a missing --target DIR to appear before it gives up
 KEY_HEADER = "x-tether-key"  # a request key: the same key always lands on the same arm
 
 
@@ -65,6 +66,10 @@ def to_canary(key: str | None, weight: int, rand=None) -> bool:
     return slot < weight * 100
 
 
+class Preempted(Exception):
+    """A starting worker is no longer wanted: `current` moved on, or the server is stopping."""
+
+
 @dataclass
 class Supervisor:
     target: Path
@@ -74,6 +79,10 @@ class Supervisor:
     failed: dict = field(default_factory=dict)  # key -> (error, when)
     spares: bool = True
     spare: Worker | None = None
+    poll: float = 0.2  # seconds between a starting worker's checks that `current` still names it
+    stopping: threading.Event = field(default_factory=threading.Event)
+    target_wait: float | None = None  # give up (self.fatal, exit 3) if the target has not appeared by then
+    fatal: Exception | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def current_dir(self) -> Path | None:
@@ -83,53 +92,89 @@ class Supervisor:
 
         return resolve_current(self.target)
 
+    def serving(self) -> Live | None:
+        """The live worker if its process is still running: a worker killed under load is not
+        ready, whatever it was a moment ago (the watcher restarts it)."""
+        live = self.live
+        return live if live is not None and live.worker.alive() else None
+
+    def reason(self) -> str | None:
+        """Why nothing (or not the wanted release) serves, for /ready and a 503."""
+        live = self.live
+        if live is not None and not live.worker.alive():
+            return self.last_error or f"the worker for {live.worker.name} exited (status {live.worker.status()})"
+        if live is None and self.last_error is None and self.starting is None and not self.target.is_dir():
+            return self._missing()
+        return self.last_error
+
+    def _missing(self) -> str:
+        wait = f"waits up to {self.target_wait:g} s" if self.target_wait is not None else "waits"
+        return (f"{self.target} does not exist: nothing is deployed there (serve {wait} for "
+                f"`tether deploy --target {self.target}`)")
+
     def _refuse(self, msg: str) -> None:
         if msg != self.last_error:
-            log.error("%s; still serving %s", msg, self.live.worker.name if self.live else "nothing")
+            live = self.serving()
+            log.error("%s; still serving %s", msg, live.worker.name if live else "nothing")
         self.last_error = msg
 
     def refresh(self) -> bool:
-        """Start a worker for what `current` names if it changed. True if it now serves."""
+        """Start a worker for what `current` names if it changed. True if it now serves. A start
+        is preempted when `current` moves on while the worker is still starting (a release that
+        hangs at import never holds up the rollback deployed after it)."""
         from tether.errors import TetherError
         from tether.workerproc import Worker, identity
 
         with self._lock:
-            try:
-                wanted = self.current_dir()
-            except TetherError as exc:  # a `current` tether did not make: never switch to it
-                self._refuse(f"refusing {self.target / 'current'}: {exc.message}")
-                return False
-            if wanted is None:
-                return False
-            key = identity(wanted)
-            if self.live and self.live.key == key:
-                if self.live.worker.alive():
-                    self.last_error = None  # back on the release we serve: any refusal is over
+            while True:
+                try:
+                    wanted = self.current_dir()
+                except TetherError as exc:  # a `current` tether did not make: never switch to it
+                    self._refuse(f"refusing {self.target / 'current'}: {exc.message}")
                     return False
-                self._refuse(f"the worker for {wanted.name} died; restarting it")
-            seen = self.failed.get(key)
-            if seen and time.monotonic() - seen[1] < RETRY_SECONDS:
-                self.last_error = seen[0]
-                return False
-            self.starting = wanted.name
-            worker, self.spare = self.spare, None
-            if worker is not None and worker.alive():
-                worker.assign(wanted)
-            else:
-                worker = Worker(self.target, wanted)
-            try:
-                hello = worker.wait_ready(READY_TIMEOUT)
-                validator = RecordValidator(hello["schema"]) if hello.get("schema") else None
-            except Exception as exc:
-                worker.kill()
-                why = str(getattr(exc, "message", None) or exc)
-                why = why[len(wanted.name) + 2:] if why.startswith(f"{wanted.name}: ") else why
-                msg = f"refusing {wanted.name}: {why}"
-                self.failed[key] = (msg, time.monotonic())
-                self.starting = None
-                self._refuse(msg)
-                self._new_spare()
-                return False
+                if wanted is None:
+                    return False
+                key = identity(wanted)
+                if self.live and self.live.key == key:
+                    if self.live.worker.alive():
+                        self.last_error = None  # back on the release we serve: any refusal is over
+                        return False
+                    self._refuse(f"the worker for {wanted.name} exited (status {self.live.worker.status()}); "
+                                 "restarting it")
+                seen = self.failed.get(key)
+                if seen and time.monotonic() - seen[1] < RETRY_SECONDS:
+                    self.last_error = seen[0]
+                    return False
+                if self.stopping.is_set():
+                    return False
+                self.starting = wanted.name
+                worker, self.spare = self.spare, None
+                if worker is not None and worker.alive():
+                    worker.assign(wanted)
+                else:
+                    worker = Worker(self.target, wanted)
+                try:
+                    hello = self._wait_ready(worker, key)
+                    validator = RecordValidator(hello["schema"]) if hello.get("schema") else None
+                except Preempted as exc:
+                    worker.kill()
+                    self.starting = None
+                    log.warning("stopped starting %s: %s", wanted.name, exc)
+                    if self.stopping.is_set():
+                        return False
+                    self._new_spare()
+                    continue  # what `current` names now
+                except Exception as exc:
+                    worker.kill()
+                    why = str(getattr(exc, "message", None) or exc)
+                    why = why[len(wanted.name) + 2:] if why.startswith(f"{wanted.name}: ") else why
+                    msg = f"refusing {wanted.name}: {why}"
+                    self.failed[key] = (msg, time.monotonic())
+                    self.starting = None
+                    self._refuse(msg)
+                    self._new_spare()
+                    return False
+                break
             old = self.live
             self.live = Live(worker, key, hello, validator, _iso(worker.started_at))
             self.failed.pop(key, None)
@@ -142,6 +187,31 @@ class Supervisor:
         self._new_spare()
         return True
 
+    def _wait_ready(self, worker: Worker, key: tuple) -> dict:
+        """The worker's ready line; Preempted as soon as `current` names another release (or
+        another build of it) or the server stops, checked every `poll` seconds."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        from tether.errors import TetherError
+        from tether.workerproc import identity
+
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                return worker.ready.result(max(0.0, min(self.poll, deadline - time.monotonic())))
+            except FutureTimeout:
+                pass
+            if self.stopping.is_set():
+                raise Preempted("the server is stopping")
+            if time.monotonic() >= deadline:
+                raise TetherError(f"the worker for {worker.name} was not ready within {READY_TIMEOUT:.0f} s")
+            try:
+                now = self.current_dir()
+            except TetherError:
+                continue  # a `current` tether did not make preempts nothing: it is refused later
+            if now is not None and identity(now) != key:
+                raise Preempted(f"{self.target / 'current'} now names {now.name}")
+
     def _new_spare(self) -> None:
         """The next swap's process, importing its libraries now (niced where it can be), so a
         swap costs the verification and the model's load, not a cold interpreter."""
@@ -150,12 +220,30 @@ class Supervisor:
         if self.spares and self.spare is None:
             self.spare = Worker(self.target, None)
 
-    def watch(self, interval: float, stop: threading.Event) -> None:
+    def watch(self, interval: float, stop: threading.Event, on_fatal=None) -> None:
+        """Follow `current` until `stop`. With `target_wait`, a target that has not appeared
+        within it is fatal: `self.fatal` is set and `on_fatal()` called (the server exits 3)."""
+        from tether.errors import NotFound
+
+        self.stopping = stop
+        t0, seen = time.monotonic(), self.target_wait is None
+        if not seen and not self.target.is_dir():
+            log.warning("%s", self._missing())
         while not stop.is_set():
             try:
                 self.refresh()
             except Exception as exc:  # never let the watcher die
                 log.exception("watcher: %s", exc)
+            if not seen:
+                seen = self.target.is_dir()
+                if not seen and self.target_wait is not None and time.monotonic() - t0 >= self.target_wait:
+                    self.fatal = NotFound(
+                        f"{self.target} never appeared: nothing was deployed there within {self.target_wait:g} s",
+                        hint=f"check --target for a typo, deploy first (`tether deploy --env ENV --target "
+                             f"{self.target}`), or wait longer with --target-wait SECONDS")
+                    if on_fatal is not None:
+                        on_fatal()
+                    break
             stop.wait(interval)
         if self.live:
             self.live.worker.stop()
@@ -184,16 +272,20 @@ def _detail(loc: list, msg: str, status: int = 422):
 
 
 def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
-               request_timeout: float = 60.0, canary_target: Path | None = None):
+               request_timeout: float = 60.0, canary_target: Path | None = None,
+               target_wait: float | None = None, on_fatal=None):
     """`canary_target`: a second serving directory (the canary environment's deploy), served
-    by its own worker at the weight deploy wrote beside its `current` (DIR/weight.json)."""
+    by its own worker at the weight deploy wrote beside its `current` (DIR/weight.json).
+    `target_wait`: seconds a missing `target` may take to appear; then `app.state.supervisor.fatal`
+    is set and `on_fatal()` called (run() stops the server and raises it)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, PlainTextResponse
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
-    sup = Supervisor(Path(target).absolute())
+    sup = Supervisor(Path(target).absolute(), target_wait=target_wait)
     # Refuse to start over a `current` tether did not make (IntegrityError, exit 6) rather than
     # serve whatever it points at; a target with no `current` yet starts and waits for a deploy.
     sup.current_dir()
@@ -203,10 +295,13 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
     split = Split()
     metrics = Metrics()
     stop = threading.Event()
+    sup.stopping = stop
+    if can is not None:
+        can.stopping = stop
 
     @asynccontextmanager
     async def lifespan(_app):
-        threads = [threading.Thread(target=sup.watch, args=(watch_interval, stop), daemon=True)]
+        threads = [threading.Thread(target=sup.watch, args=(watch_interval, stop, on_fatal), daemon=True)]
         if can is not None:
             threads += [threading.Thread(target=can.watch, args=(watch_interval, stop), daemon=True),
                         threading.Thread(target=split.watch, args=(can, watch_interval, stop), daemon=True)]
@@ -223,27 +318,28 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
 
     def arms() -> list:
         out: list[tuple[Live, str | None, int | None]] = []
-        if sup.live:
-            out.append((sup.live, "stable" if can is not None else None, None))
-        if can is not None and can.live is not None:
-            out.append((can.live, "canary", split.weight_for(can.live)))
+        live, canary = sup.serving(), can.serving() if can is not None else None  # a dead worker serves nothing
+        if live is not None:
+            out.append((live, "stable" if can is not None else None, None))
+        if canary is not None:
+            out.append((canary, "canary", split.weight_for(canary)))
         return out
 
     @app.get("/ready")
     def ready():
-        live = sup.live
+        live = sup.serving()
         extra = {"canary": _canary_status(can, split)} if can is not None else {}
         if live is None:
-            return JSONResponse({"ready": False, "release": None, "starting": sup.starting, "error": sup.last_error,
+            return JSONResponse({"ready": False, "release": None, "starting": sup.starting, "error": sup.reason(),
                                  **extra}, status_code=503)
         return {"ready": True, "release": live.worker.name, "version": live.hello["version"],
                 "starting": sup.starting, "error": sup.last_error, **extra}
 
     @app.get("/version")
     def version():
-        live = sup.live
+        live = sup.serving()
         if live is None:
-            return JSONResponse({"detail": "no verified release is serving", "error": sup.last_error}, status_code=503)
+            return JSONResponse({"detail": "no verified release is serving", "error": sup.reason()}, status_code=503)
         h = live.hello
         return {"release": h["release"], "model": h["model"], "version": h["version"], "commit": h["commit"],
                 "manifest_sha256": h["manifest_sha256"], "threshold": h["threshold"], "loader": h["loader"],
@@ -257,7 +353,7 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
     def choose(payload, header_key: str | None) -> tuple[Supervisor, str | None]:
         if can is None:
             return sup, None
-        live = can.live
+        live = can.serving()  # a canary worker that died (and restarts): the stable arm answers
         weight = split.weight_for(live) if live is not None else 0
         key = header_key
         if key is None and isinstance(payload, dict) and isinstance(payload.get("key"), (str, int)) \
@@ -269,8 +365,8 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
 
     def handle(body: bytes, header_key: str | None):
         arm0 = "stable" if can is not None else None
-        if sup.live is None:  # nothing verified serves: 503 whatever the body, as without a canary
-            return JSONResponse({"detail": "no verified release is serving", "error": sup.last_error},
+        if sup.serving() is None:  # nothing verified serves: 503 whatever the body, as without a canary
+            return JSONResponse({"detail": "no verified release is serving", "error": sup.reason()},
                                 status_code=503), None, (), arm0
         try:
             payload = json.loads(body, parse_int=_parse_int)
@@ -299,11 +395,17 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
             resp, name, scores = _detail(["body"], f"the body is larger than {max_body} bytes", 413), None, ()
         else:
             chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_body:
-                    break
-                chunks.append(chunk)
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > max_body:
+                        break
+                    chunks.append(chunk)
+            except ClientDisconnect:  # nobody to answer: one line, no traceback, not a request served
+                client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+                log.warning("%s disconnected after %d of %s body bytes; nothing answered", client, size,
+                            declared or "unknown")
+                return Response(status_code=400)
             if size > max_body:
                 resp, name, scores = _detail(["body"], f"the body is larger than {max_body} bytes", 413), None, ()
             else:
@@ -387,15 +489,63 @@ class Split:
 
 
 def _canary_status(can: Supervisor, split: Split) -> dict:
-    live = can.live
+    live = can.serving()
     return {"release": live.worker.name if live else None, "weight": split.weight_for(live),
-            "starting": can.starting, "error": can.last_error}
+            "starting": can.starting, "error": can.reason()}
+
+
+def listen(host: str, port: int):
+    """The server's listening socket, bound before anything starts: a busy port is a Conflict
+    (exit 4) naming it, another address that cannot be bound a UsageError (exit 2)."""
+    import errno
+    import socket
+
+    from tether.errors import Conflict, UsageError
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0 to 65535, not {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart over TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Conflict(f"port {port} on {host} is already in use: another process listens there",
+                           hint=f"stop it (`ss -ltnp 'sport = :{port}'` names it) or serve on another --port") from None
+        raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}",
+                         hint="check --host (an address of this machine) and --port") from None
+    return sock
 
 
 def run(target: Path, host: str, port: int, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
-        canary_target: Path | None = None) -> None:
+        canary_target: Path | None = None, target_wait: float | None = TARGET_WAIT) -> None:
+    """Serve until Ctrl-C or SIGTERM (then every worker is stopped and this returns: exit 0).
+    Raises Conflict before anything starts on a busy port, and NotFound when a missing
+    target has not appeared within `target_wait` seconds."""
+    import signal
+
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(create_app(target, watch_interval, max_body, canary_target=canary_target), host=host, port=port,
-                log_level="warning")
+    holder: list = []
+    app = create_app(target, watch_interval, max_body, canary_target=canary_target, target_wait=target_wait,
+                     on_fatal=lambda: setattr(holder[0], "should_exit", True) if holder else None)
+    sock = listen(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    holder.append(server)
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again for the handler it
+    # found: make that one a no-op, so Ctrl-C ends here, after the shutdown, and not in a
+    # KeyboardInterrupt while the worker threads finish.
+    stopped: list = []
+    previous = {sig: signal.signal(sig, lambda s, _f: stopped.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if app.state.supervisor.fatal is not None:
+        raise app.state.supervisor.fatal
+    log.warning("stopped%s", f" on {signal.Signals(stopped[0]).name}" if stopped else "")

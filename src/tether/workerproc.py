@@ -176,6 +176,10 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def status(self) -> int | None:
+        """The process's exit status (negative: the signal that killed it); None while it runs."""
+        return self.proc.poll()
+
 
 def smoke_in_worker(release: Path, eval_rel: str, timeout: float = 600.0) -> str:
     """Promote's smoke gate: the release at `release` (materialised with its eval slice and a

@@ -116,6 +116,8 @@ def serve(
     max_body: int = typer.Option(1 << 20, "--max-body-bytes", help="Largest /predict body accepted (413 above)."),
     canary_target: Optional[str] = typer.Option(
         None, "--canary-target", help="The canary environment's serving directory, served at its recorded weight."),
+    target_wait: float = typer.Option(300.0, "--target-wait", metavar="SECONDS",
+                                      help="How long a missing --target DIR may take to appear (exit 3 after)."),
 ) -> None:
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
     /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
@@ -125,8 +127,10 @@ def serve(
 
     if max_body < 1:
         raise UsageError("--max-body-bytes must be at least 1")
+    if not target_wait >= 0:
+        raise UsageError(f"--target-wait must be 0 or more seconds, not {target_wait}")
     run(resolve_target(target, _opts().chdir), host, port, watch_interval, max_body,
-        resolve_target(canary_target, _opts().chdir) if canary_target is not None else None)
+        resolve_target(canary_target, _opts().chdir) if canary_target is not None else None, target_wait)
 
 
 @app.command("worker", hidden=True)
