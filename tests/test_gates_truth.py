@@ -272,3 +272,18 @@ def test_a_training_output_beside_the_weights_is_part_of_the_weights_and_old_tag
     assert res.code == 0, res.out + res.err
     shown = p.ok("show", "shop@v1.0.0", "--json").json()
     assert "data/model_params.json" in json.dumps(shown)
+
+
+def test_a_release_without_a_serving_entrypoint_is_refused_saying_its_commit_lacks_it(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    yml = p.root / "dvc.yaml"
+    with_entrypoint = yml.read_text()
+    yml.write_text(with_entrypoint.replace("        serve:\n          entrypoint: src/shop/serve.py:Model\n", ""))
+    p.commit_all("no entrypoint yet")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    yml.write_text(with_entrypoint)
+    p.commit_all("HEAD declares the entrypoint")
+    res = p.tether("promote", v1, "--env", "staging", *OPS, "--dry-run")
+    assert res.code != 0, res.out + res.err
+    assert f"{v1}'s commit" in res.err and "declares no meta.tether.serve.entrypoint (HEAD does" in res.err, res.err
+    assert p.git("for-each-ref", "refs/heads/staging") == ""
