@@ -165,6 +165,7 @@ def test_a_change_to_the_serving_code_alone_is_a_patch_release(tmp_path):
 def test_reproduce_finds_the_predictions_digest_in_a_metrics_file_outside_the_model(tmp_path):
     p = build_hydrashape(tmp_path / "p")
     tag = p.ok("release", "--push", "--json").json()["tag"]
+    p.dvc("push", "-q")
     c = teammate(p, tmp_path / "teammate")
     res = p.tether("reproduce", tag, "--json", cwd=c)
     assert res.code == 0, res.out + res.err
@@ -197,7 +198,7 @@ def _find(obj, key):
     return None
 
 
-def test_threshold_only_change_is_a_patch_and_the_runtime_is_the_lock_file(tmp_path):
+def test_the_runtime_part_is_the_repositorys_lock_file(tmp_path):
     import hashlib
 
     p = build_hydrashape(tmp_path / "p")
@@ -206,6 +207,10 @@ def test_threshold_only_change_is_a_patch_and_the_runtime_is_the_lock_file(tmp_p
     lock = hashlib.sha256((p.root / "requirements.lock").read_bytes()).hexdigest()
     assert runtime is not None and runtime["lock_sha256"] == lock and runtime["lock_file"] == "requirements.lock"
 
+
+def test_threshold_only_change_is_a_patch(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    p.ok("release", "--push")
     set_conf(p, threshold=0.45)  # conf/ and params.yaml: evaluate.threshold only
     p.commit_all("threshold 0.45")
     plan = p.ok("release", "--dry-run", "--push", "--json").json()
@@ -213,19 +218,30 @@ def test_threshold_only_change_is_a_patch_and_the_runtime_is_the_lock_file(tmp_p
     assert plan["reasons"] == ["threshold changed"], plan["reasons"]
 
 
-def test_refused_dry_run_lists_every_gate_and_the_conf_hint_names_what_composes(tmp_path):
+def _experiment_kept(tmp_path):
+    """`dvc exp run -S evaluate.threshold=0.45` kept: params.yaml is conf/ plus an override conf/ lacks."""
     p = build_hydrashape(tmp_path / "p")
-    # `dvc exp run -S evaluate.threshold=0.45` leaves params.yaml composed with an override conf/ lacks
     params = p.root / "params.yaml"
     params.write_text(params.read_text().replace("threshold: 0.5", "threshold: 0.45"))
     p.dvc("repro", "-q")
     p.commit_all("experiment kept")
+    return p, params
+
+
+def test_the_params_conf_hint_names_what_composes_params_yaml(tmp_path):
+    p, _params = _experiment_kept(tmp_path)
     res = p.tether("release", "--dry-run")
     assert res.code == 5, res.out + res.err
     assert "evaluate.threshold=0.45" in res.err
     # no compose stage here: `dvc repro` composes nothing; DVC's hydra.enabled composes on `dvc exp run`
     assert "`dvc repro` instead would compose" not in res.err
     assert "`dvc exp run` (DVC's hydra.enabled) instead would compose params.yaml from conf/ again" in res.err
+
+
+def test_a_refused_dry_run_lists_every_gate_it_checked(tmp_path):
+    p, params = _experiment_kept(tmp_path)
+    res = p.tether("release", "--dry-run")
+    assert res.code == 5 and "release refused: params-conf" in res.err, res.out + res.err
     lines = res.out.splitlines()
     assert lines[0] == "would not release:", res.out
     for gate, status in (("clean-tree", "ok"), ("dvc-status", "ok"), ("params-conf", "FAIL"), ("weights", "ok"),
@@ -256,3 +272,18 @@ def test_a_training_output_beside_the_weights_is_part_of_the_weights_and_old_tag
     assert res.code == 0, res.out + res.err
     shown = p.ok("show", "shop@v1.0.0", "--json").json()
     assert "data/model_params.json" in json.dumps(shown)
+
+
+def test_a_release_without_a_serving_entrypoint_is_refused_saying_its_commit_lacks_it(tmp_path):
+    p = build_hydrashape(tmp_path / "p")
+    yml = p.root / "dvc.yaml"
+    with_entrypoint = yml.read_text()
+    yml.write_text(with_entrypoint.replace("        serve:\n          entrypoint: src/shop/serve.py:Model\n", ""))
+    p.commit_all("no entrypoint yet")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    yml.write_text(with_entrypoint)
+    p.commit_all("HEAD declares the entrypoint")
+    res = p.tether("promote", v1, "--env", "staging", *OPS, "--dry-run")
+    assert res.code != 0, res.out + res.err
+    assert f"{v1}'s commit" in res.err and "declares no meta.tether.serve.entrypoint (HEAD does" in res.err, res.err
+    assert p.git("for-each-ref", "refs/heads/staging") == ""
