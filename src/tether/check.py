@@ -8,20 +8,23 @@ from typing import Final, Literal
 
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
-from tether.errors import IntegrityError, StorageError, TetherError
+from tether.errors import Conflict, IntegrityError, StorageError, TetherError
 from tether.registry import PROBLEM_ERRORS, Registry, Release
 
 # The kinds of finding, and the one mapping from a finding to its exception (and so its exit
 # code), used by `check`, the promote gate and every command that meets an unusable release.
-FindingKind = Literal["incomplete", "mismatch", "unusable", "missing-objects", "moved-tag", "signature"]
+FindingKind = Literal["incomplete", "mismatch", "unusable", "missing-objects", "moved-tag", "signature",
+                      "gto-disagrees"]
 INCOMPLETE: Final = "incomplete"
 MISMATCH: Final = "mismatch"
 UNUSABLE: Final = "unusable"
 MISSING: Final = "missing-objects"
 MOVED: Final = "moved-tag"
 SIGNATURE: Final = "signature"  # the signing policy rejects a release tag or an environment move
-FINDING_ERRORS = {MOVED: IntegrityError, SIGNATURE: IntegrityError, MISSING: StorageError, **PROBLEM_ERRORS}
-SEVERITY = (MOVED, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: it decides the exit code
+GTO: Final = "gto-disagrees"  # GTO's tags put another release in an environment than its branch
+FINDING_ERRORS = {MOVED: IntegrityError, SIGNATURE: IntegrityError, MISSING: StorageError, GTO: Conflict,
+                  **PROBLEM_ERRORS}
+SEVERITY = (MOVED, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE, GTO)  # the worst first: it decides the exit code
 
 
 @dataclass
@@ -106,8 +109,25 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
                 if moved is None or (ev.tag_object and moved.tag_object != ev.tag_object):
                     report.findings.append(Finding(ev.release, MOVED,
                         f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
+    report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))
     if signatures:
         from tether import signing
 
         report.findings += [Finding(where, SIGNATURE, why) for where, why in signing.findings(reg.ws, reg, releases)]
     return report
+
+
+def gto_findings(reg: Registry, models: list[str]) -> list[Finding]:
+    """One finding per environment whose GTO tags disagree with its branch (the branch decides
+    what every command uses; see Registry.gto_disagreement and docs/registry.md)."""
+    out = []
+    for model in models:
+        for env in reg.ws.environments(model):
+            d = reg.gto_disagreement(model, env)
+            if d is None:
+                continue
+            said = d["problem"] or (f"puts {d['gto']} in {env}" if d["gto"] else f"leaves {env} empty")
+            out.append(Finding(d["tag"], GTO, f"GTO's tags disagree with branch {reg.env_state(model, env).branch}: "
+                                              f"{said}, the branch runs {d['branch'] or 'no release'} (the branch "
+                                              f"decides; make them agree with tether promote or gto assign)"))
+    return out

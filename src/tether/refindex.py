@@ -31,7 +31,7 @@ PATTERNS = ("refs/tags/", "refs/heads/", "refs/remotes/origin/")  # every ref th
 BY_NAME_MAX = 400
 KEEP_LOGS = 16  # branches whose first-parent log is kept
 KEEP_VIEWS = 4  # answers kept per view (e.g. `list` and `list --model a`)
-VIEW_SCHEMA = "views-2"  # bump when a view's shape or meaning changes
+VIEW_SCHEMA = "views-3"  # bump when a view's shape or meaning changes
 
 
 def _common(git: Git) -> Path:

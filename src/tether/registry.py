@@ -488,10 +488,12 @@ class Registry:
         return self.env_state(model, env).commit
 
     def history(self, model: str, env: str) -> list[Event]:
-        """Newest first: the environment's audit trail from its branch's first-parent log,
-        merged with GTO's assignment tags for the same stage that tether did not write itself
-        (a team that also runs `gto assign`). Branch events keep their order; a GTO event goes
-        where its tag's date puts it."""
+        """Newest first: the environment's audit trail. Where its branch exists, the branch is
+        the truth: its first-parent log, after GTO's assignment tags from before the branch's
+        first move (a team that ran `gto assign` before tether); a GTO tag made later never
+        changes what the environment runs (see gto_disagreement). Where no branch exists, GTO's
+        assignment tags alone, and under a signing policy for the environment only the tags
+        whose signature it accepts."""
         key = (model, env)
         if key not in self._histories:
             state = self.env_state(model, env)
@@ -499,8 +501,60 @@ class Registry:
             branch = self.events_at(env, head, model, state.branch) if head else []
             written = {ev.trailers.get("Tether-Gto-Tag") for ev in branch}
             foreign = [g for g in self.gto_events(model, env) if g.trailers.get("Gto-Tag") not in written]
+            if branch:
+                first = _epoch(branch[-1].time)
+                foreign = _chain([g for g in foreign if _epoch(g.time) <= first])
+            else:
+                foreign = self._trusted_gto(model, env, foreign)
             self._histories[key] = _merge_newest_first(branch, foreign)
         return self._histories[key]
+
+    def _trusted_gto(self, model: str, env: str, events: list[Event]) -> list[Event]:
+        """GTO's tags of an environment that has no branch, less those the signing policy's rule
+        for the environment refuses (an unsigned tag, a signer it does not allow). Verdicts
+        depend on key material outside git, so such an answer is never kept (unsettled)."""
+        if not events:
+            return events
+        from tether import signing
+        from tether import signpolicy as sp
+
+        rule = signing.policy(self.ws, model).env(env)
+        if not (rule.require_signed or rule.principals):
+            return events
+        self.unsettled.add(f"gto-signatures:{model}:{env}")
+        signers = signing.allowed_signers(self.ws)
+        kept = [e for e in events
+                if sp.judge(signing.tag_signature(self.ws.git, e.tag_object, True, signers), rule) is None]
+        return _chain(kept)
+
+    def gto_disagreement(self, model: str, env: str) -> dict | None:
+        """Where the environment's branch exists and GTO's tags (read as `gto show` reads them)
+        put another release in the stage, or none: {"tag": the stage's newest GTO tag, "gto":
+        the release GTO names ("" for none, else a tag or a commit id), "branch": the branch's
+        release}. None when they agree, when there is no branch or no GTO tag for the stage."""
+        state = self.env_state(model, env)
+        if state.commit is None:
+            return None
+        from tether import gto
+
+        recs = [r for r in self.gto_records() if r.tag.model == model]
+        staged = [r for r in recs if r.tag.stage == env and r.tag.action in ("assign", "unassign")]
+        if not staged:
+            return None
+        newest = max(staged, key=lambda r: (r.time, r.tag.name)).tag.name
+        live = self.live_release(model, env)
+        rel = self.by_tag(live) if live else None
+        try:
+            holder = gto.stage_holders(recs, model).get(env)
+        except ValueError as exc:
+            return {"tag": newest, "gto": "", "branch": live or "", "problem": str(exc)}
+        if (holder[1] if holder else None) == (rel.commit if rel else None):
+            return None
+        said = ""
+        if holder is not None:
+            at = next((r for r in self.of(model) if r.commit == holder[1]), None)
+            said = at.tag if at is not None else holder[1]
+        return {"tag": newest, "gto": said, "branch": live or "", "problem": None}
 
     def gto_records(self) -> list:
         """Every annotated GTO tag (lightweight ones do not count for GTO either)."""
@@ -671,6 +725,15 @@ def _epoch(iso: str) -> int:
         return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
     except (ValueError, AttributeError):
         return 0
+
+
+def _chain(events: list[Event]) -> list[Event]:
+    """GTO events (newest first) with each `previous` set from the one before it."""
+    prev, out = "none", list(events)
+    for i in range(len(out) - 1, -1, -1):
+        out[i] = dataclasses.replace(out[i], previous=prev)
+        prev = out[i].release or "none"
+    return out
 
 
 def _merge_newest_first(branch: list[Event], foreign: list[Event]) -> list[Event]:

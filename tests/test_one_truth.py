@@ -1,0 +1,109 @@
+"""The registry has one answer (issue 26 items 5, 6, 7, 8, 13): what an environment holds is its
+branch whatever GTO's tags say; a release-named tag on a blob or a tree is one finding; damaged
+DVC objects never make an answer; a kept answer equals a fresh one; releases are found whatever
+HEAD's dvc.yaml says."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from project import BIN, Project, promote_to, threshold_release
+
+MODEL = "fraud-detector"
+V1 = f"{MODEL}@v1.0.0"
+
+
+def gto(p: Project, *args: str, check: bool = True):
+    return p.sh(os.path.join(BIN, "gto"), *args, check=check)
+
+
+def hand_gto_tag(p: Project, name: str, target: str, ahead: int = 5, sign: bool = False,
+                 cwd=None) -> None:
+    """An annotated GTO tag made with plain git, dated `ahead` seconds after now (GTO orders
+    its tags by whole-second tagger dates)."""
+    when = f"{int(time.time()) + ahead} +0000"
+    p.sh("git", "tag", "-a", *(["-s"] if sign else []), name, "-m", f"by hand: {name}", f"{target}^{{commit}}",
+         env={"GIT_COMMITTER_DATE": when}, cwd=cwd)
+
+
+def clone_of(p: Project, tmp_path, name: str = "clone") -> Project:
+    c = Project(tmp_path / name)
+    c.root = tmp_path / name / "project"
+    c.origin, c.store = p.origin, p.store
+    c.root.parent.mkdir(parents=True, exist_ok=True)
+    p.sh("git", "clone", "-q", str(p.origin), str(c.root), cwd=tmp_path)
+    c.dvc("remote", "add", "--local", "-f", "-d", "local", str(p.store))
+    return c
+
+
+def answers(p: Project, env: str) -> dict:
+    st = p.ok("status", "--json").json()[0]
+    hist = p.ok("history", "--env", env, "--json").json()["environments"][env]["events"]
+    shown = p.tether("show", env, "--json")
+    return {"status": st["environments"][env], "gto": st.get("gto", {}).get(env),
+            "history": hist[0]["release"] if hist and hist[0]["action"] != "unassign" else None,
+            "show": shown.json()["version"] if shown.code == 0 else shown.code}
+
+
+# -- item 5: what an environment holds has one answer ------------------------------------------
+def test_a_later_gto_tag_never_changes_what_an_environment_runs(project_live, tmp_path):
+    p = project_live  # V1 live in production
+    v2 = threshold_release(p, 0.35)
+    p.git("push", "-q", "origin", "production")
+    hand_gto_tag(p, f"{MODEL}#production#99", v2)
+    p.git("push", "-q", "origin", f"{MODEL}#production#99")
+    for who in (p, clone_of(p, tmp_path)):  # and on a teammate's fresh clone
+        a = answers(who, "production")
+        assert (a["status"], a["history"], a["show"]) == (V1, V1, "1.0.0"), a
+        assert a["gto"]["tag"] == f"{MODEL}#production#99" and a["gto"]["gto"] == v2
+        text = who.ok("status").out
+        assert f"gto: {MODEL}#production#99 puts {v2} in production; the branch decides" in text
+        res = who.tether("check", "--json", "--offline")
+        assert res.code == 4, res.out + res.err
+        assert [f["kind"] for f in res.json()["findings"]] == ["gto-disagrees"]
+    res = p.ok("deploy", "--env", "production", "--target", str(tmp_path / "deploy"), "--dry-run", "--json")
+    assert V1 in json.dumps(res.json()) and v2 not in json.dumps(res.json())
+
+    # resolved by re-tagging GTO to the branch's release (the documented command)
+    dated = int(p.git("for-each-ref", "--format=%(taggerdate:unix)", f"refs/tags/{MODEL}#production#99"))
+    while int(time.time()) <= dated:  # GTO compares whole-second tagger dates: gto's tag must be later
+        time.sleep(0.2)
+    gto(p, "assign", MODEL, "--version", "v1.0.0", "--stage", "production", "--force")
+    assert answers(p, "production")["gto"] is None
+    assert "gto:" not in p.ok("status").out
+    p.ok("check", "--offline")
+
+
+def test_promote_makes_the_branch_follow_gto(project_live):
+    p = project_live
+    v2 = threshold_release(p, 0.35)
+    hand_gto_tag(p, f"{MODEL}#production#99", v2)
+    assert answers(p, "production")["gto"]["gto"] == v2
+    promote_to(p, v2)
+    a = answers(p, "production")
+    assert (a["status"], a["history"], a["gto"]) == (v2, v2, None), a
+
+
+def test_an_unassign_tag_never_empties_an_environment_with_a_branch(project_live):
+    p = project_live
+    hand_gto_tag(p, f"{MODEL}#production!#100", V1)
+    a = answers(p, "production")
+    assert (a["status"], a["history"], a["show"]) == (V1, V1, "1.0.0"), a
+    assert a["gto"]["gto"] == "" and "leaves production empty" in p.ok("status").out
+
+
+def test_gto_alone_defines_an_environment_without_a_branch_but_never_unsigned_under_a_policy(signed):
+    p, keys = signed  # churn, signed policy: staging and production need signed moves
+    for ref in ("refs/heads/staging", "refs/remotes/origin/staging"):
+        p.git("update-ref", "-d", ref)
+    p.sh("git", "push", "-q", "origin", ":staging")
+    hand_gto_tag(p, "churn#staging#50", "churn@v1.1.0")
+    st = p.ok("status", "--json").json()[0]
+    assert st["environments"]["staging"] is None, st  # an unsigned GTO tag changes nothing
+    assert p.tether("show", "staging").code == 3
+    hand_gto_tag(p, "churn#staging#51", "churn@v1.0.0", ahead=7, sign=True)
+    st = p.ok("status", "--json").json()[0]
+    assert st["environments"]["staging"] == "churn@v1.0.0", st  # a signed one by an allowed signer counts
+    assert p.ok("show", "staging", "--json").json()["version"] == "1.0.0"
