@@ -107,3 +107,32 @@ def test_gto_alone_defines_an_environment_without_a_branch_but_never_unsigned_un
     st = p.ok("status", "--json").json()[0]
     assert st["environments"]["staging"] == "churn@v1.0.0", st  # a signed one by an allowed signer counts
     assert p.ok("show", "staging", "--json").json()["version"] == "1.0.0"
+
+
+# -- item 6: a release-named tag on a blob or a tree -------------------------------------------
+def test_a_release_named_tag_on_a_blob_or_a_tree_is_one_finding_never_a_release(project_live, tmp_path):
+    p = project_live
+    blob = p.git("rev-parse", "HEAD:dvc.yaml")
+    tree = p.git("rev-parse", "HEAD^{tree}")
+    p.git("tag", f"{MODEL}@v9.9.9", blob)
+    p.git("tag", f"{MODEL}@v8.8.8", tree)
+    p.git("tag", "-a", f"{MODEL}@v7.7.7", "-m", "annotated, on a blob", blob)
+    p.git("push", "-q", "origin", "--tags", "production")
+    bad = {f"{MODEL}@v9.9.9", f"{MODEL}@v8.8.8", f"{MODEL}@v7.7.7"}
+    for who in (p, clone_of(p, tmp_path)):
+        rows = who.ok("list", "--json").json()
+        assert {r["tag"] for r in rows} == {V1}, rows
+        st = who.ok("status", "--json").json()[0]
+        assert st["latest"] == V1 and st["environments"]["production"] == V1
+        who.ok("history", "--json")
+        res = who.tether("check", "--json", "--offline")
+        assert res.code == 6, res.out + res.err
+        assert {f["tag"] for f in res.json()["findings"]} == bad
+        assert all(f["kind"] == "unusable" and "not a commit" in f["message"] for f in res.json()["findings"])
+        res = who.tether("promote", f"{MODEL}@v8.8.8", "--env", "staging", "--approver", "a", "--reason", "r")
+        assert res.code == 3, res.out + res.err  # no such release: nothing moved
+        assert "traceback" not in (res.out + res.err).lower()
+    # `release` is not blocked by a tree that looks like "nothing changed"
+    p.code_only_change("after a bogus tag")
+    plan = p.ok("release", "--dry-run", "--json").json()
+    assert plan["version"] == "1.0.1", plan

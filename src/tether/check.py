@@ -110,6 +110,7 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
                     report.findings.append(Finding(ev.release, MOVED,
                         f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
     report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))
+    report.findings += not_release_findings(reg)
     if signatures:
         from tether import signing
 
@@ -131,3 +132,10 @@ def gto_findings(reg: Registry, models: list[str]) -> list[Finding]:
                                               f"{said}, the branch runs {d['branch'] or 'no release'} (the branch "
                                               f"decides; make them agree with tether promote or gto assign)"))
     return out
+
+
+def not_release_findings(reg: Registry) -> list[Finding]:
+    """One finding per release-named tag on a blob, a tree or another tag (`git tag m@v9.9.9
+    <blob>`): never a release, never a crash (see Registry.not_releases)."""
+    return [Finding(tag, UNUSABLE, why + "; delete it (git tag -d " + tag + ") or point it at a release commit")
+            for tag, why in sorted(reg.not_releases.items())]

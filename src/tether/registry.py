@@ -281,11 +281,17 @@ class Registry:
         self.heads: dict[str, RefRecord] = {}
         self.remote_heads: dict[str, RefRecord] = {}
         self.tag_records: dict[str, RefRecord] = {}
+        self.not_releases: dict[str, str] = {}  # release-named tags on no commit: tag -> finding
         for rec in records:
             if rec.name.startswith("refs/tags/"):
                 self.tag_records[rec.name[len("refs/tags/"):]] = rec
                 rel = release_from_record(rec, loader, self._derive, self.index)
-                if rel:
+                if rel and not rel.tree:  # git gives a tree only for a commit: a blob, a tree, a tag of a tag
+                    what = rec.objecttype if rec.objecttype != "tag" else "tag object whose target is not a commit"
+                    self.not_releases[rel.tag] = (
+                        f"release-named tag {rel.tag} points at a {what} ({rel.commit[:12]}), not a commit: "
+                        "it is no release")
+                elif rel:
                     self.releases.setdefault(rel.name.model, []).append(rel)
             elif rec.name.startswith("refs/heads/"):
                 self.heads[rec.name[len("refs/heads/"):]] = rec
