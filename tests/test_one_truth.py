@@ -5,6 +5,7 @@ HEAD's dvc.yaml says."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -136,3 +137,64 @@ def test_a_release_named_tag_on_a_blob_or_a_tree_is_one_finding_never_a_release(
     p.code_only_change("after a bogus tag")
     plan = p.ok("release", "--dry-run", "--json").json()
     assert plan["version"] == "1.0.1", plan
+
+
+# -- item 7: damaged local state never makes an answer ------------------------------------------
+def _weights_md5(p: Project, tag: str, name: str, cwd=None) -> str:
+    m = p.ok("show", tag, "--json", cwd=cwd).json()
+    return next(w["md5"] for w in m["components"]["weights"] if w["path"].endswith(name))
+
+
+def _threshold(p: Project, tag: str):
+    res = p.tether("show", tag, "--json")
+    return res.json()["components"]["threshold"]["value"] if res.code == 0 else res.code
+
+
+def test_a_damaged_dvc_object_is_never_read_nor_kept(project, tmp_path):
+    p = project
+    v2 = threshold_release(p, 0.35)  # annotated: tether's attestation says 0.35
+    plain = f"{MODEL}@v1.0.2"
+    p.git("tag", plain, v2 + "^{commit}")  # a plain git tag on the same commit: no attestation
+    p.git("push", "-q", "origin", plain, "main")
+    md5 = _weights_md5(p, v2, "threshold.json")
+    c = clone_of(p, tmp_path)  # a teammate's fresh clone, with the objects pulled
+    c.dvc("pull", "-q")
+    obj = c.root / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    good = obj.read_bytes()
+    assert json.loads(good)["value"] == 0.35
+    obj.chmod(0o644)
+    obj.write_bytes(b'{"value": 0.99}')  # damaged on disk: valid JSON, the wrong bytes
+    for tag in (plain, v2):
+        assert _threshold(c, tag) != 0.99, tag  # never taken, never a "disagrees … edited by hand"
+    assert c.ok("show", v2, "--json").json()["components"]["threshold"]["value"] in (None, 0.35)
+    obj.write_bytes(good)  # repaired: the next read answers from the good bytes
+    assert _threshold(c, plain) == 0.35 and _threshold(c, v2) == 0.35
+    c.ok("check", "--offline")
+
+
+def test_a_damaged_directory_listing_is_never_read_nor_kept(tmp_path):
+    from shapes import build_textclf, listing, lock_outputs, object_path
+
+    p = build_textclf(tmp_path / "p")  # directory outputs; threshold.json inside models/textclf/
+    p.git("tag", "textclf@v1.0.0")  # a plain git tag: no attestation to catch a wrong value
+    want = json.loads((p.root / "models/textclf/threshold.json").read_text())["value"]
+    dir_md5 = lock_outputs(p.root)["models/textclf"]
+    obj = object_path(p.root / ".dvc/cache", dir_md5)
+    good = obj.read_bytes()
+    entries = listing(p.root / ".dvc/cache", dir_md5)
+    forged = b'{"value": 0.99}'
+    other = hashlib.md5(forged).hexdigest()  # a sound object the damaged listing will name
+    object_path(p.root / ".dvc/cache", other).parent.mkdir(parents=True, exist_ok=True)
+    object_path(p.root / ".dvc/cache", other).write_bytes(forged)
+    bad = [{**e, "md5": other} if e["relpath"] == "threshold.json" else e for e in entries]
+    obj.chmod(0o644)
+    obj.write_text(json.dumps(bad))  # the listing damaged on disk: threshold.json names another object
+
+    def threshold():
+        res = p.tether("show", "textclf@v1.0.0", "--json")
+        return res.json()["components"]["threshold"]["value"] if res.code == 0 else res.code
+
+    assert threshold() in (None, want)
+    obj.write_bytes(good)
+    assert threshold() == want
+    assert p.ok("list", "--json").json()[0]["complete"]

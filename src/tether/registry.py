@@ -418,7 +418,9 @@ class Registry:
         if self._summary is None:
             path = derive.cache_dir(self.ws.git).parent / "summary.json"
             try:
-                data = json.loads(path.read_text()).get("entries", {})
+                raw = json.loads(path.read_text())
+                # v2: summaries of derivations from verified objects only (derive.DERIVE_VERSION 2)
+                data = raw.get("entries", {}) if raw.get("v") == 2 else {}
             except (OSError, ValueError, AttributeError):
                 data = {}
             self._summary = data if isinstance(data, dict) else {}
@@ -458,7 +460,7 @@ class Registry:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps({"v": 1, "entries": cache}))
+                tmp.write_text(json.dumps({"v": 2, "entries": cache}))
                 os.replace(tmp, path)
             except OSError:
                 pass
