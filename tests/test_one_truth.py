@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import os
 import time
 
@@ -198,3 +199,87 @@ def test_a_damaged_directory_listing_is_never_read_nor_kept(tmp_path):
     obj.write_bytes(good)
     assert threshold() == want
     assert p.ok("list", "--json").json()[0]["complete"]
+
+
+# -- item 8: a kept answer is the answer a fresh read gives -----------------------------------
+READS = [("list",), ("status",), ("history",), ("show", "production"),
+         ("list", "--json"), ("status", "--json"), ("history", "--json"), ("show", "production", "--json")]
+
+
+def reads(p: Project) -> dict:
+    out = {}
+    for args in READS:
+        res = p.tether(*args)
+        out[" ".join(args)] = (res.code, res.out)
+    return out
+
+
+def assert_kept_is_fresh(p: Project) -> dict:
+    """Every read answered as it is now (kept views, kept logs) equals the same read with
+    everything tether keeps under .git/tether removed; then the views are kept again."""
+    kept = reads(p)
+    shutil.rmtree(p.root / ".git" / "tether", ignore_errors=True)
+    fresh = reads(p)
+    for what in fresh:
+        assert kept[what] == fresh[what], f"tether {what}: kept {kept[what]} != fresh {fresh[what]}"
+    reads(p)  # keep them for the next change
+    return fresh
+
+
+def two_moves(p: Project) -> str:
+    v2 = threshold_release(p, 0.35)
+    promote_to(p, v2)
+    p.git("push", "-q", "origin", "production", "main")
+    return v2
+
+
+def test_kept_answers_equal_fresh_ones_across_git_replace(project_live):
+    p = project_live
+    v2 = two_moves(p)
+    assert_kept_is_fresh(p)
+    head = p.git("rev-parse", "production")
+    p.git("replace", head, "production~1")  # the head now "means" the V1 move
+    after = assert_kept_is_fresh(p)
+    assert after["show production --json"][0] == 0
+    assert json.loads(after["show production --json"][1])["version"] == "1.0.1"  # ids name their content
+    assert v2.endswith("1.0.1")
+    p.git("replace", "-d", head)
+    assert_kept_is_fresh(p)
+
+
+def test_kept_answers_equal_fresh_ones_across_unshallow(project_live, tmp_path):
+    p = project_live
+    two_moves(p)
+    c = Project(tmp_path / "shallow")
+    c.root = tmp_path / "shallow" / "project"
+    c.root.parent.mkdir(parents=True)
+    p.sh("git", "clone", "-q", "--depth", "1", "--no-single-branch", f"file://{p.origin}", str(c.root),
+         cwd=tmp_path)
+    assert c.git("rev-parse", "--is-shallow-repository") == "true"
+    shallow = assert_kept_is_fresh(c)
+    c.git("fetch", "-q", "--unshallow", "origin")
+    full = assert_kept_is_fresh(c)
+    events = json.loads(full["history --json"][1])["environments"]["production"]["events"]
+    assert [e["release"] for e in events] == [f"{MODEL}@v1.0.1", V1]
+    assert shallow["history --json"] != full["history --json"]
+
+
+def test_kept_history_follows_the_openpgp_keyring(project_live, tmp_path, monkeypatch):
+    p = project_live
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(home))
+    p.sh("gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Tess <tess@example.com>", "ed25519",
+         "sign", "never")
+    p.git("config", "user.signingkey", "tess@example.com")
+    p.git("config", "gpg.format", "openpgp")
+    v2 = threshold_release(p, 0.35)
+    p.ok("promote", v2, "--env", "production", "--sign", "--approver", "tess@example.com", "--reason", "signed",
+         "--allow-regression", "test", "--skip-staging", "test")
+    before = assert_kept_is_fresh(p)
+    assert "signed" in before["history"][1]
+    fpr = p.sh("gpg", "--batch", "--with-colons", "--list-keys", "tess@example.com").out
+    fpr = next(line.split(":")[9] for line in fpr.splitlines() if line.startswith("fpr:"))
+    p.sh("gpg", "--batch", "--yes", "--delete-secret-and-public-key", fpr)
+    after = assert_kept_is_fresh(p)
+    assert after["history --json"] != before["history --json"]  # no longer verified: it must show

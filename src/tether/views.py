@@ -157,18 +157,23 @@ def env_history(ws: Workspace, model: str | None, env: str | None, at: str | Non
         reg = Registry(ws, messages=False, index=index)
         envs = [env] if env else list(ws.environments(model))
         out = {"model": model, "environments": {}}
+        keyring = False
         for e in envs:
             ws.branch(model, e)  # validates the name
             events = reg.history(model, e)
             reg.check_tag_integrity(events)
             st = reg.env_state(model, e)
             verdicts = {v.commit: v for v in signing.env_verdicts(ws, reg, model, e, signers, events=events)}
+            # an SSH verdict depends on the commit and the allowed signers file (in the key); an
+            # OpenPGP one on the keyring too, which is outside git: such an answer is never kept
+            keyring |= any(v.signature.signed and not v.signature.key.startswith("SHA256:")
+                           for v in verdicts.values())
             rows = [{**ev.__dict__, "signature": verdicts[ev.commit].as_dict() if ev.commit in verdicts else None}
                     for ev in events]
             if bad := signing.violations(list(verdicts.values())):
                 out.setdefault("refused", str(signing.refuse(e, bad)))
             out["environments"][e] = {"branch": ws.branch(model, e), "ref": st.as_dict(), "events": rows}
-        if reg.settled:
+        if reg.settled and not keyring:
             index.keep_view("history", key, out)
     return _live_at(out, at)
 
