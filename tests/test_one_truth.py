@@ -283,3 +283,38 @@ def test_kept_history_follows_the_openpgp_keyring(project_live, tmp_path, monkey
     p.sh("gpg", "--batch", "--yes", "--delete-secret-and-public-key", fpr)
     after = assert_kept_is_fresh(p)
     assert after["history --json"] != before["history --json"]  # no longer verified: it must show
+
+
+# -- item 13: a branch whose dvc.yaml predates the model ---------------------------------------
+def predating_branch(p: Project, cwd=None) -> None:
+    """A branch whose dvc.yaml declares no model artifact (made before the model was)."""
+    root = cwd or p.root
+    p.git("checkout", "-q", "-b", "before-model", cwd=root)
+    y = root / "dvc.yaml"
+    y.write_text(y.read_text().split("\nartifacts:", 1)[0] + "\n")
+    p.git("commit", "-qam", "a dvc.yaml from before the model", cwd=root)
+
+
+def test_releases_are_found_whatever_heads_dvc_yaml_says(project_live, tmp_path):
+    p = project_live
+    v2 = threshold_release(p, 0.35)
+    p.git("push", "-q", "origin", "production", "main")
+    c = clone_of(p, tmp_path)
+    for who in (p, c):
+        predating_branch(who)
+        gto_versions = json.loads(gto(who, "show", "--json").out)[MODEL]
+        assert gto_versions["version"]  # GTO lists the releases
+        rows = who.ok("list", "--json").json()
+        assert [r["tag"] for r in rows] == [v2, V1], rows
+        assert "no releases yet" not in who.ok("list").out
+        st = who.ok("status", "--json").json()
+        assert st[0]["latest"] == v2 and st[0]["environments"]["production"] == V1
+        assert who.ok("status").out.startswith(MODEL)
+        assert who.ok("show", "production", "--json").json()["version"] == "1.0.0"
+        res = who.tether("check", "--json", "--offline")
+        assert res.code == 0 and set(res.json()["checked"]) == {V1, v2}, res.out + res.err
+    p.git("tag", "lost@v1.0.0", "main")  # a release tag of a model no dvc.yaml declares
+    res = p.tether("check", "--json", "--offline")
+    assert res.code == 6 and [f["tag"] for f in res.json()["findings"]] == ["lost@v1.0.0"], res.out
+    p.git("checkout", "-q", "main")  # where HEAD's dvc.yaml names the models, other tags are not tether's
+    p.ok("check", "--offline")

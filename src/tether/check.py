@@ -110,7 +110,7 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
                     report.findings.append(Finding(ev.release, MOVED,
                         f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
     report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))
-    report.findings += not_release_findings(reg)
+    report.findings += not_release_findings(reg) + unread_findings(reg)
     if signatures:
         from tether import signing
 
@@ -139,3 +139,13 @@ def not_release_findings(reg: Registry) -> list[Finding]:
     <blob>`): never a release, never a crash (see Registry.not_releases)."""
     return [Finding(tag, UNUSABLE, why + "; delete it (git tag -d " + tag + ") or point it at a release commit")
             for tag, why in sorted(reg.not_releases.items())]
+
+
+def unread_findings(reg: Registry) -> list[Finding]:
+    """Release tags no dvc.yaml explains (neither HEAD's, which declares no model, nor their
+    commits'): `check` never passes on releases it could not read."""
+    if reg.ws.models and not reg.adopted:
+        return []  # HEAD's dvc.yaml names the models; other `name@vX.Y.Z` tags are not tether's
+    return [Finding(r.tag, UNUSABLE, f"cannot be read: HEAD's dvc.yaml declares no model and its commit does not "
+                                     f"declare {r.name.model}")
+            for model, rels in sorted(reg.releases.items()) if model not in reg.ws.models for r in rels]

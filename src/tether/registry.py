@@ -282,6 +282,7 @@ class Registry:
         self.remote_heads: dict[str, RefRecord] = {}
         self.tag_records: dict[str, RefRecord] = {}
         self.not_releases: dict[str, str] = {}  # release-named tags on no commit: tag -> finding
+        self.adopted: list[str] = []  # models only the release tags' commits declare (_adopt_models)
         for rec in records:
             if rec.name.startswith("refs/tags/"):
                 self.tag_records[rec.name[len("refs/tags/"):]] = rec
@@ -299,6 +300,8 @@ class Registry:
                 self.remote_heads[rec.name[len("refs/remotes/origin/"):]] = rec
         for rels in self.releases.values():
             rels.sort(key=lambda r: r.version._key(), reverse=True)  # one key per release, not per comparison
+        if self.releases and _declares_no_model(ws):
+            self._adopt_models()
         if self.index is not None:
             self.index.save()
             ws.use_index(self.index, list(self.tag_records))
@@ -314,6 +317,31 @@ class Registry:
         self._by_tree: dict[str, dict[str, Release]] = {}
         self._derived: dict[tuple[str, str], object] = {}
         self._reader: Callable[[str], bytes | None] | None = None
+
+    def _adopt_models(self) -> None:
+        """HEAD's dvc.yaml declares no model (a branch that predates it), yet release tags exist:
+        releases are tags, so take each tagged model as its newest release's own commit declares
+        it (one `git cat-file` for all), and the workspace answers for those models."""
+        from tether import dvcgraph
+        from tether.gitrepo import cat_files
+        from tether.workspace import load_yaml
+
+        specs = [f"{r.commit}:dvc.yaml" for rels in self.releases.values() for r in rels]
+        blobs = cat_files(self.ws.git, list(dict.fromkeys(specs)))
+        found: dict[str, dvcgraph.Artifact] = {}
+        for model, rels in self.releases.items():
+            for r in rels:  # newest first
+                raw = blobs.get(f"{r.commit}:dvc.yaml")
+                try:
+                    art = dvcgraph.models(load_yaml(raw.decode()) or {}).get(model) if raw else None
+                except Exception:  # noqa: BLE001 - a broken dvc.yaml declares nothing
+                    art = None
+                if art is not None:
+                    found[model] = art
+                    break
+        if found:
+            self.ws.models = found  # Workspace.models is a cached_property: the read's answer
+            self.adopted = sorted(found)
 
     def _message(self, tag_object: str) -> str:
         hit = self._messages.get(tag_object)
@@ -724,6 +752,15 @@ class Registry:
             raise NotFound(f"no release {wanted}; build metadata is part of the name",
                            hint="name one exactly: " + ", ".join(r.tag for r in same))
         raise NotFound(f"no release {model}@v{ref.version}", hint=f"see `tether list {model}`")
+
+
+def _declares_no_model(ws: Workspace) -> bool:
+    """HEAD's dvc.yaml is there and declares no model (not: it is missing or unreadable, which
+    the command that needs it reports)."""
+    try:
+        return not ws.models
+    except Exception:  # noqa: BLE001 - no dvc.yaml, or a broken one: nothing to adopt here
+        return False
 
 
 def _epoch(iso: str) -> int:

@@ -118,6 +118,8 @@ def status_output(models, as_json: bool) -> str:
     """From views.ModelStatus records."""
     if as_json:
         return json_text([st.as_dict() for st in models])
+    if not models:
+        return "no models: dvc.yaml declares no model artifact (and no release tag's commit does)"
     lines = []
     for st in models:
         lines.append(st.model)
