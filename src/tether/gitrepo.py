@@ -501,7 +501,8 @@ def cat_files(git: Git, specs: list[str]) -> dict[str, bytes | None]:
     """Many `rev:path` blobs in one `git cat-file --batch` process; None where missing."""
     if not specs:
         return {}
-    out = run_bytes(["git", "--no-replace-objects", "cat-file", "--batch"], git.root, ("\n".join(specs) + "\n").encode())
+    out = run_bytes(["git", "--no-replace-objects", "cat-file", "--batch"], git.root,
+                    ("\n".join(specs) + "\n").encode())
     pos, result = 0, {}  # type: tuple[int, dict[str, bytes | None]]
     for spec in specs:
         nl = out.index(b"\n", pos)
