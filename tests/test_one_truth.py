@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import os
+import shutil
 import time
 
 from project import BIN, Project, promote_to, threshold_release
@@ -21,13 +21,12 @@ def gto(p: Project, *args: str, check: bool = True):
     return p.sh(os.path.join(BIN, "gto"), *args, check=check)
 
 
-def hand_gto_tag(p: Project, name: str, target: str, ahead: int = 5, sign: bool = False,
-                 cwd=None) -> None:
+def hand_gto_tag(p: Project, name: str, target: str, ahead: int = 5, sign: bool = False) -> None:
     """An annotated GTO tag made with plain git, dated `ahead` seconds after now (GTO orders
     its tags by whole-second tagger dates)."""
     when = f"{int(time.time()) + ahead} +0000"
     p.sh("git", "tag", "-a", *(["-s"] if sign else []), name, "-m", f"by hand: {name}", f"{target}^{{commit}}",
-         env={"GIT_COMMITTER_DATE": when}, cwd=cwd)
+         env={"GIT_COMMITTER_DATE": when})
 
 
 def clone_of(p: Project, tmp_path, name: str = "clone") -> Project:
@@ -141,8 +140,8 @@ def test_a_release_named_tag_on_a_blob_or_a_tree_is_one_finding_never_a_release(
 
 
 # -- item 7: damaged local state never makes an answer ------------------------------------------
-def _weights_md5(p: Project, tag: str, name: str, cwd=None) -> str:
-    m = p.ok("show", tag, "--json", cwd=cwd).json()
+def _weights_md5(p: Project, tag: str, name: str) -> str:
+    m = p.ok("show", tag, "--json").json()
     return next(w["md5"] for w in m["components"]["weights"] if w["path"].endswith(name))
 
 
@@ -286,13 +285,12 @@ def test_kept_history_follows_the_openpgp_keyring(project_live, tmp_path, monkey
 
 
 # -- item 13: a branch whose dvc.yaml predates the model ---------------------------------------
-def predating_branch(p: Project, cwd=None) -> None:
+def predating_branch(p: Project) -> None:
     """A branch whose dvc.yaml declares no model artifact (made before the model was)."""
-    root = cwd or p.root
-    p.git("checkout", "-q", "-b", "before-model", cwd=root)
-    y = root / "dvc.yaml"
+    p.git("checkout", "-q", "-b", "before-model")
+    y = p.root / "dvc.yaml"
     y.write_text(y.read_text().split("\nartifacts:", 1)[0] + "\n")
-    p.git("commit", "-qam", "a dvc.yaml from before the model", cwd=root)
+    p.git("commit", "-qam", "a dvc.yaml from before the model")
 
 
 def test_releases_are_found_whatever_heads_dvc_yaml_says(project_live, tmp_path):
