@@ -309,6 +309,8 @@ def test_releases_are_found_whatever_heads_dvc_yaml_says(project_live, tmp_path)
         assert st[0]["latest"] == v2 and st[0]["environments"]["production"] == V1
         assert who.ok("status").out.startswith(MODEL)
         assert who.ok("show", "production", "--json").json()["version"] == "1.0.0"
+        hist = who.ok("history", "--env", "production", "--json").json()["environments"]["production"]["events"]
+        assert [e["release"] for e in hist] == [V1]
         res = who.tether("check", "--json", "--offline")
         assert res.code == 0 and set(res.json()["checked"]) == {V1, v2}, res.out + res.err
     p.git("tag", "lost@v1.0.0", "main")  # a release tag of a model no dvc.yaml declares

@@ -153,8 +153,8 @@ def env_history(ws: Workspace, model: str | None, env: str | None, at: str | Non
     if not isinstance(out, dict):
         from tether.registry import Registry
 
+        reg = Registry(ws, messages=False, index=index)  # first: it may adopt the tags' models
         model = ws.model(model)
-        reg = Registry(ws, messages=False, index=index)
         envs = [env] if env else list(ws.environments(model))
         out = {"model": model, "environments": {}}
         keyring = False
