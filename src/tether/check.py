@@ -14,17 +14,18 @@ from tether.registry import PROBLEM_ERRORS, Registry, Release
 # The kinds of finding, and the one mapping from a finding to its exception (and so its exit
 # code), used by `check`, the promote gate and every command that meets an unusable release.
 FindingKind = Literal["incomplete", "mismatch", "unusable", "missing-objects", "moved-tag", "signature",
-                      "gto-disagrees"]
+                      "hidden-moves", "gto-disagrees"]
 INCOMPLETE: Final = "incomplete"
 MISMATCH: Final = "mismatch"
 UNUSABLE: Final = "unusable"
 MISSING: Final = "missing-objects"
 MOVED: Final = "moved-tag"
 SIGNATURE: Final = "signature"  # the signing policy rejects a release tag or an environment move
+HIDDEN: Final = "hidden-moves"  # moves an environment branch reaches off its first-parent chain (rewritten history)
 GTO: Final = "gto-disagrees"  # GTO's tags put another release in an environment than its branch
-FINDING_ERRORS = {MOVED: IntegrityError, SIGNATURE: IntegrityError, MISSING: StorageError, GTO: Conflict,
-                  **PROBLEM_ERRORS}
-SEVERITY = (MOVED, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE, GTO)  # the worst first: it decides the exit code
+FINDING_ERRORS = {MOVED: IntegrityError, SIGNATURE: IntegrityError, HIDDEN: IntegrityError, MISSING: StorageError,
+                  GTO: Conflict, **PROBLEM_ERRORS}
+SEVERITY = (MOVED, HIDDEN, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE, GTO)  # the worst first: it decides the exit code
 
 
 @dataclass
@@ -62,7 +63,7 @@ class CheckReport:
 
 
 def check_releases(reg: Registry, releases: list[Release], store: DvcStore | None, remote: bool = True,
-                   signatures: bool = False) -> CheckReport:
+                   signatures: bool = False, chains: bool = False) -> CheckReport:
     """Holds every tag, however it was made, to the rules `tether release` applies: the five
     parts derived from its commit, an attestation (if any) that agrees with the commit, and every
     DVC object on the remote. A malformed tag is one finding, never a crash."""
@@ -111,11 +112,57 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
                         f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
     report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))
     report.findings += not_release_findings(reg) + unread_findings(reg)
+    if chains:
+        for model in sorted({r.name.model for r in releases}):
+            for env in reg.ws.environments(model):
+                if found := hidden_moves(reg, model, env):
+                    report.findings.append(Finding(env, HIDDEN, found))
     if signatures:
         from tether import signing
 
         report.findings += [Finding(where, SIGNATURE, why) for where, why in signing.findings(reg.ws, reg, releases)]
     return report
+
+
+def hidden_moves(reg: Registry, model: str, env: str) -> str | None:
+    """Why the environment's first-parent chain (what `history` reads) does not hold every tether
+    move its branch reaches: a commit on the chain with a parent beside it other than its
+    release's commit, whose own first-parent line holds moves (a history rewritten by a merge
+    before the pre-receive hook guarded it). None when the chain holds them all. One `git log`
+    of the chain; one more per such parent (none in a history tether wrote)."""
+    from tether.registry import ACTIONS
+
+    head = reg.env_state(model, env).commit
+    if head is None:
+        return None
+    git = reg.ws.git
+    entries = git.first_parent_entries(head, [])  # parents and trailers, no message bodies
+    oldest = max((i for i, e in enumerate(entries) if e.trailers.get("Tether-Action") in ACTIONS), default=-1)
+    entries = entries[: oldest + 1]
+    chain = {e.commit for e in entries}
+    side: dict[str, str] = {}
+    for e in entries:
+        rel = reg.by_tag(e.trailers.get("Tether-Release", ""))
+        for parent in e.parents[1:]:
+            if parent not in chain and not (rel is not None and parent == rel.commit):
+                side.setdefault(parent, e.commit)
+    if not side:
+        return None
+    hidden: list[str] = []
+    merges: set[str] = set()
+    for parent, merged_at in side.items():  # each parent's own line, down to the chain below its merge
+        below = next(e.parents[0] for e in entries if e.commit == merged_at)
+        out = git.run("log", "--first-parent", "--format=%H%x00%(trailers:key=Tether-Action,valueonly)%x00",
+                      parent, f"^{below}", "--").stdout.split("\0")
+        found = [out[i].strip() for i in range(0, len(out) - 1, 2) if out[i + 1].strip() in ACTIONS]
+        hidden += found
+        merges.update([merged_at[:12]] if found else [])
+    if not hidden:
+        return None
+    return (f"{len(hidden)} move(s) ({', '.join(h[:12] for h in hidden[:5])}{', …' if len(hidden) > 5 else ''}) "
+            f"are reachable from {env} but not on its first-parent chain, so `history` does not show them: "
+            f"commit {', '.join(sorted(merges))} merged them beside it (history rewritten; restore the branch from a "
+            "clone that still has it, and install `tether hook` so the server refuses such pushes)")
 
 
 def gto_findings(reg: Registry, models: list[str]) -> list[Finding]:

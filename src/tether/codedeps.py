@@ -95,3 +95,15 @@ def _only_docstring(source: str) -> bool:
     except SyntaxError:
         return False
     return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
+
+def serving_sources(entrypoint: str | None, read: Reader) -> dict[str, str]:
+    """{source file: why} for the serving entrypoint (`FILE.py:CLASS` or `package.module:CLASS`)
+    and every project module it imports, resolved the way the worker imports it (the release's
+    root and its src/). Part of the release like a stage's code: a change there is a code change."""
+    target = (entrypoint or "").partition(":")[0]
+    if not target:
+        return {}
+    cmd = f"python {target}" if target.endswith(".py") else f"python -m {target}"
+    found = stage_sources(Stage(name="serve", cmd=cmd, deps=(), outs=(), params={}), read)
+    return {path: why.replace(f"run by `{cmd}`", f"the serving entrypoint {entrypoint}") for path, why in found.items()}

@@ -154,7 +154,12 @@ def params_component(ws: Workspace, commit: str, graph: dvcgraph.ModelGraph) -> 
     }
 
 
-def runtime_component(runtime: dict) -> dict:
+def runtime_component(runtime: dict, lock_file: tuple[str, str] | None = None) -> dict:
+    """The runtime part: what the pipeline's runtime file records; without a lock digest there,
+    the repository's lock file (`requirements.lock`, …: `lock_file` is (path, sha256)); only
+    without either, the digest of the recorded packages."""
+    if not runtime.get("lock_sha256") and lock_file is not None:
+        return {**runtime, "lock_file": lock_file[0], "lock_sha256": lock_file[1]}
     pkgs = runtime.get("packages") or {}
     lock = runtime.get("lock_sha256") or sha256_bytes(json.dumps(pkgs, sort_keys=True).encode())
     return {**runtime, "lock_sha256": lock}

@@ -34,13 +34,17 @@ class ConfApplyPlan:
     edits: list[FileEdit]
     compose_stage: str | None
     steps: list[str] = field(default_factory=list)
+    # conf/ already composes to params.yaml but dvc.lock has not recorded it (an earlier run was
+    # killed between writing conf/ and `dvc commit`): the commit alone finishes the job
+    commit_only: bool = False
 
     @property
     def nothing_to_do(self) -> bool:
-        return not self.edits
+        return not self.edits and not self.commit_only
 
     def as_dict(self) -> dict:
         return {**self.explanation.as_dict(), "compose_stage": self.compose_stage, "steps": self.steps,
+                "commit_only": self.commit_only,
                 "files": [{"file": f"conf/{e.file}", "overrides": list(e.overrides), "diff": e.diff()}
                           for e in self.edits]}
 
@@ -56,7 +60,17 @@ def plan_conf_apply(ws: Workspace, store: DvcStore | None = None) -> ConfApplyPl
     explanation = hydraconf.explain(conf, params)
     stage = compose_stage(ws.dvc_yaml)
     if explanation.agrees:
-        return ConfApplyPlan(explanation, [], stage, ["nothing to write: params.yaml equals the composition of conf/"])
+        nothing = ["nothing to write: params.yaml equals the composition of conf/"]
+        if stage is None or not (ws.root / "dvc.lock").exists():
+            return ConfApplyPlan(explanation, [], stage, nothing)
+        changes = _stage_changes(store or DvcStore(ws.root), stage)
+        if not _conf_changed(changes):
+            return ConfApplyPlan(explanation, [], stage, nothing)
+        _check_stage(stage, changes)
+        return ConfApplyPlan(explanation, [], stage, [
+            "nothing to write: conf/ already composes to params.yaml (params.yaml is not touched)",
+            f"dvc commit {stage}: record conf/ for the compose stage in dvc.lock, which still records the conf/ "
+            "of before (an earlier `tether conf apply` stopped before its `dvc commit`)"], commit_only=True)
     if not explanation.expressible:
         raise GateFailed("params.yaml is not conf/ plus overrides of it, nothing written: "
                          + "; ".join(explanation.problems), hint=REFUSAL_HINT)
@@ -67,7 +81,7 @@ def plan_conf_apply(ws: Workspace, store: DvcStore | None = None) -> ConfApplyPl
                          f"nothing written: {exc}", hint=REFUSAL_HINT) from exc
     _check_edited(conf, edits, params)
     if stage is not None:
-        _check_stage(store or DvcStore(ws.root), stage)
+        _check_stage(stage, _stage_changes(store or DvcStore(ws.root), stage))
     steps = [f"write {', '.join('conf/' + e.file for e in edits)}",
              "check that conf/ composes to params.yaml exactly (params.yaml is not touched)"]
     if stage is not None:
@@ -105,10 +119,22 @@ def _check_edited(conf: Path, edits: list[FileEdit], params: dict) -> None:
                          + "; ".join(rest[:4]), hint=REFUSAL_HINT)
 
 
-def _check_stage(store: DvcStore, stage: str) -> None:
+def _stage_changes(store: DvcStore, stage: str) -> list:
+    """What `dvc status` finds changed for the stage (empty: dvc.lock is up to date for it)."""
+    return store.changed_stages().get(stage) or []
+
+
+def _is_conf(path: str) -> bool:
+    return path == "conf" or path.startswith("conf/")
+
+
+def _conf_changed(changes: list) -> bool:
+    return any(isinstance(c, dict) and any(_is_conf(p) for p in c.get("changed deps") or {}) for c in changes)
+
+
+def _check_stage(stage: str, changes: list) -> None:
     """Only conf/ may have changed under the compose stage: `dvc commit` must not record a code
     change (or any other dependency) that never ran."""
-    changes = store.changed_stages().get(stage) or []
     other = []
     for change in changes:
         if not isinstance(change, dict):

@@ -26,8 +26,8 @@ from tether.digest import sha256_bytes
 from tether.gitrepo import Git, cat_files, object_ids
 from tether.workspace import Settings, load_yaml
 
-DERIVE_VERSION = 2  # bump when the derivation changes: old cache entries are then ignored
-# 2: every DVC object read is verified against its md5 (entries of 1 may hold unverified bytes)
+DERIVE_VERSION = 3  # bump when the derivation changes: old cache entries are then ignored
+# 3: every DVC object read is verified against its md5 (older entries may hold unverified bytes)
 PARTS = mf.COMPONENTS
 
 
@@ -185,6 +185,11 @@ def _metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
         if any(dvcgraph.under(p, o) for o in own) or not any(dvcgraph.under(p, o) for o in other):
             paths.append(p)
     return list(dict.fromkeys(paths))
+
+
+def metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
+    """The metrics files a release of this model reads its metrics from (wherever they are)."""
+    return _metric_paths(dvc_yaml, graph)
 
 
 def _evaluates(spec: dict, graph: dvcgraph.ModelGraph) -> bool:
@@ -440,6 +445,7 @@ def attestation_problems(derived: dict, attested: dict, partial: bool = False) -
     ac, dc = attested.get("components") or {}, derived["components"]
     if not isinstance(ac, dict):
         return out + ["the message's components are not an object"]
+    moved = _moved_between_weights_and_data(ac, dc)
     for part, key in (("weights", "md5"), ("data", "md5"), ("code", "git_id")):
         try:
             said = {e["path"]: e.get(key) for e in ac.get(part) or []}
@@ -447,7 +453,7 @@ def attestation_problems(derived: dict, attested: dict, partial: bool = False) -
             out.append(f"the message's {part} are malformed")
             continue
         have = {e["path"]: e.get(key) for e in dc[part]}
-        if said != have:
+        if said != have and not (part in ("weights", "data") and moved):
             diff = sorted({p for p in set(said) | set(have) if said.get(p) != have.get(p)})
             out.append(f"{part} differ from the commit ({', '.join(diff[:3])})")
     at = (ac.get("threshold") or {}).get("value") if isinstance(ac.get("threshold"), dict) else None
@@ -466,6 +472,18 @@ def attestation_problems(derived: dict, attested: dict, partial: bool = False) -
     return out
 
 
+def _moved_between_weights_and_data(ac: dict, dc: dict) -> bool:
+    """The message and the commit name the same files with the same md5s, only some under the
+    other part: an older tether listed a training stage's side output (model_params.json) as
+    data. Not a disagreement about the release."""
+    try:
+        said = {e["path"]: e.get("md5") for part in ("weights", "data") for e in ac.get(part) or []}
+    except (TypeError, KeyError, AttributeError):
+        return False
+    have = {e["path"]: e.get("md5") for part in ("weights", "data") for e in dc[part]}
+    return said == have
+
+
 def merge(derived: dict, attested: dict | None, tag_meta: dict) -> dict:
     """The manifest commands use: the derived one, with what only the release recorded
     (sha256 of each weights file when its md5 agrees, who released, runtime) taken from an
@@ -473,9 +491,11 @@ def merge(derived: dict, attested: dict | None, tag_meta: dict) -> dict:
     m = json.loads(json.dumps(derived))
     m.update({k: v for k, v in tag_meta.items() if v is not None})
     if attested:
+        # by path and md5 across both parts: an older tether may have listed a file under the other
+        sha = {(e.get("path"), e.get("md5")): e.get("sha256")
+               for part in ("weights", "data")
+               for e in (attested.get("components") or {}).get(part) or [] if isinstance(e, dict)}
         for part in ("weights", "data"):
-            sha = {(e.get("path"), e.get("md5")): e.get("sha256")
-                   for e in (attested.get("components") or {}).get(part) or [] if isinstance(e, dict)}
             for e in m["components"][part]:
                 v = sha.get((e["path"], e["md5"]))
                 e["sha256"] = v if isinstance(v, str) and len(v) == 64 else None

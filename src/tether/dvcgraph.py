@@ -179,6 +179,12 @@ def model_graph(
     code: set = set()
     params: dict = {}
     produced_weights = {o.path for st in closure for o in st.outs if under(o.path, art.path)}
+    # An output of a stage that produces the weights which no stage reads (model_params.json
+    # beside data/model.pkl) ships with the model: it is part of the weights, not data.
+    read_by_stages = [d.path for st in stages.values() for d in st.deps]
+    beside = {o.path for n in roots for o in stages[n].outs
+              if not under(o.path, art.path) and o.path not in params_files
+              and not any(under(d, o.path) or under(o.path, d) for d in read_by_stages)}
     for st in closure:
         for f, values in st.params.items():
             params.setdefault(norm(f), {}).update(values or {})
@@ -187,7 +193,7 @@ def model_graph(
                 raise IntegrityError(paths.problem(out.path, f"dvc.lock: stage '{st.name}' output")
                                      or f"dvc.lock: stage '{st.name}' output {out.path} is outside the repository",
                                      hint="DVC outputs must be inside the repository")
-            if under(out.path, art.path):
+            if under(out.path, art.path) or out.path in beside:
                 weights.append(out)
             elif out.path in params_files or st.name in eval_stages:
                 continue  # an evaluation's report (metrics, plots) is read, not shipped

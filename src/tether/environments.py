@@ -11,10 +11,10 @@ from tether import gates, history, signing, signpolicy
 from tether.check import FINDING_ERRORS, INCOMPLETE, MOVED, check_releases
 from tether.clock import now_iso
 from tether.dvcstore import DvcStore
-from tether.errors import Conflict, IntegrityError, StorageError, UsageError
+from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
 from tether.refs import RefArg, parse_ref
 from tether.registry import Event, Registry, Release
-from tether.workspace import Workspace
+from tether.workspace import Settings, Workspace
 
 
 @dataclass
@@ -73,11 +73,23 @@ def _one_line(text: str | None, what: str) -> str:
     return value
 
 
-def _sync_with_remote(ws: Workspace, branch: str) -> None:
+def _sync_with_remote(ws: Workspace, branch: str, model: str) -> None:
     """With --push, start from the remote's view: fast-forward our branch if the remote is
-    ahead (lossless), refuse if the two diverged."""
+    ahead (lossless), refuse if the two diverged. The model's GTO assignment tags come too: the
+    next one is numbered from them, and a tag origin holds that we lack (a `promote --push`
+    killed after its push) would make every later push collide with it."""
+    from tether import gto
+
     if not ws.git.remote_url("origin"):
         raise UsageError("--push needs a git remote named origin")
+    if gto.is_gto_model(model):
+        stem = gto.model_in_tag(model)
+        try:
+            ws.git.fetch("origin", f"refs/tags/{stem}#*:refs/tags/{stem}#*")
+        except IntegrityError:
+            raise Conflict(f"a GTO tag {stem}#… on origin differs from ours: two clones recorded different "
+                           "moves under one name", hint=f"compare `git ls-remote origin 'refs/tags/{stem}#*'` with "
+                           f"`git tag -l '{stem}#*'`; nothing was moved") from None
     if not ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
         return
     remote = ws.git.ref(f"refs/remotes/origin/{branch}")
@@ -109,16 +121,39 @@ def _release_gates(reg: Registry, rel: Release, store: DvcStore, allow_incomplet
         gates.passed("check", f"{rel.tag} is complete, matches its commit, and is on the remote")]
 
 
-def smoke_gate(ws: Workspace, rel: Release, store: DvcStore) -> gates.GateResult:
+def release_settings(ws: Workspace, rel: Release) -> Settings:
+    """The model's settings as the release's own commit declares them. What belongs to a release
+    (its eval slice, whether it is smoke-tested, how it is served) is read from there, never from
+    HEAD: the same release gets the same verdict whatever is checked out (docs/gates.md)."""
+    return settings_at(ws, rel.commit, rel.name.model)
+
+
+def settings_at(ws: Workspace, commit: str, model: str) -> Settings:
+    """`artifacts.<model>.meta.tether` of dvc.yaml at `commit` (one git process)."""
+    from tether.workspace import load_yaml
+
+    text = ws.git.show_or_none(commit, "dvc.yaml")
+    doc = load_yaml(text) if text else {}
+    art = ((doc.get("artifacts") or {}).get(model) or {}) if isinstance(doc, dict) else {}
+    return Settings.from_meta((art.get("meta") or {}) if isinstance(art, dict) else {})
+
+
+def smoke_gate(ws: Workspace, rel: Release, store: DvcStore, settings: Settings | None = None) -> gates.GateResult:
     """Load the bundle from an isolated checkout of the release, predict the frozen eval
     slice, and match the recorded predictions digest and metrics."""
     from tether import smoke
 
+    settings = settings or release_settings(ws, rel)
     with tempfile.TemporaryDirectory(prefix="tether-smoke-") as tmp:
         try:
-            msg = smoke.run_smoke(ws.git, store, rel.require_trusted("smoke-tested"), ws.settings(rel.name.model), Path(tmp) / "release")
-        except (IntegrityError, StorageError) as exc:
-            return gates.GateResult("smoke", False, exc.message, exc.hint, type(exc))
+            msg = smoke.run_smoke(ws.git, store, rel.require_trusted("smoke-tested"), settings, Path(tmp) / "release")
+        except (IntegrityError, StorageError, GateFailed, UsageError) as exc:
+            hint = exc.hint
+            if "serve.entrypoint" in (hint or "") and not settings.serve.get("entrypoint") \
+                    and ws.settings(rel.name.model).serve.get("entrypoint"):
+                hint = (f"{rel.tag}'s commit {rel.commit[:12]} declares no meta.tether.serve.entrypoint (HEAD does, "
+                        "but a release is served as its own commit says): release again from a commit that declares it")
+            return gates.GateResult("smoke", False, exc.message, hint, type(exc))
     return gates.passed("smoke", msg)
 
 
@@ -151,7 +186,7 @@ def plan_move(
         raise UsageError("this is a shallow clone: the environment's history is incomplete",
                          hint="fetch the full history first: git fetch --unshallow")
     if push and not read_only:
-        _sync_with_remote(ws, branch)
+        _sync_with_remote(ws, branch, model)
     reg = Registry(ws, messages=False)
     state = reg.env_state(model, env)
     if state.relation == "diverged":
@@ -200,7 +235,13 @@ def plan_move(
         cur = reg.by_tag(current.release) if current is not None and current.release else None
         if cur is not None:
             cur = reg.resolve_objects([cur], store)[0]
-        if cur is not None and cur.manifest:
+        unread = {r.tag: _unread_objects(ws, r) for r in (cur, rel) if r is not None and r.unresolved}
+        if cur is not None and cur.manifest and unread:
+            # Metrics (or a threshold) live in DVC objects neither this clone's cache nor the DVC
+            # remote holds: comparing without them would pass here and refuse in the author's
+            # clone. Refuse in every clone alike, naming what is missing.
+            results.append(gates.unreadable("regression", unread))
+        elif cur is not None and cur.manifest:
             reg_gate = gates.regression(cur.manifest.get("metrics") or {}, (rel.manifest or {}).get("metrics") or {},
                                         settings.tolerance, settings.lower_is_better, settings.gate_metrics)
             if not reg_gate.ok and allow_regression:
@@ -222,13 +263,29 @@ def plan_move(
                 results.append(gates.GateResult("staging-first", False, f"{rel.tag} was never in {before}",
                                                 f"promote it to {before} first, or pass --skip-staging REASON"))
     gates.raise_failures(results, action)
-    if smoke and settings.smoke:
-        results.append(smoke_gate(ws, rel, store))
+    own = release_settings(ws, rel) if smoke else settings
+    if smoke and own.smoke:
+        results.append(smoke_gate(ws, rel, store, own))
     elif smoke:
-        results.append(gates.passed("smoke", "disabled for this model in dvc.yaml (meta.tether.smoke: false)"))
+        results.append(gates.passed("smoke", f"disabled for this model in dvc.yaml at {rel.tag}'s commit "
+                                             "(meta.tether.smoke: false)"))
     gates.raise_failures(results, action)
     plan.gates = results
     return plan
+
+
+def _unread_objects(ws: Workspace, rel: Release) -> dict[str, str]:
+    """{path at the release's commit: md5} of the DVC objects its derivation could not read
+    (after fetching what the remote holds): named from dvc.lock at that commit."""
+    from tether import dvcgraph
+    from tether.workspace import load_yaml
+
+    try:
+        lock = load_yaml(ws.git.show_or_none(rel.commit, "dvc.lock") or "") or {}
+        outs = {o.md5: o.path for st in dvcgraph.lock_stages(lock).values() for o in st.outs if o.md5}
+    except Exception:  # noqa: BLE001 - only the names suffer: the md5s are named instead
+        outs = {}
+    return {outs.get(m, f"object {m}"): m for m in rel.unresolved}
 
 
 def _signature_rule(ws: Workspace, reg: Registry, model: str, env: str, sign: bool,

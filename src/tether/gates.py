@@ -50,8 +50,10 @@ def dvc_in_sync(changed: dict) -> GateResult:
                       "run `dvc repro`, then commit dvc.lock")
 
 
-def params_match_conf(explanation: Explanation | None) -> GateResult:
-    """`explanation` is None without a Hydra conf/ (confplan.explain otherwise)."""
+def params_match_conf(explanation: Explanation | None, composer: str | None = None) -> GateResult:
+    """`explanation` is None without a Hydra conf/ (confplan.explain otherwise). `composer` says
+    what composes params.yaml from conf/ in this repository: "stage NAME" (a stage whose output is
+    params.yaml: `dvc repro` composes), "dvc exp run" (DVC's own `hydra.enabled`), or None."""
     if explanation is None:
         return passed("params-conf", "no Hydra conf/ to compare")
     if explanation.agrees:
@@ -65,13 +67,22 @@ def params_match_conf(explanation: Explanation | None) -> GateResult:
             "that conf/ does not hold, so the next composition of conf/ would drop them:"
             + "".join(f"\n      {o.text:{width}}  {o.where}" for o in overrides),
             "write them into conf/ with `tether conf apply` (`--dry-run` shows the diff), then commit conf/ "
-            "and dvc.lock; `dvc repro` instead would compose params.yaml from conf/ again and lose them")
+            "and dvc.lock" + _recompose_note(composer, "; {how} instead would compose params.yaml from conf/ again "
+                                                       "and lose them"))
     shown = "; ".join(explanation.differences[:4]) + (" …" if len(explanation.differences) > 4 else "")
     return GateResult(
         "params-conf", False,
         f"params.yaml disagrees with conf/: {shown}; and it is not conf/ plus overrides: "
         + "; ".join(explanation.problems),
-        "put the values in conf/ by hand, or compose params.yaml again with `dvc repro` (the compose stage)")
+        "put the values in conf/ by hand" + _recompose_note(composer, ", or compose params.yaml again with {how}"))
+
+
+def _recompose_note(composer: str | None, template: str) -> str:
+    """What recomposes params.yaml from conf/ here, said only where something does."""
+    if composer is None:
+        return ""  # nothing composes it: `dvc repro` runs the stages with params.yaml as it is
+    how = "`dvc exp run` (DVC's hydra.enabled)" if composer == "dvc exp run" else f"`dvc repro` ({composer})"
+    return template.format(how=how)
 
 
 def completeness(graph: ModelGraph, undeclared: dict[str, dict[str, str]], manifest: dict,
@@ -158,6 +169,18 @@ def on_remote(missing: dict[str, str]) -> GateResult:
                       "push them: `dvc push`, or release with --push", StorageError)
 
 
+def unreadable(name: str, missing: dict[str, dict[str, str]]) -> GateResult:
+    """A gate that needs DVC objects (metrics, a threshold) that neither this clone's cache nor
+    the DVC remote holds: it refuses (exit 7) in every clone alike rather than pass for lack of data.
+    `missing`: {release: {path: md5}}."""
+    shown = "; ".join(f"{tag}: " + ", ".join(f"{path} ({md5[:12]})" for path, md5 in sorted(files.items()))
+                      for tag, files in missing.items())
+    return GateResult(name, False, "cannot compare: these files are neither in this clone's DVC cache nor on the "
+                                   f"DVC remote: {shown}",
+                      "push them from a clone that has them (`git checkout TAG && dvc push`, or "
+                      "`tether release --push` from now on), then try again", StorageError)
+
+
 def tag_free(tag: str, exists: bool) -> GateResult:
     if not exists:
         return passed("tag", f"{tag} is free")
@@ -177,6 +200,7 @@ def raise_failures(results: list[GateResult], what: str) -> None:
     exc = first.error(text, hint="; ".join(hints) or None)
     if isinstance(exc, GateFailed):
         exc.failures = [r.as_dict() for r in failed]
+    exc.gates = list(results)  # type: ignore[attr-defined]  # every gate checked: a dry run lists them
     raise exc
 
 

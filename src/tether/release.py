@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tether import components, derive, gates, hydraconf, signing
+from tether import codedeps, components, derive, gates, hydraconf, signing
 from tether.digest import sha256_file, tree_sha256_of
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
@@ -32,6 +32,7 @@ class ReleasePlan:
     steps: list[str] = field(default_factory=list)
     resume: bool = False  # the tag exists locally: only publish it
     sign: bool = False  # a signed tag (`git tag -s`, the user's own signing configuration)
+    objects: dict = field(default_factory=dict)  # {md5: path} to push: the manifest's, and its metrics files'
 
     def as_dict(self) -> dict:
         return {
@@ -87,7 +88,7 @@ def plan_release(
 
     results = [gates.clean_tree(git.status_porcelain())]
     results.append(gates.dvc_in_sync(store.changed_stages()))
-    results.append(gates.params_match_conf(_conf_explanation(ws)))
+    results.append(gates.params_match_conf(_conf_explanation(ws), _composer(ws)))
     facts = components.gather(ws, model)
     # The manifest is what the commit says (derive.py), the same derivation `check` applies to
     # any tag later, plus what only the release can record: each weights file's sha256 (read
@@ -106,7 +107,9 @@ def plan_release(
     for e in manifest["components"]["weights"] + manifest["components"]["data"]:
         e["sha256"] = _workspace_sha256(ws, store, e)
     manifest["feature_schema"] = manifest.get("feature_schema") or facts.feature_schema
-    manifest["runtime"] = components.runtime_component(manifest.get("runtime") or facts.runtime)
+    manifest["runtime"] = components.runtime_component(manifest.get("runtime") or facts.runtime,
+                                                       _lock_file(ws))
+    _threshold_param(manifest["components"]["threshold"])
     if not manifest.get("metrics"):
         manifest["metrics"] = facts.metrics
         manifest["predictions_sha256"] = facts.metrics.get("predictions_sha256")
@@ -128,6 +131,9 @@ def plan_release(
             wanted = _above(highest.version, kind)
         else:
             kind, reasons = mf.propose_bump(previous.manifest, {**manifest, "version": "next"})
+            served = _serving_code_changed(ws, model, previous.commit, commit)
+            if served and kind in (None, "patch"):
+                kind, reasons = "patch", [*reasons, served]
             if bump:
                 kind, reasons = bump, [f"--bump {bump}", *reasons]
             if kind is None:
@@ -142,7 +148,8 @@ def plan_release(
     manifest["version"] = str(wanted)
     tag = f"{model}@v{wanted}"
 
-    md5s = all_md5s(manifest)
+    # The metrics files count: the promote gates of every clone read them from the remote.
+    md5s = {**all_md5s(manifest), **metrics_objects(ws, commit, facts.graph)}
     if push:
         results.append(gates.passed("remote", f"{len(md5s)} output(s) will be pushed before the tag"))
     else:
@@ -160,8 +167,70 @@ def plan_release(
     return ReleasePlan(
         model=model, tag=tag, version=str(wanted), bump=kind, reasons=reasons,
         previous=previous.tag if previous else None, commit=commit, manifest=manifest,
-        gates=results, push=push, message=message or f"Release {tag}", steps=steps, sign=sign,
+        gates=results, push=push, message=message or f"Release {tag}", steps=steps, sign=sign, objects=md5s,
     )
+
+
+def metrics_objects(ws: Workspace, commit: str, graph) -> dict[str, str]:
+    """{md5: path} of the DVC-tracked metrics files (dvc.lock at HEAD) the release's metrics come from."""
+    from tether import dvcgraph
+
+    outs = {o.path: o.md5 for st in dvcgraph.lock_stages(ws.dvc_lock()).values() for o in st.outs if o.md5}
+    found = [p for p in derive.metric_paths(ws.dvc_yaml, graph) if p in outs]
+    in_git = ws.git.ls_tree(commit, found) if found else {}  # `cache: false`: git holds them
+    return {outs[p]: p for p in found if p not in in_git}
+
+
+def _serving_code_changed(ws: Workspace, model: str, before: str, now: str) -> str | None:
+    """Why the serving code differs between two commits (the entrypoint's spec, its file or a
+    project module it imports), or None. The serving entrypoint is part of the release."""
+    from tether.environments import settings_at
+
+    spec = ws.settings(model).serve.get("entrypoint")
+    try:
+        old_spec = settings_at(ws, before, model).serve.get("entrypoint")
+    except UsageError:
+        old_spec = None  # settings the previous release's commit cannot parse: compare the files alone
+    if spec != old_spec:
+        return f"serving entrypoint changed ({old_spec or 'none'} → {spec or 'none'})"
+    if not spec:
+        return None
+
+    def read(rel_path: str) -> str | None:
+        p = ws.root / rel_path
+        try:
+            return p.read_text() if p.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    files = sorted(codedeps.serving_sources(spec, read))
+    if not files:
+        return None
+    a, b = ws.git.ls_tree(before, files), ws.git.ls_tree(now, files)
+    changed = [f for f in files if a.get(f) != b.get(f)]
+    return f"serving code changed ({', '.join(changed[:4])}{' …' if len(changed) > 4 else ''})" if changed else None
+
+
+def _threshold_param(threshold: dict) -> None:
+    """The param the threshold is read from (`params: evaluate.threshold`, `params.yaml:KEY`) moves
+    the threshold, not the model: a change to it alone is a patch (docs/gates.md)."""
+    src = str(threshold.get("source") or "")
+    key = src[len("params: "):] if src.startswith("params: ") else \
+        src.partition(":")[2] if src.startswith("params.yaml:") else ""
+    if key and key not in (threshold.get("params") or []):
+        threshold["params"] = sorted([*(threshold.get("params") or []), key])
+
+
+LOCK_FILES = ("requirements.lock", "uv.lock", "poetry.lock", "Pipfile.lock", "conda-lock.yml")
+
+
+def _lock_file(ws: Workspace) -> tuple[str, str] | None:
+    """(path, sha256) of the repository's lock file at HEAD (the tree is clean), if it has one."""
+    for name in LOCK_FILES:
+        p = ws.root / name
+        if p.is_file():
+            return name, sha256_file(p)
+    return None
 
 
 def _workspace_sha256(ws: Workspace, store: DvcStore, entry: dict) -> str | None:
@@ -220,11 +289,30 @@ def _conf_explanation(ws: Workspace) -> "hydraconf.Explanation | None":
     return hydraconf.explain(conf, params)
 
 
+def _composer(ws: Workspace) -> str | None:
+    """What composes params.yaml from conf/: a stage that outputs it, else DVC's own Hydra
+    composition on `dvc exp run` (`hydra.enabled` in .dvc/config), else nothing."""
+    import configparser
+
+    from tether import dvcgraph
+
+    for name, st in dvcgraph.lock_stages(ws.dvc_lock()).items():
+        if any(o.path == "params.yaml" for o in st.outs):
+            return f"stage {name}"
+    cfg = configparser.ConfigParser()
+    for f in (".dvc/config", ".dvc/config.local"):
+        try:
+            cfg.read(ws.root / f)
+        except configparser.Error:
+            continue
+    return "dvc exp run" if cfg.get("hydra", "enabled", fallback="false").strip().lower() in ("true", "1", "yes") else None
+
+
 def execute_release(ws: Workspace, plan: ReleasePlan, store: DvcStore | None = None) -> str:
     """Returns the tag object id. DVC objects go first, the tag second: the git remote never
     holds a tag whose objects the DVC remote lacks."""
     store = store or DvcStore(ws.root)
-    md5s = all_md5s(plan.manifest)
+    md5s = plan.objects or all_md5s(plan.manifest)
     if plan.push:
         store.push(md5s)
         missing = store.missing_on_remote(md5s)

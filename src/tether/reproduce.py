@@ -151,12 +151,31 @@ def compare(clone: Workspace, store: DvcStore, manifest: dict, graph: dvcgraph.M
             checks.append(check_output(store, clone.root, e, rc.part_of(e, weights), new_lock.get(e["path"])))
     settings = clone.settings(manifest["model"])
     art = clone.root / manifest["artifact"]["path"]
-    metrics = _read_json(art / settings.metrics_file) if art.is_dir() else None
+    metrics = reproduced_metrics(clone, graph, art / settings.metrics_file)
     threshold = (_read_json(art / settings.threshold_file) or {}).get("value") if art.is_dir() else None
     current = current_runtime(art, settings, manifest.get("runtime") or {})
     verdict = rc.decide(checks, manifest, metrics, threshold,
                         rc.runtime_diff(manifest.get("runtime") or {}, current))
     return checks, verdict, current
+
+
+def reproduced_metrics(clone: Workspace, graph: dvcgraph.ModelGraph, art_metrics: Path) -> dict | None:
+    """The metrics the rebuilt pipeline wrote, gathered as the release's were (derive.py): the
+    metrics file under the artifact, then every metrics file its stages declare, wherever it is
+    (an evaluation's reports/metrics.json beside the model, say). None when none was written."""
+    from tether import derive
+    from tether import manifest as mf
+
+    found = _read_json(art_metrics) if art_metrics.is_file() else None
+    metrics: dict | None = dict(found) if found is not None else None
+    for rel in derive.metric_paths(clone.dvc_yaml, graph):
+        other = _read_json(clone.root / rel)
+        if other is None or clone.root / rel == art_metrics:
+            continue
+        metrics = metrics if metrics is not None else {}
+        for k, v in mf.flatten(other).items():
+            metrics.setdefault(k, v)
+    return metrics
 
 
 def check_output(store: DvcStore, root: Path, entry: dict, part: str, new_md5: str | None) -> rc.OutputCheck:

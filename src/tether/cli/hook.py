@@ -25,6 +25,8 @@ def _tether_command() -> list[str]:
 def pre_receive(
     dvc_repo: Optional[str] = typer.Option(None, "--dvc-repo", metavar="DIR",
                                            help="A DVC project whose default remote is the team's: release tags' objects are checked there."),
+    policy_branch: Optional[str] = typer.Option(None, "--policy-branch", metavar="BRANCH",
+                                                help="The branch whose dvc.yaml and .tether/ hold the policy (default: HEAD's)."),
 ) -> None:
     """Run by git in a bare repository: reads `<old> <new> <ref>` lines on stdin and refuses
     (exit 6) a push that breaks tether's rules. Nothing is updated when it refuses."""
@@ -34,7 +36,7 @@ def pre_receive(
 
     bare = Path(os.environ.get("GIT_DIR") or _opts().chdir).absolute()
     updates = parse_updates(sys.stdin.read())
-    refusals = check_push(bare, updates, Path(dvc_repo).absolute() if dvc_repo else None)
+    refusals = check_push(bare, updates, Path(dvc_repo).absolute() if dvc_repo else None, policy_branch)
     if not dvc_repo and any(u.ref.startswith("refs/tags/") and u.old == ZERO != u.new and "@v" in u.ref
                             for u in updates):
         progress("tether: release tags' DVC objects not checked (install the hook with --dvc-repo DIR)")
@@ -50,22 +52,26 @@ def install(
     bare: str = typer.Argument(..., help="The bare repository teams push to."),
     dvc_repo: Optional[str] = typer.Option(None, "--dvc-repo", metavar="DIR",
                                            help="A DVC project whose default remote is the team's."),
+    branch: Optional[str] = typer.Option(None, "--branch", metavar="BRANCH",
+                                         help="The branch holding dvc.yaml and .tether/ (the policy); default: the one HEAD names."),
     force: bool = typer.Option(False, "--force", help="Replace a pre-receive hook that is not tether's."),
     print_only: bool = typer.Option(False, "--print", help="Print the hook instead of writing it."),
     as_json: bool = JSON,
 ) -> None:
     """Install `hooks/pre-receive` calling this tether, or print how (--print)."""
-    from tether.hook import hook_script
+    from tether.hook import hook_script, install_branch
     from tether.hook import install as do_install
 
     cmd = _tether_command()
     root = Path(_opts().chdir)
     dvc = (root / dvc_repo).absolute() if dvc_repo else None
+    target = (root / bare).absolute()
     if print_only:
-        text = hook_script(cmd, dvc)
+        text = hook_script(cmd, dvc, install_branch(target, branch))
         emit({"hook": text}, as_json, f"# write this to {bare}/hooks/pre-receive and chmod 755 it:\n{text.rstrip()}")
         return
-    path = do_install((root / bare).absolute(), cmd, dvc, force)
-    emit({"path": str(path), "command": cmd}, as_json,
+    path, name = do_install(target, cmd, dvc, force, branch)
+    emit({"path": str(path), "command": cmd, "policy_branch": name}, as_json,
          f"installed {path}\n  it runs: {' '.join(cmd)} hook pre-receive" + (f" --dvc-repo {dvc}" if dvc else "")
+         + f" --policy-branch {name}\n  the policy (dvc.yaml, .tether/) is read from branch {name} as it is before each push"
          + "\n  test it: a push that moves a release tag is now refused")

@@ -77,23 +77,32 @@ def verify(
 
 @app.command()
 def checkout(
-    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest or an environment."),
+    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, an environment, or a local branch (main)."),
     model: Optional[str] = MODEL_OPT,
     force: bool = typer.Option(False, "--force", help="Discard uncommitted work."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
-    """Safe `git checkout` + `dvc pull`: all of the release, or nothing changes."""
+    """Safe `git checkout` + `dvc pull`: all of the release, or nothing changes. A release or an
+    environment leaves HEAD detached (a commit then moves no environment); `tether checkout main`
+    goes back to a branch."""
     from tether.checkout import checkout as do_checkout
 
     with byte_bar(f"checking out {ref}", enabled=not as_json and not dry_run):
         res = do_checkout(_ws(), ref, model=model, force=force, dry_run=dry_run,
                           progress=None if as_json else progress)
+    what = res.release or f"branch {res.ref}"
+    if res.release and res.ref != res.release:
+        what = f"{res.release} ({res.ref})"
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
-             f"would check out {res.release} ({res.ref}) with {len(res.outputs)} output(s); nothing changed")
+             f"would check out {what} at {res.commit[:12]} with {len(res.outputs)} output(s); nothing changed")
         return
-    emit(res.as_dict(), as_json, f"checked out {res.release} ({res.ref}); {len(res.outputs)} output(s) in place")
+    text = f"checked out {what} at {res.commit[:12]}; {len(res.outputs)} output(s) in place"
+    if res.detached:
+        text += (f"\nHEAD is detached: a commit here moves no branch and no environment "
+                 f"(keep one with git switch -c NAME). Back: {res.way_back}")
+    emit(res.as_dict(), as_json, text)
 
 
 @app.command()

@@ -8,6 +8,7 @@ import typer
 
 from tether.cli.base import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, _ws, app, emit, one_of, progress
 from tether.cli.render import gate_line, list_output, show_output, status_output
+from tether.errors import TetherError
 
 # -- releases ------------------------------------------------------------------------------
 @app.command()
@@ -29,7 +30,13 @@ def release(
     ws = _ws()
     if not as_json:
         progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
-    plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push, sign=sign)
+    try:
+        plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push, sign=sign)
+    except TetherError as exc:
+        checked = getattr(exc, "gates", None)
+        if dry_run and checked and not as_json:  # a refused dry run still lists every gate it checked
+            emit(None, False, "would not release:\n" + "\n".join(gate_line(g) for g in checked))
+        raise
     if dry_run:
         lines = [f"would release {plan.tag} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"]
         lines += [gate_line(g) for g in plan.gates]
@@ -65,6 +72,9 @@ def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
         return
     overrides = plan.explanation.overrides
     lines = [f"params.yaml is conf/ composed with {len(overrides)} override(s):", *_override_lines(overrides)]
+    if plan.commit_only:
+        lines = [f"conf/ already composes to params.yaml, but dvc.lock still records the conf/ of before for stage "
+                 f"{plan.compose_stage} (an earlier conf apply stopped before its dvc commit)"]
     if dry_run:
         lines += [e.diff().rstrip("\n") for e in plan.edits]
         lines += [f"  step: {s}" for s in plan.steps]
@@ -73,7 +83,8 @@ def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
         return
     execute_conf_apply(ws, plan)
     written = [f"conf/{e.file}" for e in plan.edits]
-    lines.append(f"wrote {', '.join(written)}: conf/ now composes to params.yaml exactly")
+    if written:
+        lines.append(f"wrote {', '.join(written)}: conf/ now composes to params.yaml exactly")
     if plan.compose_stage:
         lines.append(f"recorded conf/ for stage {plan.compose_stage} in dvc.lock (dvc commit {plan.compose_stage}); "
                      "params.yaml unchanged, nothing to re-run")
@@ -171,7 +182,7 @@ def check(
         floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
         skipped = [r.tag for r in rels if r.version < floor]
         rels = [r for r in rels if not r.version < floor]
-    report = check_releases(reg, rels, None if offline else DvcStore(ws.root), signatures=True)
+    report = check_releases(reg, rels, None if offline else DvcStore(ws.root), signatures=True, chains=True)
     report.skipped = skipped
     lines = [f"checked {len(report.checked)} release(s)"
              + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
