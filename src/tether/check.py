@@ -110,8 +110,6 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
                 if moved is None or (ev.tag_object and moved.tag_object != ev.tag_object):
                     report.findings.append(Finding(ev.release, MOVED,
                         f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
-    report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))
-    report.findings += not_release_findings(reg) + unread_findings(reg)
     if chains:
         for model in sorted({r.name.model for r in releases}):
             for env in reg.ws.environments(model):
@@ -121,6 +119,9 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
         from tether import signing
 
         report.findings += [Finding(where, SIGNATURE, why) for where, why in signing.findings(reg.ws, reg, releases)]
+    # after the others: GTO's view and release-named tags that are no release (issue 26 items 5, 6, 13)
+    report.findings += not_release_findings(reg) + unread_findings(reg)
+    report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))
     return report
 
 
