@@ -8,13 +8,13 @@ from typing import Final, Literal
 
 from tether import manifest as mf
 from tether.dvcstore import DvcStore
-from tether.errors import IntegrityError, StorageError, TetherError
+from tether.errors import Conflict, IntegrityError, StorageError, TetherError
 from tether.registry import PROBLEM_ERRORS, Registry, Release
 
 # The kinds of finding, and the one mapping from a finding to its exception (and so its exit
 # code), used by `check`, the promote gate and every command that meets an unusable release.
 FindingKind = Literal["incomplete", "mismatch", "unusable", "missing-objects", "moved-tag", "signature",
-                      "hidden-moves"]
+                      "hidden-moves", "gto-disagrees"]
 INCOMPLETE: Final = "incomplete"
 MISMATCH: Final = "mismatch"
 UNUSABLE: Final = "unusable"
@@ -22,9 +22,10 @@ MISSING: Final = "missing-objects"
 MOVED: Final = "moved-tag"
 SIGNATURE: Final = "signature"  # the signing policy rejects a release tag or an environment move
 HIDDEN: Final = "hidden-moves"  # moves an environment branch reaches off its first-parent chain (rewritten history)
+GTO: Final = "gto-disagrees"  # GTO's tags put another release in an environment than its branch
 FINDING_ERRORS = {MOVED: IntegrityError, SIGNATURE: IntegrityError, HIDDEN: IntegrityError, MISSING: StorageError,
-                  **PROBLEM_ERRORS}
-SEVERITY = (MOVED, HIDDEN, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE)  # the worst first: it decides the exit code
+                  GTO: Conflict, **PROBLEM_ERRORS}
+SEVERITY = (MOVED, HIDDEN, SIGNATURE, MISMATCH, UNUSABLE, MISSING, INCOMPLETE, GTO)  # the worst first: it decides the exit code
 
 
 @dataclass
@@ -118,6 +119,9 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
         from tether import signing
 
         report.findings += [Finding(where, SIGNATURE, why) for where, why in signing.findings(reg.ws, reg, releases)]
+    # after the others: GTO's view and release-named tags that are no release (issue 26 items 5, 6, 13)
+    report.findings += not_release_findings(reg) + unread_findings(reg)
+    report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))
     return report
 
 
@@ -187,3 +191,36 @@ def pullable_findings(reg: Registry, releases: list[Release], store: DvcStore) -
             out.append(Finding(rel.tag, MISSING, "its commit is not pullable (`git checkout "
                                f"{rel.tag} && dvc pull` fails): not on the DVC remote: {', '.join(paths)}"))
     return out
+
+
+def gto_findings(reg: Registry, models: list[str]) -> list[Finding]:
+    """One finding per environment whose GTO tags disagree with its branch (the branch decides
+    what every command uses; see Registry.gto_disagreement and docs/registry.md)."""
+    out = []
+    for model in models:
+        for env in reg.ws.environments(model):
+            d = reg.gto_disagreement(model, env)
+            if d is None:
+                continue
+            said = d["problem"] or (f"puts {d['gto']} in {env}" if d["gto"] else f"leaves {env} empty")
+            out.append(Finding(d["tag"], GTO, f"GTO's tags disagree with branch {reg.env_state(model, env).branch}: "
+                                              f"{said}, the branch runs {d['branch'] or 'no release'} (the branch "
+                                              f"decides; make them agree with tether promote or gto assign)"))
+    return out
+
+
+def not_release_findings(reg: Registry) -> list[Finding]:
+    """One finding per release-named tag on a blob, a tree or another tag (`git tag m@v9.9.9
+    <blob>`): never a release, never a crash (see Registry.not_releases)."""
+    return [Finding(tag, UNUSABLE, why + "; delete it (git tag -d " + tag + ") or point it at a release commit")
+            for tag, why in sorted(reg.not_releases.items())]
+
+
+def unread_findings(reg: Registry) -> list[Finding]:
+    """Release tags no dvc.yaml explains (neither HEAD's, which declares no model, nor their
+    commits'): `check` never passes on releases it could not read."""
+    if reg.ws.models and not reg.adopted:
+        return []  # HEAD's dvc.yaml names the models; other `name@vX.Y.Z` tags are not tether's
+    return [Finding(r.tag, UNUSABLE, f"cannot be read: HEAD's dvc.yaml declares no model and its commit does not "
+                                     f"declare {r.name.model}")
+            for model, rels in sorted(reg.releases.items()) if model not in reg.ws.models for r in rels]

@@ -26,7 +26,8 @@ from tether.digest import sha256_bytes
 from tether.gitrepo import Git, cat_files, object_ids
 from tether.workspace import Settings, load_yaml
 
-DERIVE_VERSION = 2  # bump when the derivation changes: old cache entries are then ignored
+DERIVE_VERSION = 3  # bump when the derivation changes: old cache entries are then ignored
+# 3: every DVC object read is verified against its md5 (older entries may hold unverified bytes)
 PARTS = mf.COMPONENTS
 
 
@@ -513,18 +514,24 @@ def needed_objects(d: Derived) -> list[str]:
 
 
 def cache_reader(cache_root: Path) -> Callable[[str], bytes | None]:
-    """Read a DVC object from the local cache (DVC 3 layout) by md5; None if absent. Only small
-    files are ever asked for (threshold, metrics, listings)."""
+    """Read a DVC object from the local cache (DVC 3 layout) by md5; None if absent or if its
+    bytes do not hash to that md5 (a damaged object is as good as absent: the derivation stays
+    partial and is never cached, so a repaired object is read afresh). Only small files are
+    ever asked for (threshold, metrics, listings); DVC 3 names a file object and a `.dir`
+    listing alike by the md5 of the bytes it stores."""
+    import hashlib
+    import re
 
     def read(md5: str) -> bytes | None:
-        if not isinstance(md5, str) or len(md5) < 3 or "/" in md5 or ".." in md5:
+        if not isinstance(md5, str) or not re.fullmatch(r"[0-9a-f]{32}(\.dir)?", md5):
             return None
         p = cache_root / md5[:2] / md5[2:]
         try:
             if p.stat().st_size > 64 * 1024 * 1024:
                 return None
-            return p.read_bytes()
+            data = p.read_bytes()
         except OSError:
             return None
+        return data if hashlib.md5(data).hexdigest() == md5[:32] else None
 
     return read

@@ -72,13 +72,19 @@ def strip_signature(message: str) -> str:
 _COMMON_DIRS: dict[Path, Path] = {}  # repository root -> its common git directory
 
 
+# Every git process reads objects as their ids name them: `git replace` refs (local, written by
+# hand) never change what a commit, tag or tree means to tether, so a kept answer and a fresh one
+# agree however replacements come and go.
+NO_REPLACE = {"GIT_NO_REPLACE_OBJECTS": "1"}
+
+
 class Git:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     # -- plumbing -------------------------------------------------------------------------
     def run(self, *args: str, check: bool = True, input: str | None = None, env=None):
-        return run(["git", *args], cwd=self.root, check=check, input=input, env=env)
+        return run(["git", *args], cwd=self.root, check=check, input=input, env={**NO_REPLACE, **(env or {})})
 
     def out(self, *args: str) -> str:
         return self.run(*args).stdout.strip()
@@ -214,7 +220,7 @@ class Git:
 
     def archive(self, commit: str) -> bytes:
         """The commit's tree as a tar archive (`git archive`)."""
-        return run_bytes(["git", "archive", "--format=tar", commit], self.root, b"")
+        return run_bytes(["git", "--no-replace-objects", "archive", "--format=tar", commit], self.root, b"")
 
     def ls_tree(self, rev: str, paths: list[str] | None = None) -> dict[str, tuple[str, str]]:
         """path -> (type, object id) for every entry under the given paths, recursively."""
@@ -495,7 +501,8 @@ def cat_files(git: Git, specs: list[str]) -> dict[str, bytes | None]:
     """Many `rev:path` blobs in one `git cat-file --batch` process; None where missing."""
     if not specs:
         return {}
-    out = run_bytes(["git", "cat-file", "--batch"], git.root, ("\n".join(specs) + "\n").encode())
+    out = run_bytes(["git", "--no-replace-objects", "cat-file", "--batch"], git.root,
+                    ("\n".join(specs) + "\n").encode())
     pos, result = 0, {}  # type: tuple[int, dict[str, bytes | None]]
     for spec in specs:
         nl = out.index(b"\n", pos)
@@ -514,7 +521,7 @@ def object_ids(git: Git, specs: list[str]) -> dict[str, str | None]:
     """Object ids of many `rev:path` in one `git cat-file --batch-check` process."""
     if not specs:
         return {}
-    out = run_bytes(["git", "cat-file", "--batch-check=%(objectname)"], git.root,
+    out = run_bytes(["git", "--no-replace-objects", "cat-file", "--batch-check=%(objectname)"], git.root,
                     ("\n".join(specs) + "\n").encode()).decode()
     result = {}
     for spec, line in zip(specs, out.splitlines()):

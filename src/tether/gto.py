@@ -308,24 +308,30 @@ def stage_state(records: Iterable[TagRecord], model: str) -> dict[str, str | Non
     the whole model from `gto show` unless ``-d``: see :func:`is_deprecated`) and versions GTO
     discovers from artifacts.yaml enrichments (tether repos have none).
     """
+    return {s: (h[0] if h else None) for s, h in stage_holders(records, model).items()}
+
+
+def stage_holders(records: Iterable[TagRecord], model: str) -> dict[str, tuple[str, str] | None]:
+    """:func:`stage_state` with the commit of each holding version: {stage: (version name,
+    commit) or None}. Raises ValueError where `gto show` fails (two versions share a commit)."""
     indexed = _index(records, model)
     versions = [v for v in indexed if v.active()]
     # get_versions(sort=Timestamp): stable sort by created_at, reversed.
     versions = sorted(versions, key=lambda v: v.created_at())[::-1]
     candidates = [  # (stage, version, time of its latest assignment)
-        (s, v.name, max(v.assigns[s]))
+        (s, v, max(v.assigns[s]))
         for v in versions
         for s in sorted(v.assigns, key=lambda s: max(v.assigns[s]))  # get_vstages(ascending=True)
         if v.stage_active(s)
     ]
     candidates = sorted(candidates, key=lambda c: c[2])[::-1]
-    state: dict[str, str | None] = {}
+    state: dict[str, tuple[str, str] | None] = {}
     for v in indexed:
         for s in [*v.assigns, *v.unassigns]:
             state.setdefault(s, None)
-    for s, name, _ in candidates:
+    for s, v, _ in candidates:
         if state[s] is None:
-            state[s] = name
+            state[s] = (v.name, v.commit)
     return state
 
 

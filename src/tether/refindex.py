@@ -31,7 +31,7 @@ PATTERNS = ("refs/tags/", "refs/heads/", "refs/remotes/origin/")  # every ref th
 BY_NAME_MAX = 400
 KEEP_LOGS = 16  # branches whose first-parent log is kept
 KEEP_VIEWS = 4  # answers kept per view (e.g. `list` and `list --model a`)
-VIEW_SCHEMA = "views-2"  # bump when a view's shape or meaning changes
+VIEW_SCHEMA = "views-3"  # bump when a view's shape or meaning changes
 
 
 def _common(git: Git) -> Path:
@@ -78,6 +78,13 @@ class RefIndex:
         self.dirty = False
         self._listing: tuple[tuple[str, ...], str] | None = None
         self._logs: dict | None = None
+        # a shallow clone's history is truncated where `.git/shallow` says; `git fetch --unshallow`
+        # changes it without moving a ref. Its bytes are part of every view's key, and no
+        # first-parent log is kept or reused while the clone is shallow.
+        try:
+            self.shallow: bytes = (self.dir.parent / "shallow").read_bytes()
+        except OSError:
+            self.shallow = b""
 
     def _facts(self) -> dict:
         if self._data is None:
@@ -101,7 +108,7 @@ class RefIndex:
     # The same inputs give the same answer, so a hit is the answer; anything else recomputes.
     def view_key(self, *inputs: str | bytes) -> str:
         h = hashlib.sha256(f"{VIEW_SCHEMA} {__version__}".encode())
-        for x in inputs:
+        for x in (self.shallow, *inputs):
             b = x.encode() if isinstance(x, str) else x
             h.update(len(b).to_bytes(8, "big") + b)
         return h.hexdigest()
@@ -171,7 +178,10 @@ class RefIndex:
 
     # -- first-parent logs ----------------------------------------------------------------
     def first_parent_log(self, branch: str, tip: str) -> list[LogEntry]:
-        """`Git.log_first_parent(tip)`, extended from where `branch` was last read."""
+        """`Git.log_first_parent(tip)`, extended from where `branch` was last read (read whole,
+        and not kept, in a shallow clone)."""
+        if self.shallow:
+            return self.git.log_first_parent(tip)
         path = self.dir / "logs.json"
         if self._logs is None:
             self._logs = _load(path, "logs")  # once per index, however many branches are read

@@ -281,11 +281,18 @@ class Registry:
         self.heads: dict[str, RefRecord] = {}
         self.remote_heads: dict[str, RefRecord] = {}
         self.tag_records: dict[str, RefRecord] = {}
+        self.not_releases: dict[str, str] = {}  # release-named tags on no commit: tag -> finding
+        self.adopted: list[str] = []  # models only the release tags' commits declare (_adopt_models)
         for rec in records:
             if rec.name.startswith("refs/tags/"):
                 self.tag_records[rec.name[len("refs/tags/"):]] = rec
                 rel = release_from_record(rec, loader, self._derive, self.index)
-                if rel:
+                if rel and not rel.tree:  # git gives a tree only for a commit: a blob, a tree, a tag of a tag
+                    what = rec.objecttype if rec.objecttype != "tag" else "tag object whose target is not a commit"
+                    self.not_releases[rel.tag] = (
+                        f"release-named tag {rel.tag} points at a {what} ({rel.commit[:12]}), not a commit: "
+                        "it is no release")
+                elif rel:
                     self.releases.setdefault(rel.name.model, []).append(rel)
             elif rec.name.startswith("refs/heads/"):
                 self.heads[rec.name[len("refs/heads/"):]] = rec
@@ -293,6 +300,8 @@ class Registry:
                 self.remote_heads[rec.name[len("refs/remotes/origin/"):]] = rec
         for rels in self.releases.values():
             rels.sort(key=lambda r: r.version._key(), reverse=True)  # one key per release, not per comparison
+        if self.releases and _declares_no_model(ws):
+            self._adopt_models()
         if self.index is not None:
             self.index.save()
             ws.use_index(self.index, list(self.tag_records))
@@ -308,6 +317,31 @@ class Registry:
         self._by_tree: dict[str, dict[str, Release]] = {}
         self._derived: dict[tuple[str, str], object] = {}
         self._reader: Callable[[str], bytes | None] | None = None
+
+    def _adopt_models(self) -> None:
+        """HEAD's dvc.yaml declares no model (a branch that predates it), yet release tags exist:
+        releases are tags, so take each tagged model as its newest release's own commit declares
+        it (one `git cat-file` for all), and the workspace answers for those models."""
+        from tether import dvcgraph
+        from tether.gitrepo import cat_files
+        from tether.workspace import load_yaml
+
+        specs = [f"{r.commit}:dvc.yaml" for rels in self.releases.values() for r in rels]
+        blobs = cat_files(self.ws.git, list(dict.fromkeys(specs)))
+        found: dict[str, dvcgraph.Artifact] = {}
+        for model, rels in self.releases.items():
+            for r in rels:  # newest first
+                raw = blobs.get(f"{r.commit}:dvc.yaml")
+                try:
+                    art = dvcgraph.models(load_yaml(raw.decode()) or {}).get(model) if raw else None
+                except Exception:  # noqa: BLE001 - a broken dvc.yaml declares nothing
+                    art = None
+                if art is not None:
+                    found[model] = art
+                    break
+        if found:
+            self.ws.models = found  # Workspace.models is a cached_property: the read's answer
+            self.adopted = sorted(found)
 
     def _message(self, tag_object: str) -> str:
         hit = self._messages.get(tag_object)
@@ -412,7 +446,9 @@ class Registry:
         if self._summary is None:
             path = derive.cache_dir(self.ws.git).parent / "summary.json"
             try:
-                data = json.loads(path.read_text()).get("entries", {})
+                raw = json.loads(path.read_text())
+                # v2: summaries of derivations from verified objects only (derive.DERIVE_VERSION 2)
+                data = raw.get("entries", {}) if raw.get("v") == 2 else {}
             except (OSError, ValueError, AttributeError):
                 data = {}
             self._summary = data if isinstance(data, dict) else {}
@@ -452,7 +488,7 @@ class Registry:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps({"v": 1, "entries": cache}))
+                tmp.write_text(json.dumps({"v": 2, "entries": cache}))
                 os.replace(tmp, path)
             except OSError:
                 pass
@@ -488,10 +524,12 @@ class Registry:
         return self.env_state(model, env).commit
 
     def history(self, model: str, env: str) -> list[Event]:
-        """Newest first: the environment's audit trail from its branch's first-parent log,
-        merged with GTO's assignment tags for the same stage that tether did not write itself
-        (a team that also runs `gto assign`). Branch events keep their order; a GTO event goes
-        where its tag's date puts it."""
+        """Newest first: the environment's audit trail. Where its branch exists, the branch is
+        the truth: its first-parent log, after GTO's assignment tags from before the branch's
+        first move (a team that ran `gto assign` before tether); a GTO tag made later never
+        changes what the environment runs (see gto_disagreement). Where no branch exists, GTO's
+        assignment tags alone, and under a signing policy for the environment only the tags
+        whose signature it accepts."""
         key = (model, env)
         if key not in self._histories:
             state = self.env_state(model, env)
@@ -499,8 +537,60 @@ class Registry:
             branch = self.events_at(env, head, model, state.branch) if head else []
             written = {ev.trailers.get("Tether-Gto-Tag") for ev in branch}
             foreign = [g for g in self.gto_events(model, env) if g.trailers.get("Gto-Tag") not in written]
+            if branch:
+                first = _epoch(branch[-1].time)
+                foreign = _chain([g for g in foreign if _epoch(g.time) <= first])
+            else:
+                foreign = self._trusted_gto(model, env, foreign)
             self._histories[key] = _merge_newest_first(branch, foreign)
         return self._histories[key]
+
+    def _trusted_gto(self, model: str, env: str, events: list[Event]) -> list[Event]:
+        """GTO's tags of an environment that has no branch, less those the signing policy's rule
+        for the environment refuses (an unsigned tag, a signer it does not allow). Verdicts
+        depend on key material outside git, so such an answer is never kept (unsettled)."""
+        if not events:
+            return events
+        from tether import signing
+        from tether import signpolicy as sp
+
+        rule = signing.policy(self.ws, model).env(env)
+        if not (rule.require_signed or rule.principals):
+            return events
+        self.unsettled.add(f"gto-signatures:{model}:{env}")
+        signers = signing.allowed_signers(self.ws)
+        kept = [e for e in events
+                if sp.judge(signing.tag_signature(self.ws.git, e.tag_object, True, signers), rule) is None]
+        return _chain(kept)
+
+    def gto_disagreement(self, model: str, env: str) -> dict | None:
+        """Where the environment's branch exists and GTO's tags (read as `gto show` reads them)
+        put another release in the stage, or none: {"tag": the stage's newest GTO tag, "gto":
+        the release GTO names ("" for none, else a tag or a commit id), "branch": the branch's
+        release}. None when they agree, when there is no branch or no GTO tag for the stage."""
+        state = self.env_state(model, env)
+        if state.commit is None:
+            return None
+        from tether import gto
+
+        recs = [r for r in self.gto_records() if r.tag.model == model]
+        staged = [r for r in recs if r.tag.stage == env and r.tag.action in ("assign", "unassign")]
+        if not staged:
+            return None
+        newest = max(staged, key=lambda r: (r.time, r.tag.name)).tag.name
+        live = self.live_release(model, env)
+        rel = self.by_tag(live) if live else None
+        try:
+            holder = gto.stage_holders(recs, model).get(env)
+        except ValueError as exc:
+            return {"tag": newest, "gto": "", "branch": live or "", "problem": str(exc)}
+        if (holder[1] if holder else None) == (rel.commit if rel else None):
+            return None
+        said = ""
+        if holder is not None:
+            at = next((r for r in self.of(model) if r.commit == holder[1]), None)
+            said = at.tag if at is not None else holder[1]
+        return {"tag": newest, "gto": said, "branch": live or "", "problem": None}
 
     def gto_records(self) -> list:
         """Every annotated GTO tag (lightweight ones do not count for GTO either)."""
@@ -664,6 +754,15 @@ class Registry:
         raise NotFound(f"no release {model}@v{ref.version}", hint=f"see `tether list {model}`")
 
 
+def _declares_no_model(ws: Workspace) -> bool:
+    """HEAD's dvc.yaml is there and declares no model (not: it is missing or unreadable, which
+    the command that needs it reports)."""
+    try:
+        return not ws.models
+    except Exception:  # noqa: BLE001 - no dvc.yaml, or a broken one: nothing to adopt here
+        return False
+
+
 def _epoch(iso: str) -> int:
     from datetime import datetime
 
@@ -671,6 +770,15 @@ def _epoch(iso: str) -> int:
         return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
     except (ValueError, AttributeError):
         return 0
+
+
+def _chain(events: list[Event]) -> list[Event]:
+    """GTO events (newest first) with each `previous` set from the one before it."""
+    prev, out = "none", list(events)
+    for i in range(len(out) - 1, -1, -1):
+        out[i] = dataclasses.replace(out[i], previous=prev)
+        prev = out[i].release or "none"
+    return out
 
 
 def _merge_newest_first(branch: list[Event], foreign: list[Event]) -> list[Event]:

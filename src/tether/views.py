@@ -27,6 +27,7 @@ class EnvView:
     release: str | None  # the release it runs; None when empty or at a commit that is no release
     outside_commit: str | None  # the head, when it was committed outside tether and is no release
     state: EnvState
+    gto: dict | None = None  # GTO's tags disagree with the branch (Registry.gto_disagreement)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class ModelStatus:
         return {"model": self.model, "latest": self.latest,
                 "environments": {e: v.release for e, v in self.environments.items()},
                 "refs": {e: v.state.as_dict() for e, v in self.environments.items()},
+                "gto": {e: v.gto for e, v in self.environments.items() if v.gto},
                 "workspace": {"commit": self.head, "dirty": self.dirty, "matches": self.matches}}
 
 
@@ -109,7 +111,8 @@ def model_status(ws: Workspace, model: str | None) -> list[ModelStatus]:
                 ev = reg.live(m, env)
                 outside = ev.commit if ev and not ev.release else None
                 envs[env] = {"release": None if outside else reg.live_release(m, env), "outside": outside,
-                             "state": dataclasses.asdict(reg.env_state(m, env))}
+                             "state": dataclasses.asdict(reg.env_state(m, env)),
+                             "gto": reg.gto_disagreement(m, env)}
             data.append({"model": m, "latest": latest.tag if latest else None, "environments": envs,
                          "trees": trees})
         if reg.settled:
@@ -134,7 +137,7 @@ def _status(ws: Workspace, data: list) -> list[ModelStatus]:
     for d in data:
         st = ModelStatus(d["model"], d["latest"], head=head, dirty=dirty, matches=d["trees"].get(tree, []))
         for env, v in d["environments"].items():
-            st.environments[env] = EnvView(v["release"], v["outside"], EnvState(**v["state"]))
+            st.environments[env] = EnvView(v["release"], v["outside"], EnvState(**v["state"]), v.get("gto"))
         out.append(st)
     return out
 
@@ -150,22 +153,27 @@ def env_history(ws: Workspace, model: str | None, env: str | None, at: str | Non
     if not isinstance(out, dict):
         from tether.registry import Registry
 
+        reg = Registry(ws, messages=False, index=index)  # first: it may adopt the tags' models
         model = ws.model(model)
-        reg = Registry(ws, messages=False, index=index)
         envs = [env] if env else list(ws.environments(model))
         out = {"model": model, "environments": {}}
+        keyring = False
         for e in envs:
             ws.branch(model, e)  # validates the name
             events = reg.history(model, e)
             reg.check_tag_integrity(events)
             st = reg.env_state(model, e)
             verdicts = {v.commit: v for v in signing.env_verdicts(ws, reg, model, e, signers, events=events)}
+            # an SSH verdict depends on the commit and the allowed signers file (in the key); an
+            # OpenPGP one on the keyring too, which is outside git: such an answer is never kept
+            keyring |= any(v.signature.signed and not v.signature.key.startswith("SHA256:")
+                           for v in verdicts.values())
             rows = [{**ev.__dict__, "signature": verdicts[ev.commit].as_dict() if ev.commit in verdicts else None}
                     for ev in events]
             if bad := signing.violations(list(verdicts.values())):
                 out.setdefault("refused", str(signing.refuse(e, bad)))
             out["environments"][e] = {"branch": ws.branch(model, e), "ref": st.as_dict(), "events": rows}
-        if reg.settled:
+        if reg.settled and not keyring:
             index.keep_view("history", key, out)
     return _live_at(out, at)
 

@@ -118,6 +118,8 @@ def status_output(models, as_json: bool) -> str:
     """From views.ModelStatus records."""
     if as_json:
         return json_text([st.as_dict() for st in models])
+    if not models:
+        return "no models: dvc.yaml declares no model artifact (and no release tag's commit does)"
     lines = []
     for st in models:
         lines.append(st.model)
@@ -126,9 +128,27 @@ def status_output(models, as_json: bool) -> str:
             shown = view.release or (f"{view.outside_commit[:12]} committed outside tether, matches no release"
                                      if view.outside_commit else "(empty)")
             lines.append(f"  {env:10} {shown}{ref_note(view.state.as_dict())}")
+            if view.gto:
+                lines.append(gto_note(st.model, env, view.gto))
         matches = ", ".join(st.matches) if st.matches else "no release"
         lines.append(f"  workspace  {st.head[:12]}{' (dirty)' if st.dirty else ''} matches {matches}")
     return safe("\n".join(lines))
+
+
+def gto_note(model: str, env: str, d: dict) -> str:
+    """The "gto:" line under an environment whose GTO tags disagree with its branch (the
+    branch decides; docs/registry.md says how to resolve it)."""
+    if d.get("problem"):
+        return f"             gto: {d['tag']}: GTO cannot read this stage ({d['problem']}); the branch decides"
+    said = f"puts {d['gto']} in {env}" if d["gto"] else f"leaves {env} empty"
+    ways = []
+    if "@" in d["gto"]:
+        ways.append(f"`tether promote {d['gto']} --env {env}` to follow GTO")
+    if "@v" in d["branch"]:
+        ways.append(f"`gto assign {model} --version v{d['branch'].split('@v', 1)[1]} --stage {env} --force` "
+                    "to re-tag GTO")
+    how = f" ({', or '.join(ways)})" if ways else ""
+    return f"             gto: {d['tag']} {said}; the branch decides{how}"
 
 
 def show_output(shown: dict, as_json: bool) -> str:
