@@ -10,7 +10,6 @@ restoring them is a rename, never a copy that could fail half-way).
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether import dvcgraph, materialise, paths
-from tether.digest import _BLOCK
+from tether.digest import md5_file
 from tether.dvcstore import DvcStore
 from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.refs import parse_ref
@@ -77,16 +76,6 @@ def _dirty_outputs(changed: dict, tracked: set[str]) -> list[str]:
     return sorted(found)
 
 
-def _md5_file(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(_BLOCK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
 def _same_as(store: DvcStore, path: Path, md5: str) -> bool:
     """Whether replacing the file at `path` loses nothing: it holds the object `md5`, or bytes the
     DVC cache already keeps (another version's weights, which `dvc checkout` brings back). A
@@ -109,7 +98,7 @@ def _recoverable(store: DvcStore, path: Path, md5: str | None = None) -> bool:
     try:
         if path.is_symlink() or not path.is_file():
             return False
-        got = _md5_file(path)
+        got = md5_file(path)
         if got == md5:
             return True
         cached = store.cache_path(got)

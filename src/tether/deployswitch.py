@@ -146,23 +146,28 @@ def prune(target: Path, keep: int, protect: set) -> list[str]:
     return pruned
 
 
-def logged_manifest_digest(target: Path, release_id: str) -> str | None:
-    """The manifest digest deploy.log recorded when `release_id` was last made live, if any."""
-    found = None
+def _log_records(target: Path):
+    """The deploy log's JSON records, oldest first; unreadable lines and a missing log are skipped."""
     try:
         lines = (target / "deploy.log").read_text().splitlines()
     except OSError:
-        return None
+        return
     for line in lines:
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        if isinstance(rec, dict) and rec.get("to") == release_id and rec.get("outcome") in ("deployed", "switched") \
-                and rec.get("manifest_sha256"):
+        if isinstance(rec, dict):
+            yield rec
+
+
+def logged_manifest_digest(target: Path, release_id: str) -> str | None:
+    """The manifest digest deploy.log recorded when `release_id` was last made live, if any."""
+    found = None
+    for rec in _log_records(target):
+        if rec.get("to") == release_id and rec.get("outcome") in ("deployed", "switched") and rec.get("manifest_sha256"):
             found = rec["manifest_sha256"]
     return found
-
 
 
 def serving(target: Path, release_id: str | None) -> dict | None:
@@ -171,16 +176,8 @@ def serving(target: Path, release_id: str | None) -> dict | None:
     if release_id is None:
         return None
     found = None
-    try:
-        lines = (target / "deploy.log").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and rec.get("outcome") in ("deployed", "switched") and isinstance(rec.get("env"), str):
+    for rec in _log_records(target):
+        if rec.get("outcome") in ("deployed", "switched") and isinstance(rec.get("env"), str):
             found = rec
     return found if found is not None and found.get("to") == release_id else None
 

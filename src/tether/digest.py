@@ -13,7 +13,15 @@ _BLOCK = 1 << 20
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
+    return _file_digest(path, hashlib.sha256())
+
+
+def md5_file(path: str | Path) -> str:
+    """DVC's content id of a file (its md5), read in blocks."""
+    return _file_digest(path, hashlib.md5())
+
+
+def _file_digest(path: str | Path, h) -> str:
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(_BLOCK)
         view = memoryview(buf)
