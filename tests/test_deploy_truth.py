@@ -51,7 +51,7 @@ def test_rollback_without_push_is_said_and_deploy_refuses_until_pushed(project_l
     p = project_live
     v2, target = _v1_then_v2_pushed(p, tmp_path)
 
-    res = move(p, "rollback", "--env", "production")
+    res = res_rollback = move(p, "rollback", "--env", "production")
     assert res.code == 0, res.err
     assert "local only: not pushed" in res.out and f"still serve {v2}" in res.out, res.out
     assert "git push origin production" in res.out, res.out
@@ -66,7 +66,11 @@ def test_rollback_without_push_is_said_and_deploy_refuses_until_pushed(project_l
         assert current(target) == f"releases/{v2}"
         assert log_lines(target) == log_before
 
-    p.git("push", "-q", "origin", "production")  # the one command the refusal named
+    # the one command the rollback printed, GTO record included, is what publishes the move
+    said = res_rollback.out.split("Publish it: ", 1)[1].split(" (or move with --push)", 1)[0].split()
+    assert said[:3] == ["git", "push", "origin"] and said[3] == "production" and "#production#" in said[4], said
+    p.git(*said[1:])
+    assert said[4] in p.git("ls-remote", "--tags", "origin")
     res = deploy(p, target, "--json")
     assert res.code == 0, res.err
     assert res.json()["release"] == V1 and current(target) == f"releases/{V1}"
@@ -78,8 +82,10 @@ def test_rollback_json_says_local_only_and_push_does_not(project_live, tmp_path)
     res = move(p, "rollback", "--env", "production", "--json")
     assert res.code == 0, res.err
     lo = res.json()["local_only"]
+    gto_tag = p.git("log", "-1", "--format=%(trailers:key=Tether-Gto-Tag,valueonly)", "production").strip()
+    assert gto_tag.startswith("fraud-detector#production#"), gto_tag
     assert lo == {"branch": "production", "origin_has_branch": True, "origin_release": v2,
-                  "push": "git push origin production"}, lo
+                  "push": f"git push origin production {gto_tag}"}, lo
     res = move(p, "promote", v2, "--env", "production", "--push", "--json")
     assert res.code == 0, res.err
     assert res.json()["local_only"] is None and "local only" not in res.out

@@ -379,6 +379,8 @@ def execute_move(ws: Workspace, plan: MovePlan, store: DvcStore | None = None) -
     gto_tag = gto_tag_plan(ws, reg, plan)
     if gto_tag:
         plan.notes["Tether-Gto-Tag"] = gto_tag[0]
+        if plan.local_only:  # publishing a local move means its GTO record too (gto show reads it)
+            plan.local_only["push"] += f" {gto_tag[0]}"
     parents = ([plan.old_head] if plan.old_head else []) + [rel.commit]
     new = ws.git.commit_tree(rel.tree, parents, commit_message(plan, now_iso()), sign=plan.sign)
     if plan.sign or plan.signature_rule.require_signed:
