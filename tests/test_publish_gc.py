@@ -252,3 +252,24 @@ def test_gc_cloud_on_s3_dates_objects_by_last_modified_and_reports_each_batch(tm
     assert "deleted 1 of 1 remote object(s)" in res.err
     assert "Contents" not in s3.list_objects_v2(Bucket=s3_remote["bucket"], Prefix=junk)
     assert fresh_clone_pulls(p, tmp_path / "fresh") == {}
+
+
+def test_gc_cloud_deletes_nothing_when_a_releases_directory_listing_is_nowhere(tmp_path):
+    """A release's directory output whose file list neither the cache nor the remote holds: gc
+    cannot tell which of the remote's files the release needs, so it deletes nothing (exit 7)."""
+    p = build_evaldir(tmp_path / "p")
+    tag = p.ok("release", "--push", "--json").json()["tag"]
+    weights = lock_md5(p.root, "models/textclf")
+    assert weights.endswith(".dir")
+    files = [c["md5"] for c in listing(p.store, weights)]
+    for where in (p.store, p.root / ".dvc/cache"):
+        obj = object_path(where, weights)
+        obj.chmod(0o644)
+        obj.unlink()
+    age(store_objects(p).values(), 30)  # old enough: only what protects them keeps them
+    before = sorted(store_objects(p))
+    res = p.tether("gc", "--cloud", "--json")
+    assert res.code == 7, res.out + res.err
+    assert tag in res.err and weights in res.err and "nothing was deleted" in res.err, res.err
+    assert sorted(store_objects(p)) == before
+    assert all(object_path(p.store, m).exists() for m in files)

@@ -159,7 +159,10 @@ def plan_gc(ws: Workspace, *, newest: int = 3, cloud: bool = False, store: DvcSt
         for c in found:
             reason.setdefault(c["md5"], reason[md5])
     reg = Registry(ws, messages=False)
-    kept_tags = sorted(r.tag for m in ws.models for r in reg.of(m))
+    releases = [r for m in ws.models for r in reg.of(m)]
+    kept_tags = sorted(r.tag for r in releases)
+    if remote is not None and unknown:
+        _refuse_unknown_release_listings(releases, set(unknown))
     plan = GcPlan(protected=kept_tags, commits=commits, keep=set(reason), fetched=fetched, grace=grace,
                   unknown_listings=unknown if remote is not None else [])
 
@@ -179,6 +182,22 @@ def plan_gc(ws: Workspace, *, newest: int = 3, cloud: bool = False, store: DvcSt
     if remote is not None:
         plan.remote_delete = sort(remote_objects(store, remote), plan.kept_remote)
     return plan
+
+
+def _refuse_unknown_release_listings(releases: list, unknown: set[str]) -> None:
+    """A release's directory output whose file list is neither in the cache nor on the remote:
+    gc cannot tell which of the remote's files that release needs, so it deletes nothing (a
+    workspace that still holds the directory can push it again: `dvc push`). Other unknown
+    listings (a git-tracked directory dep DVC never stored) do not stop gc."""
+    from tether.release import all_md5s
+
+    for rel in releases:
+        lost = sorted(unknown & set(all_md5s(rel.manifest or {})))
+        if lost:
+            raise StorageError(f"the file list of {rel.tag}'s directory object {lost[0]} is on neither this clone's "
+                               "DVC cache nor the DVC remote, so gc cannot tell which files the release needs",
+                               hint="push it again from a clone that has the directory (git checkout "
+                                    f"{rel.tag} && dvc push), or run `tether check`; nothing was deleted")
 
 
 def execute_gc(ws: Workspace, plan: GcPlan, store: DvcStore | None = None, on_batch=None) -> None:
