@@ -219,3 +219,14 @@ def corrupt(path: Path) -> None:
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     path.chmod(0o444)
+
+
+def clone_of(p: Project, tmp_path, name: str = "clone") -> Project:
+    """A fresh clone of the bare origin with the same DVC remote: only origin's branches."""
+    c = Project(tmp_path / name)
+    c.root = tmp_path / name / "project"
+    c.origin, c.store = p.origin, p.store
+    c.root.parent.mkdir(parents=True, exist_ok=True)
+    p.sh("git", "clone", "-q", str(p.origin), str(c.root), cwd=tmp_path)
+    c.dvc("remote", "add", "--local", "-f", "-d", "local", str(p.store))
+    return c

@@ -55,23 +55,8 @@ def serving(url: str, release: str, timeout: float = 90) -> dict:
 def serve(p, target: Path, log: Path, *extra: str):
     """`tether serve --target TARGET` as a subprocess (cwd: the log's directory, not the
     repository), until it answers /ready; yields its URL."""
-    port = free_port()
-    args = [sys.executable, "-m", "tether.cli", "serve", "--target", str(target), "--port", str(port),
-            "--watch-interval", "0.2", *extra]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(args, cwd=log.parent, env=p.env(), stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            until(lambda: proc.poll() is None and call(url, "/ready", timeout=2)[0] in (200, 503), "the server")
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with serve_proc(p, target, log, *extra) as (url, _proc):
+        yield url
 
 
 OPS = ("--approver", "ops", "--reason", "test")

@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from project import BIN, Project, promote_to, threshold_release
+from project import BIN, Project, clone_of, promote_to, threshold_release
 
 MODEL = "fraud-detector"
 V1 = f"{MODEL}@v1.0.0"
@@ -27,16 +27,6 @@ def hand_gto_tag(p: Project, name: str, target: str, ahead: int = 5, sign: bool 
     when = f"{int(time.time()) + ahead} +0000"
     p.sh("git", "tag", "-a", *(["-s"] if sign else []), name, "-m", f"by hand: {name}", f"{target}^{{commit}}",
          env={"GIT_COMMITTER_DATE": when})
-
-
-def clone_of(p: Project, tmp_path, name: str = "clone") -> Project:
-    c = Project(tmp_path / name)
-    c.root = tmp_path / name / "project"
-    c.origin, c.store = p.origin, p.store
-    c.root.parent.mkdir(parents=True, exist_ok=True)
-    p.sh("git", "clone", "-q", str(p.origin), str(c.root), cwd=tmp_path)
-    c.dvc("remote", "add", "--local", "-f", "-d", "local", str(p.store))
-    return c
 
 
 def answers(p: Project, env: str) -> dict:

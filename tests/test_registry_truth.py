@@ -9,21 +9,10 @@ import json
 import os
 
 import pytest
-from project import BIN, Project, promote_to, threshold_release
+from project import BIN, Project, clone_of, promote_to, threshold_release
 
 MODEL = "fraud-detector"
 V1 = f"{MODEL}@v1.0.0"
-
-
-def clone_of(p: Project, tmp_path, name: str = "clone") -> Project:
-    """A fresh clone of the bare origin with the same DVC remote: only origin's branches."""
-    c = Project(tmp_path / name)
-    c.root = tmp_path / name / "project"
-    c.origin, c.store = p.origin, p.store
-    c.root.parent.mkdir(parents=True, exist_ok=True)
-    p.sh("git", "clone", "-q", str(p.origin), str(c.root), cwd=tmp_path)
-    c.dvc("remote", "add", "--local", "-f", "-d", "local", str(p.store))
-    return c
 
 
 def remote_has(p: Project, md5: str) -> bool:
