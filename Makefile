@@ -23,11 +23,11 @@ test: $(STAMP)
 
 stress: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" TETHER_STRESS=50 TETHER_RACE_ROUNDS=20 $(PY) -m pytest -q -n 2 --timeout 3600 \
-		tests/test_deploy.py::test_kill_9_at_random_points_never_leaves_a_mixed_current \
-		tests/test_faults.py::test_kill_9_during_promotion_leaves_the_old_or_the_new_head \
-		tests/test_faults.py::test_kill_9_during_checkout_is_repaired_by_the_next_checkout \
-		tests/test_faults.py::test_concurrent_promotions_from_two_clones_one_winner_per_round \
-		tests/test_environments.py::test_concurrent_promotions_in_one_clone_one_winner_per_round
+		tests/workflow/test_deploy.py::test_kill_9_at_random_points_never_leaves_a_mixed_current \
+		tests/workflow/test_faults.py::test_kill_9_during_promotion_leaves_the_old_or_the_new_head \
+		tests/workflow/test_faults.py::test_kill_9_during_checkout_is_repaired_by_the_next_checkout \
+		tests/workflow/test_faults.py::test_concurrent_promotions_from_two_clones_one_winner_per_round \
+		tests/workflow/test_environments.py::test_concurrent_promotions_in_one_clone_one_winner_per_round
 
 bench: $(STAMP)
 	$(PY) -m compileall -q src  # start-up is measured as users get it: with bytecode

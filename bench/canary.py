@@ -26,12 +26,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "helpers"))
 
 from canaryhelp import build_canary_project, make_failing, release, set_alpha, texts  # noqa: E402
 from servehelp import OPS, call, serve, until  # noqa: E402
 
-from tether.serve import to_canary  # noqa: E402
+from tether.serve.app import to_canary  # noqa: E402
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", 1000))
 WEIGHTS = (5, 10, 25, 50)

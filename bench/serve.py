@@ -35,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "helpers"))
 from common import ENV, Table  # noqa: E402
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 4))
@@ -50,7 +50,7 @@ BASELINE_APP = '''
 import sys
 from pathlib import Path
 from fastapi import FastAPI
-from tether.bundle import load_bundle
+from tether.runtime.bundle import load_bundle
 bundle = load_bundle(Path(sys.argv[1]))
 app = FastAPI()
 
@@ -176,7 +176,7 @@ def setup(base: Path):
 
 
 def main() -> None:
-    from tether.deploy import switch_current
+    from tether.deploy.command import switch_current
 
     table = Table("Serve: /predict under load, swaps of current, against a bare FastAPI app")
     with tempfile.TemporaryDirectory(prefix="tether-bench-serve-") as tmp:

@@ -398,7 +398,8 @@ def attested_manifest(derived: dict, version: str, created_at: str, released_by:
     derived manifest merged with the release's own facts, the sha256 of each DVC-tracked file
     (here: of the bytes we generated, or a stand-in for the large files we never made), the
     runtime component, and the version."""
-    from tether import components, derive
+    from tether.commands import release_facts
+    from tether.registry import derive
 
     manifest = derive.merge(derived, None, {"created_at": created_at, "released_by": released_by})
     manifest.pop("derived", None)
@@ -409,14 +410,14 @@ def attested_manifest(derived: dict, version: str, created_at: str, released_by:
             e["sha256"] = hashlib.sha256(body if body is not None else md5.encode()).hexdigest()
         else:
             e["sha256"] = None
-    manifest["runtime"] = components.runtime_component(manifest.get("runtime") or {})
+    manifest["runtime"] = release_facts.runtime_component(manifest.get("runtime") or {})
     manifest["version"] = version
     return manifest
 
 
 def _derive_chunk(repo: Path, cache: Path, wanted: list[tuple[str, str]]) -> dict:
-    from tether import derive
-    from tether.gitrepo import Git
+    from tether.registry import derive
+    from tether.adapters.gitrepo import Git
 
     return derive.derive_many(Git(repo), wanted, derive.cache_reader(cache), use_cache=False)
 
@@ -444,8 +445,8 @@ def build_registry_repo(path: Path, releases: int = 1000, promotions: int = 300,
     years=0: everything in one second and the moves walk the oldest stable releases in order
     (staging, then production); years>0: a history spread over that many years, the moves
     spread over it too, and now and then a rollback."""
-    from tether import gto
-    from tether import manifest as mf
+    from tether.core import gto
+    from tether.core import manifest as mf
 
     repo = Path(path)
     repo.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,7 @@ def _root(
 
 
 def _ws():
-    from tether.workspace import Workspace
+    from tether.adapters.workspace import Workspace
 
     return Workspace.discover(_opts().chdir)
 

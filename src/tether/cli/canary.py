@@ -25,7 +25,7 @@ def weight(
 ) -> None:
     """Record a new traffic weight for the canary's release (a commit on its branch whose tree
     is still the release's; compare-and-swap like every move). Deploy it to make it live."""
-    from tether.canary import execute_weight, parse_weight, plan_weight
+    from tether.canary.weight import execute_weight, parse_weight, plan_weight
 
     ws = _ws()
     plan = plan_weight(ws, model, env, parse_weight(percent), approver=approver, reason=reason)
@@ -66,8 +66,8 @@ def guard_cmd(
     """Watch a server's metrics for a canary and its stable environment (or one environment),
     step by step: hold, advance the weight, roll back on a breach with the evidence, promote
     after the last step. Exit 5 when a breach needs a human (policy rollback: manual)."""
-    from tether.deploy import resolve_target
-    from tether.guardrun import Guard
+    from tether.deploy.command import resolve_target
+    from tether.canary.guardrun import Guard
 
     cwd = _opts().chdir
     g = Guard(_ws(), model, env, url, deploy_to=resolve_target(deploy_to, cwd) if deploy_to else None,

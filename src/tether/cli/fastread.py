@@ -92,9 +92,9 @@ def answer(argv: list[str]) -> str | None:
 
 
 def _answer(req: Request) -> str | None:
-    from tether import views
+    from tether.registry import views
     from tether.cli import render
-    from tether.workspace import Workspace
+    from tether.adapters.workspace import Workspace
 
     ws = Workspace.discover(req.chdir)
     as_json = bool(req.opt("--json"))

@@ -31,8 +31,8 @@ def pre_receive(
     """Run by git in a bare repository: reads `<old> <new> <ref>` lines on stdin and refuses
     (exit 6) a push that breaks tether's rules. Nothing is updated when it refuses."""
     from tether.errors import IntegrityError
-    from tether.gitrepo import ZERO
-    from tether.hook import check_push, parse_updates
+    from tether.adapters.gitrepo import ZERO
+    from tether.commands.hook import check_push, parse_updates
 
     bare = Path(os.environ.get("GIT_DIR") or _opts().chdir).absolute()
     updates = parse_updates(sys.stdin.read())
@@ -59,8 +59,8 @@ def install(
     as_json: bool = JSON,
 ) -> None:
     """Install `hooks/pre-receive` calling this tether, or print how (--print)."""
-    from tether.hook import hook_script, install_branch
-    from tether.hook import install as do_install
+    from tether.commands.hook import hook_script, install_branch
+    from tether.commands.hook import install as do_install
 
     cmd = _tether_command()
     root = Path(_opts().chdir)

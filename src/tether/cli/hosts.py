@@ -31,8 +31,8 @@ def deploy(
     as_json: bool = JSON,
 ) -> None:
     """Converge DIR to the environment's release, atomically."""
-    from tether.deploy import deploy as do_deploy
-    from tether.deploy import resolve_target
+    from tether.deploy.command import deploy as do_deploy
+    from tether.deploy.command import resolve_target
 
     resolve_target(target, _opts().chdir)  # an empty --target is a usage error, before anything else
     if repo is None:
@@ -65,12 +65,12 @@ def verify(
     if (ref is None) == (target is None):
         raise UsageError("give a REF or --target DIR (one of them)")
     if target is not None:  # `--target ""` is refused, not taken for "no target"
-        from tether.deploy import verify_target
+        from tether.deploy.command import verify_target
 
         with byte_bar("verifying", enabled=not as_json):
             res = verify_target(target, cwd=_opts().chdir)
     elif ref is not None:
-        from tether.checkout import verify_release
+        from tether.commands.checkout import verify_release
 
         with byte_bar(f"verifying {ref}", enabled=not as_json):
             res = verify_release(_ws(), ref, model, progress=None if as_json else progress)
@@ -88,7 +88,7 @@ def checkout(
     """Safe `git checkout` + `dvc pull`: all of the release, or nothing changes. A release or an
     environment leaves HEAD detached (a commit then moves no environment); `tether checkout main`
     goes back to a branch."""
-    from tether.checkout import checkout as do_checkout
+    from tether.commands.checkout import checkout as do_checkout
 
     with byte_bar(f"checking out {ref}", enabled=not as_json and not dry_run):
         res = do_checkout(_ws(), ref, model=model, force=force, dry_run=dry_run,
@@ -122,8 +122,8 @@ def serve(
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
     /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
     or the body's `key`), at random without one."""
-    from tether.deploy import resolve_target
-    from tether.serve import run
+    from tether.deploy.command import resolve_target
+    from tether.serve.app import run
 
     if max_body < 1:
         raise UsageError("--max-body-bytes must be at least 1")
@@ -141,7 +141,7 @@ def worker(
     once: bool = typer.Option(False, "--once", help="Stop after the ready line (the promote smoke gate)."),
 ) -> None:
     """One release's worker process, started by `tether serve` (protocol: tether.worker)."""
-    from tether.worker import run as run_worker
+    from tether.runtime.worker import run as run_worker
 
     code = run_worker(Path(target), Path(release) if release else None, smoke_eval, once)
     if code:

@@ -12,7 +12,7 @@ from tether.errors import UsageError
 
 # -- environments --------------------------------------------------------------------------
 def _move(action: str, **kw) -> None:
-    from tether.environments import execute_move, plan_move
+    from tether.commands.move import execute_move, plan_move
 
     as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
     ws = _ws()
@@ -96,7 +96,7 @@ def history(
     as_json: bool = JSON,
 ) -> None:
     """The audit trail of each environment, newest first."""
-    from tether.views import env_history
+    from tether.registry.views import env_history
 
     data = env_history(_ws(), model, env, at)
     typer.echo(history_output(data, as_json))
@@ -121,7 +121,7 @@ def gc(
     as_json: bool = JSON,
 ) -> None:
     """Garbage-collect DVC objects no branch, tag or the workspace needs (see docs/gc-and-publishing.md)."""
-    from tether.gc import execute_gc, parse_grace, plan_gc
+    from tether.commands.gc import execute_gc, parse_grace, plan_gc
 
     if keep < 0:
         raise UsageError("--keep must be 0 or more")

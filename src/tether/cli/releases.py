@@ -24,7 +24,7 @@ def release(
     as_json: bool = JSON,
 ) -> None:
     """Gate HEAD, then tag it <model>@vX.Y.Z with the manifest."""
-    from tether.release import execute_release, plan_release
+    from tether.commands.release import execute_release, plan_release
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
     ws = _ws()
@@ -67,7 +67,7 @@ def _override_lines(overrides) -> list[str]:
 @conf_app.command("apply")
 def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
     """Write the overrides that explain params.yaml (e.g. from `dvc exp run -S`) into conf/."""
-    from tether.confapply import execute_conf_apply, plan_conf_apply
+    from tether.commands.conf_apply import execute_conf_apply, plan_conf_apply
 
     ws = _ws()
     plan = plan_conf_apply(ws)
@@ -104,14 +104,14 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """Releases, newest SemVer first, with stage, date and key metrics."""
-    from tether.views import release_rows
+    from tether.registry.views import release_rows
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
     typer.echo(list_output(release_rows(_ws(), model), as_json))
 
 
 def _resolve(reg, ref: str, model: Optional[str] = None):
-    from tether.refs import parse_ref
+    from tether.core.refs import parse_ref
 
     return reg.resolve(parse_ref(ref), model)
 
@@ -123,7 +123,7 @@ def show(
     as_json: bool = JSON,
 ) -> None:
     """The release manifest."""
-    from tether.views import shown_release
+    from tether.registry.views import shown_release
 
     typer.echo(show_output(shown_release(_ws(), ref, model), as_json))
 
@@ -135,8 +135,8 @@ def diff(
     as_json: bool = JSON,
 ) -> None:
     """What changed between two releases, component by component."""
-    from tether.manifest import diff as mdiff
-    from tether.registry import Registry
+    from tether.core.manifest import diff as mdiff
+    from tether.registry.registry import Registry
 
     reg = Registry(_ws(), messages=False, cached=True)
     ra, rb = _resolve(reg, a), _resolve(reg, b)
@@ -171,9 +171,9 @@ def check(
     as_json: bool = JSON,
 ) -> None:
     """For CI: every release tag (however it was made) is complete, agrees with its commit, and is on the DVC remote."""
-    from tether.check import check_releases
-    from tether.dvcstore import DvcStore
-    from tether.registry import Registry
+    from tether.registry.check import check_releases
+    from tether.adapters.dvcstore import DvcStore
+    from tether.registry.registry import Registry
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
     ws = _ws()
@@ -182,7 +182,7 @@ def check(
     rels = [r for m in models for r in reg.of(m)]
     skipped = []
     if since:
-        from tether.semver import Version
+        from tether.core.semver import Version
 
         floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
         skipped = [r.tag for r in rels if r.version < floor]
@@ -190,7 +190,7 @@ def check(
     store = None if offline else DvcStore(ws.root)
     report = check_releases(reg, rels, store, signatures=True, chains=True)
     if store is not None:  # every output `dvc pull` needs at each release's commit (publish.py)
-        from tether.check import pullable_findings
+        from tether.registry.check import pullable_findings
 
         shown = {(f.tag, f.kind) for f in report.findings}
         report.findings += [f for f in pullable_findings(reg, rels, store) if (f.tag, f.kind) not in shown]
@@ -208,7 +208,7 @@ def check(
 def status(old_model: Optional[str] = MODEL_POSITIONAL, model: Optional[str] = MODEL_ALL,
            as_json: bool = JSON) -> None:
     """Per model: latest release, what each environment runs, whether the workspace matches."""
-    from tether.views import model_status
+    from tether.registry.views import model_status
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
     typer.echo(status_output(model_status(_ws(), model), as_json))

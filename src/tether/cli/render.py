@@ -30,7 +30,7 @@ def metrics_line(metrics: dict | None, keys=("roc_auc", "f1", "precision", "reca
     if parts:
         return " ".join(parts)
     # a project with its own metric names: the first few numeric ones
-    from tether.gates import NOT_METRICS
+    from tether.core.gates import NOT_METRICS
 
     shown = [k for k in sorted(metrics) if k not in NOT_METRICS and isinstance(metrics[k], (int, float))
              and not isinstance(metrics[k], bool)][:4]
@@ -154,7 +154,7 @@ def gto_note(model: str, env: str, d: dict) -> str:
 def show_output(shown: dict, as_json: bool) -> str:
     """From views.shown_release: `--json` is the manifest alone, as the tag attests it."""
     if as_json:
-        from tether.manifest import dumps
+        from tether.core.manifest import dumps
 
         return dumps(shown["manifest"]).rstrip()
     m = shown["manifest"]

@@ -45,7 +45,7 @@ def reproduce(
     as_json: bool = JSON,
 ) -> None:
     """Rebuild a release from scratch in a temporary clone and compare every output bit for bit."""
-    from tether.reproduce import reproduce as do_reproduce
+    from tether.commands.reproduce import reproduce as do_reproduce
 
     res = do_reproduce(_ws(), ref, model, progress=None if as_json else progress)
     emit(res.as_dict(), as_json, _reproduce_text(res))
@@ -70,7 +70,7 @@ def report(
     from pathlib import Path
 
     from tether.cli.base import _opts
-    from tether.report import write_report
+    from tether.commands.report import write_report
 
     path = Path(output)
     if not path.is_absolute():  # like every path argument: relative to -C
@@ -93,7 +93,7 @@ def export_mlflow(
 ) -> None:
     """Each release as a version of an MLflow registered model of the same name (tagged with every
     part of the tuple), environments as aliases, every move as a tag. Idempotent. Needs tether[mlflow]."""
-    from tether.mlflowbridge import export
+    from tether.commands.export_mlflow import export
 
     res = export(_ws(), list(refs or []), tracking_uri, model)
     lines = [f"exported to {tracking_uri}: {len(res.created)} new version(s), {len(res.existing)} already there"]

@@ -1,0 +1,406 @@
+"""`tether hook pre-receive`: the server side of tether's invariants, for self-hosted git.
+
+git runs the hook in the bare repository with one `<old> <new> <ref>` line per ref a push
+updates, after the objects arrived (in quarantine) and before any ref moves; a non-zero exit
+rejects the whole push. The rules come from the repository as it was BEFORE the push (its
+policy branch's dvc.yaml and `.tether/allowed_signers`: the branch named at `hook install`,
+else the branch HEAD names), never from what is being pushed, so a push cannot loosen the policy
+that judges it. When that branch does not resolve, every push is refused (there is no rule to
+judge it by, and accepting it would mean no rule at all). Refused:
+
+- moving or deleting a release tag `<model>@vX.Y.Z`;
+- a release tag the policy says must be signed and is not (or by a key it does not allow),
+  whose commit holds no usable pipeline for the model, or whose DVC objects are not on the DVC
+  remote (checked when the hook is installed with `--dvc-repo`);
+- deleting the policy branch;
+- deleting an environment branch, or an update whose new first-parent chain does not pass
+  through the old tip (append-only: the old tip must be the first parent of the oldest new move,
+  so every earlier move stays on the first-parent chain `history` reads);
+- an environment move (each new first-parent commit) without tether's trailers, with parents
+  other than [the previous move, the release's commit] (a new branch: [the release's commit]),
+  whose `Tether-Previous` is not the release the environment held before it, whose tag object is
+  not the release's, whose tree is not the release's tree, or whose signature the policy rejects;
+- under a signing policy, a GTO assignment/unassignment tag for an environment whose rule asks
+  for signatures, or a model-wide GTO tag (deprecation, deregistration, a numbered registration),
+  that is not signed by a signer the rule allows, unless it is the GTO tag a valid tether move in
+  the same push names in its `Tether-Gto-Tag` trailer (and points at that move's release); and
+  moving or deleting such a GTO tag.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from tether.registry import derive
+from tether.core import signpolicy
+from tether.errors import UsageError
+from tether.adapters.gitrepo import ZERO, Git, LogEntry
+from tether.core.refs import parse_tag
+from tether.registry.registry import ACTIONS
+from tether.adapters.workspace import Workspace, load_yaml
+
+REQUIRED_TRAILERS = ("Tether-Action", "Tether-Release", "Tether-Tag-Object", "Tether-Previous",
+                     "Tether-Approver", "Tether-Reason")
+
+
+@dataclass(frozen=True)
+class Update:
+    old: str
+    new: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    ref: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.ref}: {self.why}"
+
+
+def parse_updates(text: str) -> list[Update]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3:
+            raise UsageError(f"pre-receive: expected '<old> <new> <ref>', got {line[:80]!r}")
+        out.append(Update(*parts))
+    return out
+
+
+class BareWorkspace(Workspace):
+    """A bare repository read as a workspace: dvc.yaml and the allowed signers come from its
+    policy branch as it was before the push."""
+
+    def __init__(self, root: str | Path, git: Git, policy_ref: str = "HEAD") -> None:
+        super().__init__(root, git)
+        self.policy_ref = policy_ref
+
+    @cached_property
+    def dvc_yaml(self) -> dict:
+        text = self.git.show_or_none(self.policy_ref, "dvc.yaml")
+        return load_yaml(text) if text is not None else {}
+
+    def signers_file(self, tmp: Path) -> Path | None:
+        text = self.git.show_or_none(self.policy_ref, signpolicy.ALLOWED_SIGNERS)
+        if text is None:
+            return None
+        path = tmp / "allowed_signers"
+        path.write_text(text)
+        return path
+
+
+def policy_ref(git: Git, branch: str | None) -> str:
+    """`refs/heads/BRANCH` (or, with no branch named, the branch HEAD names) when it resolves to
+    a commit; NotFound otherwise: a hook with no policy to read must not judge by none."""
+    from tether.errors import NotFound
+
+    if branch is None:
+        res = git.run("symbolic-ref", "-q", "HEAD", check=False)
+        ref = res.stdout.strip()
+        if res.returncode != 0 or not ref.startswith("refs/heads/"):
+            raise NotFound(f"{git.root}: HEAD names no branch, so there is no default branch to read the policy from",
+                           hint="name the branch that holds dvc.yaml: tether hook install BARE --branch main")
+        where = f"HEAD names {ref[len('refs/heads/'):]!r}, which"
+    else:
+        if git.run("check-ref-format", "--branch", branch, check=False).returncode != 0 or "'" in branch:
+            raise UsageError(f"--branch {branch!r} is not a branch name",
+                             hint="name the branch that holds dvc.yaml and .tether/, e.g. --branch main")
+        ref, where = f"refs/heads/{branch}", f"branch {branch!r}"
+    if git.rev_parse(f"{ref}^{{commit}}") is None:
+        have = [r for r in git.run("for-each-ref", "--format=%(refname:short)", "refs/heads/").stdout.split()]
+        likely = [b for b in ("main", "master", "trunk") if b in have] or (have if len(have) == 1 else ["BRANCH"])
+        raise NotFound(f"{git.root}: {where} does not exist, so the hook has no policy to read",
+                       hint="name the branch that holds dvc.yaml and .tether/: tether hook install BARE --branch "
+                            + likely[0] + (f" (branches: {', '.join(have[:8])})" if have else " (push it first)"))
+    return ref
+
+
+def check_push(bare: Path, updates: list[Update], dvc_repo: Path | None = None,
+               branch: str | None = None) -> list[Refusal]:
+    """Every reason to refuse this push (empty: accept). NotFound when the policy branch does
+    not resolve (the hook then refuses the push)."""
+    git = Git(bare)
+    ref = policy_ref(git, branch)
+    ws = BareWorkspace(bare, git, ref)
+    pushed_tags = {u.ref[len("refs/tags/"):]: u.new for u in updates if u.ref.startswith("refs/tags/")}
+    branches = _env_branches(ws)
+    with tempfile.TemporaryDirectory(prefix="tether-hook-") as tmp:
+        signers = ws.signers_file(Path(tmp))
+        out: list[Refusal] = []
+        vouched: dict[str, tuple[str, str, str]] = {}  # GTO tag -> (model, env, release commit) of a good move
+        gto_updates = []
+        for u in updates:
+            name = u.ref[len("refs/tags/"):] if u.ref.startswith("refs/tags/") else None
+            if u.ref == ref and u.new == ZERO:
+                out.append(Refusal(u.ref, "the hook reads tether's policy from this branch: refusing to delete it"))
+            elif name is not None and parse_tag(name) is not None:
+                out += _release_tag(ws, u, signers, dvc_repo)
+            elif name is not None:
+                gto_updates.append(u)
+            elif u.ref.startswith("refs/heads/") and u.ref[len("refs/heads/"):] in branches:
+                model, env = branches[u.ref[len("refs/heads/"):]]
+                out += _env_branch(ws, u, model, env, signers, pushed_tags, vouched)
+        for u in gto_updates:
+            out += _gto_tag(ws, u, signers, vouched)
+        return out
+
+
+def _env_branches(ws: Workspace) -> dict[str, tuple[str, str]]:
+    out = {}
+    for model in ws.models:
+        for env in ws.environments(model):
+            out[ws.branch(model, env)] = (model, env)
+    return out
+
+
+def _release_tag(ws: BareWorkspace, u: Update, signers: Path | None, dvc_repo: Path | None) -> list[Refusal]:
+    from tether.registry import signing
+
+    tag = u.ref[len("refs/tags/"):]
+    if u.old != ZERO:
+        verb = "delete" if u.new == ZERO else "move"
+        return [Refusal(u.ref, f"release tags never change: refusing to {verb} {tag} (it is {u.old[:12]})")]
+    name = parse_tag(tag)
+    assert name is not None
+    if name.model not in ws.models:
+        return []  # not a model this repository declares (yet): nothing to hold it to
+    otype = ws.git.out("cat-file", "-t", u.new)
+    commit = ws.git.out("rev-parse", f"{u.new}^{{commit}}")
+    problems = []
+    pol = signing.policy(ws, name.model)
+    if signing.release_rule_active(pol):
+        sig = signing.tag_signature(ws.git, u.new, otype == "tag", signers)
+        if why := signpolicy.judge(sig, pol.releases):
+            problems.append(f"the tag is {why}")
+    reader = derive.cache_reader(Path(dvc_repo) / ".dvc/cache/files/md5") if dvc_repo else (lambda _m: None)
+    d = derive.derive_many(ws.git, [(commit, name.model)], reader, use_cache=False)[(commit, name.model)]
+    if d.manifest is None:
+        problems.append("its commit holds no usable pipeline for the model: " + "; ".join(d.problems))
+    elif dvc_repo is not None:
+        problems += _objects_on_remote(d.manifest, dvc_repo)
+    return [Refusal(u.ref, p) for p in problems]
+
+
+def _gto_rules(pol: signpolicy.Policy, t) -> list[tuple[str, signpolicy.Rule]]:
+    """The rules a GTO tag answers to: its environment's for an (un)assignment; every active rule
+    for a model-wide tag (a deprecation hides the model, a deregistration or a numbered
+    registration changes which versions GTO shows)."""
+    if t.stage is not None:
+        return [(f"environment {t.stage}", pol.env(t.stage))]
+    rules = [("releases", pol.releases), *((f"environment {e}", r) for e, r in pol.environments.items())]
+    return [(what, r) for what, r in rules if r.require_signed or r.principals]
+
+
+def _gto_tag(ws: BareWorkspace, u: Update, signers: Path | None,
+             vouched: dict[str, tuple[str, str, str]]) -> list[Refusal]:
+    from tether.core import gto
+    from tether.registry import signing
+
+    name = u.ref[len("refs/tags/"):]
+    t = gto.parse_gto_tag(name)
+    if t is None or t.model not in ws.models:
+        return []  # not GTO's, or not a model this repository declares
+    rules = [(w, r) for w, r in _gto_rules(signing.policy(ws, t.model), t) if r.require_signed or r.principals]
+    if not rules:
+        return []  # the policy asks nothing of this tag
+    if u.old != ZERO:
+        verb = "delete" if u.new == ZERO else "move"
+        return [Refusal(u.ref, f"GTO tags are history under the signing policy: refusing to {verb} {name} "
+                               f"(it is {u.old[:12]})")]
+    otype = ws.git.out("cat-file", "-t", u.new)
+    by_move = vouched.get(name)
+    if by_move is not None and otype == "tag" and t.action == "assign" and (t.model, t.stage) == by_move[:2]:
+        target = ws.git.raw_object("tag", u.new).split("\n", 1)[0].removeprefix("object ").strip()
+        if target == by_move[2]:
+            return []  # the GTO record of a move this push makes, which the policy accepted
+    sig = signing.tag_signature(ws.git, u.new, otype == "tag", signers)
+    for what, rule in rules:
+        if why := signpolicy.judge(sig, rule):
+            return [Refusal(u.ref, f"GTO tag {name} is {why} (the signing policy's rule for {what}); "
+                                   "it would change what `gto show` and tether report")]
+    return []
+
+
+def _objects_on_remote(manifest: dict, dvc_repo: Path) -> list[str]:
+    from tether.core import manifest as mf
+    from tether.adapters.dvcstore import DvcStore
+
+    wanted = {e["md5"]: e["path"] for e in mf.dvc_objects(manifest)}
+    store = DvcStore(dvc_repo)
+    try:
+        missing = store.missing_on_remote(wanted)
+    finally:
+        store.close()
+    if missing:
+        return ["not on the DVC remote: " + ", ".join(sorted(wanted[m] for m in missing))
+                + " (dvc push, then push the tag again)"]
+    return []
+
+
+def _env_branch(ws: BareWorkspace, u: Update, model: str, env: str, signers: Path | None,
+                pushed_tags: dict[str, str], vouched: dict[str, tuple[str, str, str]]) -> list[Refusal]:
+    from tether.registry import signing
+
+    if u.new == ZERO:
+        return [Refusal(u.ref, f"environment branches are append-only: refusing to delete {env}")]
+    if u.old != ZERO and not ws.git.is_ancestor(u.old, u.new):
+        return [Refusal(u.ref, f"non-fast-forward update of {env}: its history is append-only")]
+    # the new moves: what the push adds to the branch, down to what the server already has (and,
+    # for a new branch, not the commits of release tags arriving in the same push)
+    stop = [f"^{u.old}"] if u.old != ZERO else ["--not", "--all", *pushed_tags.values()]
+    moves = _first_parent(ws.git, u.new, stop)
+    if not moves or moves[0].commit != u.new:  # a new branch at a commit some ref already has
+        moves = _first_parent(ws.git, u.new, ["--max-count=1"]) + moves
+    oldest = moves[-1]
+    if u.old != ZERO and (not oldest.parents or oldest.parents[0] != u.old):
+        return [Refusal(u.ref, f"{env} is append-only: its old tip {u.old[:12]} must stay on the first-parent "
+                               f"chain (the first parent of the oldest new move), but move {oldest.commit[:12]}'s "
+                               f"first parent is {oldest.parents[0][:12] if oldest.parents else 'none'}; a merge "
+                               "that leaves earlier moves beside the chain hides them from `history`")]
+    rule = signing.policy(ws, model).env(env)
+    sigs = signing.commit_signatures(ws.git, [u.new, *stop], signers)
+    out = []
+    previous = _Previous(ws, model, env, u.old)
+    for i in range(len(moves) - 1, -1, -1):  # oldest first: each move's previous is known
+        e = moves[i]
+        first = i == len(moves) - 1
+        shape = _move_problem(ws, e, pushed_tags, new_branch=first and u.old == ZERO)
+        whys = [shape] if shape else [
+            signpolicy.judge(sigs.get(e.commit, signpolicy.UNSIGNED), rule, e.trailers.get("Tether-Approver")),
+            previous.problem(e, first)]
+        out += [Refusal(u.ref, f"move {e.commit[:12]} {why}") for why in whys if why]
+        previous.release = e.trailers.get("Tether-Release", "none")
+    if not out:
+        for e in moves:
+            if gto_tag := e.trailers.get("Tether-Gto-Tag"):
+                vouched[gto_tag] = (model, env, e.parents[-1])
+    return out
+
+
+class _Previous:
+    """What `Tether-Previous` must say: the release of the move before it on the first-parent
+    chain ("none" before the first), or, for the oldest new move, the release the environment
+    held on the server before the push as tether reads it (GTO's newer assignments included),
+    which is what `promote` records."""
+
+    def __init__(self, ws: BareWorkspace, model: str, env: str, old: str) -> None:
+        self.ws, self.model, self.env, self.old = ws, model, env, old
+        self.release = ws.git.trailers_first_parent(old, 1)[0].get("Tether-Release", "") if old != ZERO else "none"
+
+    def problem(self, e: LogEntry, first: bool) -> str | None:
+        said = e.trailers.get("Tether-Previous", "")
+        if said == self.release:
+            return None
+        allowed = {self.release} if self.release else set()
+        if first and self.old != ZERO:
+            from tether.registry.registry import Registry
+
+            reg = Registry(self.ws, messages=False)
+            at_old = reg.events_at(self.env, self.old, self.model)
+            allowed |= {(at_old[0].release if at_old else "") or "none",
+                        reg.live_release(self.model, self.env) or "none"}
+        if first and self.old == ZERO:
+            allowed |= {"none"}
+        if said in allowed:
+            return None
+        want = " or ".join(sorted(repr(a) for a in allowed if a))
+        return f"records Tether-Previous {said[:80]!r}, but the environment held {want} before it"
+
+
+def _first_parent(git: Git, new: str, stop: list[str]) -> list[LogEntry]:
+    return git.first_parent_entries(new, stop)
+
+
+def _move_problem(ws: BareWorkspace, e: LogEntry, pushed_tags: dict[str, str], new_branch: bool = False) -> str | None:
+    t = e.trailers
+    missing = [k for k in REQUIRED_TRAILERS if not t.get(k)]
+    if missing:
+        return "lacks tether's trailers: " + ", ".join(missing)
+    if t["Tether-Action"] not in ACTIONS:  # promote, rollback, a canary's weight
+        return f"has an unknown Tether-Action {t['Tether-Action'][:40]!r}"
+    tag = t["Tether-Release"]
+    tag_obj = pushed_tags.get(tag) or ws.git.ref(f"refs/tags/{tag}")
+    if parse_tag(tag) is None or tag_obj is None:
+        return f"names {tag[:80]!r}, which is no release tag here"
+    if tag_obj != t["Tether-Tag-Object"]:
+        return f"records tag object {t['Tether-Tag-Object'][:12]} but {tag} is {tag_obj[:12]}"
+    commit = ws.git.out("rev-parse", f"{tag_obj}^{{commit}}")
+    if e.tree != ws.git.tree_of(commit):
+        return f"has a tree that is not {tag}'s tree"
+    if len(e.parents) < 1 or e.parents[-1] != commit:
+        return f"does not have {tag}'s commit as its last parent"
+    want = 1 if new_branch else 2
+    if len(e.parents) != want:
+        shape = "[the release's commit]" if new_branch else "[the previous move, the release's commit]"
+        return (f"has {len(e.parents)} parents; a move's parents are {shape}, so no earlier move can be "
+                "left beside the first-parent chain")
+    return None
+
+
+def hook_script(tether: list[str], dvc_repo: Path | None, branch: str | None = None) -> str:
+    words = [*tether, "hook", "pre-receive", *(["--dvc-repo", str(dvc_repo)] if dvc_repo else []),
+             *(["--policy-branch", branch] if branch else [])]
+    return ("#!/bin/sh\n# installed by `tether hook install`: tether's rules for releases and environments\n"
+            "exec " + " ".join(f"'{w}'" for w in words) + "\n")
+
+
+def install_branch(bare: Path, branch: str | None) -> str:
+    """The branch the hook will read its policy from: the one named, else the one HEAD names.
+    NotFound when it does not resolve or its dvc.yaml declares no model (the hook would have no
+    rule to judge a push by)."""
+    from tether.errors import NotFound
+
+    git = Git(bare)
+    ref = policy_ref(git, branch)
+    name = ref[len("refs/heads/"):]
+    ws = BareWorkspace(bare, git, ref)
+    try:
+        models = ws.models
+    except UsageError as exc:
+        raise NotFound(f"{bare}: branch {name!r} has a dvc.yaml tether cannot read: {exc}",
+                       hint="fix dvc.yaml on that branch, or name another with --branch") from None
+    if not models:
+        raise NotFound(f"{bare}: branch {name!r} has no dvc.yaml declaring a model artifact, so the hook would "
+                       "have no rule to judge a push by",
+                       hint="push the branch that holds dvc.yaml first, or name it with --branch")
+    return name
+
+
+def install(bare: Path, tether: list[str], dvc_repo: Path | None, force: bool = False,
+            branch: str | None = None) -> tuple[Path, str]:
+    """Writes `hooks/pre-receive` (atomically, mode 755) calling this tether with the policy
+    branch it resolved (the one named, else HEAD's); returns the path and that branch."""
+    if not Git(bare).is_bare():
+        raise UsageError(f"{bare} is not a bare repository", hint="install the hook where teams push (the server's bare repo)")
+    git = Git(bare)
+    for p in (*tether, *([str(dvc_repo)] if dvc_repo else [])):
+        if "'" in p:
+            raise UsageError(f"cannot install with a path containing a quote: {p}")
+    name = install_branch(bare, branch)
+    hooks = Path(git.out("rev-parse", "--git-path", "hooks"))
+    hooks = hooks if hooks.is_absolute() else bare / hooks
+    path = hooks / "pre-receive"
+    text = hook_script(tether, dvc_repo, name)
+    if path.exists() and path.read_text() != text and not force and not _is_ours(path.read_text()):
+        from tether.errors import Conflict
+
+        raise Conflict(f"{path} exists and is not tether's", hint="merge it by hand, or pass --force to replace it")
+    hooks.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    tmp.replace(path)
+    return path, name
+
+
+def _is_ours(text: str) -> bool:
+    """A hook an earlier `tether hook install` wrote (re-installing it, e.g. to add the policy
+    branch, replaces it)."""
+    lines = text.splitlines()
+    return (len(lines) == 3 and lines[1].startswith("# installed by `tether hook install`")
+            and lines[2].startswith("exec ") and "'hook' 'pre-receive'" in lines[2])

@@ -1,0 +1,267 @@
+"""Where a deploy's release comes from: the repository (or a clone of --repo kept in DIR), the
+environment's head on origin, and the release it names, trusted before a byte is fetched."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+from tether.adapters.dvcstore import DvcStore
+from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
+from tether.adapters.gitrepo import Git
+from tether.registry.registry import Event, Registry, Release
+from tether.adapters.workspace import Workspace
+
+
+def _url_key(url: str, base: Path) -> str:
+    """What a git URL names, for comparing the URL given now with the clone's `origin`: a local
+    path (git clone stores it absolute) by its real path, relative ones against `base`; any
+    other URL (scheme://, scp-like host:path) as written, less trailing slashes."""
+    u = url.strip()
+    if u.startswith("file://"):
+        u = u[len("file://"):]
+    elif "://" in u or ":" in u.split("/", 1)[0]:
+        return u.rstrip("/")
+    return os.path.realpath(os.path.join(base, u))
+
+
+def _check_origin(clone: Path, repo_url: str, base: Path) -> None:
+    """A clone in DIR/.tether/repo serves the URL it was cloned from, and no other: deploying
+    --repo B from a clone of A would silently serve A's releases."""
+    origin = Git(clone).remote_url("origin")
+    if origin is None or _url_key(origin, base) != _url_key(repo_url, base):
+        raise UsageError(
+            f"{clone} is a clone of {origin or '(no origin)'}, not of {repo_url}",
+            hint=f"deploy {repo_url} to another --target, or remove {clone} to clone {repo_url} afresh "
+                 f"(its DVC cache goes with it)",
+        )
+
+
+def source_workspace(target: Path, repo_url: str | None, env: str, model: str | None, progress=None,
+                     cwd: str | Path = ".") -> Workspace:
+    """Where releases come from: the given git URL, cloned into DIR/.tether/repo (whose DVC
+    cache then serves every later deploy and rollback) and checked out at the environment's
+    head, so dvc.yaml and the DVC remote config are the live release's own; or, without --repo,
+    the repository at `cwd` (`-C`, default: where we run). A relative local --repo path is
+    relative to `cwd` too, as in `git -C cwd clone`."""
+    if repo_url is None:
+        return Workspace.discover(cwd)
+    if not repo_url.strip():
+        raise UsageError("--repo is empty: it must be a git URL or path")
+    base = Path(cwd).absolute()
+    if not base.is_dir():
+        raise UsageError(f"{base} is not a directory (-C)")
+    clone = target / ".tether" / "repo"
+    git = Git(clone)
+    if not (clone / ".git").exists():
+        if progress:
+            progress(f"cloning {repo_url} …")
+        tmp = clone.with_name("repo.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            Git(base).clone_no_checkout(repo_url, tmp)
+        except TetherError as exc:
+            raise NotFound(f"cannot clone {repo_url}: {exc.message}") from None
+        os.replace(tmp, clone)
+    else:
+        _check_origin(clone, repo_url, base)
+    try:
+        git.fetch("origin", "+refs/heads/*:refs/remotes/origin/*")
+    except StorageError as exc:
+        reason = exc.message.partition("': ")[2] if exc.message.startswith("cannot fetch from git") else exc.message
+        raise StorageError(f"cannot fetch from {repo_url}: {reason or exc.message}",
+                           hint="check that the repository still exists there and that you may read it; "
+                                "nothing was deployed") from None
+    names = [f"{model}/{env}"] if model else []
+    names += [env] + [r.name[len("refs/remotes/origin/"):] for r in git.for_each_ref("refs/remotes/origin/")
+                      if r.name.endswith(f"/{env}") and r.name.count("/") > 3]
+    for name in names:
+        head = git.ref(f"refs/remotes/origin/{name}")
+        if head:
+            git.checkout(head, detach=True, force=True)
+            return Workspace(clone, git)
+    raise NotFound(f"{repo_url} has no branch for environment '{env}'",
+                   hint=f"promote a release first: tether promote MODEL@vX.Y.Z --env {env} --push …")
+
+
+_STORAGE_LIBRARIES = ("dvc", "dvc_data", "dvc_objects", "scmrepo", "fsspec", "s3fs", "aiobotocore", "botocore",
+                      "dulwich", "pygit2", "asyncssh", "requests", "aiohttp", "urllib3")
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The whole chain of a library error: DVC raises `CloneError("SCM error")` from the
+    error that says which repository could not be cloned and why."""
+    parts: list[str] = []
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if not any(text in p for p in parts):
+            parts.append(text)
+        exc = exc.__cause__ or exc.__context__
+    return ": ".join(parts)[:600]
+
+
+@contextlib.contextmanager
+def _storage_errors():
+    """Storage failures from the libraries under DvcStore (DVC, its SCM layer cloning the source
+    of a `dvc import`, fsspec, boto) leave as StorageError (exit 7) with their reason, never as
+    an unexplained exit 1. Tether's own errors and local OS errors pass unchanged."""
+    try:
+        yield
+    except TetherError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in _STORAGE_LIBRARIES:
+            raise
+        raise StorageError(f"DVC storage failed: {type(exc).__name__}: {_reason(exc)}",
+                           hint="check that the DVC remote (dvc remote list) and the source repository of "
+                                "any `dvc import` are reachable; nothing was switched") from exc
+
+
+def require_signed(ws: Workspace, reg: Registry, model: str, env: str, rel: Release, events: list,
+                   host_required: bool = False, host_signers: Path | None = None) -> None:
+    """The signing policy, checked before anything is materialised or switched: the repository's
+    (`meta.tether.signing`), plus the host's own when it was told `--require-signed` (then the
+    environment's newest move must carry a good signature by a key in `--allowed-signers`, the
+    host's own file, whatever the repository says). A refusal leaves `current` as it was."""
+    from tether.registry import signing
+    from tether.core import signpolicy as sp
+
+    pol = signing.policy(ws, model)
+    if host_required:
+        host = sp.Policy(releases=pol.releases, environments={env: sp.Rule(require_signed=True)})
+        pol = sp.merge(pol, host)
+    signers = signing.allowed_signers(ws, host_signers)
+    bad = signing.violations(signing.env_verdicts(ws, reg, model, env, signers, pol, events))
+    if bad:
+        raise signing.refuse(env, bad, "nothing was deployed; the previous release keeps serving")
+    signing.enforce_release(ws, rel, host_signers, pol)
+
+
+def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False,
+                signed: tuple[bool, Path | None] = (False, None),
+                own_clone: bool = False) -> tuple[Registry, Release, Event]:
+    """The release the environment runs: per the git remote when there is one (a local branch
+    may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
+    repository) fetches nothing: origin's branch as last fetched, and no DVC objects.
+    `own_clone` (a deploy from the user's repository, not --repo): a local branch that holds a
+    move origin lacks (ahead, or diverged) is refused, never silently overruled by origin's."""
+    model = ws.model(model)
+    branch = ws.branch(model, env)
+    head = None
+    if read_only:
+        head = ws.git.ref(f"refs/remotes/origin/{branch}")
+    elif ws.git.remote_url("origin"):
+        tags = "refs/tags/*:refs/tags/*"  # the tags and the environment in one round trip
+        if ws.git.fetch_optional("origin", tags, f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
+            head = ws.git.ref(f"refs/remotes/origin/{branch}")
+        else:  # origin has no such branch (yet): the tags alone
+            ws.git.fetch("origin", tags)
+    reg = Registry(ws, messages=False)
+    if own_clone and head is not None:
+        refuse_unpushed(reg, model, env, branch)
+    if head is None:
+        head = reg.env_head(model, env)
+    events = reg.events_at(env, head, model) if head else []
+    if not events:
+        raise NotFound(f"environment '{env}' of {model} has no release yet",
+                       hint=f"promote one first: tether promote {model}@vX.Y.Z --env {env} …")
+    ev = events[0]
+    if not ev.release:
+        raise IntegrityError(f"{branch}'s head {ev.commit[:12]} was committed outside tether and matches no release",
+                             hint=f"move {env} to a release with tether promote/rollback; nothing was deployed")
+    reg.check_tag_integrity([ev])
+    rel = reg.by_tag(ev.release)
+    if rel is not None and rel.unresolved and not read_only:
+        # a host with an empty cache: fetch the small objects (threshold, metrics, listings) the
+        # derivation needs, so the manifest a deploy records is the same on every host
+        rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
+    if rel is None or rel.manifest is None:
+        raise IntegrityError(f"{ev.release}, live in {env}, is not a complete release")
+    rel.require_trusted("deployed")
+    if rel.tree != ev.tree:
+        raise IntegrityError(f"{branch}'s tree is not {rel.tag}'s tree",
+                             hint="the branch was edited by hand; move it with tether promote/rollback")
+    require_signed(ws, reg, model, env, rel, events, *signed)
+    return reg, rel, ev
+
+
+
+def _describe(ev: Event | None, commit: str) -> str:
+    if ev is None or not ev.release:
+        return f"commit {commit[:12]} (no release)"
+    who = f"{ev.action} by {ev.approver}, " if ev.source == "tether" and ev.approver else ""
+    return f"{ev.release} ({who}commit {commit[:12]})"
+
+
+def refuse_unpushed(reg: Registry, model: str, env: str, branch: str) -> None:
+    """Conflict (exit 4) when this clone's branch of the environment holds a move origin does
+    not: origin's release is what every host deploying from origin serves, this clone's is
+    what `tether status` here says; deploying either would leave one of them untrue. A branch
+    merely behind origin's is stale: origin's is deployed, as before."""
+    state = reg.env_state(model, env)
+    if state.relation not in ("ahead", "diverged") or state.local is None or state.remote is None:
+        return
+    mine = reg.events_at(env, state.local, model)
+    theirs = reg.events_at(env, state.remote, model)
+    local = _describe(mine[0] if mine else None, state.local)
+    remote = _describe(theirs[0] if theirs else None, state.remote)
+    if state.relation == "ahead":
+        gto = [ev.trailers["Tether-Gto-Tag"] for ev in mine
+               if ev.trailers.get("Tether-Gto-Tag") and reg.ws.git.ref(f"refs/tags/{ev.trailers['Tether-Gto-Tag']}")
+               and not reg.ws.git.is_ancestor(ev.commit, state.remote)]
+        push = " ".join(["git push origin", branch, *gto])
+        raise Conflict(
+            f"{env}: this clone's {branch} is {local}, not pushed; origin's is {remote}. "
+            f"Hosts that deploy from origin serve {remote.split(' (')[0]}; nothing was deployed",
+            hint=f"finish the move first: {push} (a move made with --push is published at once), "
+                 f"then deploy again; or, to serve origin's release, reset {branch} to origin/{branch}")
+    raise Conflict(
+        f"{env}: this clone's {branch} ({local}) and origin's ({remote}) have diverged; nothing was deployed",
+        hint=f"inspect both histories (git log --first-parent {branch} origin/{branch}) and reconcile them, "
+             f"then deploy again")
+
+
+def host_remote_hint(clone: Path) -> str:
+    return (f"a --repo host's DVC remote is its own: {clone}/.dvc/config.local serves every release, whatever "
+            f"each release's committed .dvc/config says (cd {clone} && dvc remote add --local -d NAME URL)")
+
+
+def remember_remote(ws: Workspace) -> None:
+    """After a --repo deploy that fetched what it needed: unless the host's clone already names
+    a default remote in its own `.dvc/config.local`, record there the remote just used (as DVC
+    resolved it from the release's tree), so a later rollback to a release committed before
+    that remote was (its tree names none, or an older one) is served from it too."""
+    local = ws.root / ".dvc" / "config.local"
+    try:  # the usual case, without starting DVC: the host's file already names a default remote
+        if re.search(r"^\s*\[\s*core\s*\][^\[]*^\s*remote\s*=", local.read_text(), re.M):
+            return
+    except OSError:
+        pass
+    store = DvcStore(ws.root)
+    try:
+        if (store.repo.config.load_one("local").get("core") or {}).get("remote"):
+            return
+        name, settings = store.remote_settings()
+    except StorageError:  # no remote at all: this release needed none; nothing to record
+        return
+    finally:
+        store.close()
+    DvcStore(ws.root).use_remote(name, settings)
+
+
+def remote_where(ws: Workspace) -> str | None:
+    """The DVC remote a deploy reads, for a storage message: `URL` or `URL at ENDPOINT`."""
+    store = DvcStore(ws.root)
+    try:
+        _name, settings = store.remote_settings()
+    except Exception:  # a message helper: never the reason a failure goes unexplained
+        return None
+    finally:
+        store.close()
+    endpoint = settings.get("endpointurl")
+    return f"{settings.get('url')}" + (f" at {endpoint}" if endpoint else "")

@@ -1,0 +1,234 @@
+"""The staging step of a deploy: a release built in `releases/<id>.partial/` (git tree, DVC
+outputs each verified on the way in, the stamp), fsynced, then renamed into place. Outputs that
+another release directory already holds with the same digest are hard-linked, not copied (a
+threshold-only patch release costs what changed); objects the cache lacks stream from the remote
+into the staging directory, each byte written once."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from tether.adapters import materialise
+from tether.core import paths
+from tether.clock import now_iso
+from tether.servedir.layout import _fsync_dir, _rmtree
+from tether.digest import sha256_bytes
+from tether.adapters.dvcstore import DvcStore
+from tether.errors import StorageError, TetherError
+from tether.core.manifest import dumps
+from tether.registry.registry import Release
+from tether.adapters.workspace import Workspace
+
+STAMP = ".tether/stamp.json"
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def manifest_digest(manifest: dict) -> str:
+    return sha256_bytes(dumps(manifest).encode())
+
+
+def read_stamp(release_dir: Path) -> dict | None:
+    try:
+        return json.loads((release_dir / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stamp_ok(release_dir: Path, manifest: dict) -> bool:
+    """A cheap re-check before re-using a materialised release: same manifest, and every file
+    has the size and mtime it had when it was verified. `tether verify --target` re-hashes."""
+    stamp = read_stamp(release_dir)
+    if not stamp or stamp.get("manifest_sha256") != manifest_digest(manifest):
+        return False
+    for path, (size, mtime_ns) in stamp.get("files", {}).items():
+        try:
+            st = (release_dir / path).stat()
+        except OSError:
+            return False
+        if st.st_size != size or st.st_mtime_ns != mtime_ns:
+            return False
+    return True
+
+
+def write_stamp(release_dir: Path, manifest: dict, entries: list[dict], tag_object: str) -> None:
+    files = {}
+    for e in entries:  # a directory output file by file: what a later patch deploy may link
+        p = release_dir / e["path"]
+        if p.is_file():
+            st = p.stat()
+            files[e["path"]] = (st.st_size, st.st_mtime_ns)
+        elif p.is_dir() and not p.is_symlink():
+            for rel in _files_under(p):
+                st = (p / rel).stat()
+                files[f"{e['path']}/{rel}"] = (st.st_size, st.st_mtime_ns)
+    (release_dir / ".tether").mkdir(exist_ok=True)
+    records = {
+        "manifest.json": dumps(manifest),
+        "entries.json": json.dumps(entries, indent=1),
+        "stamp.json": json.dumps({
+            "release": f"{manifest['model']}@v{manifest['version']}",
+            "tag_object": tag_object,
+            "manifest_sha256": manifest_digest(manifest),
+            "verified_at": now_iso(),
+            "files": files,
+        }, indent=1),
+    }
+    for name, text in records.items():  # read-only, like every file deploy places
+        path = release_dir / ".tether" / name
+        path.write_text(text)
+        os.chmod(path, 0o444)
+
+
+
+def _files_under(root: Path) -> list[str]:
+    found = []
+    for dirpath, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            found.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+    return found
+
+
+def _unchanged(root: Path, rel: str, recorded: dict) -> bool:
+    """A regular file, inside `root` through no symlink, with the size and mtime its stamp
+    recorded when deploy verified it."""
+    try:
+        path = paths.inside(root, rel, "output path")
+        st = path.lstat()
+    except (OSError, ValueError, TetherError):
+        return False
+    want = recorded.get(rel)
+    return (stat.S_ISREG(st.st_mode) and isinstance(want, list) and len(want) == 2
+            and [st.st_size, st.st_mtime_ns] == want)
+
+
+def shared_outputs(releases: Path, building: str, entries: list[dict]) -> dict[str, materialise.Shared]:
+    """{md5: Shared} for the outputs in `entries` that another release directory under
+    `releases/` already holds with the same md5 and sha256, every file of them unchanged since
+    deploy verified it (the stamp's size and mtime: the same cheap check a switch to a
+    materialised release makes; `tether verify --target` and every worker re-hash the bytes).
+    Any record that does not check out is skipped: the bytes are then copied from the cache."""
+    wanted = {e["md5"]: e for e in entries if e.get("md5")}
+    found: dict[str, materialise.Shared] = {}
+    try:
+        dirs = sorted(releases.iterdir())
+    except OSError:
+        return found
+    for root in dirs:
+        if root.name in (building, building + ".partial") or root.name.endswith(".partial") \
+                or root.is_symlink() or not root.is_dir():
+            continue
+        try:
+            theirs = json.loads((root / ".tether" / "entries.json").read_text())
+            recorded = (read_stamp(root) or {}).get("files") or {}
+        except (OSError, ValueError):
+            continue
+        if not isinstance(theirs, list) or not isinstance(recorded, dict):
+            continue
+        for e in theirs:
+            got = _share(root, e, wanted, recorded) if isinstance(e, dict) and e.get("md5") not in found else None
+            if got is not None:
+                found[e["md5"]] = got
+    return found
+
+
+def _share(root: Path, e: dict, wanted: dict, recorded: dict) -> materialise.Shared | None:
+    want = wanted.get(e.get("md5"))
+    rel, sha = e.get("path"), e.get("sha256")
+    if want is None or not isinstance(rel, str) or not isinstance(sha, str) or (want.get("sha256") or sha) != sha:
+        return None
+    if not str(e["md5"]).endswith(".dir"):
+        return materialise.Shared(root / rel, sha) if _unchanged(root, rel, recorded) else None
+    prefix = rel + "/"
+    files = tuple(sorted(k[len(prefix):] for k in recorded if k.startswith(prefix)))
+    try:
+        on_disk = tuple(sorted(_files_under(paths.inside(root, rel, "output path"))))
+    except (OSError, TetherError):
+        return None
+    if not files or files != on_disk or not all(_unchanged(root, prefix + f, recorded) for f in files):
+        return None
+    return materialise.Shared(root / rel, sha, files)
+
+
+def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, progress) -> dict:
+    """`final` (releases/<id>) built, verified, fsynced and renamed into place; never `current`'s
+    business. Returns what it did: {"linked": n outputs shared, "streamed": True/False}."""
+    manifest = rel.manifest or {}  # plan_source refuses a release without one
+    store = DvcStore(ws.root)
+    eval_paths: tuple[str, ...] = ()
+    if smoke:
+        from tether.runtime.smoke import eval_data_path
+
+        eval_paths = (eval_data_path(manifest, ws.settings(rel.name.model)),)
+    entries = materialise.needed(manifest, full=full, data_paths=eval_paths)
+    shared = shared_outputs(final.parent, final.name, entries)
+    rest = [e for e in entries if e["md5"] not in shared]
+    if progress:
+        progress(f"checking {len(rest)} DVC object(s) for {rel.tag} ({len(shared)} already materialised here) …")
+    # Every object must be in the cache or on the remote before the target directory is touched.
+    materialise.ensure_available(store, rest, progress)
+    partial = final.with_name(final.name + ".partial")
+    if partial.exists():
+        _rmtree(partial)  # a leftover of a killed deploy
+    if final.exists():
+        _rmtree(final)  # materialised once, but its stamp no longer verifies
+    if progress:
+        progress(f"materialising {rel.tag} into {partial} and verifying every digest …")
+    try:
+        placed = materialise.materialise(ws.git, store, manifest, partial, entries, shared=shared, stream=True)
+        # what `verify --target` re-checks later: the manifest's digest, or the one just verified
+        # against DVC's md5 on the way in (a directory's tree digest, a hand-tagged release's file)
+        entries = [{**e, "sha256": e.get("sha256") or placed.get(e["path"])} for e in entries]
+        write_stamp(partial, manifest, entries, rel.tag_object)
+        if smoke:  # the way `tether serve` will run it: a worker in the release directory
+            from tether.runtime.workerproc import smoke_in_worker
+
+            if progress:
+                progress(f"smoke-testing {rel.tag} in a worker …")
+            smoke_in_worker(partial, eval_paths[0])
+        _fsync_tree(partial)
+        os.replace(partial, final)
+    except BaseException as exc:  # a failed build leaves nothing behind (a kill -9 leaves it to the next deploy)
+        with contextlib.suppress(OSError):
+            if os.path.lexists(partial):
+                _rmtree(partial)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(final.parent.parent, rel.tag, sum(int(e.get("size") or 0) for e in rest)) from exc
+        raise
+    _fsync_dir(final.parent)
+    return {"linked": len(shared)}
+
+
+def disk_full(target: Path, tag: str, needed: int) -> StorageError:
+    """ENOSPC (or a quota) while building in DIR: exit 7, the space the release's outputs need
+    and what is free now that the partial build is gone. `current` was never touched."""
+    try:
+        free = shutil.disk_usage(target).free
+    except OSError:
+        free = None
+    have = f"{_mb(free)} free" if free is not None else "free space unknown"
+    return StorageError(
+        f"no space left on the file system of {target}: {tag} needs about {_mb(needed)} for its DVC outputs "
+        f"(plus its git files), {have}; the partial build was removed",
+        hint=f"free space there (or use a larger --target) and deploy again; nothing was switched, "
+             f"the previous release keeps serving")
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"

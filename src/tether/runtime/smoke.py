@@ -1,0 +1,142 @@
+"""The smoke test: the release, materialised on its own, reproduces what evaluate recorded.
+
+It runs the model through exactly the path `tether serve` runs it: a worker process started in
+the materialised release, which verifies it, loads it by its entrypoint or built-in loader, and
+predicts the frozen eval slice. The predictions digest (`predictions_sha256` in the release's
+metrics: SHA-256 of the scores as little-endian float64 rounded to 10 decimals) and the metrics
+it can recompute must match what the release recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tether.adapters import materialise
+from tether.adapters.dvcstore import DvcStore
+from tether.errors import GateFailed, IntegrityError
+from tether.adapters.gitrepo import Git
+from tether.adapters.workspace import Settings
+
+BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def eval_path_or_none(manifest: dict, settings) -> str | None:
+    """`meta.tether.eval_data` in dvc.yaml, else the one data output whose name says eval."""
+    # Settings in the workspace; the release's own raw `meta.tether` in a worker
+    configured = settings.eval_data if isinstance(settings, Settings) else (settings or {}).get("eval_data")
+    if configured:
+        return configured
+    cands = [e["path"] for e in manifest["components"]["data"] if "eval" in Path(e["path"]).name]
+    return cands[0] if len(cands) == 1 else None
+
+
+def eval_data_path(manifest: dict, settings: Settings) -> str:
+    """The frozen eval slice: `meta.tether.eval_data` in dvc.yaml, else the one data output
+    whose name says eval."""
+    found = eval_path_or_none(manifest, settings)
+    if found is None:
+        raise GateFailed(
+            "cannot tell which data file is the frozen eval slice for the smoke test",
+            hint="set artifacts.<model>.meta.tether.eval_data in dvc.yaml",
+        )
+    return found
+
+
+def read_table(path: Path):
+    import pandas as pd
+
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix in (".jsonl", ".ndjson"):
+        return pd.read_json(path, lines=True)
+    if path.suffix == ".json":
+        return pd.read_json(path)
+    return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+
+
+def check(served, root: Path, manifest: dict, eval_rel: str, sink: list | None = None) -> str:
+    """Predict the eval slice with `served` (a loaders.Served) and match the record. GateFailed
+    names what does not reproduce. `sink` receives the eval scores once their digest matches the
+    recorded one (the canary guard's reference distribution)."""
+    if served.loader == "skops":
+        from tether.runtime.bundle import smoke_test
+
+        try:
+            result = smoke_test(served.bundle, read_table(root / eval_rel), sink)
+        except IntegrityError as exc:
+            raise GateFailed(exc.message, hint=exc.hint) from None
+        return f"bundle reproduces its eval predictions and metrics ({_fmt(result)})"
+    return _generic(served, root / eval_rel, manifest, sink)
+
+
+def _generic(served, path: Path, manifest: dict, sink: list | None = None) -> str:
+    import numpy as np
+
+    from tether.runtime.bundle import METRIC_TOLERANCE, predictions_digest
+
+    recorded = dict(manifest.get("metrics") or {})
+    want = recorded.get("predictions_sha256")
+    if not want:
+        raise GateFailed(f"{manifest['model']} records no predictions_sha256 in its metrics: nothing to reproduce",
+                         hint="have the evaluate stage write predictions_sha256 (README: 'Serving'), or set "
+                              "meta.tether.smoke: false")
+    frame = read_table(path)
+    target = (served.schema or {}).get("target") or next(
+        (c for c in ("label", "target", "y") if c in frame.columns), None)
+    names = [f["name"] for f in served.schema["features"]] if served.schema else \
+        [c for c in frame.columns if c != target]
+    records = frame[names].to_dict("records")
+    preds = served.predict(records)
+    try:
+        scores = np.asarray([p["score"] for p in preds], dtype="f8")
+    except (KeyError, TypeError, ValueError):
+        raise GateFailed("the model's predictions carry no numeric `score`: the smoke test compares scores") from None
+    digest = predictions_digest(scores)
+    if digest != want:
+        raise GateFailed(f"the release's eval predictions do not reproduce (digest {digest[:12]}, recorded {str(want)[:12]})",
+                         hint="weights, preprocessing code or runtime differ from what evaluate ran")
+    if sink is not None:
+        sink.extend(float(s) for s in scores)
+    got: dict[str, Any] = {"n": len(scores), "predictions_sha256": digest[:12]}
+    if target is not None and all(isinstance(p.get("decision"), bool) for p in preds):
+        from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+        y = frame[target].to_numpy()
+        labels = sorted(set(y.tolist()), key=str)
+        if len(labels) <= 2:
+            positive = labels[-1]
+            y01 = np.asarray([v == positive for v in y])
+            dec = np.asarray([p["decision"] for p in preds])
+            fns = {"accuracy": lambda: accuracy_score(y01, dec), "precision": lambda: precision_score(y01, dec, zero_division=0),
+                   "recall": lambda: recall_score(y01, dec, zero_division=0), "f1": lambda: f1_score(y01, dec, zero_division=0),
+                   "roc_auc": lambda: roc_auc_score(y01, scores)}
+            off = []
+            for k in BINARY_METRICS:
+                if isinstance(recorded.get(k), (int, float)):
+                    got[k] = float(fns[k]())
+                    if abs(got[k] - float(recorded[k])) > METRIC_TOLERANCE:
+                        off.append(f"{k} {got[k]:.6f} vs recorded {recorded[k]}")
+            if off:
+                raise GateFailed("the release's eval metrics do not reproduce: " + ", ".join(off))
+    return f"{served.loader} reproduces its eval predictions and metrics ({_fmt(got)})"
+
+
+def run_smoke(git: Git, store: DvcStore, manifest: dict, settings: Settings, dest: Path) -> str:
+    """Materialise the release with its eval slice into `dest` and smoke-test it in a worker."""
+    from tether.deploy.command import write_stamp
+    from tether.runtime.workerproc import smoke_in_worker
+
+    eval_path = eval_data_path(manifest, settings)
+    entries = materialise.needed(manifest, data_paths=(eval_path,))
+    materialise.ensure_cached(store, entries)
+    placed = materialise.materialise(git, store, manifest, dest, entries)
+    entries = [{**e, "sha256": e.get("sha256") or placed.get(e["path"])} for e in entries]
+    write_stamp(dest, manifest, entries, "")
+    return smoke_in_worker(dest, eval_path)
+
+
+def _fmt(result) -> str:
+    if isinstance(result, dict):
+        return ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in list(result.items())[:4])
+    return str(result)

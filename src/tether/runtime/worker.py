@@ -1,0 +1,202 @@
+"""One release's worker process (`tether worker`, started by `tether serve`).
+
+Started in DIR/releases/<id>/, it verifies the release against the manifest deploy derived from
+git (deploy.verify_release_dir), then imports the model through its entrypoint or a built-in
+loader, with its own sys.path, then says `ready` (or `failed` and why) and answers requests.
+
+Protocol: one JSON object per line. stdin carries `{"id", "records"}`; stdout carries the
+`{"event": "ready" | "failed", …}` line first, then `{"id", "ok": true, "predictions"}` or
+`{"id", "ok": false, "status", "error"}` per request, in order. Anything the model's own code
+prints goes to stderr, never into the protocol. EOF on stdin stops the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+
+
+def _reply(out, msg: dict) -> None:
+    out.write(json.dumps(msg, allow_nan=False, separators=(",", ":")) + "\n")
+    out.flush()
+
+
+def run(target: Path, release: Path | None, smoke_eval: str | None = None, once: bool = False) -> int:
+    """Serve `release` on this process's stdin/stdout. Returns the exit status. `smoke_eval`
+    makes the smoke test mandatory on that eval slice; `once` stops after the ready line
+    (promote's smoke gate)."""
+    sys.dont_write_bytecode = True  # the release tree is read-only and must stay as verified
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # the model's print() lands on stderr
+    sys.stdout = sys.stderr
+    from tether.errors import TetherError
+
+    if release is None:  # a spare: libraries imported ahead, then told which release to serve
+        release = _spare(proto)
+        if release is None:
+            return 0
+    try:
+        hello = _start(Path(target), Path(release), smoke_eval)
+    except TetherError as exc:
+        _reply(proto, {"event": "failed", "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code})
+        return _done(exc.exit_code, proto) if once else exc.exit_code
+    except Exception as exc:  # the model's own code failed to load
+        _reply(proto, {"event": "failed", "error": f"{type(exc).__name__}: {exc}", "exit_code": 1})
+        traceback.print_exc()
+        return _done(1, proto) if once else 1
+    served = hello.pop("_served")
+    _reply(proto, hello)
+    if once:
+        return _done(0, proto)
+    _loop(served, sys.stdin.buffer, proto)
+    return 0
+
+
+def _done(code: int, proto) -> int:
+    """A `once` worker (promote's smoke gate) has written its verdict: exit now. The interpreter's
+    own teardown (freeing numpy, pandas, sklearn and the model, about a second) would only delay
+    the gate, which waits for this process; nothing of the worker's needs it (no atexit work,
+    no files open for writing but the two pipes, flushed here)."""
+    for stream in (proto, sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+PREIMPORT = ("numpy", "pandas", "sklearn.ensemble", "sklearn.linear_model", "sklearn.pipeline", "sklearn.compose",
+             "sklearn.preprocessing", "skops.io", "pydantic", "yaml", "tether.deploy.command", "tether.runtime.loaders", "tether.runtime.bundle")
+
+
+def _spare(proto) -> Path | None:
+    """Import the heavy libraries every release needs (nothing from any release), at a lower
+    CPU priority while a live worker may be serving, then wait for `{"release": DIR}` on stdin.
+    The assignment restores the priority at once, even in the middle of the imports (a thread
+    waits for it), and a release's code is imported only after it is assigned and verified."""
+    import importlib
+    import threading
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    can_restore = os.geteuid() == 0
+    if not can_restore:
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_NICE)[0]
+            can_restore = soft == resource.RLIM_INFINITY or 20 - soft <= base
+        except (ImportError, OSError, ValueError):
+            can_restore = False
+    if can_restore:
+        os.setpriority(os.PRIO_PROCESS, 0, min(base + 10, 19))  # Linux: this (the main) thread
+    assigned: list = []
+    got = threading.Event()
+
+    def wait_for_assignment():
+        assigned.append(sys.stdin.buffer.readline())
+        if can_restore:
+            try:
+                os.setpriority(os.PRIO_PROCESS, os.getpid(), base)  # the main thread's id is the pid
+            except OSError:
+                pass
+        got.set()
+
+    threading.Thread(target=wait_for_assignment, daemon=True).start()
+    for name in PREIMPORT:
+        if got.is_set():
+            break  # assigned: what is left is imported on demand, at full priority
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional library this host lacks: the release will say so
+            pass
+    _reply(proto, {"event": "spare", "pid": os.getpid()})
+    got.wait()
+    try:
+        return Path(json.loads(assigned[0])["release"])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None  # EOF: the server no longer needs a spare
+
+
+def _start(target: Path, release: Path, smoke_eval: str | None = None) -> dict:
+    from tether.deploy.command import manifest_digest, verify_release_dir
+    from tether.runtime.loaders import load, release_settings
+
+    t0 = time.monotonic()
+    manifest, _entries, bundle = verify_release_dir(target, release)
+    settings = release_settings(release, manifest["model"])
+    os.chdir(release)
+    served = load(release, manifest, bundle, settings)
+    from tether.runtime.loaders import ServeConfig
+    from tether.runtime.schema import parse_features
+
+    if served.schema is not None:
+        parse_features(served.schema)  # a schema the server cannot validate is refused here
+    config = ServeConfig.from_meta(settings.get("serve"))
+    eval_scores: list = []
+    smoke = _smoke(served, release, manifest, settings, smoke_eval, eval_scores)
+    from tether.core.guard import bucket_counts
+    return {
+        "event": "ready", "_served": served, "release": release.name, "model": manifest["model"],
+        "version": manifest["version"], "commit": manifest["commit"], "manifest_sha256": manifest_digest(manifest),
+        "threshold": (manifest["components"].get("threshold") or {}).get("value"), "loader": served.loader,
+        "schema": served.schema, "max_records": config.max_records, "smoke": smoke, "pid": os.getpid(),
+        "load_seconds": round(time.monotonic() - t0, 3),
+        "eval_scores": bucket_counts(eval_scores) if eval_scores else None,
+    }
+
+
+def _smoke(served, release: Path, manifest: dict, settings: dict, required: str | None = None,
+           sink: list | None = None) -> str:
+    """Before it takes traffic: when the release carries its frozen eval slice (deploy --smoke
+    or --full), the predictions and metrics it recorded must reproduce (smoke.check)."""
+    from tether.errors import GateFailed
+    from tether.runtime.smoke import check, eval_path_or_none
+
+    rel = required or eval_path_or_none(manifest, settings)
+    if rel is None or (required is None and not (release / rel).is_file()):
+        return "skipped: no eval slice in the release directory (deploy --smoke materialises it)"
+    if required is None and settings.get("smoke") is False:
+        return "skipped: meta.tether.smoke is false"
+    if required is not None:
+        return check(served, release, manifest, rel)  # GateFailed: exit 5, promote's verdict
+    try:
+        return check(served, release, manifest, rel, sink)
+    except GateFailed as exc:
+        from tether.errors import IntegrityError
+
+        raise IntegrityError(f"smoke test failed: {exc.message}", hint=exc.hint) from None
+
+
+def _loop(served, stdin, out) -> None:
+    from tether.runtime.loaders import finite_json
+
+    for line in stdin:
+        try:
+            msg = json.loads(line)
+            rid, records = msg["id"], msg["records"]
+        except (ValueError, KeyError, TypeError):
+            continue  # not ours: the server only sends well-formed requests
+        try:
+            preds = served.predict(records)
+        except INPUT_ERRORS as exc:
+            _reply(out, {"id": rid, "ok": False, "status": 422,
+                         "error": f"the model rejected the input: {type(exc).__name__}: {str(exc)[:300]}"})
+            continue
+        except Exception as exc:
+            traceback.print_exc()
+            _reply(out, {"id": rid, "ok": False, "status": 500, "error": f"the model failed: {type(exc).__name__}"})
+            continue
+        if not finite_json(preds):
+            _reply(out, {"id": rid, "ok": False, "status": 500, "error": "the model returned NaN or infinity"})
+            continue
+        try:
+            _reply(out, {"id": rid, "ok": True, "predictions": preds})
+        except (TypeError, ValueError) as exc:
+            _reply(out, {"id": rid, "ok": False, "status": 500, "error": f"the model's output is not JSON: {exc}"})

@@ -1,0 +1,203 @@
+"""The server's side of a release worker (see tether.worker): start it, wait for `ready`,
+send requests (pipelined, answered in order), drain and stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+from tether.adapters import cmd
+from tether.errors import Conflict, GateFailed, IntegrityError, NotFound, StorageError, TetherError, UsageError
+
+# `python -c` with the script directory (the release) dropped from sys.path first: tether's own
+# modules come from where tether is installed, never from the release's tree.
+BOOT = "import sys; del sys.path[0]; from tether.cli import main; main()"
+ERRORS = {2: UsageError, 3: NotFound, 4: Conflict, 5: GateFailed, 6: IntegrityError, 7: StorageError}
+
+
+class WorkerGone(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, target: Path, release: Path | None, *, smoke_eval: str | None = None,
+                 once: bool = False) -> None:
+        """`release=None` starts a spare: it imports the libraries ahead and serves the release
+        `assign()` names later (the swap then costs verification and loading, not imports)."""
+        self.release = Path(release) if release is not None else Path("spare")
+        self.started_at = time.time()
+        args = [sys.executable, "-c", BOOT, "worker", "--target", str(target)]
+        if release is not None:
+            args += ["--release", str(release)]
+        if smoke_eval:
+            args += ["--smoke-eval", smoke_eval]
+        if once:
+            args += ["--once"]
+        self.proc = cmd.spawn_pipes(args, cwd=release if release is not None else target,
+                                    env={"PYTHONDONTWRITEBYTECODE": "1"})
+        assert self.proc.stdin is not None  # spawn_pipes opens both pipes
+        self._stdin = self.proc.stdin
+        self.ready: Future = Future()
+        self.hello: dict = {}
+        self._pending: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._write = threading.Lock()
+        self._next = 0
+        self.inflight = 0
+        self.closing = False
+        self._idle = threading.Condition(self._lock)
+        threading.Thread(target=self._read, name=f"worker-{self.release.name}", daemon=True).start()
+
+    @property
+    def name(self) -> str:
+        return self.release.name
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        assert out is not None  # started with stdout=PIPE
+        try:
+            for line in out:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if "event" in msg:
+                    if msg["event"] == "spare":
+                        continue
+                    if msg["event"] == "ready":
+                        self.hello = msg
+                        self.ready.set_result(msg)
+                    else:
+                        cls = ERRORS.get(msg.get("exit_code"), TetherError)
+                        self.ready.set_exception(cls(msg.get("error") or "the worker failed", hint=msg.get("hint")))
+                    continue
+                with self._lock:
+                    fut = self._pending.pop(msg.get("id"), None)
+                if fut is not None:
+                    fut.set_result(msg)
+        except (OSError, ValueError):
+            pass
+        code = self.proc.wait()
+        gone = WorkerGone(f"the worker for {self.name} exited (status {code})")
+        if not self.ready.done():
+            self.ready.set_exception(TetherError(f"the worker for {self.name} exited (status {code}) before it was ready"))
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            fut.set_exception(gone)
+
+    def assign(self, release: Path) -> None:
+        """Tell a spare which release to serve."""
+        self.release = Path(release)
+        self.started_at = time.time()
+        try:
+            with self._write:
+                self._stdin.write((json.dumps({"release": str(release)}) + "\n").encode())
+        except (OSError, ValueError):
+            pass  # it died: the reader reports it as not ready
+
+    def wait_ready(self, timeout: float) -> dict:
+        try:
+            return self.ready.result(timeout)
+        except FutureTimeout:
+            self.kill()
+            raise TetherError(f"the worker for {self.name} was not ready within {timeout:.0f} s") from None
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self.closing:
+                return False
+            self.inflight += 1
+            return True
+
+    def release_slot(self) -> None:
+        with self._lock:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.notify_all()
+
+    def request(self, records: list, timeout: float = 60.0) -> dict:
+        """Call after acquire(); the reply dict. WorkerGone if the process died."""
+        fut: Future = Future()
+        with self._lock:
+            self._next += 1
+            rid = self._next
+            self._pending[rid] = fut
+        data = (json.dumps({"id": rid, "records": records}, separators=(",", ":")) + "\n").encode()
+        try:
+            with self._write:
+                self._stdin.write(data)
+        except (OSError, ValueError):
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise WorkerGone(f"the worker for {self.name} is gone") from None
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise WorkerGone(f"the worker for {self.name} did not answer within {timeout:.0f} s") from None
+
+    def drain_and_stop(self, timeout: float = 30.0) -> None:
+        """No new requests; wait for the ones in flight; then EOF, and a kill if need be."""
+        with self._lock:
+            self.closing = True
+            deadline = time.monotonic() + timeout
+            while self.inflight > 0 and time.monotonic() < deadline:
+                self._idle.wait(0.1)
+        self.stop()
+
+    def stop(self, grace: float = 5.0) -> None:
+        with self._lock:
+            self.closing = True
+        try:
+            self._stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(grace)
+        except Exception:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(5)
+            except Exception:
+                pass
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def status(self) -> int | None:
+        """The process's exit status (negative: the signal that killed it); None while it runs."""
+        return self.proc.poll()
+
+
+def smoke_in_worker(release: Path, eval_rel: str, timeout: float = 600.0) -> str:
+    """Promote's smoke gate: the release at `release` (materialised with its eval slice and a
+    stamp) loaded and predicted by a worker, as `tether serve` would."""
+    w = Worker(release.parent, release, smoke_eval=eval_rel, once=True)
+    try:
+        hello = w.wait_ready(timeout)
+    finally:
+        w.stop()
+    return hello["smoke"]
+
+
+def identity(release: Path) -> tuple:
+    """What tells one materialisation of a release directory from another (deploy rebuilds a
+    repaired release under the same name): its path, inode and stamp's change time."""
+    try:
+        st = os.stat(release)
+        stamp = os.stat(release / ".tether" / "stamp.json")
+        return (str(release), st.st_ino, stamp.st_ino, stamp.st_mtime_ns)
+    except OSError:
+        return (str(release), None, None, None)
