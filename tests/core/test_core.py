@@ -12,7 +12,7 @@ from tether.core import dvcgraph
 from tether.core import gates
 from tether.core import history
 from tether.core import manifest as mf
-from tether.registry.registry import Event
+from tether.core.moves import Event
 
 DVC_YAML = {"artifacts": {"m": {"path": "models/m", "type": "model"}, "ds": {"path": "data/x", "type": "dataset"}}}
 

@@ -117,7 +117,7 @@ def test_settings_validate_canary_pairs_and_the_policy():
 
 @pytest.mark.parametrize("text", ["101", "-1", "1.5", "ten", "", "١٠", "1e1", " 5x"])
 def test_a_weight_is_an_ascii_whole_percentage(text):
-    from tether.canary.weight import parse_weight
+    from tether.core.moves import parse_weight
 
     with pytest.raises(UsageError):
         parse_weight(text)
@@ -125,6 +125,6 @@ def test_a_weight_is_an_ascii_whole_percentage(text):
 
 @pytest.mark.parametrize("text,value", [("0", 0), ("5", 5), (" 100 ", 100)])
 def test_good_weights_parse(text, value):
-    from tether.canary.weight import parse_weight
+    from tether.core.moves import parse_weight
 
     assert parse_weight(text) == value

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tether.core import guard
-from tether.canary.weight import execute_weight, plan_weight, weight_of
+from tether.canary.weight import execute_weight, plan_weight
+from tether.core.moves import weight_of
 from tether.errors import Conflict, NotFound, UsageError
 from tether.core.guard import Arm, Decision, Sample, State
 from tether.registry.registry import Registry

@@ -18,35 +18,10 @@ from pathlib import Path
 
 from tether.clock import now_iso
 from tether.errors import Conflict, IntegrityError, NotFound, UsageError
-from tether.registry.registry import Event, Registry, Release
+from tether.core.moves import WEIGHT, parse_weight, weight_of
+from tether.registry.registry import Registry, Release
 from tether.adapters.workspace import Workspace
 
-WEIGHT = "Tether-Weight"
-WEIGHT_FILE = "weight.json"
-
-
-def parse_weight(text, what: str = "weight") -> int:
-    """A whole percentage 0..100; UsageError otherwise (a person typed it or wrote it)."""
-    value = str(text).strip()
-    if not (value.isascii() and value.isdigit()) or int(value) > 100:  # ASCII: "١٠" is not 10
-        raise UsageError(f"{what} must be a whole percentage from 0 to 100, not {value[:20]!r}")
-    return int(value)
-
-
-def weight_of(events: list[Event]) -> int:
-    """The weight in force: the newest move's `Tether-Weight`. A move without one (a promotion
-    made before the environment was a canary, a hand commit) sends the canary no traffic; a
-    malformed one is refused, never guessed."""
-    if not events or events[0].source != "tether":
-        return 0
-    raw = events[0].trailers.get(WEIGHT)
-    if raw is None:
-        return 0
-    try:
-        return parse_weight(raw)
-    except UsageError:
-        raise IntegrityError(f"{events[0].env}'s move {events[0].commit[:12]} records {WEIGHT}: {raw[:20]!r}, "
-                             "not a percentage", hint="move the weight again with `tether canary weight`") from None
 
 
 def stable_of(ws: Workspace, model: str, env: str) -> str:
@@ -137,24 +112,3 @@ def execute_weight(ws: Workspace, plan: WeightPlan) -> str:
     ws.git.update_ref(f"refs/heads/{plan.branch}", new, plan.local_head,
                       f"tether: {plan.action} {plan.env} to {plan.weight}%")
     return new
-
-
-# -- the serving side: deploy writes the weight, serve reads it ----------------------------
-def write_weight_file(target: Path, env: str, release_id: str, weight: int, commit: str) -> None:
-    """DIR/weight.json, replaced in one rename(2), next to the `current` it belongs to."""
-    tmp = target / f".{WEIGHT_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"env": env, "release": release_id, "weight": weight, "commit": commit}) + "\n")
-    os.replace(tmp, target / WEIGHT_FILE)
-
-
-def read_weight_file(target: Path) -> tuple[str, int] | None:
-    """(release id, weight) from DIR/weight.json, or None when it is missing or malformed (the
-    canary then takes no traffic)."""
-    try:
-        data = json.loads((target / WEIGHT_FILE).read_text())
-        release, weight = data["release"], data["weight"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(release, str) or isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
-        return None
-    return release, weight

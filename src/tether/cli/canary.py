@@ -25,7 +25,8 @@ def weight(
 ) -> None:
     """Record a new traffic weight for the canary's release (a commit on its branch whose tree
     is still the release's; compare-and-swap like every move). Deploy it to make it live."""
-    from tether.canary.weight import execute_weight, parse_weight, plan_weight
+    from tether.canary.weight import execute_weight, plan_weight
+    from tether.core.moves import parse_weight
 
     ws = _ws()
     plan = plan_weight(ws, model, env, parse_weight(percent), approver=approver, reason=reason)

@@ -39,7 +39,7 @@ from tether.core import signpolicy
 from tether.errors import UsageError
 from tether.adapters.gitrepo import ZERO, Git, LogEntry
 from tether.core.refs import parse_tag
-from tether.registry.registry import ACTIONS
+from tether.core.moves import ACTIONS
 from tether.adapters.workspace import Workspace, load_yaml
 
 REQUIRED_TRAILERS = ("Tether-Action", "Tether-Release", "Tether-Tag-Object", "Tether-Previous",

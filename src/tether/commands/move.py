@@ -16,7 +16,8 @@ from tether.clock import now_iso
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
 from tether.core.refs import RefArg, parse_ref
-from tether.registry.registry import Event, Registry, Release
+from tether.core.moves import Event
+from tether.registry.registry import Registry, Release
 from tether.adapters.workspace import Settings, Workspace
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import TypeVar
 
 from tether.errors import UsageError
-from tether.registry.registry import Event
+from tether.core.moves import Event
 
 E = TypeVar("E")
 

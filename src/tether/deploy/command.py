@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether.canary.weight import write_weight_file
+from tether.servedir.weight import write_weight_file
 from tether.deploy.source import (_check_origin, _storage_errors, host_remote_hint, plan_source, remember_remote,
                                  remote_where, require_signed, source_workspace)
 from tether.deploy.stage import STAMP, build, manifest_digest, read_stamp, shared_outputs, stamp_ok, write_stamp
@@ -33,7 +33,8 @@ from tether.servedir.layout import (current_release, log_event, logged_manifest_
                                  resolve_current, resolve_target, serving, switch_current, target_lock)
 from tether.deploy.verify import read_release, verify_release_dir, verify_target
 from tether.errors import StorageError, TetherError, UsageError
-from tether.registry.registry import Event, Release
+from tether.core.moves import Event
+from tether.registry.registry import Release
 from tether.adapters.workspace import Workspace
 
 __all__ = ["STAMP", "DeployResult", "current_release", "deploy", "log_event", "logged_manifest_digest",
@@ -152,7 +153,7 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
 
 def _canary_weight(ws: Workspace, rel: Release, env: str, ev: Event) -> int | None:
     """A canary environment's recorded weight (its head move's trailer), None for any other."""
-    from tether.canary.weight import weight_of
+    from tether.core.moves import weight_of
 
     return weight_of([ev]) if env in ws.settings(rel.name.model).canaries else None
 

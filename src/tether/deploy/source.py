@@ -12,7 +12,8 @@ from pathlib import Path
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
-from tether.registry.registry import Event, Registry, Release
+from tether.core.moves import Event
+from tether.registry.registry import Registry, Release
 from tether.adapters.workspace import Workspace
 
 

@@ -131,7 +131,7 @@ def hidden_moves(reg: Registry, model: str, env: str) -> str | None:
     release's commit, whose own first-parent line holds moves (a history rewritten by a merge
     before the pre-receive hook guarded it). None when the chain holds them all. One `git log`
     of the chain; one more per such parent (none in a history tether wrote)."""
-    from tether.registry.registry import ACTIONS
+    from tether.core.moves import ACTIONS
 
     head = reg.env_state(model, env).commit
     if head is None:

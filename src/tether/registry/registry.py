@@ -17,6 +17,7 @@ from tether.errors import GateFailed, IntegrityError, NotFound, UsageError
 from tether.adapters.gitrepo import LogEntry, RefRecord
 from tether.adapters.refindex import PATTERNS
 from tether.core.refs import RefArg, ReleaseName, parse_tag
+from tether.core.moves import ACTIONS, Event
 from tether.core.semver import Version
 from tether.adapters.workspace import Workspace
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from tether.registry import derive
     from tether.adapters.refindex import RefIndex
 
-ACTIONS = ("promote", "rollback", "weight")  # weight: a canary's traffic share changed (tether.canary)
 # How an environment's local branch stands to origin's (EnvState.relation).
 Relation = Literal["same", "local-only", "remote-only", "ahead", "behind", "diverged", "absent"]
 
@@ -136,27 +136,6 @@ class Release:
     @property
     def unresolved(self) -> list[str]:
         return self._state["unresolved"]
-
-
-@dataclass(frozen=True)
-class Event:
-    """One move of an environment, newest first in history. `source` says who made it:
-    "tether" (a commit with tether's trailers), "outside" (any other commit on the branch: a
-    hand commit, a merge, a reset), or "gto" (a GTO assignment tag). `release` is the tag whose
-    tree the environment then had, or "" when it matches no release."""
-
-    env: str
-    commit: str
-    action: str
-    release: str  # tag name, or "" (matches no release)
-    tag_object: str
-    previous: str  # previous tag name, or "none"
-    approver: str
-    reason: str
-    time: str
-    tree: str
-    trailers: dict = field(default_factory=dict)
-    source: str = "tether"
 
 
 @dataclass(frozen=True)

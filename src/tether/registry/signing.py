@@ -25,7 +25,8 @@ from tether.adapters.gitrepo import SIGNATURE_STARTS, Git
 from tether.adapters.workspace import Workspace
 
 if TYPE_CHECKING:  # annotations only: `history`'s read path needs no registry
-    from tether.registry.registry import Event, Registry, Release
+    from tether.core.moves import Event
+    from tether.registry.registry import Registry, Release
 
 
 @dataclass(frozen=True)

@@ -474,7 +474,7 @@ class Split:
         return self.weight if live is not None and live.worker.name == self.release else 0
 
     def read(self, can: Supervisor) -> None:
-        from tether.canary.weight import read_weight_file
+        from tether.servedir.weight import read_weight_file
 
         got = read_weight_file(can.target)
         self.release, self.weight = got if got else (None, 0)
