@@ -11,7 +11,7 @@ SCHEMA_VERSION = 1
 MAX_MESSAGE = 16 * 1024 * 1024  # larger messages are not manifests tether wrote
 # What a tag message tether writes stays under, whatever the dataset: a directory output is one
 # entry (its DVC `.dir` md5, the per-file listing stored out of line, and a tree sha256), never a
-# line per file (tests/test_manifest_size.py releases a 10,000-file directory).
+# line per file (tests/workflow/test_manifest_size.py releases a 10,000-file directory).
 MAX_ATTESTED = 16 * 1024
 COMPONENTS = ("weights", "data", "code", "params", "threshold")
 _REQUIRED = ("model", "version", "commit", "tree", "created_at", "released_by", "components")

@@ -12,7 +12,7 @@ from tether.errors import UsageError
 from tether.core.semver import Version
 
 # GTO's artifact-name rule (gto/constants.py `name`): ASCII letters, digits, `_`, `-` and `/`,
-# starting and ending with a letter or digit. tests/test_grammar.py checks it against gto's own
+# starting and ending with a letter or digit. tests/core/test_grammar.py checks it against gto's own
 # parser. `fullmatch`, not gto's `search(...$)`, so a trailing newline is no part of a name.
 MODEL_RE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9/_-]*[a-zA-Z0-9])?")
 _ENV = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
