@@ -176,7 +176,7 @@ def setup(base: Path):
 
 
 def main() -> None:
-    from tether.deploy.command import switch_current
+    from tether.servedir.layout import switch_current
 
     table = Table("Serve: /predict under load, swaps of current, against a bare FastAPI app")
     with tempfile.TemporaryDirectory(prefix="tether-bench-serve-") as tmp:

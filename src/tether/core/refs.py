@@ -87,3 +87,9 @@ def parse_ref(text: str) -> RefArg:
     if text.startswith("v") and text[1:2].isdigit():
         return RefArg(model=None, version=Version.parse(text[1:]))
     return RefArg(model=None, env=check_env(text))
+
+
+def release_dir_name(tag: str) -> str:
+    """The directory a release tag is materialised in under DIR/releases/ (and its id in
+    deploy.log): the tag with each `/` of a namespaced model name spelled `--`."""
+    return tag.replace("/", "--")
