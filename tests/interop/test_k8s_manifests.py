@@ -348,3 +348,25 @@ def test_the_converge_loop_backs_off_with_jitter_and_resets(tmp_path):
         assert b <= slept < 2 * b  # jitter: up to the delay again
     assert "tether deploy exited 7; next try in 20s" in r.stderr
     assert "exited 6; next try in 20s" in r.stderr
+
+
+# --- the Containerfile (no container runs on these machines: its text is what can be checked) ---
+
+def test_the_containerfile_builds_from_the_lock_and_ends_without_compilers_as_non_root():
+    text = (ROOT / "Containerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) == 2 and stages[0].split()[:3] == ["${PYTHON_IMAGE}", "AS", "build"]
+    build, final = stages
+    assert "-c requirements.lock" in build and "COPY pyproject.toml requirements.lock" in build
+    assert "COPY --from=build /opt/tether /opt/tether" in final
+    for compiler in ("build-essential", "gcc", "g++", "clang", "make ", "-dev"):
+        assert compiler not in final, compiler
+    (user,) = re.findall(r"^USER (\S+)$", final, re.M)
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+    # the manifests run as that user, and a pod's command finds `tether` on the image's PATH
+    ids = {c["securityContext"].get("runAsUser") for _, d in example_docs() for c in _containers(d)} - {None}
+    pods = {d["spec"]["template"]["spec"]["securityContext"]["runAsUser"] for _, d in example_docs()
+            if d["kind"] == "Deployment"}
+    assert ids | pods == {int(uid)}
+    assert "PATH=/opt/tether/bin:$PATH" in final and 'ENTRYPOINT ["tether"]' in final
