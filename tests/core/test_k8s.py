@@ -129,3 +129,10 @@ def test_yaml_is_stable_and_round_trips():
     assert list(yaml.safe_load_all(text)) == list(docs)
     assert "&id" not in text and "*id" not in text  # no anchors
     assert text.index("apiVersion") < text.index("kind") < text.index("metadata") < text.index("spec")
+
+
+@pytest.mark.parametrize("kwargs", [{"image": ""}, {"image": "img 1"}, {"replicas": -1}, {"replicas": True},
+                                    {"replicas": "2"}, {"secret": "Bad_Secret"}])
+def test_the_deployment_refuses(kwargs):
+    with pytest.raises(UsageError):
+        render_deployment(PROD, **{"image": "img:1", **kwargs})

@@ -192,6 +192,12 @@ def render_deployment(s: Serving, image: str, replicas: int = 2, secret: str | N
     `secret`: a Secret whose keys become the deploy containers' environment (the DVC remote's
     credentials, e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)."""
     _check(s)
+    if not image or any(c.isspace() for c in image):
+        raise UsageError(f"{image!r} is not a container image reference")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise UsageError(f"replicas must be a whole number, not {replicas!r}")
+    if secret is not None and not _DNS1123.fullmatch(secret):
+        raise UsageError(f"{secret!r} is not a Secret name (a DNS-1123 label)")
     if s.stable is not None:
         raise UsageError(f"{s.env} is a canary: the plain Deployment serves one environment",
                          hint=f"render {s.stable}'s Deployment, and run the canary as `tether serve "
