@@ -6,6 +6,7 @@ It travels in the annotated tag's message, so every read command works from the 
 from __future__ import annotations
 
 import json
+from typing import Any, TypedDict
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE = 16 * 1024 * 1024  # larger messages are not manifests tether wrote
@@ -15,6 +16,127 @@ MAX_MESSAGE = 16 * 1024 * 1024  # larger messages are not manifests tether wrote
 MAX_ATTESTED = 16 * 1024
 COMPONENTS = ("weights", "data", "code", "params", "threshold")
 _REQUIRED = ("model", "version", "commit", "tree", "created_at", "released_by", "components")
+
+
+# -- the manifest's shape --------------------------------------------------------------------
+# TypedDicts cost nothing at run time: a manifest stays the plain dict json reads and writes, and
+# mypy checks every key. Optional keys are those of a `total=False` subclass (Python 3.10 has no
+# NotRequired). A manifest read from a tag message is only checked as far as `loads` checks it.
+
+
+class _OutputEntryBase(TypedDict):
+    path: str
+    md5: str | None  # DVC's md5 (`….dir` for a directory output); None for a file kept in git
+    size: int | None
+    sha256: str | None  # of the bytes, recorded at release; None in a derivation
+    stage: str | None  # the stage that writes or reads it; None for a `dvc add`ed or git-kept model
+
+
+class OutputEntry(_OutputEntryBase, total=False):
+    """One file or directory of `components.weights` or `components.data`."""
+    role: str  # weights only: model | threshold | metrics | schema | runtime | bundle-manifest
+    git_id: str  # kept in git: git holds its bytes, not the DVC remote
+    external: bool  # data only: a URL or a path outside the repository, pinned, never copied
+    dvc_file: str  # a model added with `dvc add`: its .dvc file
+
+
+class CodeEntry(TypedDict):
+    path: str
+    type: str  # blob | tree | missing
+    git_id: str | None
+
+
+class ConfigRef(TypedDict):
+    dir: str
+    tree: str | None  # the git tree of the Hydra config directory at the commit
+
+
+class ParamsPart(TypedDict):
+    path: str
+    sha256: str | None  # of params.yaml's bytes; None without one
+    values: dict[str, Any]  # params.yaml as read
+    used: dict[str, Any]  # params file -> {key: value} the model's stages declare
+    config: ConfigRef
+
+
+class _ThresholdBase(TypedDict):
+    value: Any  # a number, or None when the commit holds none
+    source: str | None
+
+
+class ThresholdPart(_ThresholdBase, total=False):
+    """Where the threshold came from; a threshold.json may carry more keys, kept as written."""
+    params: list[str]  # the params that move the threshold, not the model
+
+
+class Components(TypedDict):
+    weights: list[OutputEntry]
+    data: list[OutputEntry]
+    code: list[CodeEntry]
+    params: ParamsPart
+    threshold: ThresholdPart
+
+
+class ArtifactRef(TypedDict):
+    path: str
+    type: str
+
+
+Metrics = dict[str, Any]  # flat name -> number (or string) from the model's metrics files
+FeatureSchema = dict[str, Any]  # {"features": [{"name", "dtype", …}]} as the pipeline wrote it
+Runtime = dict[str, Any]  # the pipeline's runtime.json, plus lock_file / lock_sha256 at release
+
+
+class _ManifestBase(TypedDict):
+    schema_version: int
+    model: str
+    version: str | None  # None in a derivation: the tag names it
+    commit: str
+    tree: str
+    created_at: str | None
+    released_by: str | None
+    artifact: ArtifactRef
+    components: Components
+    stages: dict[str, str]  # stage name -> command
+    metrics: Metrics
+    predictions_sha256: Any
+    feature_schema: FeatureSchema
+    runtime: Runtime
+
+
+class Manifest(_ManifestBase, total=False):
+    """A release manifest (schema_version 1): derived from a commit, or attested in a tag message."""
+    derived: bool  # True: from the commit alone; False: an agreeing attestation filled it in
+
+
+class FilesDiff(TypedDict):
+    changed: bool
+    added: list[str]
+    removed: list[str]
+    modified: list[str]
+
+
+ValueChange = TypedDict("ValueChange", {"from": Any, "to": Any})
+ParamsDiff = TypedDict("ParamsDiff", {"changed": bool, "keys": dict[str, ValueChange]})
+ThresholdDiff = TypedDict("ThresholdDiff", {"changed": bool, "from": Any, "to": Any})
+MetricDiff = TypedDict("MetricDiff", {"from": Any, "to": Any, "delta": float | None})
+
+
+class ComponentsDiff(TypedDict):
+    weights: FilesDiff
+    data: FilesDiff
+    code: FilesDiff
+    params: ParamsDiff
+    threshold: ThresholdDiff
+
+
+ManifestDiff = TypedDict("ManifestDiff", {
+    "from": str,  # model@vX.Y.Z
+    "to": str,
+    "components": ComponentsDiff,
+    "feature_schema_changed": bool,
+    "metrics": dict[str, MetricDiff],
+})
 
 
 class ManifestError(ValueError):
