@@ -10,6 +10,7 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 from tether.core import paths
 from tether.errors import IntegrityError, NotFound, UsageError
@@ -224,6 +225,25 @@ def model_graph(
         params=params,
         producers=producers,
     )
+
+
+def param(params: dict, key: tuple[str, ...]) -> Any:
+    """The value of a dotted param key (("evaluate", "threshold")) in the first params file of
+    `ModelGraph.params` that holds it; None if none does."""
+    for values in params.values():
+        node = values
+        for k in key:
+            if not isinstance(node, dict) or k not in node:
+                node = None
+                break
+            node = node[k]
+        if node is not None:
+            return node
+    # dvc.lock stores dotted keys when a stage declares `evaluate.threshold` directly
+    for values in params.values():
+        if ".".join(key) in (values or {}):
+            return values[".".join(key)]
+    return None
 
 
 def _upstream(stages: dict, producer_of, producers: dict, roots: list[str]) -> list[str]:

@@ -345,8 +345,6 @@ def _threshold(settings: Settings, art, graph, params_values: dict, read, read_j
     3. a param named `threshold` (`evaluate.threshold`, `train.threshold`) of a stage in the
        model's graph, the stages that evaluate the model included; one such key, else ambiguous;
     4. a `threshold` key in the metrics the model's stages declare."""
-    from tether.commands.release_facts import dvcgraph_param
-
     if settings.threshold:
         file, _, key = str(settings.threshold).partition(":")
         keys = tuple(k for k in key.split(".") if k)
@@ -372,7 +370,7 @@ def _threshold(settings: Settings, art, graph, params_values: dict, read, read_j
     tj = read_json(f"{art.path}/{settings.threshold_file}")
     if isinstance(tj, dict) and _num(tj.get("value")):
         return {**tj, "source": tj.get("source") or f"{art.path}/{settings.threshold_file}"}, None
-    value = dvcgraph_param(graph.params, ("evaluate", "threshold"))
+    value = dvcgraph.param(graph.params, ("evaluate", "threshold"))
     if _num(value):
         return {"value": value, "source": "params: evaluate.threshold"}, None
     found = {k: v for values in graph.params.values() for k, v in mf.flatten(values or {}).items()
