@@ -1,4 +1,7 @@
-"""Derive a model version's five components from the DVC graph of a workspace or a commit.
+"""What a release reads from its workspace beside the derivation of its commit
+(registry/derive.py, which builds the five components): the model's DVC graph, the sources its
+stages run without declaring them, the threshold, metrics, feature schema and runtime the
+pipeline wrote, and the runtime part of the manifest.
 
 Nothing is typed in by hand: weights are the outputs under the model artifact's path, data is
 everything DVC-tracked upstream, code is every git-tracked source the stages depend on, params
@@ -13,6 +16,7 @@ from pathlib import Path
 
 from tether.core import codedeps
 from tether.core import dvcgraph
+from tether.core import manifest as mf
 from tether.digest import sha256_bytes
 from tether.adapters.workspace import Workspace
 
@@ -20,11 +24,11 @@ from tether.adapters.workspace import Workspace
 @dataclass(frozen=True)
 class Facts:
     graph: dvcgraph.ModelGraph
-    undeclared: dict  # stage -> {path: why}
-    threshold: dict | None
-    metrics: dict
-    feature_schema: dict
-    runtime: dict
+    undeclared: dict[str, dict[str, str]]  # stage -> {path: why}
+    threshold: dict | None  # {"value": …, "source": …}, the shape of mf.ThresholdPart
+    metrics: mf.Metrics
+    feature_schema: mf.FeatureSchema
+    runtime: mf.Runtime
 
 
 def _read_json(path: Path) -> dict | None:
@@ -64,7 +68,7 @@ def gather(ws: Workspace, model: str) -> Facts:
     )
 
 
-def runtime_component(runtime: dict, lock_file: tuple[str, str] | None = None) -> dict:
+def runtime_component(runtime: mf.Runtime, lock_file: tuple[str, str] | None = None) -> mf.Runtime:
     """The runtime part: what the pipeline's runtime file records; without a lock digest there,
     the repository's lock file (`requirements.lock`, …: `lock_file` is (path, sha256)); only
     without either, the digest of the recorded packages."""
