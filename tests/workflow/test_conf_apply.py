@@ -351,7 +351,7 @@ def test_groups_that_already_agree_are_not_searched(tmp_path):
             calls.append(list(overrides))
             return s.compose(overrides)
 
-        exp = confplan.explain(params, compose, s.groups, s.entries)
+        exp = confplan.explain(params, compose, s.groups, s.entries, hydraconf.override_text)
     GlobalHydra.instance().clear()
     assert [o.text for o in exp.overrides] == ["preprocess=robust"]
     searched = {c[-1].split("=")[0] for c in calls if c}

@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tether.core.confvalues import LeafDiff, describe, leaf_diff, override_text, strict_equal
+from tether.core.confvalues import LeafDiff, describe, leaf_diff, strict_equal
 
 Compose = Callable[[Sequence[str]], dict]
+WriteOverride = Callable[[str, str, Any], str]
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,10 @@ class Explanation:
 
 # -- explaining ---------------------------------------------------------------------------
 def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Group]],
-            entries: Callable[[Sequence[str]], Sequence[Entry]]) -> Explanation:
-    """`groups` and `entries` are asked only when params.yaml and conf/ disagree."""
+            entries: Callable[[Sequence[str]], Sequence[Entry]], write: WriteOverride) -> Explanation:
+    """`groups` and `entries` are asked only when params.yaml and conf/ disagree. `write(prefix,
+    key, value)` spells one override in Hydra's grammar (adapters/hydraconf.override_text, which
+    checks it with Hydra's own parser: the core never imports Hydra)."""
     base = compose([])
     if not isinstance(params, Mapping):
         return Explanation(("params.yaml is not a mapping",), (), ("params.yaml is not a mapping of keys",))
@@ -107,7 +110,7 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
     problems += why
     overrides, why = _choice_overrides(chosen, listed)
     problems += why
-    changes, why = _value_overrides(diff, listed)
+    changes, why = _value_overrides(diff, listed, write)
     problems += why
     overrides += changes + deletions
     if not problems:
@@ -202,7 +205,7 @@ def _choice_overrides(chosen: dict[str, tuple[str, str]],
     return overrides, problems
 
 
-def _value_overrides(diff: LeafDiff, listed: Sequence[Entry]) -> tuple[list[Override], list[str]]:
+def _value_overrides(diff: LeafDiff, listed: Sequence[Entry], write: WriteOverride) -> tuple[list[Override], list[str]]:
     """(changed and added keys, problems): each into the config of the defaults list that owns it."""
     problems = []
     overrides: list[Override] = []
@@ -212,7 +215,7 @@ def _value_overrides(diff: LeafDiff, listed: Sequence[Entry]) -> tuple[list[Over
     for prefix, kind, items in changes:
         for key, value, old in items:
             try:
-                text = override_text(prefix, key, value)
+                text = write(prefix, key, value)
             except Exception as exc:
                 problems.append(f"{key}: {exc}")
                 continue

@@ -1,6 +1,6 @@
-"""Config values: compared as Hydra keeps them (strict types, key by key) and written in Hydra's
-override grammar (`evaluate.threshold=0.7`, `'a b'`, `[1,2]`), each written value checked by
-Hydra's own parser. Used by confplan.py (the deciding) and `tether conf apply` (the check).
+"""Config values compared as Hydra keeps them (strict types, key by key). Used by confplan.py
+(the deciding) and `tether conf apply` (the check). Writing a value in Hydra's override grammar
+needs Hydra's own parser, so it lives in adapters/hydraconf.py and reaches confplan as a function.
 """
 
 from __future__ import annotations
@@ -65,48 +65,3 @@ def describe(diff: LeafDiff) -> list[str]:
     lines += [f"{k}: params.yaml has {b!r}, conf/ composes (missing)" for k, b in diff.added]
     lines += [f"{k}: params.yaml has (missing), conf/ composes {a!r}" for k, a in diff.removed]
     return sorted(lines)
-
-
-# -- Hydra's override grammar -------------------------------------------------------------
-def hydra_value(value: Any) -> str:
-    """`value` in Hydra's override grammar, checked by Hydra's own parser."""
-    text = _hydra_value(value)
-    if not strict_equal(_parse(f"k={text}").value(), value):
-        text = _quote(str(value)) if isinstance(value, str) else text
-        if not strict_equal(_parse(f"k={text}").value(), value):
-            raise ValueError(f"cannot write {value!r} as a Hydra override value")
-    return text
-
-
-def _hydra_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if not (isinstance(value, float) and math.isinf(value)) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, str):
-        return value if value.strip() == value and value else _quote(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
-    raise ValueError(f"cannot write {value!r} as a Hydra override value")
-
-
-def _quote(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _parse(text: str) -> Any:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create().parse_overrides([text])[0]
-
-
-def override_text(prefix: str, key: str, value: Any) -> str:
-    text = f"{prefix}{key}={hydra_value(value)}"
-    parsed = _parse(text)  # raises on a key Hydra's grammar does not take
-    if parsed.key_or_group != key:
-        raise ValueError(f"{key!r} is not a key Hydra's override grammar can name")
-    return text
