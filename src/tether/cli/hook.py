@@ -31,7 +31,7 @@ def pre_receive(
     """Run by git in a bare repository: reads `<old> <new> <ref>` lines on stdin and refuses
     (exit 6) a push that breaks tether's rules. Nothing is updated when it refuses."""
     from tether.errors import IntegrityError
-    from tether.adapters.gitrepo import ZERO
+    from tether.adapters.gitbase import ZERO
     from tether.commands.hook import check_push, parse_updates
 
     bare = Path(os.environ.get("GIT_DIR") or _opts().chdir).absolute()

@@ -37,7 +37,9 @@ from pathlib import Path
 from tether.registry import derive
 from tether.core import signpolicy
 from tether.errors import UsageError
-from tether.adapters.gitrepo import ZERO, Git, LogEntry
+from tether.adapters.gitbase import ZERO
+from tether.adapters.gitlog import LogEntry
+from tether.adapters.gitrepo import Git
 from tether.core.refs import parse_tag
 from tether.core.moves import ACTIONS
 from tether.adapters.workspace import Workspace, load_yaml
