@@ -59,8 +59,8 @@ def install(
     as_json: bool = JSON,
 ) -> None:
     """Install `hooks/pre-receive` calling this tether, or print how (--print)."""
-    from tether.commands.hook import hook_script, install_branch
-    from tether.commands.hook import install as do_install
+    from tether.commands.hook_policy import hook_script, install_branch
+    from tether.commands.hook_policy import install as do_install
 
     cmd = _tether_command()
     root = Path(_opts().chdir)
