@@ -31,7 +31,7 @@ def pre_receive(
     """Run by git in a bare repository: reads `<old> <new> <ref>` lines on stdin and refuses
     (exit 6) a push that breaks tether's rules. Nothing is updated when it refuses."""
     from tether.errors import IntegrityError
-    from tether.adapters.gitrepo import ZERO
+    from tether.adapters.gitbase import ZERO
     from tether.commands.hook import check_push, parse_updates
 
     bare = Path(os.environ.get("GIT_DIR") or _opts().chdir).absolute()
@@ -59,8 +59,8 @@ def install(
     as_json: bool = JSON,
 ) -> None:
     """Install `hooks/pre-receive` calling this tether, or print how (--print)."""
-    from tether.commands.hook import hook_script, install_branch
-    from tether.commands.hook import install as do_install
+    from tether.commands.hook_policy import hook_script, install_branch
+    from tether.commands.hook_policy import install as do_install
 
     cmd = _tether_command()
     root = Path(_opts().chdir)

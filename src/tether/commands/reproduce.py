@@ -27,7 +27,8 @@ from tether.adapters import materialise
 from tether.core import reprocompare as rc
 from tether.adapters.cmd import CommandFailed, run
 from tether.digest import sha256_file, tree_sha256_of
-from tether.adapters.dvcstore import DvcStore, is_dir
+from tether.adapters.dvccache import is_dir
+from tether.adapters.dvcstore import DvcStore
 from tether.errors import StorageError, TetherError
 from tether.core.refs import parse_ref
 from tether.registry.registry import Registry

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Literal
 
 from tether.core import manifest as mf
 from tether.errors import GateFailed, IntegrityError, NotFound, UsageError
-from tether.adapters.gitrepo import LogEntry, RefRecord
+from tether.adapters.gitlog import LogEntry
+from tether.adapters.gitrepo import RefRecord
 from tether.adapters.refindex import PATTERNS
 from tether.core.refs import RefArg, ReleaseName, parse_tag
 from tether.core.moves import ACTIONS, Event
