@@ -34,7 +34,7 @@ from tether.servedir.layout import (current_release, log_event, logged_manifest_
 from tether.deploy.verify import read_release, verify_release_dir, verify_target
 from tether.errors import StorageError, TetherError, UsageError
 from tether.core.moves import Event
-from tether.registry.registry import Release
+from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
 
 __all__ = ["STAMP", "DeployResult", "current_release", "deploy", "log_event", "logged_manifest_digest",

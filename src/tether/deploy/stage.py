@@ -22,7 +22,7 @@ from tether.digest import sha256_bytes
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import StorageError, TetherError
 from tether.core.manifest import dumps
-from tether.registry.registry import Release
+from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
 
 STAMP = ".tether/stamp.json"
