@@ -1,6 +1,8 @@
 """An environment's moves as events: a commit with tether's trailers, a commit made outside
 tether, and GTO's tags chained and merged with the branch's moves, newest first. Ordered by
-position in history; times only interleave GTO's tags with a branch's moves."""
+position in history; times only interleave GTO's tags with a branch's moves. Also what the
+registry reads of GTO's tags (their records, where they disagree with the branch) and the
+integrity rule on the tags moves recorded."""
 
 from __future__ import annotations
 

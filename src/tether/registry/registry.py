@@ -2,8 +2,9 @@
 branches, plus one first-parent `git log` per environment that has moved. Never ordered by
 timestamps: releases sort by SemVer, environment events by their position in history.
 
-A release itself (its derived manifest and verdict) is tether.registry.release; moves read as
-events, tether.registry.events; the summaries `list` prints, tether.registry.summary."""
+A release itself (its derived manifest and verdict) is tether.registry.release; an environment's
+branch, tether.registry.envstate; its moves and GTO's tags read as events, tether.registry.events;
+the summaries `list` prints, tether.registry.summary."""
 
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ class Registry:
         return not self.unsettled and all(not getattr(d, "unresolved", None) for d in self._derived.values())
 
     # -- derivation -----------------------------------------------------------------------
-    def _derive(self, rel: Release):
+    def _derive(self, rel: Release) -> derive.Derived:
         """rel's derivation: from the per-commit cache when it is there (show, history read one
         or two), else derived together with every other release of the model not cached yet,
         in one batch (list needs them all; a batch costs a fixed number of git processes)."""
