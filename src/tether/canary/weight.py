@@ -19,7 +19,8 @@ from pathlib import Path
 from tether.clock import now_iso
 from tether.errors import Conflict, IntegrityError, NotFound, UsageError
 from tether.core.moves import WEIGHT, parse_weight, weight_of
-from tether.registry.registry import Registry, Release
+from tether.registry.registry import Registry
+from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
 
 

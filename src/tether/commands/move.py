@@ -17,7 +17,8 @@ from tether.adapters.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
 from tether.core.refs import RefArg, parse_ref
 from tether.core.moves import Event
-from tether.registry.registry import Registry, Release
+from tether.registry.registry import Registry
+from tether.registry.release import Release
 from tether.adapters.workspace import Settings, Workspace
 
 
