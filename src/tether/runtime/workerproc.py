@@ -69,7 +69,7 @@ class Worker:
                     self.hello = msg
                     self.ready.set_result(msg)
                 elif isinstance(msg, Failed):
-                    cls = ERRORS.get(msg.exit_code, TetherError)  # type: ignore[arg-type]
+                    cls = ERRORS.get(msg.exit_code or 0, TetherError)
                     self.ready.set_exception(cls(msg.error or "the worker failed", hint=msg.hint))
                 elif isinstance(msg, Reply):
                     with self._lock:
