@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tether.errors import IntegrityError, UsageError
 
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
+MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 class DvcCache:
@@ -54,14 +54,14 @@ class DvcCache:
     # -- pipeline -------------------------------------------------------------------------
     def changed_stages(self) -> dict:
         """`dvc status`: {stage: [changes]} for every stage out of sync with dvc.lock."""
-        with _quiet():
+        with quiet():
             return self.repo.status()
 
     def commit_stage(self, stage: str) -> None:
         """`dvc commit -f STAGE`: record the stage's current deps and outs in dvc.lock without
         running it (only that stage, not its upstream)."""
         # DVC resolves a bare stage name against the process's cwd: name dvc.yaml absolutely.
-        with _quiet():
+        with quiet():
             self.repo.commit(f"{(self.root / 'dvc.yaml').resolve()}:{stage}", force=True)
 
     # -- the local cache ------------------------------------------------------------------
@@ -156,7 +156,7 @@ def parse_listing(raw: bytes | str, md5: str, where: str) -> list[dict]:
         child, rel = entry.get("md5"), entry.get("relpath")
         if not isinstance(child, str) or not isinstance(rel, str):
             raise bad(f"entry {i} lacks a string md5 and relpath")
-        if not _MD5.match(child):
+        if not MD5.match(child):
             raise bad(f"entry {i} has md5 {child[:40]!r}")
         parts = rel.replace("\\", "/").split("/")
         if not rel or rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or ".." in parts or "" in parts:
@@ -180,6 +180,6 @@ def _repair_rwlock(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield

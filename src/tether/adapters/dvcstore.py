@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tether.adapters.dvccache import _MD5, DvcCache, _quiet, is_dir, parse_listing
+from tether.adapters.dvccache import MD5, DvcCache, quiet, is_dir, parse_listing
 from tether.errors import StorageError
 
 
@@ -44,7 +44,7 @@ class DvcStore(DvcCache):
     def _remote_listing(self, odb, md5: str) -> list[dict] | None:
         path = odb.oid_to_path(md5)
         try:
-            with _quiet():
+            with quiet():
                 raw = odb.fs.cat_file(path)
         except FileNotFoundError:
             return None
@@ -116,7 +116,7 @@ class DvcStore(DvcCache):
         if not oids:
             return set()
         try:
-            with _quiet():
+            with quiet():
                 return set(odb.oids_exist(sorted(oids)))
         except Exception as exc:
             raise StorageError(f"the DVC remote is unreachable: {_short(exc)}",
@@ -171,7 +171,7 @@ class DvcStore(DvcCache):
             self._remote_odb = self.remote()
         odb = self._remote_odb
         try:
-            with _quiet():
+            with quiet():
                 return odb.fs.open(odb.oid_to_path(md5), "rb")
         except FileNotFoundError:
             raise StorageError(f"the DVC remote lost object {md5} while it was being fetched",
@@ -187,7 +187,7 @@ class DvcStore(DvcCache):
         if not ids:
             return
         try:
-            with _quiet():
+            with quiet():
                 result = transfer(src, dest, ids, jobs=4, verify=False)
         except Exception as exc:
             raise StorageError(f"could not {verb} the DVC remote: {_short(exc)}",
@@ -240,7 +240,7 @@ def remote_objects(store: DvcStore, odb) -> dict[str, float | None]:
     """{md5: modification time (epoch seconds; None when the remote does not say)} of every
     object on the remote, in one listing."""
     try:
-        with _quiet():
+        with quiet():
             found = odb.fs.fs.find(odb.path, detail=True)
             if not isinstance(found, dict):  # a filesystem that lists names only (DVC's local one)
                 found = {path: odb.fs.info(path) for path in found}
@@ -256,7 +256,7 @@ def remote_objects(store: DvcStore, odb) -> dict[str, float | None]:
             oid = odb.path_to_oid(path)
         except ValueError:
             continue
-        if _MD5.match(oid.removesuffix(".dir")):
+        if MD5.match(oid.removesuffix(".dir")):
             out[oid] = _age_of(info if isinstance(info, dict) else {})
     return out
 
@@ -279,7 +279,7 @@ def delete_remote(store: DvcStore, odb, oids: list[str], batch: int = 100, on_ba
     for i in range(0, len(oids), batch):
         part = oids[i:i + batch]
         try:
-            with _quiet():
+            with quiet():
                 odb.fs.remove([odb.oid_to_path(o) for o in part])
         except FileNotFoundError:
             pass

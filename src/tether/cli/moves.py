@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_OPT, _ws, app, emit, one_of, progress
+from tether.cli.base import DRY, JSON, MODEL_OPT, open_workspace, app, emit, one_of, progress
 from tether.cli.render import gate_line, history_output
 from tether.errors import UsageError
 
@@ -15,7 +15,7 @@ def _move(action: str, **kw) -> None:
     from tether.commands.move import execute_move, plan_move
 
     as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
-    ws = _ws()
+    ws = open_workspace()
     if not as_json:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
@@ -98,7 +98,7 @@ def history(
     """The audit trail of each environment, newest first."""
     from tether.registry.views import env_history
 
-    data = env_history(_ws(), model, env, at)
+    data = env_history(open_workspace(), model, env, at)
     typer.echo(history_output(data, as_json))
     _refuse(data)
 
@@ -126,7 +126,7 @@ def gc(
     if keep < 0:
         raise UsageError("--keep must be 0 or more")
     seconds = 0 if prune_now else parse_grace(grace)
-    ws = _ws()
+    ws = open_workspace()
     if seconds == 0:
         progress("warning: no grace period: objects a `release --push` or `promote --push` in another clone has "
                  "uploaded but not yet tagged on origin may be deleted")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, _ws, app, emit, one_of, progress
+from tether.cli.base import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, open_workspace, app, emit, one_of, progress
 from tether.cli.render import check_output, diff_output, gate_line, list_output, show_output, status_output
 from tether.errors import TetherError
 
@@ -27,7 +27,7 @@ def release(
     from tether.commands.release import execute_release, plan_release
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    ws = _ws()
+    ws = open_workspace()
     if not as_json:
         progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
     try:
@@ -69,7 +69,7 @@ def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
     """Write the overrides that explain params.yaml (e.g. from `dvc exp run -S`) into conf/."""
     from tether.commands.conf_apply import execute_conf_apply, plan_conf_apply
 
-    ws = _ws()
+    ws = open_workspace()
     plan = plan_conf_apply(ws)
     if plan.nothing_to_do:
         emit({"dry_run": dry_run, "written": [], **plan.as_dict()}, as_json,
@@ -107,7 +107,7 @@ def list_(
     from tether.registry.views import release_rows
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    typer.echo(list_output(release_rows(_ws(), model), as_json))
+    typer.echo(list_output(release_rows(open_workspace(), model), as_json))
 
 
 @app.command()
@@ -119,7 +119,7 @@ def show(
     """The release manifest."""
     from tether.registry.views import shown_release
 
-    typer.echo(show_output(shown_release(_ws(), ref, model), as_json))
+    typer.echo(show_output(shown_release(open_workspace(), ref, model), as_json))
 
 
 @app.command()
@@ -131,7 +131,7 @@ def diff(
     """What changed between two releases, component by component."""
     from tether.registry.views import release_diff
 
-    typer.echo(diff_output(release_diff(_ws(), a, b), as_json))
+    typer.echo(diff_output(release_diff(open_workspace(), a, b), as_json))
 
 
 @app.command()
@@ -147,7 +147,7 @@ def check(
     from tether.registry.check import check_repository
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    report = check_repository(_ws(), model, offline=offline, since=since)
+    report = check_repository(open_workspace(), model, offline=offline, since=since)
     typer.echo(check_output(report, since, as_json))
     if (err := report.error()) is not None:
         raise err
@@ -160,4 +160,4 @@ def status(old_model: Optional[str] = MODEL_POSITIONAL, model: Optional[str] = M
     from tether.registry.views import model_status
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    typer.echo(status_output(model_status(_ws(), model), as_json))
+    typer.echo(status_output(model_status(open_workspace(), model), as_json))

@@ -4,9 +4,10 @@ metric names) is escaped."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from html import escape
 
+from tether.clock import parse_iso
 from tether.core.gates import NOT_METRICS
 from tether.core.manifest import ManifestDiff, OutputEntry
 
@@ -59,11 +60,7 @@ def _live(rep) -> str:
 
 # -- environments ----------------------------------------------------------------------------
 def _time(text: str) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return parse_iso(text)
 
 
 def _environment(env: str, events: list[dict], colors: dict) -> str:

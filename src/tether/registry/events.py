@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tether.clock import epoch
 from tether.errors import IntegrityError
 from tether.adapters.gitlog import LogEntry
 from tether.adapters.gitrepo import RefRecord
@@ -168,16 +169,6 @@ def stage_disagreement(recs: list[gto.TagRecord], model: str, env: str, newest: 
         at = next((r for r in releases if r.commit == holder[1]), None)
         said = at.tag if at is not None else holder[1]
     return {"tag": newest, "gto": said, "branch": live, "problem": None}
-
-
-def epoch(iso: str) -> int:
-    """An ISO time as seconds since the epoch (0 when it is no time)."""
-    from datetime import datetime
-
-    try:
-        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
-    except (ValueError, AttributeError):
-        return 0
 
 
 def chain(events: list[Event]) -> list[Event]:

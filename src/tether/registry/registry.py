@@ -19,7 +19,8 @@ from tether.core.refs import RefArg
 from tether.core.moves import Event
 from tether.adapters.workspace import Workspace
 from tether.registry.envstate import EnvState, relation_of
-from tether.registry.events import (branch_events, chain, check_tag_integrity, epoch, gto_stage_events,
+from tether.clock import epoch
+from tether.registry.events import (branch_events, chain, check_tag_integrity, gto_stage_events,
                                     gto_tag_records, merge_newest_first, newest_stage_tag, stage_disagreement)
 from tether.registry.release import Release, declared_models, declares_no_model, release_from_record
 from tether.registry.summary import SummaryCache, summary_of

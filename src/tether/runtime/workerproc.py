@@ -13,13 +13,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from tether.adapters import cmd
-from tether.errors import Conflict, GateFailed, IntegrityError, NotFound, StorageError, TetherError, UsageError
+from tether.errors import TetherError, by_exit_code
 from tether.runtime.protocol import Assign, Failed, Ready, Reply, Request, decode, encode
 
 # `python -c` with the script directory (the release) dropped from sys.path first: tether's own
 # modules come from where tether is installed, never from the release's tree.
 BOOT = "import sys; del sys.path[0]; from tether.cli import main; main()"
-ERRORS = {2: UsageError, 3: NotFound, 4: Conflict, 5: GateFailed, 6: IntegrityError, 7: StorageError}
 
 
 class WorkerGone(Exception):
@@ -69,7 +68,7 @@ class Worker:
                     self.hello = msg
                     self.ready.set_result(msg)
                 elif isinstance(msg, Failed):
-                    cls = ERRORS.get(msg.exit_code or 0, TetherError)
+                    cls = by_exit_code(msg.exit_code)
                     self.ready.set_exception(cls(msg.error or "the worker failed", hint=msg.hint))
                 elif isinstance(msg, Reply):
                     with self._lock:

@@ -23,7 +23,7 @@ from fastapi import Request  # module level: FastAPI resolves the endpoint's ann
 from tether.core.metricnames import CANARY, STABLE
 from tether.runtime.schema import clip
 from tether.serve.metrics import ArmView, Metrics
-from tether.serve.split import Split, _canary_status, to_canary
+from tether.serve.split import Split, canary_status, to_canary
 from tether.serve.supervisor import Live, Supervisor
 
 log = logging.getLogger("tether.serve")
@@ -130,7 +130,7 @@ class _Server:
         from fastapi.responses import JSONResponse
 
         sup, live = self.sup, self.sup.serving()
-        extra = {"canary": _canary_status(self.can, self.split)} if self.can is not None else {}
+        extra = {"canary": canary_status(self.can, self.split)} if self.can is not None else {}
         if live is None:
             return JSONResponse({"ready": False, "release": None, "starting": sup.starting, "error": sup.reason(),
                                  **extra}, status_code=503)

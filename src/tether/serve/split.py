@@ -56,7 +56,7 @@ class Split:
             stop.wait(interval)
 
 
-def _canary_status(can: Supervisor, split: Split) -> dict:
+def canary_status(can: Supervisor, split: Split) -> dict:
     live = can.serving()
     return {"release": live.worker.name if live else None, "weight": split.weight_for(live),
             "starting": can.starting, "error": can.reason()}

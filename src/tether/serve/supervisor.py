@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tether.clock import iso_of
 from tether.runtime.protocol import Ready
 from tether.runtime.schema import RecordValidator
 
@@ -173,7 +174,7 @@ class Supervisor:
             self._refuse(msg)
             self._new_spare()
             return None
-        return Live(worker, key, hello, validator, _iso(worker.started_at))
+        return Live(worker, key, hello, validator, iso_of(worker.started_at))
 
     def _wait_ready(self, worker: Worker, key: tuple) -> Ready:
         """The worker's ready line; Preempted as soon as `current` names another release (or
@@ -239,7 +240,3 @@ class Supervisor:
             self.spare.stop()
 
 
-def _iso(t: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
