@@ -24,7 +24,8 @@ from tether.adapters.dvcstore import DvcStore
 from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.core.refs import parse_ref
 from tether.registry.registry import Registry
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.core.settings import load_yaml
+from tether.adapters.workspace import Workspace
 
 
 @dataclass

@@ -40,7 +40,8 @@ from tether.errors import UsageError
 from tether.adapters.gitrepo import ZERO, Git, LogEntry
 from tether.core.refs import parse_tag
 from tether.core.moves import ACTIONS
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.core.settings import load_yaml
+from tether.adapters.workspace import Workspace
 
 REQUIRED_TRAILERS = ("Tether-Action", "Tether-Release", "Tether-Tag-Object", "Tether-Previous",
                      "Tether-Approver", "Tether-Reason")

@@ -10,6 +10,7 @@ from tether.registry import derive
 from tether.core import gates
 from tether.adapters import hydraconf
 from tether.adapters import publish
+from tether.adapters.publish import all_md5s
 from tether.registry import signing
 from tether.digest import sha256_file, tree_sha256_of
 from tether.core import manifest as mf
@@ -19,7 +20,8 @@ from tether.core.refs import check_model
 from tether.registry.registry import Registry
 from tether.clock import now_iso
 from tether.core.semver import BUMPS, Version
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.core.settings import load_yaml
+from tether.adapters.workspace import Workspace
 
 
 @dataclass
@@ -59,11 +61,6 @@ class ReleasePlan:
             "uploaded_missing": self.repaired,
             "manifest": self.manifest,
         }
-
-
-def all_md5s(manifest: dict) -> dict[str, str]:
-    """{md5: path} of every DVC object a release needs."""
-    return {e["md5"]: e["path"] for e in mf.dvc_objects(manifest)}
 
 
 def plan_release(
@@ -197,11 +194,9 @@ def metrics_objects(ws: Workspace, commit: str, graph) -> dict[str, str]:
 def _serving_code_changed(ws: Workspace, model: str, before: str, now: str) -> str | None:
     """Why the serving code differs between two commits (the entrypoint's spec, its file or a
     project module it imports), or None. The serving entrypoint is part of the release."""
-    from tether.commands.move import settings_at
-
     spec = ws.settings(model).serve.get("entrypoint")
     try:
-        old_spec = settings_at(ws, before, model).serve.get("entrypoint")
+        old_spec = ws.settings_at(before, model).serve.get("entrypoint")
     except UsageError:
         old_spec = None  # settings the previous release's commit cannot parse: compare the files alone
     if spec != old_spec:

@@ -14,7 +14,8 @@ from pathlib import Path
 from tether.core import codedeps
 from tether.core import dvcgraph
 from tether.digest import sha256_bytes, sha256_file
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.core.settings import load_yaml
+from tether.adapters.workspace import Workspace
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from tether.core import paths
 from tether.core import manifest as mf
 from tether.digest import sha256_bytes
 from tether.adapters.gitrepo import Git, cat_files, object_ids
-from tether.adapters.workspace import Settings, load_yaml
+from tether.core.settings import Settings, load_yaml
 
 DERIVE_VERSION = 3  # bump when the derivation changes: old cache entries are then ignored
 # 3: every DVC object read is verified against its md5 (older entries may hold unverified bytes)

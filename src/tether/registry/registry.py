@@ -303,7 +303,7 @@ class Registry:
         it (one `git cat-file` for all), and the workspace answers for those models."""
         from tether.core import dvcgraph
         from tether.adapters.gitrepo import cat_files
-        from tether.adapters.workspace import load_yaml
+        from tether.core.settings import load_yaml
 
         specs = [f"{r.commit}:dvc.yaml" for rels in self.releases.values() for r in rels]
         blobs = cat_files(self.ws.git, list(dict.fromkeys(specs)))

@@ -16,7 +16,7 @@ from tether.adapters import materialise
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import GateFailed, IntegrityError
 from tether.adapters.gitrepo import Git
-from tether.adapters.workspace import Settings
+from tether.core.settings import Settings
 
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
