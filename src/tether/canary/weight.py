@@ -1,5 +1,5 @@
-"""Canary environments: the traffic weight as a recorded move, and the weight file deploy
-writes beside a canary's `current` for `tether serve --canary-target`.
+"""Canary environments: the traffic weight as a recorded move (the weight file deploy writes
+beside a canary's `current` for `tether serve --canary-target` is tether.servedir.weight).
 
 A canary environment (`meta.tether.canaries: {canary: production}`) is an ordinary environment
 branch. Promoting to it records `Tether-Weight: <first step>`; every later change of the weight
