@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, ENV  # noqa: E402
 
-# the same raw-bytes model the tests build (tests/shapes.py): one definition of it
+# the same raw-bytes model the tests build (tests/helpers/shapes.py): one definition of it
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 from shapes import BIG_DVC_YAML as DVC_YAML  # noqa: E402
 from shapes import BIG_MAKE_MODEL as MAKE_MODEL  # noqa: E402

@@ -1,6 +1,6 @@
 """Canary split accuracy and breach-to-rollback time, on a real `tether serve` on 127.0.0.1.
 
-Set-up (not timed): the canary test project (tests/canaryhelp.py: a text classifier served by its
+Set-up (not timed): the canary test project (tests/helpers/canaryhelp.py: a text classifier served by its
 own entrypoint, `canaries: {canary: production}`), v1 in production, v2 in the canary.
 
   split      for each weight W in WEIGHTS: `tether canary weight W`, deploy, then REQUESTS

@@ -31,7 +31,7 @@ def deploy(repo: Path, target: Path) -> float:
 
 
 IN_PROCESS = ("import sys, time\n"
-              "from tether.deploy import deploy\n"
+              "from tether.deploy.command import deploy\n"
               "t = time.perf_counter()\n"
               "deploy(sys.argv[1], 'production')\n"
               "print(time.perf_counter() - t)\n")

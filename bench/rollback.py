@@ -117,7 +117,7 @@ def run(size_mb: int, table: Table) -> None:
         rollback_env(repo, "big@v1.0.0")
         t_switch = deploy(repo, target)
         assert os.readlink(target / "current") == "releases/big@v1.0.0"
-        from tether.deploy.command import switch_current
+        from tether.servedir.layout import switch_current
 
         t0 = time.perf_counter()
         for _ in range(20):

@@ -13,7 +13,7 @@ concurrent keep-alive clients on 127.0.0.1, REQUESTS requests each phase:
 Then, on the text classifier served by its own entrypoint: the time from a rollback's deploy to
 its first answer while the release it rolls back from hangs at import (v2 serves; its worker is
 killed with kill -9 and its restart hangs; `tether rollback` + `tether deploy` to v1). Target:
-within 5 s (issue 27 item 6; tests/test_serve_faults.py asserts the bound).
+within 5 s (issue 27 item 6; tests/workflow/test_serve_faults.py asserts the bound).
 
 Every response must be a 200 whose threshold is that of the release it names (0.3 or 0.9): a
 response from a half-loaded release, or a failed request, is counted and must be zero.
@@ -176,7 +176,7 @@ def setup(base: Path):
 
 
 def main() -> None:
-    from tether.deploy.command import switch_current
+    from tether.servedir.layout import switch_current
 
     table = Table("Serve: /predict under load, swaps of current, against a bare FastAPI app")
     with tempfile.TemporaryDirectory(prefix="tether-bench-serve-") as tmp:

@@ -1,4 +1,4 @@
-"""Helpers for tests/test_publish_gc.py: the text classifier with an evaluation stage that
+"""Helpers for tests/workflow/test_publish_gc.py: the text classifier with an evaluation stage that
 caches a DIRECTORY (eval/report/, outside the released tuple), fresh-clone pulls of every ref on
 origin, and a DVC remote's objects by md5 (local directory or moto's S3)."""
 

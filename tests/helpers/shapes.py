@@ -246,7 +246,7 @@ def write_sources(root: Path, raw_files: int = 4) -> None:
 def build_textclf(base: Path, s3: dict | None = None, raw_files: int = 4) -> Project:
     """In `base`: `project/` (git `main`, DVC, reproduced and committed, pushed to the bare
     `origin.git`), and an empty DVC remote: the local directory `dvcstore/` (configured with
-    --local, like tests/project.py), or with `s3` ({"endpoint", "url"}, e.g. the `s3_remote`
+    --local, like tests/helpers/project.py), or with `s3` ({"endpoint", "url"}, e.g. the `s3_remote`
     fixture) an S3 remote committed in .dvc/config, credentials left to the environment.
     `raw_files`: how many files `data/raw/` holds (one review each beyond the default 4)."""
     p = Project(Path(base))

@@ -1,7 +1,7 @@
 """`tether checkout` never moves an environment and never loses an edit; a checkout that runs
 out of space puts the tree back; a killed `tether conf apply` is finished by the next one.
 
-Every test runs the real CLI on real git + DVC repositories (tests/project.py, tests/shapes.py)."""
+Every test runs the real CLI on real git + DVC repositories (tests/helpers/project.py, tests/helpers/shapes.py)."""
 
 from __future__ import annotations
 

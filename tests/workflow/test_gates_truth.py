@@ -1,6 +1,6 @@
 """Gates and releases give the same verdict in every clone (issue 26, items 4, 9, 10, 11, 14, 15).
 
-Every test runs on the Hydra shape of tests/hydrashape.py (`hydra.enabled`, no compose stage, the
+Every test runs on the Hydra shape of tests/helpers/hydrashape.py (`hydra.enabled`, no compose stage, the
 model among data files, metrics in reports/ outside the model's path), and where a verdict could
 depend on the clone, also in a fresh clone of the bare origin after `dvc pull`."""
 

@@ -25,7 +25,7 @@ def verify(p, target):
 
 def serve_each(p, target, releases):
     """`tether verify --target` with `current` naming each release in turn: {release: result}."""
-    from tether.deploy.command import switch_current
+    from tether.servedir.layout import switch_current
 
     live = os.readlink(target / "current").split("/", 1)[1]
     out = {}

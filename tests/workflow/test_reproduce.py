@@ -1,7 +1,7 @@
 """`tether reproduce`: a release rebuilt from scratch in a temporary clone, compared bit for bit.
 
 Real git, real DVC, real `dvc repro --force`: the reference project (whose raw data a stage
-generates) and the text classifier of tests/shapes.py (raw data `dvc add`ed, every output a
+generates) and the text classifier of tests/helpers/shapes.py (raw data `dvc add`ed, every output a
 directory), made non-deterministic on purpose and stripped of its raw data on the remote.
 """
 

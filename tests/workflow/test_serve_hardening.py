@@ -13,7 +13,7 @@ from project import promote_to, threshold_release
 from servehelp import OPS, call, serve, serving, until
 from test_serve import RECORD
 
-from tether.deploy.command import switch_current
+from tether.servedir.layout import switch_current
 
 V1 = "fraud-detector@v1.0.0"
 
@@ -96,7 +96,7 @@ def test_a_consistently_tampered_bundle_is_refused_under_load_and_served_after_r
 def test_a_changed_code_file_or_a_stray_file_in_the_release_tree_is_refused(project, tmp_path):
     """The git part of a release (code, dvc.yaml, the entrypoint) must hash to the manifest's
     git tree id: an edited module or an added one is refused by serve and verify."""
-    from tether.deploy.command import verify_release_dir
+    from tether.servedir.verify import verify_release_dir
     from tether.errors import IntegrityError
 
     p = project
@@ -230,7 +230,9 @@ def test_a_recorded_manifest_rewritten_with_its_stamp_and_log_is_caught_by_the_c
     """With deploy --repo, the clone in DIR/.tether/repo is a second witness: a manifest whose
     stamp and deploy.log line were rewritten to match it still differs from the one derived from
     the tag's commit."""
-    from tether.deploy.command import log_event, manifest_digest, verify_release_dir
+    from tether.servedir.layout import log_event
+    from tether.servedir.stamp import manifest_digest
+    from tether.servedir.verify import verify_release_dir
     from tether.errors import IntegrityError
 
     p = project

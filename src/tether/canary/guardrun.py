@@ -25,6 +25,7 @@ from tether.canary.weight import execute_weight, plan_weight
 from tether.core.moves import weight_of
 from tether.errors import Conflict, NotFound, UsageError
 from tether.core.guard import Arm, Decision, Sample, State
+from tether.core.refs import release_dir_name
 from tether.registry.registry import Registry
 from tether.adapters.workspace import Workspace
 
@@ -158,7 +159,7 @@ class Outcome:
 
 
 def _rid(tag: str) -> str:
-    return tag.replace("/", "--")
+    return release_dir_name(tag)
 
 
 class Guard:

@@ -58,7 +58,7 @@ MODEL_POSITIONAL = typer.Argument(None, hidden=True, metavar="[MODEL]",
 
 def _version(value: bool) -> None:
     if value:
-        # tether.__version__, not importlib.metadata (90 ms); tests/test_cli_conventions.py checks
+        # tether.__version__, not importlib.metadata (90 ms); tests/workflow/test_cli_conventions.py checks
         # it against the installed distribution's version
         from tether import __version__
 
@@ -134,7 +134,7 @@ def one_of(new: str | None, old: str | None, new_name: str, old_name: str) -> st
 # The command modules register on `app` (they import it from here). All of them, in this order
 # (the order `tether --help` lists them in), for help, completion and an unknown command; only
 # the one that registers the command being run otherwise: building the click tree of every
-# command is a quarter of a read command's start-up. tests/test_cli_conventions.py checks that
+# command is a quarter of a read command's start-up. tests/workflow/test_cli_conventions.py checks that
 # COMMAND_MODULES names exactly the commands each module registers.
 MODULES = ("releases", "moves", "hosts", "repro", "canary", "hook")
 COMMAND_MODULES = {

@@ -67,7 +67,7 @@ def guard_cmd(
     """Watch a server's metrics for a canary and its stable environment (or one environment),
     step by step: hold, advance the weight, roll back on a breach with the evidence, promote
     after the last step. Exit 5 when a breach needs a human (policy rollback: manual)."""
-    from tether.deploy.command import resolve_target
+    from tether.servedir.layout import resolve_target
     from tether.canary.guardrun import Guard
 
     cwd = _opts().chdir

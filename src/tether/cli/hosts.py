@@ -32,7 +32,7 @@ def deploy(
 ) -> None:
     """Converge DIR to the environment's release, atomically."""
     from tether.deploy.command import deploy as do_deploy
-    from tether.deploy.command import resolve_target
+    from tether.servedir.layout import resolve_target
 
     resolve_target(target, _opts().chdir)  # an empty --target is a usage error, before anything else
     if repo is None:
@@ -65,7 +65,7 @@ def verify(
     if (ref is None) == (target is None):
         raise UsageError("give a REF or --target DIR (one of them)")
     if target is not None:  # `--target ""` is refused, not taken for "no target"
-        from tether.deploy.command import verify_target
+        from tether.deploy.verify import verify_target
 
         with byte_bar("verifying", enabled=not as_json):
             res = verify_target(target, cwd=_opts().chdir)
@@ -122,7 +122,7 @@ def serve(
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
     /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
     or the body's `key`), at random without one."""
-    from tether.deploy.command import resolve_target
+    from tether.servedir.layout import resolve_target
     from tether.serve.app import run
 
     if max_body < 1:

@@ -119,12 +119,12 @@ def _pushable(rel: Release, store: DvcStore) -> int:
 def smoke_gate(ws: Workspace, rel: Release, store: DvcStore, settings: Settings | None = None) -> gates.GateResult:
     """Load the bundle from an isolated checkout of the release, predict the frozen eval
     slice, and match the recorded predictions digest and metrics."""
-    from tether.runtime import smoke
+    from tether.runtime import smoke_gate
 
     settings = settings or release_settings(ws, rel)
     with tempfile.TemporaryDirectory(prefix="tether-smoke-") as tmp:
         try:
-            msg = smoke.run_smoke(ws.git, store, rel.require_trusted("smoke-tested"), settings, Path(tmp) / "release")
+            msg = smoke_gate.run_smoke(ws.git, store, rel.require_trusted("smoke-tested"), settings, Path(tmp) / "release")
         except (IntegrityError, StorageError, GateFailed, UsageError) as exc:
             hint = exc.hint
             if "serve.entrypoint" in (hint or "") and not settings.serve.get("entrypoint") \

@@ -12,7 +12,7 @@ from tether.errors import UsageError
 from tether.core.semver import Version
 
 # GTO's artifact-name rule (gto/constants.py `name`): ASCII letters, digits, `_`, `-` and `/`,
-# starting and ending with a letter or digit. tests/test_grammar.py checks it against gto's own
+# starting and ending with a letter or digit. tests/core/test_grammar.py checks it against gto's own
 # parser. `fullmatch`, not gto's `search(...$)`, so a trailing newline is no part of a name.
 MODEL_RE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9/_-]*[a-zA-Z0-9])?")
 _ENV = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -87,3 +87,9 @@ def parse_ref(text: str) -> RefArg:
     if text.startswith("v") and text[1:2].isdigit():
         return RefArg(model=None, version=Version.parse(text[1:]))
     return RefArg(model=None, env=check_env(text))
+
+
+def release_dir_name(tag: str) -> str:
+    """The directory a release tag is materialised in under DIR/releases/ (and its id in
+    deploy.log): the tag with each `/` of a namespaced model name spelled `--`."""
+    return tag.replace("/", "--")

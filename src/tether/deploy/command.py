@@ -12,10 +12,11 @@ Everything that can fail (fetch, copy, verify, smoke test) happens before the sw
 directory `current` does not name, so a failure or a kill at any step leaves the old release
 serving.
 
-The work is split by what it owns: deploysource.py (where the release comes from: the plan),
-deploystage.py (the staging directory and its stamp), deployswitch.py (`current`, the switch,
-the deploy log, the lock, pruning) and deployverify.py (`verify --target`). Their public
-functions stay importable from here.
+The work is split by what it owns: deploy/source.py (where the release comes from: the plan),
+deploy/stage.py (the staging directory), servedir/stamp.py (a release directory's stamp),
+servedir/layout.py (`current`, the switch, the deploy log, the lock, pruning), servedir/verify.py
+(the check every worker makes) and deploy/verify.py (`verify --target`). Each name is imported
+from the module that owns it.
 """
 
 from __future__ import annotations
@@ -26,21 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.servedir.weight import write_weight_file
-from tether.deploy.source import (_check_origin, _storage_errors, host_remote_hint, plan_source, remember_remote,
-                                 remote_where, require_signed, source_workspace)
-from tether.deploy.stage import STAMP, build, manifest_digest, read_stamp, shared_outputs, stamp_ok, write_stamp
-from tether.servedir.layout import (current_release, log_event, logged_manifest_digest, prune, refuse_other_env,
-                                 resolve_current, resolve_target, serving, switch_current, target_lock)
-from tether.deploy.verify import read_release, verify_release_dir, verify_target
+from tether.deploy.source import (check_origin, host_remote_hint, plan_source, remember_remote, remote_where,
+                                 source_workspace, storage_errors)
+from tether.deploy.stage import build
+from tether.servedir.stamp import manifest_digest, stamp_ok
+from tether.servedir.layout import (current_release, log_event, prune, refuse_other_env, resolve_target, serving,
+                                 switch_current, target_lock)
 from tether.errors import StorageError, TetherError, UsageError
 from tether.core.moves import Event
+from tether.core.refs import release_dir_name
 from tether.registry.registry import Release
 from tether.adapters.workspace import Workspace
-
-__all__ = ["STAMP", "DeployResult", "current_release", "deploy", "log_event", "logged_manifest_digest",
-           "manifest_digest", "plan_source", "prune", "read_release", "read_stamp", "require_signed", "resolve_current",
-           "resolve_target", "shared_outputs", "source_workspace", "stamp_ok", "switch_current", "target_lock",
-           "verify_release_dir", "verify_target", "write_stamp"]
 
 
 @dataclass
@@ -117,11 +114,11 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
               *, keep: int, full: bool, smoke: bool, progress, signed: tuple[bool, Path | None], force: bool,
               own_clone: bool) -> DeployResult:
     """Under the lock: plan from the source, then build, switch, log and prune."""
-    with _storage_errors():
+    with storage_errors():
         _reg, rel, ev = plan_source(ws, model, env, signed=signed, own_clone=own_clone)
     replaced = refuse_other_env(target, served, env, rel.name.model, force)
     manifest = rel.manifest or {}  # plan_source refuses a release without one
-    release_id = rel.tag.replace("/", "--")
+    release_id = release_dir_name(rel.tag)
     final = target / "releases" / release_id
     record = {"env": env, "from": previous, "to": release_id, "release": rel.tag, "commit": rel.commit,
               **({"forced": f"replaced {replaced}"} if replaced else {})}
@@ -136,7 +133,7 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
             outcome = "switched"
         else:
             outcome = "deployed"
-            with _storage_errors():
+            with storage_errors():
                 build(ws, rel, final, full=full, smoke=smoke, progress=progress)
         switch_current(target, release_id)
     except BaseException as exc:  # including KeyboardInterrupt: record it, leave current alone
@@ -182,14 +179,14 @@ def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cw
     refuse_other_env(target, served, env, model, force)
     clone = target / ".tether" / "repo"
     if repo_url and (clone / ".git").exists():
-        _check_origin(clone, repo_url, Path(cwd).absolute())  # the real run would refuse
+        check_origin(clone, repo_url, Path(cwd).absolute())  # the real run would refuse
     with tempfile.TemporaryDirectory(prefix="tether-dry-run-") as tmp:
         ws = source_workspace(Path(tmp), repo_url, env, model, cwd=cwd) if repo_url else Workspace.discover(cwd)
-        with _storage_errors():  # a --repo clone is our own temp copy; the user's repository is only read
+        with storage_errors():  # a --repo clone is our own temp copy; the user's repository is only read
             _reg, rel, _ev = plan_source(ws, model, env, read_only=not repo_url, signed=signed,
                                          own_clone=not repo_url)
         replaced = refuse_other_env(target, served, env, rel.name.model, force)
-        release_id = rel.tag.replace("/", "--")
+        release_id = release_dir_name(rel.tag)
         final = target / "releases" / release_id
         previous = current_release(target)
         if previous == release_id and final.exists() and stamp_ok(final, rel.manifest or {}) and not replaced:

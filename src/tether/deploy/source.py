@@ -29,7 +29,7 @@ def _url_key(url: str, base: Path) -> str:
     return os.path.realpath(os.path.join(base, u))
 
 
-def _check_origin(clone: Path, repo_url: str, base: Path) -> None:
+def check_origin(clone: Path, repo_url: str, base: Path) -> None:
     """A clone in DIR/.tether/repo serves the URL it was cloned from, and no other: deploying
     --repo B from a clone of A would silently serve A's releases."""
     origin = Git(clone).remote_url("origin")
@@ -68,7 +68,7 @@ def source_workspace(target: Path, repo_url: str | None, env: str, model: str | 
             raise NotFound(f"cannot clone {repo_url}: {exc.message}") from None
         os.replace(tmp, clone)
     else:
-        _check_origin(clone, repo_url, base)
+        check_origin(clone, repo_url, base)
     try:
         git.fetch("origin", "+refs/heads/*:refs/remotes/origin/*")
     except StorageError as exc:
@@ -107,7 +107,7 @@ def _reason(exc: BaseException | None) -> str:
 
 
 @contextlib.contextmanager
-def _storage_errors():
+def storage_errors():
     """Storage failures from the libraries under DvcStore (DVC, its SCM layer cloning the source
     of a `dvc import`, fsspec, boto) leave as StorageError (exit 7) with their reason, never as
     an unexplained exit 1. Tether's own errors and local OS errors pass unchanged."""

@@ -16,16 +16,13 @@ from pathlib import Path
 
 from tether.adapters import materialise
 from tether.core import paths
-from tether.clock import now_iso
-from tether.servedir.layout import _fsync_dir, _rmtree
-from tether.digest import sha256_bytes
+from tether.core.evalslice import eval_data_path
+from tether.servedir.layout import fsync_dir, rmtree
+from tether.servedir.stamp import files_under, read_stamp, write_stamp
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import StorageError, TetherError
-from tether.core.manifest import dumps
 from tether.registry.registry import Release
 from tether.adapters.workspace import Workspace
-
-STAMP = ".tether/stamp.json"
 
 
 def _fsync_tree(root: Path) -> None:
@@ -36,73 +33,7 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
-
-
-def manifest_digest(manifest: dict) -> str:
-    return sha256_bytes(dumps(manifest).encode())
-
-
-def read_stamp(release_dir: Path) -> dict | None:
-    try:
-        return json.loads((release_dir / STAMP).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def stamp_ok(release_dir: Path, manifest: dict) -> bool:
-    """A cheap re-check before re-using a materialised release: same manifest, and every file
-    has the size and mtime it had when it was verified. `tether verify --target` re-hashes."""
-    stamp = read_stamp(release_dir)
-    if not stamp or stamp.get("manifest_sha256") != manifest_digest(manifest):
-        return False
-    for path, (size, mtime_ns) in stamp.get("files", {}).items():
-        try:
-            st = (release_dir / path).stat()
-        except OSError:
-            return False
-        if st.st_size != size or st.st_mtime_ns != mtime_ns:
-            return False
-    return True
-
-
-def write_stamp(release_dir: Path, manifest: dict, entries: list[dict], tag_object: str) -> None:
-    files = {}
-    for e in entries:  # a directory output file by file: what a later patch deploy may link
-        p = release_dir / e["path"]
-        if p.is_file():
-            st = p.stat()
-            files[e["path"]] = (st.st_size, st.st_mtime_ns)
-        elif p.is_dir() and not p.is_symlink():
-            for rel in _files_under(p):
-                st = (p / rel).stat()
-                files[f"{e['path']}/{rel}"] = (st.st_size, st.st_mtime_ns)
-    (release_dir / ".tether").mkdir(exist_ok=True)
-    records = {
-        "manifest.json": dumps(manifest),
-        "entries.json": json.dumps(entries, indent=1),
-        "stamp.json": json.dumps({
-            "release": f"{manifest['model']}@v{manifest['version']}",
-            "tag_object": tag_object,
-            "manifest_sha256": manifest_digest(manifest),
-            "verified_at": now_iso(),
-            "files": files,
-        }, indent=1),
-    }
-    for name, text in records.items():  # read-only, like every file deploy places
-        path = release_dir / ".tether" / name
-        path.write_text(text)
-        os.chmod(path, 0o444)
-
-
-
-def _files_under(root: Path) -> list[str]:
-    found = []
-    for dirpath, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            found.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
-    return found
+        fsync_dir(Path(dirpath))
 
 
 def _unchanged(root: Path, rel: str, recorded: dict) -> bool:
@@ -158,7 +89,7 @@ def _share(root: Path, e: dict, wanted: dict, recorded: dict) -> materialise.Sha
     prefix = rel + "/"
     files = tuple(sorted(k[len(prefix):] for k in recorded if k.startswith(prefix)))
     try:
-        on_disk = tuple(sorted(_files_under(paths.inside(root, rel, "output path"))))
+        on_disk = tuple(sorted(files_under(paths.inside(root, rel, "output path"))))
     except (OSError, TetherError):
         return None
     if not files or files != on_disk or not all(_unchanged(root, prefix + f, recorded) for f in files):
@@ -173,8 +104,6 @@ def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, 
     store = DvcStore(ws.root)
     eval_paths: tuple[str, ...] = ()
     if smoke:
-        from tether.runtime.smoke import eval_data_path
-
         eval_paths = (eval_data_path(manifest, ws.settings(rel.name.model)),)
     entries = materialise.needed(manifest, full=full, data_paths=eval_paths)
     shared = shared_outputs(final.parent, final.name, entries)
@@ -185,9 +114,9 @@ def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, 
     materialise.ensure_available(store, rest, progress)
     partial = final.with_name(final.name + ".partial")
     if partial.exists():
-        _rmtree(partial)  # a leftover of a killed deploy
+        rmtree(partial)  # a leftover of a killed deploy
     if final.exists():
-        _rmtree(final)  # materialised once, but its stamp no longer verifies
+        rmtree(final)  # materialised once, but its stamp no longer verifies
     if progress:
         progress(f"materialising {rel.tag} into {partial} and verifying every digest …")
     try:
@@ -207,11 +136,11 @@ def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, 
     except BaseException as exc:  # a failed build leaves nothing behind (a kill -9 leaves it to the next deploy)
         with contextlib.suppress(OSError):
             if os.path.lexists(partial):
-                _rmtree(partial)
+                rmtree(partial)
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise disk_full(final.parent.parent, rel.tag, sum(int(e.get("size") or 0) for e in rest)) from exc
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return {"linked": len(shared)}
 
 

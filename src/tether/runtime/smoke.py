@@ -5,6 +5,10 @@ the materialised release, which verifies it, loads it by its entrypoint or built
 predicts the frozen eval slice. The predictions digest (`predictions_sha256` in the release's
 metrics: SHA-256 of the scores as little-endian float64 rounded to 10 decimals) and the metrics
 it can recompute must match what the release recorded.
+
+This module is what runs inside the worker (`check`); promote's gate, which materialises the
+release and starts that worker, is runtime/smoke_gate.py, and which file is the eval slice is
+core/evalslice.py.
 """
 
 from __future__ import annotations
@@ -12,35 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tether.adapters import materialise
-from tether.adapters.dvcstore import DvcStore
 from tether.errors import GateFailed, IntegrityError
-from tether.adapters.gitrepo import Git
-from tether.core.settings import Settings
 
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
-
-
-def eval_path_or_none(manifest: dict, settings) -> str | None:
-    """`meta.tether.eval_data` in dvc.yaml, else the one data output whose name says eval."""
-    # Settings in the workspace; the release's own raw `meta.tether` in a worker
-    configured = settings.eval_data if isinstance(settings, Settings) else (settings or {}).get("eval_data")
-    if configured:
-        return configured
-    cands = [e["path"] for e in manifest["components"]["data"] if "eval" in Path(e["path"]).name]
-    return cands[0] if len(cands) == 1 else None
-
-
-def eval_data_path(manifest: dict, settings: Settings) -> str:
-    """The frozen eval slice: `meta.tether.eval_data` in dvc.yaml, else the one data output
-    whose name says eval."""
-    found = eval_path_or_none(manifest, settings)
-    if found is None:
-        raise GateFailed(
-            "cannot tell which data file is the frozen eval slice for the smoke test",
-            hint="set artifacts.<model>.meta.tether.eval_data in dvc.yaml",
-        )
-    return found
 
 
 def read_table(path: Path):
@@ -120,20 +98,6 @@ def _generic(served, path: Path, manifest: dict, sink: list | None = None) -> st
             if off:
                 raise GateFailed("the release's eval metrics do not reproduce: " + ", ".join(off))
     return f"{served.loader} reproduces its eval predictions and metrics ({_fmt(got)})"
-
-
-def run_smoke(git: Git, store: DvcStore, manifest: dict, settings: Settings, dest: Path) -> str:
-    """Materialise the release with its eval slice into `dest` and smoke-test it in a worker."""
-    from tether.deploy.command import write_stamp
-    from tether.runtime.workerproc import smoke_in_worker
-
-    eval_path = eval_data_path(manifest, settings)
-    entries = materialise.needed(manifest, data_paths=(eval_path,))
-    materialise.ensure_cached(store, entries)
-    placed = materialise.materialise(git, store, manifest, dest, entries)
-    entries = [{**e, "sha256": e.get("sha256") or placed.get(e["path"])} for e in entries]
-    write_stamp(dest, manifest, entries, "")
-    return smoke_in_worker(dest, eval_path)
 
 
 def _fmt(result) -> str:

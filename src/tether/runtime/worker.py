@@ -1,7 +1,7 @@
 """One release's worker process (`tether worker`, started by `tether serve`).
 
 Started in DIR/releases/<id>/, it verifies the release against the manifest deploy derived from
-git (deploy.verify_release_dir), then imports the model through its entrypoint or a built-in
+git (servedir.verify.verify_release_dir), then imports the model through its entrypoint or a built-in
 loader, with its own sys.path, then says `ready` (or `failed` and why) and answers requests.
 
 Protocol: one JSON object per line. stdin carries `{"id", "records"}`; stdout carries the
@@ -73,7 +73,9 @@ def _done(code: int, proto) -> int:
 
 
 PREIMPORT = ("numpy", "pandas", "sklearn.ensemble", "sklearn.linear_model", "sklearn.pipeline", "sklearn.compose",
-             "sklearn.preprocessing", "skops.io", "pydantic", "yaml", "tether.deploy.command", "tether.runtime.loaders", "tether.runtime.bundle")
+             "sklearn.preprocessing", "skops.io", "pydantic", "yaml", "tether.servedir.verify", "tether.servedir.stamp",
+             "tether.runtime.loaders", "tether.runtime.schema", "tether.runtime.bundle", "tether.runtime.smoke",
+             "tether.core.evalslice", "tether.core.guard")
 
 
 def _spare(proto) -> Path | None:
@@ -125,7 +127,8 @@ def _spare(proto) -> Path | None:
 
 
 def _start(target: Path, release: Path, smoke_eval: str | None = None) -> dict:
-    from tether.deploy.command import manifest_digest, verify_release_dir
+    from tether.servedir.stamp import manifest_digest
+    from tether.servedir.verify import verify_release_dir
     from tether.runtime.loaders import load, release_settings
 
     t0 = time.monotonic()
@@ -157,7 +160,8 @@ def _smoke(served, release: Path, manifest: dict, settings: dict, required: str 
     """Before it takes traffic: when the release carries its frozen eval slice (deploy --smoke
     or --full), the predictions and metrics it recorded must reproduce (smoke.check)."""
     from tether.errors import GateFailed
-    from tether.runtime.smoke import check, eval_path_or_none
+    from tether.core.evalslice import eval_path_or_none
+    from tether.runtime.smoke import check
 
     rel = required or eval_path_or_none(manifest, settings)
     if rel is None or (required is None and not (release / rel).is_file()):

@@ -88,7 +88,7 @@ class Supervisor:
     def current_dir(self) -> Path | None:
         """The release directory `current` names; IntegrityError when `current` is not the
         symlink into releases/ that deploy makes (see deploy.resolve_current)."""
-        from tether.deploy.command import resolve_current
+        from tether.servedir.layout import resolve_current
 
         return resolve_current(self.target)
 

@@ -1,5 +1,5 @@
 """The serving directory DIR itself: what `current` names, the atomic switch, the deploy log,
-one deploy at a time, and pruning old releases (see deploy.py for the layout)."""
+one deploy at a time, and pruning old releases (see deploy/command.py for the layout)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tether.clock import now_iso
 from tether.errors import Conflict, IntegrityError, UsageError
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -89,7 +89,7 @@ def switch_current(target: Path, release_id: str) -> None:
         tmp.unlink()
     os.symlink(f"releases/{release_id}", tmp)
     os.replace(tmp, target / "current")
-    _fsync_dir(target)
+    fsync_dir(target)
 
 
 def log_event(target: Path, record: dict) -> None:
@@ -113,7 +113,7 @@ def target_lock(target: Path):
         yield
 
 
-def _rmtree(path: Path) -> None:
+def rmtree(path: Path) -> None:
     def onerror(func, p, _exc):
         os.chmod(os.path.dirname(p), 0o755)
         func(p)
@@ -141,7 +141,7 @@ def prune(target: Path, keep: int, protect: set) -> list[str]:
     for name in ranked[keep:]:
         if name in protect:
             continue
-        _rmtree(releases / name)
+        rmtree(releases / name)
         pruned.append(name)
     return pruned
 
