@@ -174,7 +174,7 @@ class Guard:
             raise Conflict(f"{self.env} moved while the guard decided (expected {head[:12]})",
                            hint=f"someone else moved it first; see `tether history --env {self.env}`")
         mplan.notes.update(notes | ({"Tether-Canary": f"{self.env}@{head[:12]}"} if self.stable else {}))
-        out.commit = execute_move(self.ws, mplan)
+        out.commit = execute_move(self.ws, mplan).commit
         out.moved = f"{target_env}: {mplan.current.release if mplan.current else 'nothing'} → {mplan.release.tag} ({mplan.action})"
         if d.action == guard.PROMOTE:
             expect: list[Expect] = [(STABLE, _rid(out.release), None)] if self._deploy(out, target_env, self.deploy_stable) else []

@@ -26,19 +26,19 @@ def _move(action: str, **kw) -> None:
         emit({"dry_run": True, **plan.as_dict()}, as_json,
              "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *gate_lines]))
         return
-    new = execute_move(ws, plan)
-    for step in plan.published:
+    done = execute_move(ws, plan)
+    for step in done.published:
         progress(step)
-    lines = [*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {new[:12]}"
+    lines = [*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {done.commit[:12]}"
              + (", pushed" if plan.push else "") + ")"]
-    if plan.local_only:
-        lo = plan.local_only
+    if done.local_only:
+        lo = done.local_only
         serve = (f"still serve {lo['origin_release'] or 'what origin/' + lo['branch'] + ' holds'}"
                  + f"; `tether deploy --env {plan.env}` from this clone refuses until it is pushed"
                  if lo["origin_has_branch"] else f"serve nothing (origin has no {lo['branch']})")
         lines.append(f"local only: not pushed; hosts that deploy from origin {serve}. "
                      f"Publish it: {lo['push']} (or move with --push)")
-    emit({"dry_run": False, "commit": new, **plan.as_dict()}, as_json, "\n".join(lines))
+    emit({"dry_run": False, **done.as_dict()}, as_json, "\n".join(lines))
 
 
 @app.command()

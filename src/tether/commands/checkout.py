@@ -16,11 +16,12 @@ from pathlib import Path
 
 from tether.adapters import materialise
 from tether.adapters.dvcstore import DvcStore
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.adapters.workspace import Workspace
 from tether.commands.checkout_move import move_tuple
 from tether.commands.checkout_safety import tuple_outputs
 from tether.core import dvcgraph, paths
 from tether.core.refs import parse_ref
+from tether.core.settings import load_yaml
 from tether.errors import IntegrityError, NotFound, UsageError
 from tether.registry.registry import Registry
 

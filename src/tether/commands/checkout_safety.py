@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from tether.adapters.dvcstore import DvcStore
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.adapters.workspace import Workspace
+from tether.core.settings import load_yaml
 from tether.core import dvcgraph
 from tether.digest import md5_file
 from tether.errors import Conflict, TetherError

@@ -24,7 +24,8 @@ from tether.core.confedit import FileEdit
 from tether.core.confplan import Explanation
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, UsageError
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.core.settings import load_yaml
+from tether.adapters.workspace import Workspace
 
 REFUSAL_HINT = ("edit conf/ by hand until it composes to params.yaml, or run `dvc repro` to compose "
                 "params.yaml from conf/ again (which drops the experiment's values)")

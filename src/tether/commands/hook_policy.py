@@ -11,7 +11,8 @@ from functools import cached_property
 from pathlib import Path
 
 from tether.adapters.gitrepo import Git
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.adapters.workspace import Workspace
+from tether.core.settings import load_yaml
 from tether.core import signpolicy
 from tether.errors import UsageError
 

@@ -32,7 +32,8 @@ from tether.adapters.dvcstore import DvcStore
 from tether.errors import StorageError, TetherError
 from tether.core.refs import parse_ref
 from tether.registry.registry import Registry
-from tether.adapters.workspace import Settings, Workspace
+from tether.core.settings import Settings
+from tether.adapters.workspace import Workspace
 
 Progress = Callable[[str], None]
 

@@ -24,7 +24,7 @@ from typing import Any
 from tether.core import dvcgraph
 from tether.core import manifest as mf
 from tether.adapters.gitrepo import Git, cat_files, object_ids
-from tether.adapters.workspace import Settings, load_yaml
+from tether.core.settings import Settings, load_yaml
 from tether.registry import derive_parts as parts
 
 DERIVE_VERSION = 3  # bump when the derivation changes: old cache entries are then ignored

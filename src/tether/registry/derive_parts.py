@@ -12,7 +12,7 @@ from tether.core import dvcgraph
 from tether.core import paths
 from tether.core import manifest as mf
 from tether.digest import sha256_bytes
-from tether.adapters.workspace import Settings, load_yaml
+from tether.core.settings import Settings, load_yaml
 
 
 class CommitFiles:

@@ -193,7 +193,7 @@ def declared_models(git: Git, releases: dict[str, list[Release]]) -> dict[str, d
     cat-file` for all); a model no release commit declares is left out."""
     from tether.core import dvcgraph
     from tether.adapters.gitrepo import cat_files
-    from tether.adapters.workspace import load_yaml
+    from tether.core.settings import load_yaml
 
     specs = [f"{r.commit}:dvc.yaml" for rels in releases.values() for r in rels]
     blobs = cat_files(git, list(dict.fromkeys(specs)))
