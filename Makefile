@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m mypy  # src/tether, configured in pyproject.toml
+	$(VENV)/bin/lint-imports  # the layers and the pure core: [tool.importlinter] in pyproject.toml
 	$(PY) -m compileall -q src  # every CLI subprocess of the suite would otherwise recompile tether
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist worksteal --durations=25
 

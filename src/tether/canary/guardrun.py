@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tether.core import moves
 from tether.core import guard
 from tether.canary.scrape import BadSample, arm_of, check_url, eval_of, lone_arm, parse, scrape, served
 from tether.canary.weight import execute_weight, plan_weight
@@ -148,9 +149,9 @@ class Guard:
 
     def act(self, out: Outcome, head: str) -> Outcome:
         d, pol = out.decision, self.policy
-        notes = {"Tether-Policy": guard.policy_line(pol)}
+        notes = {moves.POLICY: guard.policy_line(pol)}
         if d.breached:
-            notes["Tether-Guard-Breach"] = ",".join(c.name for c in d.breached)
+            notes[moves.GUARD_BREACH] = ",".join(c.name for c in d.breached)
         if d.action in (guard.ADVANCE, guard.ROLLBACK) and self.stable:
             plan = plan_weight(self.ws, self.model, self.env, d.weight, approver=self.approver,
                                reason=f"guard: {d.evidence}", action="weight" if d.action == guard.ADVANCE else "rollback",
@@ -173,14 +174,14 @@ class Guard:
         if (target_env == self.env and mplan.old_head != head) or self._head() != head:
             raise Conflict(f"{self.env} moved while the guard decided (expected {head[:12]})",
                            hint=f"someone else moved it first; see `tether history --env {self.env}`")
-        mplan.notes.update(notes | ({"Tether-Canary": f"{self.env}@{head[:12]}"} if self.stable else {}))
+        mplan = mplan.with_notes(notes | ({moves.CANARY: f"{self.env}@{head[:12]}"} if self.stable else {}))
         out.commit = execute_move(self.ws, mplan).commit
         out.moved = f"{target_env}: {mplan.current.release if mplan.current else 'nothing'} → {mplan.release.tag} ({mplan.action})"
         if d.action == guard.PROMOTE:
             expect: list[Expect] = [(STABLE, _rid(out.release), None)] if self._deploy(out, target_env, self.deploy_stable) else []
             done = plan_weight(self.ws, self.model, self.env, 0, approver=self.approver, expect_head=head,
                                reason=f"guard: {out.release} promoted to {target_env} (commit {out.commit[:12]})",
-                               notes={"Tether-Policy": guard.policy_line(pol)})
+                               notes={moves.POLICY: guard.policy_line(pol)})
             execute_weight(self.ws, done)
             if self._deploy(out, self.env, self.deploy_to):
                 expect.append((CANARY, None, 0))

@@ -251,6 +251,8 @@ def _event_row(ev: dict) -> tuple[str, ...]:
         return (ev["time"][:26], "outside", ev["previous"], ev["release"] or "matches no release",
                 ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
     action = ev["action"] + (" (gto tag)" if ev["source"] == "gto" else "")
-    weight = ev["trailers"].get("Tether-Weight")  # a canary's traffic share (tether.canary)
+    from tether.core.moves import WEIGHT
+
+    weight = ev["trailers"].get(WEIGHT)  # a canary's traffic share (tether.canary)
     to = ev["release"] + (f" at {weight}%" if weight is not None else "")
     return (ev["time"][:26], action, ev["previous"], to, ev["approver"], ev["reason"])

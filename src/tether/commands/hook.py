@@ -34,6 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether.core import moves
 from tether.adapters.gitbase import ZERO
 from tether.adapters.gitlog import LogEntry
 from tether.adapters.gitrepo import Git
@@ -45,8 +46,7 @@ from tether.core.refs import parse_tag
 from tether.errors import UsageError
 from tether.registry import derive
 
-REQUIRED_TRAILERS = ("Tether-Action", "Tether-Release", "Tether-Tag-Object", "Tether-Previous",
-                     "Tether-Approver", "Tether-Reason")
+REQUIRED_TRAILERS = moves.REQUIRED
 
 
 @dataclass(frozen=True)
@@ -208,10 +208,10 @@ def _env_branch(ws: BareWorkspace, u: Update, model: str, env: str, signers: Pat
     # the new moves: what the push adds to the branch, down to what the server already has (and,
     # for a new branch, not the commits of release tags arriving in the same push)
     stop = [f"^{u.old}"] if u.old != ZERO else ["--not", "--all", *pushed_tags.values()]
-    moves = _first_parent(ws.git, u.new, stop)
-    if not moves or moves[0].commit != u.new:  # a new branch at a commit some ref already has
-        moves = _first_parent(ws.git, u.new, ["--max-count=1"]) + moves
-    oldest = moves[-1]
+    pushed = _first_parent(ws.git, u.new, stop)
+    if not pushed or pushed[0].commit != u.new:  # a new branch at a commit some ref already has
+        pushed = _first_parent(ws.git, u.new, ["--max-count=1"]) + pushed
+    oldest = pushed[-1]
     if u.old != ZERO and (not oldest.parents or oldest.parents[0] != u.old):
         return [Refusal(u.ref, f"{env} is append-only: its old tip {u.old[:12]} must stay on the first-parent "
                                f"chain (the first parent of the oldest new move), but move {oldest.commit[:12]}'s "
@@ -221,18 +221,18 @@ def _env_branch(ws: BareWorkspace, u: Update, model: str, env: str, signers: Pat
     sigs = signing.commit_signatures(ws.git, [u.new, *stop], signers)
     out = []
     previous = _Previous(ws, model, env, u.old)
-    for i in range(len(moves) - 1, -1, -1):  # oldest first: each move's previous is known
-        e = moves[i]
-        first = i == len(moves) - 1
+    for i in range(len(pushed) - 1, -1, -1):  # oldest first: each move's previous is known
+        e = pushed[i]
+        first = i == len(pushed) - 1
         shape = _move_problem(ws, e, pushed_tags, new_branch=first and u.old == ZERO)
         whys = [shape] if shape else [
-            signpolicy.judge(sigs.get(e.commit, signpolicy.UNSIGNED), rule, e.trailers.get("Tether-Approver")),
+            signpolicy.judge(sigs.get(e.commit, signpolicy.UNSIGNED), rule, e.trailers.get(moves.APPROVER)),
             previous.problem(e, first)]
         out += [Refusal(u.ref, f"move {e.commit[:12]} {why}") for why in whys if why]
-        previous.release = e.trailers.get("Tether-Release", "none")
+        previous.release = e.trailers.get(moves.RELEASE, "none")
     if not out:
-        for e in moves:
-            if gto_tag := e.trailers.get("Tether-Gto-Tag"):
+        for e in pushed:
+            if gto_tag := e.trailers.get(moves.GTO_TAG):
                 vouched[gto_tag] = (model, env, e.parents[-1])
     return out
 
@@ -245,10 +245,10 @@ class _Previous:
 
     def __init__(self, ws: BareWorkspace, model: str, env: str, old: str) -> None:
         self.ws, self.model, self.env, self.old = ws, model, env, old
-        self.release = ws.git.trailers_first_parent(old, 1)[0].get("Tether-Release", "") if old != ZERO else "none"
+        self.release = ws.git.trailers_first_parent(old, 1)[0].get(moves.RELEASE, "") if old != ZERO else "none"
 
     def problem(self, e: LogEntry, first: bool) -> str | None:
-        said = e.trailers.get("Tether-Previous", "")
+        said = e.trailers.get(moves.PREVIOUS, "")
         if said == self.release:
             return None
         allowed = {self.release} if self.release else set()
@@ -276,14 +276,14 @@ def _move_problem(ws: BareWorkspace, e: LogEntry, pushed_tags: dict[str, str], n
     missing = [k for k in REQUIRED_TRAILERS if not t.get(k)]
     if missing:
         return "lacks tether's trailers: " + ", ".join(missing)
-    if t["Tether-Action"] not in ACTIONS:  # promote, rollback, a canary's weight
-        return f"has an unknown Tether-Action {t['Tether-Action'][:40]!r}"
-    tag = t["Tether-Release"]
+    if t[moves.ACTION] not in ACTIONS:  # promote, rollback, a canary's weight
+        return f"has an unknown Tether-Action {t[moves.ACTION][:40]!r}"
+    tag = t[moves.RELEASE]
     tag_obj = pushed_tags.get(tag) or ws.git.ref(f"refs/tags/{tag}")
     if parse_tag(tag) is None or tag_obj is None:
         return f"names {tag[:80]!r}, which is no release tag here"
-    if tag_obj != t["Tether-Tag-Object"]:
-        return f"records tag object {t['Tether-Tag-Object'][:12]} but {tag} is {tag_obj[:12]}"
+    if tag_obj != t[moves.TAG_OBJECT]:
+        return f"records tag object {t[moves.TAG_OBJECT][:12]} but {tag} is {tag_obj[:12]}"
     commit = ws.git.out("rev-parse", f"{tag_obj}^{{commit}}")
     if e.tree != ws.git.tree_of(commit):
         return f"has a tree that is not {tag}'s tree"

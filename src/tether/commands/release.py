@@ -139,7 +139,7 @@ def _gated_manifest(ws: Workspace, model: str, commit: str,
     # The manifest is what the commit says (derive.py), the same derivation `check` applies to
     # any tag later, plus what only the release can record: each weights file's sha256 (read
     # now from the workspace, which dvc status just proved matches dvc.lock) and the runtime.
-    reader = derive.cache_reader(store.cache_path("00" * 16).parent.parent)
+    reader = derive.cache_reader(store.cache_root())
     derived = derive.derive_many(git, [(commit, model)], reader, use_cache=False)[(commit, model)]
     if derived.manifest is None:
         raise GateFailed(f"cannot derive {model}'s manifest at {commit[:12]}: " + "; ".join(derived.problems))

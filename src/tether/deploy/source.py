@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+from tether.core import moves
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
@@ -213,8 +214,8 @@ def refuse_unpushed(reg: Registry, model: str, env: str, branch: str) -> None:
     local = _describe(mine[0] if mine else None, state.local)
     remote = _describe(theirs[0] if theirs else None, state.remote)
     if state.relation == "ahead":
-        gto = [ev.trailers["Tether-Gto-Tag"] for ev in mine
-               if ev.trailers.get("Tether-Gto-Tag") and reg.ws.git.ref(f"refs/tags/{ev.trailers['Tether-Gto-Tag']}")
+        gto = [ev.trailers[moves.GTO_TAG] for ev in mine
+               if ev.trailers.get(moves.GTO_TAG) and reg.ws.git.ref(f"refs/tags/{ev.trailers[moves.GTO_TAG]}")
                and not reg.ws.git.is_ancestor(ev.commit, state.remote)]
         push = " ".join(["git push origin", branch, *gto])
         raise Conflict(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from tether.core import moves
 from tether.core import manifest as mf
 from tether.core.semver import Version
 from tether.adapters.dvcstore import DvcStore
@@ -185,12 +186,12 @@ def hidden_moves(reg: Registry, model: str, env: str) -> str | None:
         return None
     git = reg.ws.git
     entries = git.first_parent_entries(head, [])  # parents and trailers, no message bodies
-    oldest = max((i for i, e in enumerate(entries) if e.trailers.get("Tether-Action") in ACTIONS), default=-1)
+    oldest = max((i for i, e in enumerate(entries) if e.trailers.get(moves.ACTION) in ACTIONS), default=-1)
     entries = entries[: oldest + 1]
     chain = {e.commit for e in entries}
     side: dict[str, str] = {}
     for e in entries:
-        rel = reg.by_tag(e.trailers.get("Tether-Release", ""))
+        rel = reg.by_tag(e.trailers.get(moves.RELEASE, ""))
         for parent in e.parents[1:]:
             if parent not in chain and not (rel is not None and parent == rel.commit):
                 side.setdefault(parent, e.commit)

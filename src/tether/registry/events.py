@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tether.core import moves
 from tether.clock import epoch
 from tether.errors import IntegrityError
 from tether.adapters.gitlog import LogEntry
@@ -24,18 +25,18 @@ if TYPE_CHECKING:
 
 def parse_event(env: str, e: LogEntry) -> Event | None:
     t = e.trailers
-    if t.get("Tether-Action") not in ACTIONS or "Tether-Release" not in t:
+    if t.get(moves.ACTION) not in ACTIONS or moves.RELEASE not in t:
         return None
     return Event(
         env=env,
         commit=e.commit,
-        action=t["Tether-Action"],
-        release=t["Tether-Release"],
-        tag_object=t.get("Tether-Tag-Object", ""),
-        previous=t.get("Tether-Previous", "none"),
-        approver=t.get("Tether-Approver", ""),
-        reason=t.get("Tether-Reason", ""),
-        time=t.get("Tether-Time", e.date),
+        action=t[moves.ACTION],
+        release=t[moves.RELEASE],
+        tag_object=t.get(moves.TAG_OBJECT, ""),
+        previous=t.get(moves.PREVIOUS, "none"),
+        approver=t.get(moves.APPROVER, ""),
+        reason=t.get(moves.REASON, ""),
+        time=t.get(moves.TIME, e.date),
         tree=e.tree,
         trailers=t,
     )

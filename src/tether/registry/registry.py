@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tether.core import moves
 from tether.errors import IntegrityError, NotFound, UsageError
 from tether.adapters.gitrepo import RefRecord
 from tether.adapters.refindex import PATTERNS
@@ -140,7 +141,7 @@ class Registry:
             if self._reader is None:
                 from tether.adapters.dvcstore import DvcStore
 
-                self._reader = derive.cache_reader(DvcStore(self.ws.root).cache_path("00" * 16).parent.parent)
+                self._reader = derive.cache_reader(DvcStore(self.ws.root).cache_root())
             batch = [k for k in ((r.commit, r.name.model) for r in self.of(rel.name.model))
                      if k not in self._derived and not derive.is_cached(self.ws.git, *k)]
             self._derived.update(derive.derive_many(self.ws.git, batch + [key], self._reader))
@@ -163,7 +164,7 @@ class Registry:
         for k in keys:
             self._derived.pop(k, None)
         self._derived.update(derive.derive_many(self.ws.git, keys, self._reader or derive.cache_reader(
-            store.cache_path("00" * 16).parent.parent)))
+            store.cache_root())))
         out = []
         for r in rels:
             fresh = dataclasses.replace(r)
@@ -253,7 +254,7 @@ class Registry:
             state = self.env_state(model, env)
             head = state.commit
             branch = self.events_at(env, head, model, state.branch) if head else []
-            written = {ev.trailers.get("Tether-Gto-Tag") for ev in branch}
+            written = {ev.trailers.get(moves.GTO_TAG) for ev in branch}
             foreign = [g for g in self.gto_events(model, env) if g.trailers.get("Gto-Tag") not in written]
             if branch:
                 first = epoch(branch[-1].time)
