@@ -108,3 +108,14 @@ def signed(signed_base, tmp_path):
     from signhelp import copy_signed
 
     return copy_signed(signed_base, tmp_path)
+
+
+CORE = Path(__file__).resolve().parent / "core"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tests/core holds the pure core's table tests (no git, no DVC, no subprocess): `pytest -m
+    core` (or `pytest tests/core`) runs them alone in seconds."""
+    for item in items:
+        if CORE in Path(item.path).parents:
+            item.add_marker(pytest.mark.core)
