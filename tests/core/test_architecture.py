@@ -6,6 +6,7 @@ no import cycle anywhere (top-level, lazy and TYPE_CHECKING imports all count), 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,30 @@ def test_only_the_cli_prints_or_exits(name: str) -> None:
             if isinstance(exc, ast.Name) and exc.id == "SystemExit":
                 calls.append(f"raise SystemExit at line {node.lineno}")
     assert calls == []
+
+
+ROOT = SRC.parents[1]
+
+
+def test_every_module_the_architecture_page_names_exists() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:[a-z_]+/)?[a-z0-9_]+\.py)", text)) - {"pyproject.py"}
+    named = {n for n in named if not n.startswith("tests/")}
+    assert len(named) > 60  # the page names every module, not a handful
+    named = {n.removeprefix("tether/") for n in named}
+    missing = sorted(n for n in named if not (SRC / n).is_file())
+    assert missing == []
+    unnamed = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+                     if p.name not in ("__init__.py", "__main__.py") and str(p.relative_to(SRC)) not in named
+                     and p.name not in named)
+    assert unnamed == []
+
+
+def test_every_source_and_test_path_the_docs_name_exists() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "ci" / "README.md"]
+    missing = []
+    for page in pages:
+        for path in set(re.findall(r"\b((?:src/tether|tests|bench)/[\w/]+\.py)\b", page.read_text())):
+            if not (ROOT / path).is_file():
+                missing.append(f"{page.relative_to(ROOT)}: {path}")
+    assert missing == []

@@ -1,4 +1,4 @@
-"""The ref index (tether.refindex) and the read views kept under it: whatever the index holds,
+"""The ref index (tether.adapters.refindex) and the read views kept under it: whatever the index holds,
 a read answers what git says now. Facts are keyed by object id, names by the name, logs by the
 tip they were read at, views by the digest of every input; a damaged or edited file is ignored."""
 

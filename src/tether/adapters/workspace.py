@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from tether.adapters.refindex import RefIndex
 
 # yaml and dvcgraph are imported where they are used: a read command answered from
-# tether.refindex needs neither, and they are a third of its start-up.
+# tether.adapters.refindex needs neither, and they are a third of its start-up.
 
 
 class Workspace:

@@ -1,6 +1,6 @@
 """`tether guard`'s adapter: scrape a server's /metrics (tether.canary.scrape), feed tether.guard's
 decision core, and perform what it decides through the ordinary moves (tether.canary for a
-weight, tether.environments for a promotion or a rollback), each a compare-and-swap against the
+weight, tether.commands.move for a promotion or a rollback), each a compare-and-swap against the
 head the decision was made on, so a human who moved first wins and the guard's move is refused.
 
 The step a canary is at begins when the guard first sees the environment's head: the counters

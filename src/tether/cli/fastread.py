@@ -1,5 +1,5 @@
 """The read fast path: `list`, `status`, `history` and `show` answered from a kept view
-(tether.refindex) without loading the CLI library.
+(tether.adapters.refindex) without loading the CLI library.
 
 Importing typer and building a command tree is most of a read's start-up (a bare typer app
 takes 4 to 6 times `python -c pass`), while a read on an unchanged registry is one

@@ -1,4 +1,4 @@
-"""`tether hook`: server-side enforcement for self-hosted git (see tether.hook)."""
+"""`tether hook`: server-side enforcement for self-hosted git (see tether.commands.hook)."""
 
 from __future__ import annotations
 

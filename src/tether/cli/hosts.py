@@ -140,7 +140,7 @@ def worker(
     smoke_eval: Optional[str] = typer.Option(None, "--smoke-eval", help="Run the smoke test on this eval slice."),
     once: bool = typer.Option(False, "--once", help="Stop after the ready line (the promote smoke gate)."),
 ) -> None:
-    """One release's worker process, started by `tether serve` (protocol: tether.worker)."""
+    """One release's worker process, started by `tether serve` (protocol: tether.runtime.worker)."""
     from tether.runtime.worker import run as run_worker
 
     code = run_worker(Path(target), Path(release) if release else None, smoke_eval, once)

@@ -106,7 +106,7 @@ def emitted(data, as_json: bool, text: str | None = None, *, escaped: bool = Fal
 
 
 # -- the read commands' answers ------------------------------------------------------------
-# What `list`, `status`, `show` and `history` print, from their views (tether.views): one function
+# What `list`, `status`, `show` and `history` print, from their views (tether.registry.views): one function
 # each, for the typer command and the fast path alike, so the two cannot print differently.
 def list_output(rows: list[dict], as_json: bool) -> str:
     if as_json:

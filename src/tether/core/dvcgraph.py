@@ -59,7 +59,7 @@ class ModelGraph:
 
 def norm(path: str) -> str:
     """DVC's spelling of a path (`./a//b` is `a/b`); URLs, absolute and `..` paths keep what they
-    name, so that they can be told apart and refused (see tether.paths)."""
+    name, so that they can be told apart and refused (see tether.core.paths)."""
     return paths.normalise(path)
 
 

@@ -119,7 +119,7 @@ def parse_gto_tag(name: str) -> GtoTag | None:
 
 
 def encode_tag(t: GtoTag) -> list:
-    """A GtoTag as JSON (tether.refindex keeps parsed tag names)."""
+    """A GtoTag as JSON (tether.adapters.refindex keeps parsed tag names)."""
     return [t.name, t.model, t.action, t.version, t.stage, t.number]
 
 

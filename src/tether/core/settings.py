@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from tether.core.guard import GuardPolicy
 
 # yaml and guard are imported where they are used: a read command answered from
-# tether.refindex needs neither, and they are a third of its start-up.
+# tether.adapters.refindex needs neither, and they are a third of its start-up.
 
 
 def load_yaml(text: str) -> dict:

@@ -40,7 +40,7 @@ class Registry:
                  index: RefIndex | None = None) -> None:
         """messages=False skips the tag messages in the one-pass read; the few manifests a
         command then needs are read one by one (show, history). cached=True (read commands
-        only) takes what object ids fix from the ref index (tether.refindex) instead of having
+        only) takes what object ids fix from the ref index (tether.adapters.refindex) instead of having
         git peel every tag again; commands that move refs or write files read git afresh."""
         self.ws = ws
         self.index: RefIndex | None = None

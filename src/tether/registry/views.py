@@ -68,7 +68,7 @@ def kept_release_rows(ws: Workspace, model: str | None) -> list[dict] | None:
 def release_rows(ws: Workspace, model: str | None) -> list[dict]:
     """Every release of the model (or of every model), newest SemVer first, as dicts with
     ROW_FIELDS. The answer is kept under the digest of the ref state and dvc.yaml it came from
-    (tether.refindex): the same state is answered from one file."""
+    (tether.adapters.refindex): the same state is answered from one file."""
     index, key, hit = _kept(ws, "list", model or "")
     if (kept := _rows(hit)) is not None:
         return kept

@@ -11,7 +11,7 @@ The model declares it in the release's own `dvc.yaml`:
               entrypoint: src/serve.py:Model   # FILE.py:CLASS or package.module:CLASS, in the release
               batch_size: 64                   # optional: at most this many records per predict call
               max_records: 1000                # optional: records per request (default 1000)
-              schema: models/schema.json       # optional: the input schema (tether.schema)
+              schema: models/schema.json       # optional: the input schema (tether.runtime.schema)
 
 `Model(bundle_dir: pathlib.Path)` loads; `Model.predict(records: list[dict]) -> list[dict]`
 predicts, one dict per record. A class attribute `input_schema` (a dict in the feature-schema

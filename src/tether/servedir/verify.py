@@ -18,7 +18,7 @@ from tether.core.manifest import dvc_objects
 
 def _inside(root: Path, rel, what: str) -> Path:
     """`root / rel` for a path read from a release's own records (.tether/*.json), which anyone
-    with write access to DIR can edit: a safe relative path (tether.paths) that, every symlink
+    with write access to DIR can edit: a safe relative path (tether.core.paths) that, every symlink
     followed (the last one too: verify and serve read through it), stays inside `root`."""
     why = paths.problem(rel, what)
     if why:
