@@ -309,7 +309,7 @@ def test_every_tether_flag_in_the_manifests_is_real():
 
 def test_probes_use_routes_tether_serve_has():
     app = (ROOT / "src" / "tether" / "serve" / "app.py").read_text()
-    routes = set(re.findall(r'@app\.(?:get|post)\("([^"]+)"\)', app))
+    routes = set(re.findall(r'\bapp\.(?:get|post)\("([^"]+)"\)', app))  # @app.get(...) or app.get(...)(handler)
     for _, d in example_docs():
         for c in _containers(d):
             for probe in ("readinessProbe", "livenessProbe"):
