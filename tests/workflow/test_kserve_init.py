@@ -253,3 +253,17 @@ def test_a_repository_shaped_unlike_the_reference(s3_remote, tmp_path):
     got = files_of(flat)
     got.pop(RESOLVED)
     assert got == files_of(p.root / "models/textclf") and got
+
+
+@pytest.mark.parametrize("environ, want", [
+    ({}, None),
+    ({"AWS_ENDPOINT_URL": "http://minio:9000", "S3_ENDPOINT": "other:1"}, "http://minio:9000"),
+    ({"S3_ENDPOINT": "minio.ml.svc:9000"}, "https://minio.ml.svc:9000"),
+    ({"S3_ENDPOINT": "minio.ml.svc:9000", "S3_USE_HTTPS": "0"}, "http://minio.ml.svc:9000"),
+    ({"S3_ENDPOINT": "minio.ml.svc:9000", "S3_USE_HTTPS": "false"}, "http://minio.ml.svc:9000"),
+    ({"S3_ENDPOINT": "https://s3.example.com"}, "https://s3.example.com"),
+])
+def test_the_endpoint_the_way_kserve_gives_it(environ, want):
+    from tether.deploy.pod_source import endpoint_from_env
+
+    assert endpoint_from_env(environ) == want

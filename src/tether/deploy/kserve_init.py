@@ -92,6 +92,8 @@ def resolve(ws: Workspace, uri: TetherURI) -> tuple[Release, str | None]:
 def _ours(dest: Path) -> list[Path]:
     """DEST's entries, when they are kserve-init's (or none); UsageError when DEST holds files
     kserve-init did not put there (a wrong DEST must not be emptied)."""
+    for p in dest.parent.glob(f".{dest.name}{STAGING}*") if dest.parent.is_dir() else ():
+        rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()  # a killed run's, beside DEST
     if not dest.exists():
         return []
     if not dest.is_dir() or dest.is_symlink():
@@ -261,7 +263,7 @@ def kserve_init(uri_text: str, dest_arg: str, *, cwd: str | Path = ".", progress
     _ours(dest)  # refuse a DEST with foreign files before anything is fetched
     done = False
     try:
-        with tempfile.TemporaryDirectory(prefix=".tether-kserve-init-", dir=_scratch_parent(dest)) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f".{dest.name}{STAGING}repo-", dir=_scratch_parent(dest)) as tmp:
             if progress:
                 progress(f"fetching {uri.name} from {uri.git_url} …")
             ws = open_source(Path(tmp) / "repo", uri)
