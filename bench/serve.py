@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "helpers"))
-from common import ENV, Table  # noqa: E402
+from common import Table  # noqa: E402
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 4))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", 800))

@@ -8,3 +8,24 @@ from datetime import datetime, timezone
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def iso_of(t: float) -> str:
+    """A time.time() value to the second, as the server reports when a worker started."""
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime | None:
+    """An ISO-8601 time (`Z` or an offset; none means UTC), or None when `text` is no time.
+    Times come from trailers, kept views and logs that a person can write: never trusted."""
+    try:
+        t = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def epoch(text: str) -> int:
+    """An ISO time as whole seconds since the epoch (0 when it is no time)."""
+    t = parse_iso(text)
+    return int(t.timestamp()) if t is not None else 0

@@ -52,3 +52,12 @@ class StorageError(TetherError):
     """DVC remote unreachable or objects missing on it."""
 
     exit_code = 7
+
+
+def by_exit_code(code: int | None) -> type[TetherError]:
+    """The class whose exit code is `code` (a worker's `failed` line carries only the code);
+    TetherError for any other value, which a hostile or broken worker may send."""
+    for cls in (UsageError, NotFound, Conflict, GateFailed, IntegrityError, StorageError):
+        if cls.exit_code == code:
+            return cls
+    return TetherError

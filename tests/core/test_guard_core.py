@@ -8,7 +8,7 @@ import pytest
 from tether.core import guard
 from tether.errors import UsageError
 from tether.core.guard import Arm, GuardPolicy, Sample, State, bucket_counts, decide, ks, p95, parse_policy, psi, watch_alone
-from tether.adapters.workspace import Settings
+from tether.core.settings import Settings
 
 POL = GuardPolicy(min_samples=50, failed_checks=1, steps=(10, 25, 50, 100), max_error_rate=0.01,
                   max_p95_latency=0.2, max_psi=0.25, max_ks=0.2)

@@ -4,7 +4,6 @@ commit. Every refusal is exit 6 and writes nothing outside (the model-shape issu
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

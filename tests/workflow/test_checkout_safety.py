@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from project import Project, promote_to, threshold_release
+from project import Project, threshold_release
 from shapes import big_release, build_big, build_churn, build_textclf, clone, retrain_churn
 
 

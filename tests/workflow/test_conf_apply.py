@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from project import REPO_ROOT
-from tether.core import confplan
+from tether.core import confedit, confplan, confvalues
 from tether.adapters import hydraconf
 
 
@@ -34,7 +34,7 @@ def apply(conf: Path, params: dict) -> dict[str, str]:
     """The edit plan for params, written into conf; returns {file: unified diff}."""
     exp = hydraconf.explain(conf, params)
     assert exp.expressible, exp.problems
-    edits = confplan.edit_plan(exp.overrides, lambda f: (conf / f).read_text())
+    edits = confedit.edit_plan(exp.overrides, lambda f: (conf / f).read_text())
     for e in edits:
         (conf / e.file).write_text(e.after)
     return {e.file: e.diff() for e in edits}
@@ -66,7 +66,7 @@ def test_group_choice_is_recognised_and_is_a_one_line_edit_of_the_defaults_list(
     diffs = apply(conf, params)
     assert list(diffs) == ["config.yaml"]
     assert changed_lines(diffs["config.yaml"]) == ["-  - model: random_forest", "+  - model: gradient_boosting"]
-    assert confplan.strict_equal(hydraconf.compose(conf), params)
+    assert confvalues.strict_equal(hydraconf.compose(conf), params)
 
 
 def test_group_choice_then_a_key_inside_the_new_option(tmp_path):
@@ -79,7 +79,7 @@ def test_group_choice_then_a_key_inside_the_new_option(tmp_path):
     # the comment on the edited line survives
     assert changed_lines(diffs["preprocess/robust.yaml"]) == ["-clip_quantile: 0.01", "+clip_quantile: 0.05"]
     assert (conf / "preprocess/standard.yaml").read_text() == (REPO_ROOT / "conf/preprocess/standard.yaml").read_text()
-    assert confplan.strict_equal(hydraconf.compose(conf), params)
+    assert confvalues.strict_equal(hydraconf.compose(conf), params)
 
 
 def test_nested_key_goes_to_the_chosen_option_file_and_keeps_its_comment(tmp_path):
@@ -90,7 +90,7 @@ def test_nested_key_goes_to_the_chosen_option_file_and_keeps_its_comment(tmp_pat
     assert changed_lines(diffs["model/random_forest.yaml"]) == ["-  n_estimators: 80", "+  n_estimators: 120"]
     assert changed_lines(diffs["data/fraud_stream.yaml"])[1] == (
         "+window: 3          # which slice of the stream (weeks); fraud patterns drift between windows")
-    assert confplan.strict_equal(hydraconf.compose(conf), params)
+    assert confvalues.strict_equal(hydraconf.compose(conf), params)
 
 
 def test_new_keys_are_plus_overrides_beside_their_siblings_or_in_config_yaml(tmp_path):
@@ -105,7 +105,7 @@ def test_new_keys_are_plus_overrides_beside_their_siblings_or_in_config_yaml(tmp
     diffs = apply(conf, params)
     assert changed_lines(diffs["model/random_forest.yaml"]) == ["+  warm_start: true"]
     assert changed_lines(diffs["config.yaml"]) == ["+train:", "+  epochs: 3"]
-    assert confplan.strict_equal(hydraconf.compose(conf), params)
+    assert confvalues.strict_equal(hydraconf.compose(conf), params)
 
 
 def test_a_key_is_changed_where_hydra_takes_it_from_the_last_entry_that_sets_it(tmp_path):
@@ -130,7 +130,7 @@ def test_strings_that_look_like_numbers_and_types_are_kept_exactly(tmp_path):
     assert "+name: '0.5'" in changed_lines(diffs["data/fraud_stream.yaml"])
     composed = hydraconf.compose(conf)
     assert composed["data"]["name"] == "0.5" and isinstance(composed["data"]["window"], float)
-    assert confplan.strict_equal(composed, params)
+    assert confvalues.strict_equal(composed, params)
 
 
 def test_a_removed_key_is_a_tilde_override_deleted_from_every_file_that_sets_it(tmp_path):
@@ -146,7 +146,7 @@ def test_a_removed_key_is_a_tilde_override_deleted_from_every_file_that_sets_it(
     assert changed_lines(diffs["evaluate/fixed.yaml"]) == ["-target_recall: 0.8"]
     # the parent would be left empty: ruamel's round trip writes `evaluate: {}` instead
     assert "target_recall" not in (conf / "config.yaml").read_text()
-    assert confplan.strict_equal(hydraconf.compose(conf), params)
+    assert confvalues.strict_equal(hydraconf.compose(conf), params)
 
 
 def test_differences_that_are_not_overrides_are_refused_with_the_reason(tmp_path):
@@ -187,7 +187,7 @@ def test_option_files_with_other_structure_and_group_defaults_in_option_files(tm
     diffs = apply(conf, params)
     assert changed_lines(diffs["model/net.yaml"]) == [
         "-  - optim: sgd   # the optimiser", "+  - optim: adam   # the optimiser", "-layers: [64, 32]", "+layers: [128, 64, 32]"]
-    assert confplan.strict_equal(hydraconf.compose(conf), params)
+    assert confvalues.strict_equal(hydraconf.compose(conf), params)
 
 
 @pytest.mark.parametrize("a, b, equal", [
@@ -195,7 +195,7 @@ def test_option_files_with_other_structure_and_group_defaults_in_option_files(tm
     ({"x": {"y": None}}, {"x": {"y": None}}, True), ({"x": {}}, {"x": {"y": 1}}, False),
 ])
 def test_strict_equality(a, b, equal):
-    assert confplan.strict_equal(a, b) is equal
+    assert confvalues.strict_equal(a, b) is equal
 
 
 # -- the flow on a real repository ----------------------------------------------------------
@@ -232,7 +232,7 @@ def test_from_dvc_exp_run_to_a_release_without_losing_the_experiment(project):
     assert "nothing to re-run" in res.out
     # params.yaml is byte for byte the experiment's, conf/ composes to it exactly
     assert (project.root / "params.yaml").read_bytes() == params_bytes
-    assert confplan.strict_equal(hydraconf.compose(project.root / "conf"), wanted)
+    assert confvalues.strict_equal(hydraconf.compose(project.root / "conf"), wanted)
     changed = sorted(line.strip() for line in project.git("status", "--porcelain").splitlines())
     assert changed == ["M conf/config.yaml", "M conf/data/fraud_stream.yaml", "M conf/evaluate/fixed.yaml", "M dvc.lock"]
     # dvc.lock: only the compose stage's record of conf/ changed, so nothing wants to re-run
@@ -319,7 +319,7 @@ def test_one_group_chosen_twice_under_two_packages_changes_only_the_right_entry(
     assert [o.text for o in exp.overrides] == ["preprocess@post=robust"]
     diffs = apply(conf, params)
     assert changed_lines(diffs["config.yaml"]) == ["-  - preprocess@post: standard", "+  - preprocess@post: robust"]
-    assert confplan.strict_equal(hydraconf.compose(conf), params)
+    assert confvalues.strict_equal(hydraconf.compose(conf), params)
 
 
 def test_an_interpolated_key_follows_its_source_and_keeps_its_interpolation(tmp_path):
@@ -332,7 +332,7 @@ def test_an_interpolated_key_follows_its_source_and_keeps_its_interpolation(tmp_
     assert [o.text for o in exp.overrides] == ["evaluate.threshold=0.7"]
     apply(conf, params)
     assert "report_threshold: ${evaluate.threshold}  # same as the decision\n" in fixed.read_text()
-    assert confplan.strict_equal(hydraconf.compose(conf), params)
+    assert confvalues.strict_equal(hydraconf.compose(conf), params)
 
 
 def test_groups_that_already_agree_are_not_searched(tmp_path):
@@ -351,7 +351,7 @@ def test_groups_that_already_agree_are_not_searched(tmp_path):
             calls.append(list(overrides))
             return s.compose(overrides)
 
-        exp = confplan.explain(params, compose, s.groups, s.entries)
+        exp = confplan.explain(params, compose, s.groups, s.entries, hydraconf.override_text)
     GlobalHydra.instance().clear()
     assert [o.text for o in exp.overrides] == ["preprocess=robust"]
     searched = {c[-1].split("=")[0] for c in calls if c}

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 from project import BIN
-from shapes import build_churn, build_textclf_live, churn_model, retrain_churn
+from shapes import build_churn, build_textclf_live, retrain_churn
 
 OPS = ("--approver", "ops", "--reason", "test")
 

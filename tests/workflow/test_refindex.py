@@ -14,7 +14,7 @@ from shapes import build_churn, retrain_churn
 from tether.adapters.gitrepo import Git
 from tether.adapters.refindex import PATTERNS, RefIndex
 from tether.core.refs import parse_tag
-from tether.registry.registry import _decode_name, _encode_name
+from tether.registry.release import _decode_name, _encode_name
 
 
 def sh(cwd: Path, *args: str) -> str:

@@ -1,6 +1,8 @@
 """A narrow git adapter: plumbing commands turned into small typed objects.
 
-Refs move only by compare-and-swap (`update-ref NEW OLD`); a lost race raises Conflict.
+`Git` is what callers use: the reads and the ref records here, with the log parsing of
+`gitlog.GitLog` and the writes of `gitwrite.GitWrite` (refs move only by compare-and-swap
+(`update-ref NEW OLD`); a lost race raises Conflict).
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether.adapters.cmd import CommandFailed, run, run_bytes
-from tether.errors import Conflict, NotFound, StorageError, TetherError, UsageError
-
-ZERO = "0" * 40
+from tether.adapters.cmd import run, run_bytes
+from tether.adapters.gitlog import GitLog
+from tether.adapters.gitwrite import GitWrite
+from tether.errors import NotFound, UsageError
 
 
 @dataclass(frozen=True)
@@ -27,33 +29,6 @@ class RefRecord:
     creator_date: str  # ISO-8601 of tagger (tags) or committer (commits)
     creator: str
     message: str  # tag message (annotated tags only)
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    commit: str
-    parents: tuple[str, ...]
-    tree: str
-    date: str
-    message: str
-    trailers: dict[str, str]
-    author: str = ""
-
-    @property
-    def subject(self) -> str:
-        return self.message.strip().split("\n", 1)[0] if self.message.strip() else ""
-
-
-def parse_trailers(block: str) -> dict[str, str]:
-    """Trailers as git itself parsed them: the output of `%(trailers:only,unfold)`, one
-    `Key: value` per line (git has found the trailer block, unfolded continuation lines and
-    normalised `Key:value`). The last value of a repeated key wins."""
-    out: dict[str, str] = {}
-    for line in block.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key and " " not in key:
-            out[key] = value.strip()
-    return out
 
 
 # The armour lines git starts a tag signature with (gpg-interface.c): OpenPGP, X.509, SSH.
@@ -72,23 +47,8 @@ def strip_signature(message: str) -> str:
 _COMMON_DIRS: dict[Path, Path] = {}  # repository root -> its common git directory
 
 
-# Every git process reads objects as their ids name them: `git replace` refs (local, written by
-# hand) never change what a commit, tag or tree means to tether, so a kept answer and a fresh one
-# agree however replacements come and go.
-NO_REPLACE = {"GIT_NO_REPLACE_OBJECTS": "1"}
-
-
-class Git:
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
+class Git(GitLog, GitWrite):
     # -- plumbing -------------------------------------------------------------------------
-    def run(self, *args: str, check: bool = True, input: str | None = None, env=None):
-        return run(["git", *args], cwd=self.root, check=check, input=input, env={**NO_REPLACE, **(env or {})})
-
-    def out(self, *args: str) -> str:
-        return self.run(*args).stdout.strip()
-
     @staticmethod
     def discover(path: str | Path) -> "Git":
         """The repository `path` is in; its common git directory comes in the same process."""
@@ -104,10 +64,6 @@ class Git:
         _COMMON_DIRS[git.root] = (common if common.is_absolute()  # fresh: replaces any remembered
                                   else Path(os.path.normpath(Path(path).resolve() / common)))
         return git
-
-    def rev_parse(self, rev: str) -> str | None:
-        res = self.run("rev-parse", "--verify", "--quiet", rev + "^{object}", check=False)
-        return res.stdout.strip() or None
 
     def head(self) -> str:
         sha = self.rev_parse("HEAD")
@@ -153,14 +109,6 @@ class Git:
         res = self.run("rev-parse", "--is-bare-repository", check=False)
         return res.returncode == 0 and res.stdout.strip() == "true"
 
-    def first_parent_entries(self, new: str, stop: list[str]) -> list["LogEntry"]:
-        """Commits on `new`'s first-parent line not reachable from `stop` (e.g. `^OLD`, `--not
-        --all`), newest first, with parents, tree and trailers."""
-        fmt = "%H%x00%P%x00%T%x00%(trailers:only,unfold)%x00"
-        out = self.run("log", "--first-parent", f"--format={fmt}", new, *stop, "--").stdout.split("\0")
-        return [LogEntry(out[i].strip(), tuple(out[i + 1].split()), out[i + 2], "", "", parse_trailers(out[i + 3]))
-                for i in range(0, len(out) - 3, 4)]
-
     def names_in(self, rev: str, paths: list[str]) -> set[str]:
         """Which of `paths` (files or directories) the tree at `rev` holds."""
         if not paths:
@@ -200,23 +148,6 @@ class Git:
 
     def tag_names(self) -> list[str]:
         return self.run("tag", "--list").stdout.split()
-
-    def remote_tag(self, remote: str, tag: str) -> str | None:
-        """The object `remote` has for refs/tags/TAG (None: it has no such tag); StorageError
-        when the remote cannot be reached."""
-        res = self.run("ls-remote", "--tags", remote, f"refs/tags/{tag}", check=False)
-        if res.returncode != 0:
-            raise StorageError(f"cannot reach {remote}: {res.stderr.strip()[-300:]}")
-        return res.stdout.split()[0] if res.stdout.strip() else None
-
-    def delete_ref(self, name: str, old: str) -> bool:
-        """Delete `name` only if it still points at `old` (compare-and-swap); False if it moved."""
-        return self.run("update-ref", "-d", name, old, check=False).returncode == 0
-
-    def trailers_first_parent(self, ref: str, limit: int = 500) -> list[dict[str, str]]:
-        """The trailers of the newest `limit` first-parent commits of `ref`, newest first."""
-        out = self.run("log", "--first-parent", "-n", str(limit), "--format=%(trailers:only,unfold)%x00", ref).stdout
-        return [parse_trailers(block) for block in out.split("\0")]
 
     def archive(self, commit: str) -> bytes:
         """The commit's tree as a tar archive (`git archive`)."""
@@ -312,189 +243,6 @@ class Git:
     def ref(self, name: str) -> str | None:
         res = self.run("rev-parse", "--verify", "--quiet", name, check=False)
         return res.stdout.strip() or None
-
-    def update_ref(self, name: str, new: str, old: str | None, message: str) -> None:
-        """Compare-and-swap: moves `name` to `new` only if it still points at `old`
-        (None: only if it does not exist yet)."""
-        res = self.run("update-ref", "-m", message, name, new, old or ZERO, check=False)
-        if res.returncode != 0:
-            raise Conflict(
-                f"{short_ref(name)} moved while we worked (expected {(old or 'nothing')[:12]})",
-                hint="someone else moved it; look at `tether history` and try again",
-            )
-
-    def make_tag_object(self, name: str, commit: str, message: str, when: int | None = None) -> str:
-        """An annotated tag object (no ref yet); `when` sets the tagger date (Unix seconds)."""
-        ident = self.ident("GIT_COMMITTER_IDENT")
-        if when is not None:
-            ident = ident.rsplit(" ", 2)[0] + f" {int(when)} +0000"
-        return self.run(
-            "mktag",
-            input=f"object {commit}\ntype commit\ntag {name}\ntagger {ident}\n\n{message}"
-            + ("" if message.endswith("\n") else "\n"),
-        ).stdout.strip()
-
-    def create_tag(self, name: str, commit: str, message: str) -> str:
-        """An annotated tag; refuses (Conflict) if the tag exists. Returns the tag object id."""
-        tag_obj = self.run(
-            "mktag",
-            input=(
-                f"object {commit}\ntype commit\ntag {name}\n"
-                f"tagger {self.ident('GIT_COMMITTER_IDENT')}\n\n{message}"
-                + ("" if message.endswith("\n") else "\n")
-            ),
-        ).stdout.strip()
-        self.update_ref(f"refs/tags/{name}", tag_obj, None, f"tether: release {name}")
-        return tag_obj
-
-    def ident(self, var: str = "GIT_COMMITTER_IDENT") -> str:
-        res = self.run("var", var, check=False)
-        if res.returncode != 0:
-            raise UsageError(
-                "git does not know who you are",
-                hint='set it with git config user.name "…" and git config user.email "…"',
-            )
-        return res.stdout.strip()
-
-    def commit_tree(self, tree: str, parents: list[str], message: str, sign: bool = False) -> str:
-        """A commit object (no ref moves); `sign` signs it with the user's configured git
-        signing (`gpg.format`, `user.signingkey`), as `git commit -S` does."""
-        args = ["commit-tree", tree]
-        for p in parents:
-            args += ["-p", p]
-        if not sign:
-            return self.run(*args, input=message).stdout.strip()
-        try:
-            return self.run(*args, "-S", input=message).stdout.strip()
-        except CommandFailed as exc:
-            raise _signing_failed(exc) from None
-
-    def create_signed_tag(self, name: str, commit: str, message: str) -> str:
-        """A signed annotated tag made by `git tag -s` (OpenPGP, X.509 or SSH, whatever the user
-        configured); refuses (Conflict) if the tag exists. Returns the tag object id."""
-        if self.rev_parse(f"refs/tags/{name}") is not None:
-            raise Conflict(f"tag {name} exists already", hint="releases never move; release another version")
-        try:
-            self.run("tag", "-s", "--cleanup=verbatim", "-F", "-", name, commit,
-                     input=message + ("" if message.endswith("\n") else "\n"))
-        except CommandFailed as exc:
-            if "already exists" in exc.result.stderr:
-                raise Conflict(f"tag {name} exists already (made meanwhile)",
-                               hint="releases never move; release another version") from None
-            raise _signing_failed(exc) from None
-        return self.out("rev-parse", f"refs/tags/{name}")
-
-    def commit_signatures(self, revs: list[str], allowed_signers: Path | None,
-                          max_count: int | None = None) -> dict[str, tuple[str, str, str]]:
-        """commit -> (`%G?`, principal `%GS`, key `%GK`) for the first-parent commits of `revs`
-        (the newest `max_count`), in ONE `git log` that has git itself verify each signature
-        against the given allowed signers file."""
-        conf = ["-c", f"gpg.ssh.allowedSignersFile={allowed_signers or os.devnull}"]
-        limit = [f"--max-count={max_count}"] if max_count is not None else []
-        out = self.run(*conf, "log", "--first-parent", *limit, "--format=%H%x00%G?%x00%GS%x00%GK%x00",
-                       *revs, "--").stdout
-        f = out.split("\0")
-        return {f[i].strip(): (f[i + 1], f[i + 2], f[i + 3]) for i in range(0, len(f) - 3, 4)}
-
-    def signatures_of(self, commits: list[str], allowed_signers: Path | None) -> dict[str, tuple[str, str, str]]:
-        """The same verdicts for exactly these commits (no walk), in ONE `git log`."""
-        if not commits:
-            return {}
-        conf = ["-c", f"gpg.ssh.allowedSignersFile={allowed_signers or os.devnull}"]
-        out = self.run(*conf, "log", "--no-walk=unsorted", "--format=%H%x00%G?%x00%GS%x00%GK%x00",
-                       *commits, "--").stdout
-        f = out.split("\0")
-        return {f[i].strip(): (f[i + 1], f[i + 2], f[i + 3]) for i in range(0, len(f) - 3, 4)}
-
-    def verify_tag_raw(self, tag_object: str, allowed_signers: Path | None) -> tuple[int, str]:
-        """`git verify-tag --raw` of one tag object: (exit status, what the signing tool said)."""
-        res = self.run("-c", f"gpg.ssh.allowedSignersFile={allowed_signers or os.devnull}",
-                       "verify-tag", "--raw", tag_object, check=False)
-        return res.returncode, res.stderr + res.stdout
-
-    def log_first_parent(self, rev: str, stop_at: str | None = None) -> list[LogEntry]:
-        """Newest first. One subprocess for the whole history (or for the part above
-        `stop_at`: commits `rev` reaches and `stop_at` does not)."""
-        fmt = "%H%x00%P%x00%T%x00%cI%x00%an <%ae>%x00%B%x00%(trailers:only,unfold)%x00"
-        out = self.run("log", "--first-parent", f"--format={fmt}", rev, *([f"^{stop_at}"] if stop_at else []),
-                       "--").stdout
-        fields = out.split("\0")
-        entries = []
-        for i in range(0, len(fields) - 6, 7):
-            sha, parents, tree, date, author, body, trailers = fields[i : i + 7]
-            entries.append(
-                LogEntry(
-                    commit=sha.strip(),
-                    parents=tuple(parents.split()),
-                    tree=tree,
-                    date=date,
-                    message=body,
-                    trailers=parse_trailers(trailers),
-                    author=author,
-                )
-            )
-        return entries
-
-    # -- remotes --------------------------------------------------------------------------
-    def remote_url(self, name: str = "origin") -> str | None:
-        res = self.run("remote", "get-url", name, check=False)
-        return res.stdout.strip() or None
-
-    def fetch(self, remote: str, *refspecs: str) -> None:
-        try:
-            self.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
-        except CommandFailed as exc:
-            if "would clobber existing tag" in exc.result.stderr:
-                from tether.errors import IntegrityError
-
-                raise IntegrityError(
-                    f"a release tag on '{remote}' differs from ours: it was moved or re-created",
-                    hint="releases never change; find out who re-tagged, and restore the original",
-                ) from None
-            raise StorageError(f"cannot fetch from git remote '{remote}': {exc.message}") from exc
-
-    def fetch_optional(self, remote: str, *refspecs: str) -> bool:
-        """Fetch these refs in one round trip; False, with nothing fetched, if the remote lacks
-        one that names no wildcard (git updates no ref when any source is missing)."""
-        try:
-            self.fetch(remote, *refspecs)
-        except StorageError as exc:
-            if "couldn't find remote ref" in exc.message:
-                return False
-            raise
-        return True
-
-    def push(self, remote: str, *refspecs: str) -> None:
-        """A plain (fast-forward only) push; a rejection means someone else moved the ref."""
-        res = self.run("push", "--porcelain", "--atomic", remote, *refspecs, check=False)
-        if res.returncode == 0:
-            return
-        text = res.stdout + res.stderr
-        if "pre-receive hook declined" in text:
-            said = [ln.partition("remote: ")[2] for ln in text.splitlines() if "remote: tether: refused" in ln]
-            from tether.errors import IntegrityError
-
-            raise IntegrityError(f"the git remote '{remote}' refused the push: " + ("; ".join(said) or text.strip()[-300:]),
-                                 hint="its pre-receive hook enforces tether's rules; nothing was updated there")
-        if "rejected" in text or "non-fast-forward" in text or "fetch first" in text or "already exists" in text:
-            raise Conflict(
-                f"the git remote '{remote}' rejected the push: it moved since you last fetched",
-                hint="someone else pushed first; fetch, look at `tether history`, and try again",
-            )
-        raise TetherError(f"git push to '{remote}' failed: {text.strip()[-400:]}")
-
-
-def _signing_failed(exc: CommandFailed) -> UsageError:
-    return UsageError(f"git could not sign: {exc.message}",
-                      hint="configure git signing (SSH: git config gpg.format ssh && git config user.signingkey "
-                           "~/.ssh/id_ed25519.pub; OpenPGP: git config user.signingkey KEYID); nothing was changed")
-
-
-def short_ref(name: str) -> str:
-    for prefix in ("refs/heads/", "refs/tags/", "refs/remotes/"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
 
 
 def cat_files(git: Git, specs: list[str]) -> dict[str, bytes | None]:

@@ -4,10 +4,14 @@ overrides, the groups with their options, the defaults list in merge order)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tether.core import confplan
 from tether.core.confplan import Entry, Explanation, Group
+from tether.core.confvalues import strict_equal
 from tether.errors import UsageError
 
 
@@ -118,6 +122,52 @@ def explain(conf_dir: Path, params: dict, config_name: str = "config") -> Explan
                 s.compose([])
             except Exception as exc:
                 raise UsageError(f"cannot compose {conf_dir}: {exc}") from exc
-            return confplan.explain(params, s.compose, s.groups, s.entries)
+            return confplan.explain(params, s.compose, s.groups, s.entries, override_text)
     finally:
         GlobalHydra.instance().clear()
+
+
+# -- Hydra's override grammar (`evaluate.threshold=0.7`, `'a b'`, `[1,2]`): each written value
+# is checked by Hydra's own parser, and passed to confplan.explain as `write` ------------- -------------------------------------------------------------
+def hydra_value(value: Any) -> str:
+    """`value` in Hydra's override grammar, checked by Hydra's own parser."""
+    text = _hydra_value(value)
+    if not strict_equal(_parse(f"k={text}").value(), value):
+        text = _quote(str(value)) if isinstance(value, str) else text
+        if not strict_equal(_parse(f"k={text}").value(), value):
+            raise ValueError(f"cannot write {value!r} as a Hydra override value")
+    return text
+
+
+def _hydra_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if not (isinstance(value, float) and math.isinf(value)) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        return value if value.strip() == value and value else _quote(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"cannot write {value!r} as a Hydra override value")
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _parse(text: str) -> Any:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides([text])[0]
+
+
+def override_text(prefix: str, key: str, value: Any) -> str:
+    text = f"{prefix}{key}={hydra_value(value)}"
+    parsed = _parse(text)  # raises on a key Hydra's grammar does not take
+    if parsed.key_or_group != key:
+        raise ValueError(f"{key!r} is not a key Hydra's override grammar can name")
+    return text

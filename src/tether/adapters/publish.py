@@ -9,10 +9,12 @@ has landed on origin: a `gc --cloud` in another clone that ran in between did no
 from __future__ import annotations
 
 from tether.core import dvcgraph
+from tether.core import manifest as mf
+from tether.core.settings import load_yaml
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import StorageError
 from tether.adapters.gitrepo import cat_files
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.adapters.workspace import Workspace
 
 
 def _uncached(dvc_yaml: dict) -> set[str]:
@@ -62,6 +64,11 @@ def outputs_in_blobs(lock_raw: bytes | None, yaml_raw: bytes | None, dvc_files: 
                 path = str(o.get("path", ""))
                 out[o["md5"]] = f"{base}/{path}" if base else path
     return out
+
+
+def all_md5s(manifest: dict) -> dict[str, str]:
+    """{md5: path} of every DVC object a release needs."""
+    return {e["md5"]: e["path"] for e in mf.dvc_objects(manifest)}
 
 
 def commit_outputs(ws: Workspace, commit: str) -> dict[str, str]:

@@ -23,7 +23,8 @@ import os
 from pathlib import Path
 
 from tether import __version__
-from tether.adapters.gitrepo import Git, LogEntry, RefRecord
+from tether.adapters.gitlog import LogEntry
+from tether.adapters.gitrepo import Git, RefRecord
 
 SCHEMA = 1
 PATTERNS = ("refs/tags/", "refs/heads/", "refs/remotes/origin/")  # every ref the registry reads

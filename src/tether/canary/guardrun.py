@@ -1,4 +1,4 @@
-"""`tether guard`'s adapter: scrape a server's /metrics (stdlib urllib), feed tether.guard's
+"""`tether guard`'s adapter: scrape a server's /metrics (tether.canary.scrape), feed tether.guard's
 decision core, and perform what it decides through the ordinary moves (tether.canary for a
 weight, tether.environments for a promotion or a rollback), each a compare-and-swap against the
 head the decision was made on, so a human who moved first wins and the guard's move is refused.
@@ -12,18 +12,16 @@ from cron continue where the last one stopped; a head the guard did not record s
 from __future__ import annotations
 
 import json
-import math
-import re
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tether.core import guard
+from tether.canary.scrape import BadSample, arm_of, check_url, eval_of, lone_arm, parse, scrape, served
 from tether.canary.weight import execute_weight, plan_weight
+from tether.core.metricnames import CANARY, STABLE
 from tether.core.moves import weight_of
-from tether.errors import Conflict, NotFound, UsageError
+from tether.errors import Conflict, NotFound
 from tether.core.guard import Arm, Decision, Sample, State
 from tether.core.refs import release_dir_name
 from tether.registry.registry import Registry
@@ -32,118 +30,6 @@ from tether.adapters.workspace import Workspace
 APPROVER = "tether-guard"
 Expect = tuple[str | None, str | None, int | None]  # (arm, release id, weight) a move made live; None: any
 CONFIRM_S = 60.0  # how long a move waits for the server to serve it: a new worker imports and smoke-tests first
-_LINE = re.compile(r'^([a-zA-Z_:][\w:]*)\{(.*)\}\s+(\S+)$')
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
-def check_url(url: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", url or ""):
-        raise UsageError(f"--url must be the server's http:// address, not {url[:80]!r}")
-    return url
-
-
-def scrape(url: str, timeout: float = 10.0) -> str:
-    check_url(url)
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as r:
-            return r.read().decode("utf-8", errors="replace")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise NotFound(f"no metrics from {url}: {exc}", hint="is `tether serve` running there?") from None
-
-
-class BadSample(ValueError):
-    """The server's /metrics for the guarded release cannot be true: a failed observation."""
-
-
-def parse(text: str) -> list[tuple[str, dict, float]]:
-    """(name, labels, value) per sample line; a value that is no number is NaN (refused by
-    `_count` if it is one of the guarded release's series, ignored otherwise)."""
-    out = []
-    for line in text.splitlines():
-        m = _LINE.match(line.strip())
-        if m:
-            try:
-                value = float(m.group(3))
-            except ValueError:
-                value = math.nan
-            out.append((m.group(1), dict(_LABEL.findall(m.group(2))), value))
-    return out
-
-
-def _count(name: str, labels: dict, value: float) -> int:
-    """A counter's value as the whole number of events it must be; BadSample otherwise."""
-    if not math.isfinite(value) or value < 0 or value != int(value):
-        shown = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        raise BadSample(f"the server reports {name}{{{shown}}} = {value:g}, not a count")
-    return int(value)
-
-
-def _cumulative(name: str, buckets: list[tuple[float, int]]) -> list[tuple[float, int]]:
-    out = sorted(buckets)
-    if any(b[1] < a[1] for a, b in zip(out, out[1:])):
-        raise BadSample(f"the server's {name} falls from one bucket to the next (a histogram's buckets are cumulative)")
-    return out
-
-
-def _rows(rows, name: str, release: str, arm: str | None):
-    return [(lab, v) for n, lab, v in rows if n == name and lab.get("release") == release and lab.get("arm") == arm]
-
-
-def _per_bucket(cumulative: list[tuple[float, int]]) -> tuple[int, ...]:
-    out, prev = [], 0
-    for _b, c in sorted(cumulative):
-        out.append(c - prev)
-        prev = c
-    return tuple(out)
-
-
-def _bound(text: str | None) -> float:
-    try:
-        bound = math.inf if text == "+Inf" else float(text or "")
-    except ValueError:
-        bound = math.nan
-    if math.isnan(bound):
-        raise BadSample(f"the server reports a histogram bucket with le={text!r}, not a number")
-    return bound
-
-
-def _counts(rows, name: str, release: str, arm: str | None) -> list[tuple[dict, int]]:
-    return [(lab, _count(name, lab, v)) for lab, v in _rows(rows, name, release, arm)]
-
-
-def _hist(rows, name: str, release: str, arm: str | None) -> list[tuple[float, int]]:
-    return _cumulative(name, [(_bound(lab.get("le")), c) for lab, c in _counts(rows, name, release, arm)])
-
-
-def arm_of(rows, release: str, arm: str | None) -> Arm:
-    """One arm's cumulative counters for `release` from parsed /metrics; BadSample when they
-    cannot be true (a counter +Inf, NaN, negative or fractional, a histogram that falls, more
-    errors than requests)."""
-    reqs = sum(c for _l, c in _counts(rows, "tether_requests_total", release, arm))
-    errs = sum(c for _l, c in _counts(rows, "tether_request_errors_total", release, arm))
-    if errs > reqs:
-        raise BadSample(f"the server reports {errs} errors of {reqs} requests for {release}")
-    lat = tuple(_hist(rows, "tether_request_duration_seconds_bucket", release, arm))
-    sc = _hist(rows, "tether_score_bucket", release, arm)
-    return Arm(release, reqs, errs, lat, _per_bucket(sc) if sc else ())
-
-
-def eval_of(rows, release: str, arm: str | None) -> tuple[int, ...]:
-    sc = _hist(rows, "tether_eval_score_bucket", release, arm)
-    return _per_bucket(sc) if sc else ()
-
-
-def lone_arm(rows) -> str | None:
-    """The arm one environment guarded alone is served on: "stable" on a server that also runs
-    a canary target (every series then carries `arm`), else none."""
-    return "stable" if any(lab.get("arm") for _n, lab, _v in rows) else None
-
-
-def served(rows, arm: str | None) -> tuple[str | None, int | None]:
-    """(release id, weight) the server reports for an arm."""
-    rel = next((lab.get("release") for n, lab, _v in rows if n == "tether_release_info" and lab.get("arm") == arm), None)
-    w = next((_count(n, lab, v) for n, lab, v in rows if n == "tether_canary_weight" and lab.get("arm") == arm), None)
-    return rel, w
 
 
 @dataclass
@@ -212,7 +98,7 @@ class Guard:
 
     def _sample(self, reg: Registry, rows, head: str, tag: str,
                 weight: int) -> tuple[Sample | None, str, str, int, str]:
-        arm = "canary" if self.stable else lone_arm(rows)
+        arm = CANARY if self.stable else lone_arm(rows)
         rel, w = served(rows, arm)
         if rel != _rid(tag) or (self.stable and w != weight):
             return None, head, tag, weight, (f"the server's {arm or 'only'} arm serves {rel or 'nothing'}"
@@ -222,7 +108,7 @@ class Guard:
         stable = None
         if self.stable:
             stable_tag = reg.live_release(self.model, self.stable) or ""
-            stable = arm_of(rows, _rid(stable_tag), "stable")
+            stable = arm_of(rows, _rid(stable_tag), STABLE)
         return Sample(arm_of(rows, _rid(tag), arm), stable, eval_of(rows, _rid(tag), arm)), head, tag, weight, ""
 
     def step(self) -> Outcome:
@@ -273,7 +159,7 @@ class Guard:
             out.moved = f"{self.env}: {out.release} {plan.previous_weight}% → {d.weight}% ({plan.action})"
             self._save(out.commit, d.state)
             if self._deploy(out, self.env, self.deploy_to):
-                self._confirm(out, [("canary", _rid(out.release), d.weight)])
+                self._confirm(out, [(CANARY, _rid(out.release), d.weight)])
             return out
         from tether.commands.move import execute_move, plan_move
 
@@ -288,16 +174,16 @@ class Guard:
             raise Conflict(f"{self.env} moved while the guard decided (expected {head[:12]})",
                            hint=f"someone else moved it first; see `tether history --env {self.env}`")
         mplan.notes.update(notes | ({"Tether-Canary": f"{self.env}@{head[:12]}"} if self.stable else {}))
-        out.commit = execute_move(self.ws, mplan)
+        out.commit = execute_move(self.ws, mplan).commit
         out.moved = f"{target_env}: {mplan.current.release if mplan.current else 'nothing'} → {mplan.release.tag} ({mplan.action})"
         if d.action == guard.PROMOTE:
-            expect: list[Expect] = [("stable", _rid(out.release), None)] if self._deploy(out, target_env, self.deploy_stable) else []
+            expect: list[Expect] = [(STABLE, _rid(out.release), None)] if self._deploy(out, target_env, self.deploy_stable) else []
             done = plan_weight(self.ws, self.model, self.env, 0, approver=self.approver, expect_head=head,
                                reason=f"guard: {out.release} promoted to {target_env} (commit {out.commit[:12]})",
                                notes={"Tether-Policy": guard.policy_line(pol)})
             execute_weight(self.ws, done)
             if self._deploy(out, self.env, self.deploy_to):
-                expect.append(("canary", None, 0))
+                expect.append((CANARY, None, 0))
             if expect:
                 self._confirm(out, expect)
         elif self._deploy(out, target_env, self.deploy_to):

@@ -1,5 +1,5 @@
-"""Canary environments: the traffic weight as a recorded move, and the weight file deploy
-writes beside a canary's `current` for `tether serve --canary-target`.
+"""Canary environments: the traffic weight as a recorded move (the weight file deploy writes
+beside a canary's `current` for `tether serve --canary-target` is tether.servedir.weight).
 
 A canary environment (`meta.tether.canaries: {canary: production}`) is an ordinary environment
 branch. Promoting to it records `Tether-Weight: <first step>`; every later change of the weight
@@ -11,17 +11,15 @@ The weight in force is the newest move's trailer, read back from git and validat
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tether.clock import now_iso
 from tether.errors import Conflict, IntegrityError, NotFound, UsageError
-from tether.core.moves import WEIGHT, parse_weight, weight_of
-from tether.registry.registry import Registry, Release
+from tether.core import moves
+from tether.core.moves import WEIGHT, weight_of
+from tether.registry.registry import Registry
+from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
-
 
 
 def stable_of(ws: Workspace, model: str, env: str) -> str:
@@ -32,7 +30,7 @@ def stable_of(ws: Workspace, model: str, env: str) -> str:
     return stable
 
 
-@dataclass
+@dataclass(frozen=True)
 class WeightPlan:
     model: str
     env: str
@@ -49,12 +47,11 @@ class WeightPlan:
 
     def message(self, time: str) -> str:
         verb = "roll back" if self.action == "rollback" else "set weight of"
-        trailers = {"Tether-Action": self.action, "Tether-Release": self.release.tag,
-                    "Tether-Tag-Object": self.release.tag_object, "Tether-Previous": self.release.tag,
-                    "Tether-Approver": self.approver, "Tether-Reason": self.reason, WEIGHT: str(self.weight),
-                    "Tether-Previous-Weight": str(self.previous_weight), **self.notes, "Tether-Time": time}
-        body = "\n".join(f"{k}: {v}" for k, v in trailers.items())
-        return f"{verb} {self.env} ({self.release.tag}) to {self.weight}%\n\n{self.reason}\n\n{body}\n"
+        trailers = {moves.ACTION: self.action, moves.RELEASE: self.release.tag,
+                    moves.TAG_OBJECT: self.release.tag_object, moves.PREVIOUS: self.release.tag,
+                    moves.APPROVER: self.approver, moves.REASON: self.reason, WEIGHT: str(self.weight),
+                    moves.PREVIOUS_WEIGHT: str(self.previous_weight), **self.notes, moves.TIME: time}
+        return moves.move_message(f"{verb} {self.env} ({self.release.tag}) to {self.weight}%", self.reason, trailers)
 
     def as_dict(self) -> dict:
         return {"action": self.action, "model": self.model, "env": self.env, "release": self.release.tag,
@@ -63,10 +60,7 @@ class WeightPlan:
 
 
 def _one_line(text: str, what: str) -> str:
-    value = " ".join((text or "").split())
-    if not value:
-        raise UsageError(f"{what} is empty", hint=f"say it with --{what} \"…\"")
-    return value
+    return moves.one_line(text, what, hint=f"say it with --{what} \"…\"")
 
 
 def plan_weight(ws: Workspace, model: str | None, env: str, weight: int, *, approver: str, reason: str,

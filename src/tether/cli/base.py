@@ -41,7 +41,7 @@ class Options:
     chdir: str = "."
 
 
-def _opts() -> Options:
+def global_options() -> Options:
     ctx = get_current_context(silent=True)
     obj = ctx.find_root().obj if ctx is not None else None
     return obj if isinstance(obj, Options) else Options()
@@ -81,10 +81,10 @@ def _root(
     ctx.obj = Options(debug=debug, chdir=chdir)
 
 
-def _ws():
+def open_workspace():
     from tether.adapters.workspace import Workspace
 
-    return Workspace.discover(_opts().chdir)
+    return Workspace.discover(global_options().chdir)
 
 
 def emit(data, as_json: bool, text: str | None = None, *, escaped: bool = False) -> None:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_OPT, _opts, _ws, app, emit, progress
+from tether.cli.base import DRY, JSON, MODEL_OPT, global_options, open_workspace, app, emit, progress
 from tether.errors import GateFailed
 
 canary_app = typer.Typer(help="Canary environments: the traffic weight as a recorded move.", no_args_is_help=True)
@@ -28,7 +28,7 @@ def weight(
     from tether.canary.weight import execute_weight, plan_weight
     from tether.core.moves import parse_weight
 
-    ws = _ws()
+    ws = open_workspace()
     plan = plan_weight(ws, model, env, parse_weight(percent), approver=approver, reason=reason)
     if dry_run:
         emit({"dry_run": True, **plan.as_dict()}, as_json,
@@ -70,8 +70,8 @@ def guard_cmd(
     from tether.servedir.layout import resolve_target
     from tether.canary.guardrun import Guard
 
-    cwd = _opts().chdir
-    g = Guard(_ws(), model, env, url, deploy_to=resolve_target(deploy_to, cwd) if deploy_to else None,
+    cwd = global_options().chdir
+    g = Guard(open_workspace(), model, env, url, deploy_to=resolve_target(deploy_to, cwd) if deploy_to else None,
               deploy_stable=resolve_target(deploy_stable, cwd) if deploy_stable else None)
 
     def report(out) -> None:

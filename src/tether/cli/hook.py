@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import JSON, _opts, app, emit, progress
+from tether.cli.base import JSON, global_options, app, emit, progress
 
 hook_app = typer.Typer(no_args_is_help=True, help="Server-side git hooks: tether's rules where teams push.")
 app.add_typer(hook_app, name="hook")
@@ -31,10 +31,10 @@ def pre_receive(
     """Run by git in a bare repository: reads `<old> <new> <ref>` lines on stdin and refuses
     (exit 6) a push that breaks tether's rules. Nothing is updated when it refuses."""
     from tether.errors import IntegrityError
-    from tether.adapters.gitrepo import ZERO
+    from tether.adapters.gitbase import ZERO
     from tether.commands.hook import check_push, parse_updates
 
-    bare = Path(os.environ.get("GIT_DIR") or _opts().chdir).absolute()
+    bare = Path(os.environ.get("GIT_DIR") or global_options().chdir).absolute()
     updates = parse_updates(sys.stdin.read())
     refusals = check_push(bare, updates, Path(dvc_repo).absolute() if dvc_repo else None, policy_branch)
     if not dvc_repo and any(u.ref.startswith("refs/tags/") and u.old == ZERO != u.new and "@v" in u.ref
@@ -59,11 +59,11 @@ def install(
     as_json: bool = JSON,
 ) -> None:
     """Install `hooks/pre-receive` calling this tether, or print how (--print)."""
-    from tether.commands.hook import hook_script, install_branch
-    from tether.commands.hook import install as do_install
+    from tether.commands.hook_policy import hook_script, install_branch
+    from tether.commands.hook_policy import install as do_install
 
     cmd = _tether_command()
-    root = Path(_opts().chdir)
+    root = Path(global_options().chdir)
     dvc = (root / dvc_repo).absolute() if dvc_repo else None
     target = (root / bare).absolute()
     if print_only:

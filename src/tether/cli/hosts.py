@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_OPT, _opts, _ws, app, byte_bar, emit, progress
+from tether.cli.base import DRY, JSON, MODEL_OPT, global_options, open_workspace, app, byte_bar, emit, progress
 from tether.errors import UsageError
 
 # -- serving hosts and workspaces ----------------------------------------------------------
@@ -34,13 +34,13 @@ def deploy(
     from tether.deploy.command import deploy as do_deploy
     from tether.servedir.layout import resolve_target
 
-    resolve_target(target, _opts().chdir)  # an empty --target is a usage error, before anything else
+    resolve_target(target, global_options().chdir)  # an empty --target is a usage error, before anything else
     if repo is None:
-        _ws()  # fail early outside a repository
+        open_workspace()  # fail early outside a repository
     # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
     with byte_bar(f"deploying {env}", enabled=not as_json and not dry_run):
         res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                        dry_run=dry_run, progress=None if as_json else progress, cwd=_opts().chdir,
+                        dry_run=dry_run, progress=None if as_json else progress, cwd=global_options().chdir,
                         require_signatures=require_signed, allowed_signers=allowed_signers, force=force)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
@@ -68,12 +68,12 @@ def verify(
         from tether.deploy.verify import verify_target
 
         with byte_bar("verifying", enabled=not as_json):
-            res = verify_target(target, cwd=_opts().chdir)
+            res = verify_target(target, cwd=global_options().chdir)
     elif ref is not None:
         from tether.commands.checkout import verify_release
 
         with byte_bar(f"verifying {ref}", enabled=not as_json):
-            res = verify_release(_ws(), ref, model, progress=None if as_json else progress)
+            res = verify_release(open_workspace(), ref, model, progress=None if as_json else progress)
     emit(res, as_json, f"{res['release']}: {res['files']} file(s), every digest matches")
 
 
@@ -91,7 +91,7 @@ def checkout(
     from tether.commands.checkout import checkout as do_checkout
 
     with byte_bar(f"checking out {ref}", enabled=not as_json and not dry_run):
-        res = do_checkout(_ws(), ref, model=model, force=force, dry_run=dry_run,
+        res = do_checkout(open_workspace(), ref, model=model, force=force, dry_run=dry_run,
                           progress=None if as_json else progress)
     what = res.release or f"branch {res.ref}"
     if res.release and res.ref != res.release:
@@ -129,8 +129,8 @@ def serve(
         raise UsageError("--max-body-bytes must be at least 1")
     if not target_wait >= 0:
         raise UsageError(f"--target-wait must be 0 or more seconds, not {target_wait}")
-    run(resolve_target(target, _opts().chdir), host, port, watch_interval, max_body,
-        resolve_target(canary_target, _opts().chdir) if canary_target is not None else None, target_wait)
+    run(resolve_target(target, global_options().chdir), host, port, watch_interval, max_body,
+        resolve_target(canary_target, global_options().chdir) if canary_target is not None else None, target_wait)
 
 
 @app.command("worker", hidden=True)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_OPT, _ws, app, emit, one_of, progress
+from tether.cli.base import DRY, JSON, MODEL_OPT, open_workspace, app, emit, one_of, progress
 from tether.cli.render import gate_line, history_output
 from tether.errors import UsageError
 
@@ -15,7 +15,7 @@ def _move(action: str, **kw) -> None:
     from tether.commands.move import execute_move, plan_move
 
     as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
-    ws = _ws()
+    ws = open_workspace()
     if not as_json:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
@@ -26,19 +26,19 @@ def _move(action: str, **kw) -> None:
         emit({"dry_run": True, **plan.as_dict()}, as_json,
              "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *gate_lines]))
         return
-    new = execute_move(ws, plan)
-    for step in plan.published:
+    done = execute_move(ws, plan)
+    for step in done.published:
         progress(step)
-    lines = [*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {new[:12]}"
+    lines = [*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {done.commit[:12]}"
              + (", pushed" if plan.push else "") + ")"]
-    if plan.local_only:
-        lo = plan.local_only
+    if done.local_only:
+        lo = done.local_only
         serve = (f"still serve {lo['origin_release'] or 'what origin/' + lo['branch'] + ' holds'}"
                  + f"; `tether deploy --env {plan.env}` from this clone refuses until it is pushed"
                  if lo["origin_has_branch"] else f"serve nothing (origin has no {lo['branch']})")
         lines.append(f"local only: not pushed; hosts that deploy from origin {serve}. "
                      f"Publish it: {lo['push']} (or move with --push)")
-    emit({"dry_run": False, "commit": new, **plan.as_dict()}, as_json, "\n".join(lines))
+    emit({"dry_run": False, **done.as_dict()}, as_json, "\n".join(lines))
 
 
 @app.command()
@@ -98,7 +98,7 @@ def history(
     """The audit trail of each environment, newest first."""
     from tether.registry.views import env_history
 
-    data = env_history(_ws(), model, env, at)
+    data = env_history(open_workspace(), model, env, at)
     typer.echo(history_output(data, as_json))
     _refuse(data)
 
@@ -126,7 +126,7 @@ def gc(
     if keep < 0:
         raise UsageError("--keep must be 0 or more")
     seconds = 0 if prune_now else parse_grace(grace)
-    ws = _ws()
+    ws = open_workspace()
     if seconds == 0:
         progress("warning: no grace period: objects a `release --push` or `promote --push` in another clone has "
                  "uploaded but not yet tagged on origin may be deleted")

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, _ws, app, emit, one_of, progress
-from tether.cli.render import gate_line, list_output, show_output, status_output
+from tether.cli.base import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, open_workspace, app, emit, one_of, progress
+from tether.cli.render import check_output, diff_output, gate_line, list_output, show_output, status_output
 from tether.errors import TetherError
 
 # -- releases ------------------------------------------------------------------------------
@@ -27,7 +27,7 @@ def release(
     from tether.commands.release import execute_release, plan_release
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    ws = _ws()
+    ws = open_workspace()
     if not as_json:
         progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
     try:
@@ -69,7 +69,7 @@ def conf_apply(dry_run: bool = DRY, as_json: bool = JSON) -> None:
     """Write the overrides that explain params.yaml (e.g. from `dvc exp run -S`) into conf/."""
     from tether.commands.conf_apply import execute_conf_apply, plan_conf_apply
 
-    ws = _ws()
+    ws = open_workspace()
     plan = plan_conf_apply(ws)
     if plan.nothing_to_do:
         emit({"dry_run": dry_run, "written": [], **plan.as_dict()}, as_json,
@@ -107,13 +107,7 @@ def list_(
     from tether.registry.views import release_rows
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    typer.echo(list_output(release_rows(_ws(), model), as_json))
-
-
-def _resolve(reg, ref: str, model: Optional[str] = None):
-    from tether.core.refs import parse_ref
-
-    return reg.resolve(parse_ref(ref), model)
+    typer.echo(list_output(release_rows(open_workspace(), model), as_json))
 
 
 @app.command()
@@ -125,7 +119,7 @@ def show(
     """The release manifest."""
     from tether.registry.views import shown_release
 
-    typer.echo(show_output(shown_release(_ws(), ref, model), as_json))
+    typer.echo(show_output(shown_release(open_workspace(), ref, model), as_json))
 
 
 @app.command()
@@ -135,30 +129,9 @@ def diff(
     as_json: bool = JSON,
 ) -> None:
     """What changed between two releases, component by component."""
-    from tether.core.manifest import diff as mdiff
-    from tether.registry.registry import Registry
+    from tether.registry.views import release_diff
 
-    reg = Registry(_ws(), messages=False, cached=True)
-    ra, rb = _resolve(reg, a), _resolve(reg, b)
-    for r in (ra, rb):
-        r.require_trusted("compared")
-    d = mdiff(ra.manifest, rb.manifest)
-    lines = [f"{d['from']} → {d['to']}"]
-    for name, comp in d["components"].items():
-        state = "changed" if comp["changed"] else "same"
-        lines.append(f"  {name:10} {state}")
-        if name in ("weights", "data", "code"):
-            for k in ("added", "removed", "modified"):
-                lines += [f"    {k[0].upper()} {p}" for p in comp[k]]
-        elif name == "params":
-            lines += [f"    {k}: {v['from']!r} → {v['to']!r}" for k, v in comp["keys"].items()]
-        elif name == "threshold" and comp["changed"]:
-            lines.append(f"    {comp['from']} → {comp['to']}")
-    lines.append(f"  {'schema':10} {'changed' if d['feature_schema_changed'] else 'same'}")
-    lines.append("  metrics")
-    lines += [f"    {k}: {v['from']} → {v['to']} ({v['delta']:+})" for k, v in d["metrics"].items()
-              if v["delta"] is not None]
-    emit(d, as_json, "\n".join(lines))
+    typer.echo(diff_output(release_diff(open_workspace(), a, b), as_json))
 
 
 @app.command()
@@ -171,35 +144,11 @@ def check(
     as_json: bool = JSON,
 ) -> None:
     """For CI: every release tag (however it was made) is complete, agrees with its commit, and is on the DVC remote."""
-    from tether.registry.check import check_releases
-    from tether.adapters.dvcstore import DvcStore
-    from tether.registry.registry import Registry
+    from tether.registry.check import check_repository
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    ws = _ws()
-    reg = Registry(ws)
-    models = [ws.model(model)] if model else sorted(ws.models)
-    rels = [r for m in models for r in reg.of(m)]
-    skipped = []
-    if since:
-        from tether.core.semver import Version
-
-        floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
-        skipped = [r.tag for r in rels if r.version < floor]
-        rels = [r for r in rels if not r.version < floor]
-    store = None if offline else DvcStore(ws.root)
-    report = check_releases(reg, rels, store, signatures=True, chains=True)
-    if store is not None:  # every output `dvc pull` needs at each release's commit (publish.py)
-        from tether.registry.check import pullable_findings
-
-        shown = {(f.tag, f.kind) for f in report.findings}
-        report.findings += [f for f in pullable_findings(reg, rels, store) if (f.tag, f.kind) not in shown]
-    report.skipped = skipped
-    lines = [f"checked {len(report.checked)} release(s)"
-             + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
-                + (" …" if len(skipped) > 5 else "") if skipped else "")]
-    lines += [f"  {f.tag}: {f.kind}: {f.message}" for f in report.findings]
-    emit(report.as_dict(), as_json, "\n".join(lines) if not report.ok or as_json else lines[0] + ": all complete, matching, on the remote")
+    report = check_repository(open_workspace(), model, offline=offline, since=since)
+    typer.echo(check_output(report, since, as_json))
     if (err := report.error()) is not None:
         raise err
 
@@ -211,4 +160,4 @@ def status(old_model: Optional[str] = MODEL_POSITIONAL, model: Optional[str] = M
     from tether.registry.views import model_status
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    typer.echo(status_output(model_status(_ws(), model), as_json))
+    typer.echo(status_output(model_status(open_workspace(), model), as_json))

@@ -9,6 +9,10 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tether.core.manifest import ManifestDiff
 
 # C0 and C1 control characters and DEL, except newline and tab: text from git (an approver, a
 # reason, a tag message, an author) is printed escaped, so it cannot move the cursor, recolour
@@ -175,6 +179,41 @@ def show_output(shown: dict, as_json: bool) -> str:
         f"  runtime     python {m.get('runtime', {}).get('python', '?')}  "
         f"lock:{m.get('runtime', {}).get('lock_sha256', '')[:16]}",
     ]))
+
+
+def diff_output(d: ManifestDiff, as_json: bool) -> str:
+    """From views.release_diff: each component changed or the same, with what changed in it."""
+    if as_json:
+        return json_text(d)
+    lines = [f"{d['from']} → {d['to']}"]
+    for name, comp in d["components"].items():
+        state = "changed" if comp["changed"] else "same"
+        lines.append(f"  {name:10} {state}")
+        if name in ("weights", "data", "code"):
+            for k in ("added", "removed", "modified"):
+                lines += [f"    {k[0].upper()} {p}" for p in comp[k]]
+        elif name == "params":
+            lines += [f"    {k}: {v['from']!r} → {v['to']!r}" for k, v in comp["keys"].items()]
+        elif name == "threshold" and comp["changed"]:
+            lines.append(f"    {comp['from']} → {comp['to']}")
+    lines.append(f"  {'schema':10} {'changed' if d['feature_schema_changed'] else 'same'}")
+    lines.append("  metrics")
+    lines += [f"    {k}: {v['from']} → {v['to']} ({v['delta']:+})" for k, v in d["metrics"].items()
+              if v["delta"] is not None]
+    return safe("\n".join(lines))
+
+
+def check_output(report, since: str | None, as_json: bool) -> str:
+    """From a check.CheckReport: how many releases were checked (and skipped, with `--since`),
+    then one line per finding."""
+    if as_json:
+        return json_text(report.as_dict())
+    skipped = report.skipped
+    lines = [f"checked {len(report.checked)} release(s)"
+             + (f"; skipped {len(skipped)} older than {since}: {', '.join(skipped[:5])}"
+                + (" …" if len(skipped) > 5 else "") if skipped else "")]
+    lines += [f"  {f.tag}: {f.kind}: {f.message}" for f in report.findings]
+    return safe("\n".join(lines) if not report.ok else lines[0] + ": all complete, matching, on the remote")
 
 
 def history_output(data: dict, as_json: bool) -> str:

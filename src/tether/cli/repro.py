@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import JSON, MODEL_OPT, _ws, app, emit, progress
+from tether.cli.base import JSON, MODEL_OPT, open_workspace, app, emit, progress
 from tether.errors import IntegrityError
 
 _STATE = {"identical": "bit-identical", "differs": "DIFFERS", "not-recorded": "not recorded"}
@@ -47,7 +47,7 @@ def reproduce(
     """Rebuild a release from scratch in a temporary clone and compare every output bit for bit."""
     from tether.commands.reproduce import reproduce as do_reproduce
 
-    res = do_reproduce(_ws(), ref, model, progress=None if as_json else progress)
+    res = do_reproduce(open_workspace(), ref, model, progress=None if as_json else progress)
     emit(res.as_dict(), as_json, _reproduce_text(res))
     if not res.identical:
         hint = ("the runtime differs from the recorded one (" + "; ".join(res.verdict.runtime[:3]) + "), which "
@@ -69,13 +69,13 @@ def report(
     parts, each metric across releases, and what changed between consecutive releases."""
     from pathlib import Path
 
-    from tether.cli.base import _opts
+    from tether.cli.base import global_options
     from tether.commands.report import write_report
 
     path = Path(output)
     if not path.is_absolute():  # like every path argument: relative to -C
-        path = Path(_opts().chdir) / path
-    res = write_report(_ws(), path, model, title)
+        path = Path(global_options().chdir) / path
+    res = write_report(open_workspace(), path, model, title)
     emit(res.as_dict(), as_json, f"wrote {res.path} ({res.models} model(s), {res.releases} release(s), "
                                  f"{res.events} environment move(s)); open it from disk in any browser")
 
@@ -95,7 +95,7 @@ def export_mlflow(
     part of the tuple), environments as aliases, every move as a tag. Idempotent. Needs tether[mlflow]."""
     from tether.commands.export_mlflow import export
 
-    res = export(_ws(), list(refs or []), tracking_uri, model)
+    res = export(open_workspace(), list(refs or []), tracking_uri, model)
     lines = [f"exported to {tracking_uri}: {len(res.created)} new version(s), {len(res.existing)} already there"]
     lines += [f"  new      {t}" for t in res.created]
     for key, version in sorted(res.aliases.items()):

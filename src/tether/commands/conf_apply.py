@@ -18,12 +18,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tether.core import confplan
+from tether.core import confedit, confvalues
 from tether.adapters import hydraconf
-from tether.core.confplan import Explanation, FileEdit
+from tether.core.confedit import FileEdit
+from tether.core.confplan import Explanation
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import Conflict, GateFailed, UsageError
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.core.settings import load_yaml
+from tether.adapters.workspace import Workspace
 
 REFUSAL_HINT = ("edit conf/ by hand until it composes to params.yaml, or run `dvc repro` to compose "
                 "params.yaml from conf/ again (which drops the experiment's values)")
@@ -76,7 +78,7 @@ def plan_conf_apply(ws: Workspace, store: DvcStore | None = None) -> ConfApplyPl
         raise GateFailed("params.yaml is not conf/ plus overrides of it, nothing written: "
                          + "; ".join(explanation.problems), hint=REFUSAL_HINT)
     try:
-        edits = confplan.edit_plan(explanation.overrides, lambda f: (conf / f).read_text())
+        edits = confedit.edit_plan(explanation.overrides, lambda f: (conf / f).read_text())
     except Exception as exc:
         raise GateFailed(f"cannot edit conf/ for {' '.join(o.text for o in explanation.overrides)}, "
                          f"nothing written: {exc}", hint=REFUSAL_HINT) from exc
@@ -114,8 +116,8 @@ def _check_edited(conf: Path, edits: list[FileEdit], params: dict) -> None:
             composed = hydraconf.compose(scratch)
         except Exception as exc:
             raise GateFailed(f"the edited conf/ does not compose, nothing written: {exc}", hint=REFUSAL_HINT) from exc
-    if not confplan.strict_equal(composed, params):
-        rest = confplan.describe(confplan.leaf_diff(composed, params))
+    if not confvalues.strict_equal(composed, params):
+        rest = confvalues.describe(confvalues.leaf_diff(composed, params))
         raise GateFailed("the edited conf/ would still differ from params.yaml, nothing written: "
                          + "; ".join(rest[:4]), hint=REFUSAL_HINT)
 

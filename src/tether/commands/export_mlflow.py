@@ -20,7 +20,8 @@ from tether.core import manifest as mf
 from tether.digest import sha256_bytes
 from tether.errors import IntegrityError, UsageError
 from tether.core.refs import parse_ref
-from tether.registry.registry import Registry, Release
+from tether.registry.registry import Registry
+from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
 
 _KEY = re.compile(r"[^A-Za-z0-9_\-. /]")  # what MLflow accepts in a tag key

@@ -21,7 +21,8 @@ from tether.adapters.dvcstore import DvcStore, cache_objects, delete_remote, rem
 from tether.errors import StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import cat_files
 from tether.registry.registry import Registry
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.core.settings import load_yaml
+from tether.adapters.workspace import Workspace
 
 DEFAULT_GRACE = 14 * 86400  # git's gc.pruneExpire default, "2.weeks.ago"
 
@@ -189,7 +190,7 @@ def _refuse_unknown_release_listings(releases: list, unknown: set[str]) -> None:
     gc cannot tell which of the remote's files that release needs, so it deletes nothing (a
     workspace that still holds the directory can push it again: `dvc push`). Other unknown
     listings (a git-tracked directory dep DVC never stored) do not stop gc."""
-    from tether.commands.release import all_md5s
+    from tether.adapters.publish import all_md5s
 
     for rel in releases:
         lost = sorted(unknown & set(all_md5s(rel.manifest or {})))

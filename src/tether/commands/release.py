@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tether.core import codedeps
 from tether.commands import release_facts
+from tether.commands.release_bump import next_version
 from tether.registry import derive
-from tether.core import gates
+from tether.core import confplan, gates
 from tether.adapters import hydraconf
 from tether.adapters import publish
+from tether.adapters.publish import all_md5s
 from tether.registry import signing
 from tether.digest import sha256_file, tree_sha256_of
 from tether.core import manifest as mf
 from tether.adapters.dvcstore import DvcStore
-from tether.errors import Conflict, GateFailed, IntegrityError, StorageError, UsageError
+from tether.errors import GateFailed, IntegrityError, StorageError, UsageError
 from tether.core.refs import check_model
 from tether.registry.registry import Registry
 from tether.clock import now_iso
 from tether.core.semver import BUMPS, Version
-from tether.adapters.workspace import Workspace, load_yaml
+from tether.core.settings import load_yaml
+from tether.adapters.workspace import Workspace
 
 
 @dataclass
@@ -61,11 +63,6 @@ class ReleasePlan:
         }
 
 
-def all_md5s(manifest: dict) -> dict[str, str]:
-    """{md5: path} of every DVC object a release needs."""
-    return {e["md5"]: e["path"] for e in mf.dvc_objects(manifest)}
-
-
 def plan_release(
     ws: Workspace,
     model: str | None,
@@ -80,6 +77,46 @@ def plan_release(
     # A name the tag grammar cannot carry would make a tag the registry never reads back: an
     # invisible release. Refuse it before anything is computed.
     model = check_model(ws.model(model))
+    wanted = _check_request(ws, model, version, bump, sign)
+    git = ws.git
+    commit = git.head()
+    if git.current_branch() is None:
+        raise UsageError("HEAD is detached", hint="check out the branch you release from (e.g. git switch main)")
+    store = store or DvcStore(ws.root)
+    if push and not git.remote_url("origin"):
+        raise UsageError("--push needs a git remote named origin", hint="git remote add origin URL, or drop --push")
+    results, facts, manifest = _gated_manifest(ws, model, commit, store)
+
+    reg = Registry(ws, messages=False)
+    if push and (resumed := _unpublished_tag(ws, reg, model, commit)) is not None:
+        return _resume_plan(resumed, results, push)
+    if push and (done := _published_tag(ws, reg, model, commit)) is not None:
+        return _published_plan(done, results)
+    previous = reg.latest(model)
+    highest = reg.of(model)[0] if reg.of(model) else None  # every version, whoever tagged it
+    kind, reasons, chosen = next_version(ws, model, commit, manifest, wanted, bump, previous, highest)
+    manifest["version"] = str(chosen)
+    tag = f"{model}@v{chosen}"
+
+    # The metrics files count: the promote gates of every clone read them from the remote.
+    md5s = {**all_md5s(manifest), **metrics_objects(ws, commit, facts.graph)}
+    if push:
+        results.append(gates.passed("remote", f"{len(md5s)} output(s) will be pushed before the tag"))
+    else:
+        missing = store.missing_on_remote(md5s)
+        results.append(gates.on_remote({md5s[m]: m for m in missing}))
+    results.append(gates.tag_free(tag, git.rev_parse(f"refs/tags/{tag}") is not None))
+    gates.raise_failures(results, "release")
+    return ReleasePlan(
+        model=model, tag=tag, version=str(chosen), bump=kind, reasons=reasons,
+        previous=previous.tag if previous else None, commit=commit, manifest=manifest,
+        gates=results, push=push, message=message or f"Release {tag}", steps=_steps(tag, commit, md5s, push, sign),
+        sign=sign, objects=md5s,
+    )
+
+
+def _check_request(ws: Workspace, model: str, version: str | None, bump: str | None, sign: bool) -> Version | None:
+    """The options, checked before anything is computed; the version asked for, if one was."""
     if version and bump:
         raise UsageError("give --version or --bump, not both")
     if bump and bump not in BUMPS:
@@ -88,14 +125,13 @@ def plan_release(
     if signing.policy(ws, model).releases.require_signed and not sign:
         raise IntegrityError(f"releases of {model} must be signed (meta.tether.signing.releases in dvc.yaml)",
                              hint="pass --sign (git signs with your gpg.format and user.signingkey); nothing was tagged")
-    git = ws.git
-    commit = git.head()
-    if git.current_branch() is None:
-        raise UsageError("HEAD is detached", hint="check out the branch you release from (e.g. git switch main)")
-    store = store or DvcStore(ws.root)
-    if push and not git.remote_url("origin"):
-        raise UsageError("--push needs a git remote named origin", hint="git remote add origin URL, or drop --push")
+    return wanted
 
+
+def _gated_manifest(ws: Workspace, model: str, commit: str,
+                    store: DvcStore) -> tuple[list[gates.GateResult], release_facts.Facts, dict]:
+    """The workspace gates, then the manifest (without its version); GateFailed if a gate fails."""
+    git = ws.git
     results = [gates.clean_tree(git.status_porcelain())]
     results.append(gates.dvc_in_sync(store.changed_stages()))
     results.append(gates.params_match_conf(_conf_explanation(ws), _composer(ws)))
@@ -123,53 +159,10 @@ def plan_release(
     if not manifest.get("metrics"):
         manifest["metrics"] = facts.metrics
         manifest["predictions_sha256"] = facts.metrics.get("predictions_sha256")
+    return results, facts, manifest
 
-    reg = Registry(ws, messages=False)
-    if push and (resumed := _unpublished_tag(ws, reg, model, commit)) is not None:
-        return _resume_plan(resumed, results, push)
-    if push and (done := _published_tag(ws, reg, model, commit)) is not None:
-        return _published_plan(done, results)
-    previous = reg.latest(model)
-    highest = reg.of(model)[0] if reg.of(model) else None  # every version, whoever tagged it
-    kind: str | None
-    if wanted is None:
-        if previous is None and highest is None:
-            kind, reasons = "initial", ["first release of this model"]
-            wanted = Version(1, 0, 0) if not bump else Version(0, 0, 0).bump(bump)
-        elif previous is None:
-            assert highest is not None  # previous is None but some tag exists
-            kind = bump or "minor"
-            reasons = [f"first complete release; {highest.tag} exists already"]
-            wanted = _above(highest.version, kind)
-        else:
-            kind, reasons = mf.propose_bump(previous.manifest, {**manifest, "version": "next"})
-            served = _serving_code_changed(ws, model, previous.commit, commit)
-            if served and kind in (None, "patch"):
-                kind, reasons = "patch", [*reasons, served]
-            if bump:
-                kind, reasons = bump, [f"--bump {bump}", *reasons]
-            if kind is None:
-                raise Conflict(
-                    f"nothing in the tuple changed since {previous.tag}: weights, data, code, params "
-                    "and threshold are identical",
-                    hint="there is nothing to release; give --version to tag it anyway",
-                )
-            wanted = _above(highest.version if highest else previous.version, kind)
-    else:
-        kind, reasons = None, ["--version given"]
-    manifest["version"] = str(wanted)
-    tag = f"{model}@v{wanted}"
 
-    # The metrics files count: the promote gates of every clone read them from the remote.
-    md5s = {**all_md5s(manifest), **metrics_objects(ws, commit, facts.graph)}
-    if push:
-        results.append(gates.passed("remote", f"{len(md5s)} output(s) will be pushed before the tag"))
-    else:
-        missing = store.missing_on_remote(md5s)
-        results.append(gates.on_remote({md5s[m]: m for m in missing}))
-    results.append(gates.tag_free(tag, git.rev_parse(f"refs/tags/{tag}") is not None))
-    gates.raise_failures(results, "release")
-
+def _steps(tag: str, commit: str, md5s: dict[str, str], push: bool, sign: bool) -> list[str]:
     steps = []
     if push:
         steps.append(f"push {len(md5s)} DVC object(s) and every other cached output of the commit "
@@ -177,11 +170,7 @@ def plan_release(
     steps.append(f"create {'signed' if sign else 'annotated'} tag {tag} on {commit[:12]} with the manifest")
     if push:
         steps.append(f"push tag {tag} to origin")
-    return ReleasePlan(
-        model=model, tag=tag, version=str(wanted), bump=kind, reasons=reasons,
-        previous=previous.tag if previous else None, commit=commit, manifest=manifest,
-        gates=results, push=push, message=message or f"Release {tag}", steps=steps, sign=sign, objects=md5s,
-    )
+    return steps
 
 
 def metrics_objects(ws: Workspace, commit: str, graph) -> dict[str, str]:
@@ -192,36 +181,6 @@ def metrics_objects(ws: Workspace, commit: str, graph) -> dict[str, str]:
     found = [p for p in derive.metric_paths(ws.dvc_yaml, graph) if p in outs]
     in_git = ws.git.ls_tree(commit, found) if found else {}  # `cache: false`: git holds them
     return {outs[p]: p for p in found if p not in in_git}
-
-
-def _serving_code_changed(ws: Workspace, model: str, before: str, now: str) -> str | None:
-    """Why the serving code differs between two commits (the entrypoint's spec, its file or a
-    project module it imports), or None. The serving entrypoint is part of the release."""
-    from tether.commands.move import settings_at
-
-    spec = ws.settings(model).serve.get("entrypoint")
-    try:
-        old_spec = settings_at(ws, before, model).serve.get("entrypoint")
-    except UsageError:
-        old_spec = None  # settings the previous release's commit cannot parse: compare the files alone
-    if spec != old_spec:
-        return f"serving entrypoint changed ({old_spec or 'none'} → {spec or 'none'})"
-    if not spec:
-        return None
-
-    def read(rel_path: str) -> str | None:
-        p = ws.root / rel_path
-        try:
-            return p.read_text() if p.is_file() else None
-        except (OSError, UnicodeDecodeError):
-            return None
-
-    files = sorted(codedeps.serving_sources(spec, read))
-    if not files:
-        return None
-    a, b = ws.git.ls_tree(before, files), ws.git.ls_tree(now, files)
-    changed = [f for f in files if a.get(f) != b.get(f)]
-    return f"serving code changed ({', '.join(changed[:4])}{' …' if len(changed) > 4 else ''})" if changed else None
 
 
 def _threshold_param(threshold: dict) -> None:
@@ -260,12 +219,6 @@ def _workspace_sha256(ws: Workspace, store: DvcStore, entry: dict) -> str | None
             rels = None
         return tree_sha256_of(p, rels)[0]
     return sha256_file(p) if p.is_file() else None
-
-
-def _above(version: Version, kind: str) -> Version:
-    """The bump applied to the highest existing version, so a proposal never collides with a
-    version someone made with git tag or gto register."""
-    return version.bump(kind)
 
 
 def _unpublished_tag(ws: Workspace, reg: Registry, model: str, commit: str):
@@ -317,7 +270,7 @@ def _resume_plan(rel, results, push: bool) -> ReleasePlan:
                            f"push the existing tag {rel.tag} to origin"], resume=True)
 
 
-def _conf_explanation(ws: Workspace) -> "hydraconf.Explanation | None":
+def _conf_explanation(ws: Workspace) -> "confplan.Explanation | None":
     conf = ws.root / "conf"
     if not (conf / "config.yaml").exists():
         return None

@@ -23,7 +23,7 @@ class ModelReport:
     model: str
     releases: list[dict] = field(default_factory=list)  # oldest first: tag, stage, manifest | problem
     environments: dict[str, list[dict]] = field(default_factory=dict)  # env -> events, oldest first
-    diffs: list[dict] = field(default_factory=list)  # manifest.diff of each consecutive pair
+    diffs: list[mf.ManifestDiff] = field(default_factory=list)  # manifest.diff of each consecutive pair
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ metric names) is escaped."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from html import escape
 
+from tether.clock import parse_iso
 from tether.core.gates import NOT_METRICS
+from tether.core.manifest import ManifestDiff, OutputEntry
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac")
 CSS = """
@@ -58,11 +60,7 @@ def _live(rep) -> str:
 
 # -- environments ----------------------------------------------------------------------------
 def _time(text: str) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return parse_iso(text)
 
 
 def _environment(env: str, events: list[dict], colors: dict) -> str:
@@ -143,7 +141,7 @@ def _releases(releases: list[dict]) -> str:
             "<th>conf tree</th><th>threshold</th><th>metrics</th></tr>" + "".join(rows) + "</table>")
 
 
-def _files(entries: list[dict], key: str) -> str:
+def _files(entries: list[OutputEntry], key: str) -> str:
     items = [f"<span class='mono' title='{escape(str(e.get(key) or e.get('md5') or e.get('git_id') or ''))}'>"
              f"{escape(e['path'])}</span>" for e in entries]
     return "<br>".join(items) or "<span class='muted'>none</span>"
@@ -215,14 +213,14 @@ def _series(values: list, px, py, color: str, dash: str, name: str, labels: list
 
 
 # -- diffs ------------------------------------------------------------------------------------
-def _diffs(diffs: list[dict]) -> str:
+def _diffs(diffs: list[ManifestDiff]) -> str:
     if not diffs:
         return "<p class='muted'>Fewer than two releases.</p>"
     return "".join(f"<h4>{escape(d['from'])} → {escape(d['to'])}</h4><ul class='changes'>{''.join(_changes(d))}</ul>"
                    for d in reversed(diffs))
 
 
-def _changes(d: dict) -> list[str]:
+def _changes(d: ManifestDiff) -> list[str]:
     items = []
     for name, comp in d["components"].items():
         if not comp["changed"]:

@@ -22,15 +22,18 @@ from importlib import metadata
 from pathlib import Path
 
 from tether.core import dvcgraph
+from tether.core import manifest as mf
 from tether.adapters import materialise
 from tether.core import reprocompare as rc
 from tether.adapters.cmd import CommandFailed, run
 from tether.digest import sha256_file, tree_sha256_of
-from tether.adapters.dvcstore import DvcStore, is_dir
+from tether.adapters.dvccache import is_dir
+from tether.adapters.dvcstore import DvcStore
 from tether.errors import StorageError, TetherError
 from tether.core.refs import parse_ref
 from tether.registry.registry import Registry
-from tether.adapters.workspace import Settings, Workspace
+from tether.core.settings import Settings
+from tether.adapters.workspace import Workspace
 
 Progress = Callable[[str], None]
 
@@ -43,8 +46,8 @@ class Reproduction:
     stages: list[str]
     checks: list[rc.OutputCheck]
     verdict: rc.Verdict
-    recorded_runtime: dict
-    current_runtime: dict
+    recorded_runtime: mf.Runtime
+    current_runtime: mf.Runtime
     seconds: float
 
     @property
@@ -160,15 +163,14 @@ def compare(clone: Workspace, store: DvcStore, manifest: dict, graph: dvcgraph.M
     return checks, verdict, current
 
 
-def reproduced_metrics(clone: Workspace, graph: dvcgraph.ModelGraph, art_metrics: Path) -> dict | None:
+def reproduced_metrics(clone: Workspace, graph: dvcgraph.ModelGraph, art_metrics: Path) -> mf.Metrics | None:
     """The metrics the rebuilt pipeline wrote, gathered as the release's were (derive.py): the
     metrics file under the artifact, then every metrics file its stages declare, wherever it is
     (an evaluation's reports/metrics.json beside the model, say). None when none was written."""
     from tether.registry import derive
-    from tether.core import manifest as mf
 
     found = _read_json(art_metrics) if art_metrics.is_file() else None
-    metrics: dict | None = dict(found) if found is not None else None
+    metrics: mf.Metrics | None = dict(found) if found is not None else None
     for rel in derive.metric_paths(clone.dvc_yaml, graph):
         other = _read_json(clone.root / rel)
         if other is None or clone.root / rel == art_metrics:
@@ -210,7 +212,7 @@ def _listing(store: DvcStore, md5: str, remote: bool) -> list[dict] | None:
         return None
 
 
-def current_runtime(art: Path, settings: Settings, recorded: dict) -> dict:
+def current_runtime(art: Path, settings: Settings, recorded: mf.Runtime) -> mf.Runtime:
     """The runtime the pipeline just ran with: the runtime file it wrote, if it writes one; else
     this interpreter and the versions of the packages the release recorded."""
     written = _read_json(art / settings.runtime_file) if art.is_dir() else None

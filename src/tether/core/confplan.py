@@ -8,18 +8,20 @@ returns overrides in Hydra's syntax (`preprocess=robust`, `evaluate.threshold=0.
 the reasons the difference is not an override of the existing config. Every override set is
 checked by composing it with Hydra before it is offered.
 
-`edit_plan` turns the overrides into the new text of each file (yamledit.py, minimal edits).
+`confedit.edit_plan` turns the overrides into the new text of each file (yamledit.py, minimal
+edits); confvalues.py compares values and writes them in Hydra's grammar.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-from tether.core import yamledit
+from tether.core.confvalues import LeafDiff, describe, leaf_diff, strict_equal
 
 Compose = Callable[[Sequence[str]], dict]
+WriteOverride = Callable[[str, str, Any], str]
 
 
 @dataclass(frozen=True)
@@ -86,111 +88,12 @@ class Explanation:
                 "overrides": [o.as_dict() for o in self.overrides], "problems": list(self.problems)}
 
 
-# -- comparing ----------------------------------------------------------------------------
-def strict_equal(a, b) -> bool:
-    """Equal values of equal types: 2 is not 2.0 and True is not 1 (YAML would write them
-    differently, and Hydra keeps the type)."""
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(strict_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b))
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
-
-
-@dataclass
-class LeafDiff:
-    changed: list[tuple[str, object, object]] = field(default_factory=list)  # key, conf/, params
-    added: list[tuple[str, object]] = field(default_factory=list)            # only in params
-    removed: list[tuple[str, object]] = field(default_factory=list)          # only in conf/
-    reshaped: list[tuple[str, object, object]] = field(default_factory=list)  # mapping vs value
-
-    @property
-    def count(self) -> int:
-        return len(self.changed) + len(self.added) + len(self.removed) + len(self.reshaped)
-
-
-def leaf_diff(conf: Mapping, params: Mapping, prefix: str = "", out: LeafDiff | None = None) -> LeafDiff:
-    out = out if out is not None else LeafDiff()
-    for k in list(conf) + [k for k in params if k not in conf]:
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if k not in params:
-            out.removed.append((key, conf[k]))
-        elif k not in conf:
-            if isinstance(params[k], Mapping) and params[k]:
-                leaf_diff({}, params[k], key, out)  # `+a.b=1`, the way one writes it after -S
-            else:
-                out.added.append((key, params[k]))
-        else:
-            a, b = conf[k], params[k]
-            if isinstance(a, Mapping) and isinstance(b, Mapping) and (a or b):
-                leaf_diff(a, b, key, out)
-            elif isinstance(a, Mapping) != isinstance(b, Mapping):
-                out.reshaped.append((key, a, b))
-            elif not strict_equal(a, b):
-                out.changed.append((key, a, b))
-    return out
-
-
-def describe(diff: LeafDiff) -> list[str]:
-    lines = [f"{k}: params.yaml has {b!r}, conf/ composes {a!r}" for k, a, b in diff.changed + diff.reshaped]
-    lines += [f"{k}: params.yaml has {b!r}, conf/ composes (missing)" for k, b in diff.added]
-    lines += [f"{k}: params.yaml has (missing), conf/ composes {a!r}" for k, a in diff.removed]
-    return sorted(lines)
-
-
-# -- Hydra's override grammar -------------------------------------------------------------
-def hydra_value(value) -> str:
-    """`value` in Hydra's override grammar, checked by Hydra's own parser."""
-    text = _hydra_value(value)
-    if not strict_equal(_parse(f"k={text}").value(), value):
-        text = _quote(str(value)) if isinstance(value, str) else text
-        if not strict_equal(_parse(f"k={text}").value(), value):
-            raise ValueError(f"cannot write {value!r} as a Hydra override value")
-    return text
-
-
-def _hydra_value(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if not (isinstance(value, float) and math.isinf(value)) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, str):
-        return value if value.strip() == value and value else _quote(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
-    raise ValueError(f"cannot write {value!r} as a Hydra override value")
-
-
-def _quote(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _parse(text: str):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    return OverridesParser.create().parse_overrides([text])[0]
-
-
-def override_text(prefix: str, key: str, value) -> str:
-    text = f"{prefix}{key}={hydra_value(value)}"
-    parsed = _parse(text)  # raises on a key Hydra's grammar does not take
-    if parsed.key_or_group != key:
-        raise ValueError(f"{key!r} is not a key Hydra's override grammar can name")
-    return text
-
-
 # -- explaining ---------------------------------------------------------------------------
 def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Group]],
-            entries: Callable[[Sequence[str]], Sequence[Entry]]) -> Explanation:
-    """`groups` and `entries` are asked only when params.yaml and conf/ disagree."""
+            entries: Callable[[Sequence[str]], Sequence[Entry]], write: WriteOverride) -> Explanation:
+    """`groups` and `entries` are asked only when params.yaml and conf/ disagree. `write(prefix,
+    key, value)` spells one override in Hydra's grammar (adapters/hydraconf.override_text, which
+    checks it with Hydra's own parser: the core never imports Hydra)."""
     base = compose([])
     if not isinstance(params, Mapping):
         return Explanation(("params.yaml is not a mapping",), (), ("params.yaml is not a mapping of keys",))
@@ -198,16 +101,45 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
     if not diff0.count:
         return Explanation()
     differences = tuple(describe(diff0))
+    choices, chosen, composed = _choose_options(params, compose, groups(), base, diff0.count)
+    diff = leaf_diff(composed, params)
+    listed = entries(choices)
+    packages = {e.package: e.override_key for e in listed if e.override_key}
+    problems = _reshaped(diff, packages)
+    deletions, why = _deletions(diff, listed, packages)
+    problems += why
+    overrides, why = _choice_overrides(chosen, listed)
+    problems += why
+    changes, why = _value_overrides(diff, listed, write)
+    problems += why
+    overrides += changes + deletions
+    if not problems:
+        overrides = _keep_interpolations(overrides, listed, choices, compose, params)
 
-    # Group choices first: an option is chosen when composing with it leaves fewer differences
-    # (so params.yaml's subtree equal to what another option composes to is always recognised);
-    # a tie keeps the current choice, so no choice changes without a reason.
-    # A group whose package already agrees with params.yaml is not searched (one composition per
-    # option is the cost of this step).
+    if not problems:
+        try:
+            final = compose([*choices, *dict.fromkeys(o.text for o in overrides if o.kind != "choice")])
+        except Exception as exc:
+            return Explanation(differences, tuple(overrides), (f"Hydra does not take these overrides: {exc}",))
+        if not strict_equal(final, params):
+            problems.append("conf/ composed with " + " ".join(o.text for o in overrides)
+                            + " still differs from params.yaml: " + "; ".join(describe(leaf_diff(final, params))[:4]))
+    return Explanation(differences, tuple(overrides), tuple(problems))
+
+
+def _choose_options(params: Mapping, compose: Compose, groups: Sequence[Group], base: dict,
+                    base_count: int) -> tuple[list[str], dict[str, tuple[str, str]], dict]:
+    """(choices as overrides, {group: (was, option)}, conf/ composed with them).
+
+    Group choices first: an option is chosen when composing with it leaves fewer differences
+    (so params.yaml's subtree equal to what another option composes to is always recognised);
+    a tie keeps the current choice, so no choice changes without a reason.
+    A group whose package already agrees with params.yaml is not searched (one composition per
+    option is the cost of this step)."""
     choices: list[str] = []
     chosen: dict[str, tuple[str, str]] = {}
-    composed, best_count = base, diff0.count
-    for g in groups():
+    composed, best_count = base, base_count
+    for g in groups:
         if g.package and strict_equal(_at(composed, g.package), _at(params, g.package)):
             continue
         best, best_cost, best_cfg = g.current, best_count, composed
@@ -225,15 +157,23 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
             choices.append(f"{g.name}={best}")
             chosen[g.name] = (g.current, best)
             composed, best_count = best_cfg, best_cost
+    return choices, chosen, composed
 
-    diff = leaf_diff(composed, params)
-    listed = entries(choices)
-    packages = {e.package: e.override_key for e in listed if e.override_key}
+
+def _reshaped(diff: LeafDiff, packages: dict[str, str]) -> list[str]:
+    """A key that is a mapping on one side and a value on the other is no override."""
     problems = []
     for k, a, b in diff.reshaped:
         hint = (f" (the group choice is `{packages[k]}=…`)" if k in packages else "")
         problems.append(f"{k} is {_shape(a)} in conf/ but {_shape(b)} in params.yaml: not an override of the "
                         f"existing config{hint}")
+    return problems
+
+
+def _deletions(diff: LeafDiff, listed: Sequence[Entry],
+               packages: dict[str, str]) -> tuple[list[Override], list[str]]:
+    """(`~key` overrides, problems) for the keys conf/ composes and params.yaml lacks."""
+    problems = []
     deletions: list[Override] = []
     for k, a in diff.removed:
         if k in packages:
@@ -246,6 +186,13 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
             continue
         for e, path in owners:  # every config that sets it, or an earlier one would still provide it
             deletions.append(Override(f"~{k}", "delete", k, None, e.file, tuple(path), a))
+    return deletions, problems
+
+
+def _choice_overrides(chosen: dict[str, tuple[str, str]],
+                      listed: Sequence[Entry]) -> tuple[list[Override], list[str]]:
+    """(group choices, problems): each written into the defaults list that makes it."""
+    problems = []
     overrides: list[Override] = []
     by_group = {e.override_key: e for e in listed if e.override_key}
     for name, (was, option) in chosen.items():
@@ -255,13 +202,20 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
             problems.append(f"the choice {name}={option} is made outside conf/: cannot write it")
             continue
         overrides.append(Override(f"{name}={option}", "choice", name, option, parent, (), was))
+    return overrides, problems
+
+
+def _value_overrides(diff: LeafDiff, listed: Sequence[Entry], write: WriteOverride) -> tuple[list[Override], list[str]]:
+    """(changed and added keys, problems): each into the config of the defaults list that owns it."""
+    problems = []
+    overrides: list[Override] = []
     changes: list[tuple[str, str, list[tuple[str, object, object]]]] = [
         ("", "change", [(k, b, a) for k, a, b in diff.changed]),
         ("+", "add", [(k, b, None) for k, b in diff.added])]
     for prefix, kind, items in changes:
         for key, value, old in items:
             try:
-                text = override_text(prefix, key, value)
+                text = write(prefix, key, value)
             except Exception as exc:
                 problems.append(f"{key}: {exc}")
                 continue
@@ -272,19 +226,7 @@ def explain(params: Mapping, compose: Compose, groups: Callable[[], Sequence[Gro
                 continue
             entry, path = owner
             overrides.append(Override(text, kind, key, value, entry.file, tuple(path), old))
-    overrides += deletions
-    if not problems:
-        overrides = _keep_interpolations(overrides, listed, choices, compose, params)
-
-    if not problems:
-        try:
-            final = compose([*choices, *dict.fromkeys(o.text for o in overrides if o.kind != "choice")])
-        except Exception as exc:
-            return Explanation(differences, tuple(overrides), (f"Hydra does not take these overrides: {exc}",))
-        if not strict_equal(final, params):
-            problems.append("conf/ composed with " + " ".join(o.text for o in overrides)
-                            + " still differs from params.yaml: " + "; ".join(describe(leaf_diff(final, params))[:4]))
-    return Explanation(differences, tuple(overrides), tuple(problems))
+    return overrides, problems
 
 
 def _keep_interpolations(overrides: list[Override], listed: Sequence[Entry], choices: list[str],
@@ -317,7 +259,7 @@ def _interpolated(listed: Sequence[Entry], o: Override) -> bool:
 _MISSING = object()
 
 
-def _at(tree, dotted: str):
+def _at(tree: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(tree, Mapping) or part not in tree:
             return _MISSING
@@ -325,12 +267,12 @@ def _at(tree, dotted: str):
     return tree
 
 
-def _short(value) -> str:
+def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "…"
 
 
-def _shape(value) -> str:
+def _shape(value: Any) -> str:
     return "a mapping" if isinstance(value, Mapping) else f"the value {_short(value)}"
 
 
@@ -380,47 +322,3 @@ def _owner(listed: Sequence[Entry], parts: list[str], new: bool) -> tuple[Entry,
         return None
     e = best[2]
     return e, parts[len([p for p in e.package.split(".") if p]):]
-
-
-# -- editing ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FileEdit:
-    file: str          # relative to conf/
-    before: str
-    after: str
-    overrides: tuple[str, ...]
-
-    def diff(self) -> str:
-        import difflib
-
-        return "".join(difflib.unified_diff(self.before.splitlines(keepends=True),
-                                            self.after.splitlines(keepends=True),
-                                            f"a/conf/{self.file}", f"b/conf/{self.file}"))
-
-
-def edit_plan(overrides: Sequence[Override], read: Callable[[str], str]) -> list[FileEdit]:
-    """The new text of every file the overrides change: choices first, then keys, each a
-    minimal edit where the line allows it, ruamel's round trip where it does not."""
-    texts: dict[str, tuple[str, str, list[str]]] = {}
-    for o in sorted(overrides, key=lambda o: o.kind != "choice"):
-        if o.file is None:  # plan_overrides reports these as problems and never returns them
-            raise ValueError(f"override {o.text} names no file under conf/")
-        if o.file not in texts:
-            original = read(o.file)
-            texts[o.file] = (original, original, [])
-        before, text, names = texts[o.file]
-        if o.kind == "choice":
-            text = yamledit.set_default(text, o.key, str(o.value))
-        elif o.kind == "delete":
-            try:
-                text = yamledit.delete_value(text, o.path)
-            except yamledit.EditUnsupported:
-                text = yamledit.round_trip(text, o.path, yamledit.DELETE)
-        else:
-            edit = yamledit.add_value if o.kind == "add" else yamledit.set_value
-            try:
-                text = edit(text, o.path, o.value)
-            except yamledit.EditUnsupported:
-                text = yamledit.round_trip(text, o.path, o.value)
-        texts[o.file] = (before, text, [*names, o.text])
-    return [FileEdit(f, b, a, tuple(n)) for f, (b, a, n) in texts.items()]

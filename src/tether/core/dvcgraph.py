@@ -9,7 +9,9 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tether.core import paths
 from tether.errors import IntegrityError, NotFound, UsageError
@@ -117,6 +119,40 @@ def model_graph(
     params_files: frozenset[str] = frozenset({"params.yaml"}),
     config_dirs: tuple[str, ...] = ("conf",),
 ) -> ModelGraph:
+    art = _model_artifact(dvc_yaml, model)
+    stages = lock_stages(dvc_lock)
+    producers = {o.path: s.name for s in stages.values() for o in s.outs}
+    producer_of = _producer_finder(producers)
+    roots = [s.name for s in stages.values() if any(under(o.path, art.path) for o in s.outs)]
+    order = _closure_order(dvc_yaml, stages, producers, producer_of, roots, art.path)
+    closure = tuple(stages[n] for n in order)
+    eval_stages = set(order) - set(_upstream(stages, producer_of, producers, roots))
+    # An output of a stage that produces the weights which no stage reads (model_params.json
+    # beside data/model.pkl) ships with the model: it is part of the weights, not data.
+    read_by_stages = [d.path for st in stages.values() for d in st.deps]
+    beside = {o.path for n in roots for o in stages[n].outs
+              if not under(o.path, art.path) and o.path not in params_files
+              and not any(under(d, o.path) or under(o.path, d) for d in read_by_stages)}
+    parts = _Parts()
+    produced_weights = {o.path for st in closure for o in st.outs if under(o.path, art.path)}
+    for st in closure:
+        for f, values in st.params.items():
+            parts.params.setdefault(norm(f), {}).update(values or {})
+        parts.add_outs(st, art.path, beside, params_files, st.name in eval_stages)
+        parts.add_deps(st, art.path, produced_weights, params_files, config_dirs, producer_of)
+    return ModelGraph(
+        artifact=art,
+        stages=closure,
+        weights=tuple(sorted(parts.weights, key=lambda e: e.path)),
+        data=tuple(sorted(parts.data.values(), key=lambda e: e.path)),
+        code=tuple(sorted(parts.code)),
+        params=parts.params,
+        producers=producers,
+    )
+
+
+def _model_artifact(dvc_yaml: dict, model: str) -> Artifact:
+    """The model's artifact, refused unless it is a path inside the repository."""
     arts = models(dvc_yaml)
     if model not in arts:
         known = ", ".join(sorted(arts)) or "none"
@@ -132,9 +168,10 @@ def model_graph(
     why = paths.problem(art.path, f"dvc.yaml: model '{model}' path")
     if why:
         raise IntegrityError(why, hint="declare the model's path relative to the repository root")
-    stages = lock_stages(dvc_lock)
-    producers = {o.path: s.name for s in stages.values() for o in s.outs}
+    return art
 
+
+def _producer_finder(producers: dict[str, str]) -> Callable[[str], str | None]:
     def producer_of(path: str) -> str | None:
         if path in producers:
             return producers[path]
@@ -144,7 +181,13 @@ def model_graph(
                 return st
         return None
 
-    roots = [s.name for s in stages.values() if any(under(o.path, art.path) for o in s.outs)]
+    return producer_of
+
+
+def _closure_order(dvc_yaml: dict, stages: dict[str, Stage], producers: dict[str, str],
+                   producer_of: Callable[[str], str | None], roots: list[str], art_path: str) -> list[str]:
+    """The model's stages, upstream first: those that produce the artifact and what they need,
+    then the stages that evaluate it."""
     order: list[str] = []
     seen: set[str] = set()
 
@@ -166,67 +209,77 @@ def model_graph(
         visit(r)
     # Stages that evaluate the model (read its weights, write metrics or plots) belong to the
     # tuple too: their code, data slice and params (often the threshold) decide whether it ships.
-    weight_paths = [art.path] + [o.path for n in order for o in stages[n].outs if under(o.path, art.path)]
+    weight_paths = [art_path] + [o.path for n in order for o in stages[n].outs if under(o.path, art_path)]
     evaluating = sorted(n for n, st in stages.items() if n not in seen and _reports(dvc_yaml, n, st)
                         and any(under(d.path, w) for d in st.deps for w in weight_paths))
     for n in evaluating:
         visit(n)
-    closure = tuple(stages[n] for n in order)
-    eval_stages = set(order) - set(_upstream(stages, producer_of, producers, roots))
+    return order
 
-    weights: list = []
-    data: dict = {}
-    code: set = set()
-    params: dict = {}
-    produced_weights = {o.path for st in closure for o in st.outs if under(o.path, art.path)}
-    # An output of a stage that produces the weights which no stage reads (model_params.json
-    # beside data/model.pkl) ships with the model: it is part of the weights, not data.
-    read_by_stages = [d.path for st in stages.values() for d in st.deps]
-    beside = {o.path for n in roots for o in stages[n].outs
-              if not under(o.path, art.path) and o.path not in params_files
-              and not any(under(d, o.path) or under(o.path, d) for d in read_by_stages)}
-    for st in closure:
-        for f, values in st.params.items():
-            params.setdefault(norm(f), {}).update(values or {})
+
+@dataclass
+class _Parts:
+    """What the closure's stages add up to, gathered stage by stage (upstream first)."""
+    weights: list[FileEntry] = field(default_factory=list)
+    data: dict[str, FileEntry] = field(default_factory=dict)
+    code: set[str] = field(default_factory=set)
+    params: dict = field(default_factory=dict)
+
+    def add_outs(self, st: Stage, art_path: str, beside: set[str], params_files: frozenset[str],
+                 evaluates: bool) -> None:
         for out in st.outs:
             if out.external:
                 raise IntegrityError(paths.problem(out.path, f"dvc.lock: stage '{st.name}' output")
                                      or f"dvc.lock: stage '{st.name}' output {out.path} is outside the repository",
                                      hint="DVC outputs must be inside the repository")
-            if under(out.path, art.path) or out.path in beside:
-                weights.append(out)
-            elif out.path in params_files or st.name in eval_stages:
+            if under(out.path, art_path) or out.path in beside:
+                self.weights.append(out)
+            elif out.path in params_files or evaluates:
                 continue  # an evaluation's report (metrics, plots) is read, not shipped
             else:
-                data.setdefault(out.path, out)
+                self.data.setdefault(out.path, out)
+
+    def add_deps(self, st: Stage, art_path: str, produced_weights: set[str], params_files: frozenset[str],
+                 config_dirs: tuple[str, ...], producer_of: Callable[[str], str | None]) -> None:
         for dep in st.deps:
             if dep.path in params_files or any(under(dep.path, c) for c in config_dirs):
                 continue
             if dep.external:
-                data.setdefault(dep.path, dep)  # read where it is (a URL, a shared disk), never written
+                self.data.setdefault(dep.path, dep)  # read where it is (a URL, a shared disk), never written
                 continue
             if producer_of(dep.path):
                 continue  # an upstream output, recorded where it is produced
-            if under(dep.path, art.path):
-                if dep.path not in produced_weights and all(w.path != dep.path for w in weights):
-                    weights.append(dep)  # a model added with `dvc add` or kept in git, read by a stage
+            if under(dep.path, art_path):
+                if dep.path not in produced_weights and all(w.path != dep.path for w in self.weights):
+                    self.weights.append(dep)  # a model added with `dvc add` or kept in git, read by a stage
                 continue
             if is_code_path(dep.path):
-                code.add(dep.path)
+                self.code.add(dep.path)
             else:
-                data.setdefault(dep.path, dep)
-    return ModelGraph(
-        artifact=art,
-        stages=closure,
-        weights=tuple(sorted(weights, key=lambda e: e.path)),
-        data=tuple(sorted(data.values(), key=lambda e: e.path)),
-        code=tuple(sorted(code)),
-        params=params,
-        producers=producers,
-    )
+                self.data.setdefault(dep.path, dep)
 
 
-def _upstream(stages: dict, producer_of, producers: dict, roots: list[str]) -> list[str]:
+def param(params: dict, key: tuple[str, ...]) -> Any:
+    """The value of a dotted param key (("evaluate", "threshold")) in the first params file of
+    `ModelGraph.params` that holds it; None if none does."""
+    for values in params.values():
+        node = values
+        for k in key:
+            if not isinstance(node, dict) or k not in node:
+                node = None
+                break
+            node = node[k]
+        if node is not None:
+            return node
+    # dvc.lock stores dotted keys when a stage declares `evaluate.threshold` directly
+    for values in params.values():
+        if ".".join(key) in (values or {}):
+            return values[".".join(key)]
+    return None
+
+
+def _upstream(stages: dict[str, Stage], producer_of: Callable[[str], str | None], producers: dict[str, str],
+              roots: list[str]) -> list[str]:
     """The stages the artifact's producers need (without the evaluating ones)."""
     seen: set[str] = set()
     todo = list(roots)

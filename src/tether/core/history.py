@@ -4,9 +4,10 @@ rollback goes. Events are ordered by their place in first-parent history, never 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TypeVar
 
+from tether.clock import parse_iso
 from tether.errors import UsageError
 from tether.core.moves import Event
 
@@ -14,12 +15,11 @@ E = TypeVar("E")
 
 
 def parse_time(text: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+    t = parse_iso(text)
+    if t is None:
         raise UsageError(f"'{text}' is not an ISO-8601 time",
-                         hint="e.g. 2026-11-24T10:30:00Z (a time without zone is UTC)") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+                         hint="e.g. 2026-11-24T10:30:00Z (a time without zone is UTC)")
+    return t
 
 
 def live_at(events: Sequence[E], at: datetime, time: Callable[[E], str] = lambda ev: ev.time) -> E | None:  # type: ignore[attr-defined]

@@ -6,6 +6,8 @@ It travels in the annotated tag's message, so every read command works from the 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE = 16 * 1024 * 1024  # larger messages are not manifests tether wrote
@@ -17,15 +19,138 @@ COMPONENTS = ("weights", "data", "code", "params", "threshold")
 _REQUIRED = ("model", "version", "commit", "tree", "created_at", "released_by", "components")
 
 
+# -- the manifest's shape --------------------------------------------------------------------
+# TypedDicts cost nothing at run time: a manifest stays the plain dict json reads and writes, and
+# mypy checks every key. Optional keys are those of a `total=False` subclass (Python 3.10 has no
+# NotRequired). What tether builds is typed with them; the readers below take any mapping, since
+# a manifest read from a tag message is only checked as far as `loads` checks it.
+
+
+class _OutputEntryBase(TypedDict):
+    path: str
+    md5: str | None  # DVC's md5 (`….dir` for a directory output); None for a file kept in git
+    size: int | None
+    sha256: str | None  # of the bytes, recorded at release; None in a derivation
+    stage: str | None  # the stage that writes or reads it; None for a `dvc add`ed or git-kept model
+
+
+class OutputEntry(_OutputEntryBase, total=False):
+    """One file or directory of `components.weights` or `components.data`."""
+    role: str  # weights only: model | threshold | metrics | schema | runtime | bundle-manifest
+    git_id: str  # kept in git: git holds its bytes, not the DVC remote
+    external: bool  # data only: a URL or a path outside the repository, pinned, never copied
+    dvc_file: str  # a model added with `dvc add`: its .dvc file
+
+
+class CodeEntry(TypedDict):
+    path: str
+    type: str  # blob | tree | missing
+    git_id: str | None
+
+
+class ConfigRef(TypedDict):
+    dir: str
+    tree: str | None  # the git tree of the Hydra config directory at the commit
+
+
+class ParamsPart(TypedDict):
+    path: str
+    sha256: str | None  # of params.yaml's bytes; None without one
+    values: dict[str, Any]  # params.yaml as read
+    used: dict[str, Any]  # params file -> {key: value} the model's stages declare
+    config: ConfigRef
+
+
+class _ThresholdBase(TypedDict):
+    value: Any  # a number, or None when the commit holds none
+    source: str | None
+
+
+class ThresholdPart(_ThresholdBase, total=False):
+    """Where the threshold came from; a threshold.json may carry more keys, kept as written."""
+    params: list[str]  # the params that move the threshold, not the model
+
+
+class Components(TypedDict):
+    weights: list[OutputEntry]
+    data: list[OutputEntry]
+    code: list[CodeEntry]
+    params: ParamsPart
+    threshold: ThresholdPart
+
+
+class ArtifactRef(TypedDict):
+    path: str
+    type: str
+
+
+Metrics = dict[str, Any]  # flat name -> number (or string) from the model's metrics files
+FeatureSchema = dict[str, Any]  # {"features": [{"name", "dtype", …}]} as the pipeline wrote it
+Runtime = dict[str, Any]  # the pipeline's runtime.json, plus lock_file / lock_sha256 at release
+
+
+class _ManifestBase(TypedDict):
+    schema_version: int
+    model: str
+    version: str | None  # None in a derivation: the tag names it
+    commit: str
+    tree: str
+    created_at: str | None
+    released_by: str | None
+    artifact: ArtifactRef
+    components: Components
+    stages: dict[str, str]  # stage name -> command
+    metrics: Metrics
+    predictions_sha256: Any
+    feature_schema: FeatureSchema
+    runtime: Runtime
+
+
+class Manifest(_ManifestBase, total=False):
+    """A release manifest (schema_version 1): derived from a commit, or attested in a tag message."""
+    derived: bool  # True: from the commit alone; False: an agreeing attestation filled it in
+
+
+class FilesDiff(TypedDict):
+    changed: bool
+    added: list[str]
+    removed: list[str]
+    modified: list[str]
+
+
+ValueChange = TypedDict("ValueChange", {"from": Any, "to": Any})
+ParamsDiff = TypedDict("ParamsDiff", {"changed": bool, "keys": dict[str, ValueChange]})
+ThresholdDiff = TypedDict("ThresholdDiff", {"changed": bool, "from": Any, "to": Any})
+MetricDiff = TypedDict("MetricDiff", {"from": Any, "to": Any, "delta": float | None})
+
+
+class ComponentsDiff(TypedDict):
+    weights: FilesDiff
+    data: FilesDiff
+    code: FilesDiff
+    params: ParamsDiff
+    threshold: ThresholdDiff
+
+
+ManifestDiff = TypedDict("ManifestDiff", {
+    "from": str,  # model@vX.Y.Z
+    "to": str,
+    # a ComponentsDiff; typed loosely so that renderers may walk its five parts in order
+    "components": dict[str, Any],
+    "feature_schema_changed": bool,
+    "metrics": dict[str, MetricDiff],
+})
+
+
 class ManifestError(ValueError):
     """A tag message that is not a tether manifest (e.g. a tag made by hand)."""
 
 
-def dumps(manifest: dict) -> str:
+def dumps(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
 
-def loads(message: str) -> dict:
+def loads(message: str) -> dict[str, Any]:
     text = message.strip()
     start = text.find("{")
     if start < 0:
@@ -64,12 +189,12 @@ def loads(message: str) -> dict:
     return data
 
 
-def tag_message(manifest: dict, summary: str | None) -> str:
+def tag_message(manifest: Mapping[str, Any], summary: str | None) -> str:
     head = summary.strip() if summary else f"Release {manifest['model']} v{manifest['version']}"
     return f"{head}\n\n{dumps(manifest)}"
 
 
-def dvc_objects(manifest: dict) -> list[dict]:
+def dvc_objects(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The weights and data entries that live in DVC storage (not in git), i.e. what a release
     needs on the DVC remote."""
     comps = manifest["components"]
@@ -77,67 +202,76 @@ def dvc_objects(manifest: dict) -> list[dict]:
             if e.get("md5") and not e.get("git_id") and not e.get("external")]
 
 
-def flatten(values, prefix: str = "") -> dict:
+def flatten(values: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(values, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in values.items():
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: values}
 
 
-def _by_path(entries: list[dict], key: str) -> dict[str, str | None]:
+def _by_path(entries: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any]:
     return {e["path"]: e.get(key) for e in entries}
 
 
-def diff(a: dict, b: dict) -> dict:
-    """What changed from release a to release b, component by component."""
-    ca, cb = a["components"], b["components"]
-    out: dict = {"from": f"{a['model']}@v{a['version']}", "to": f"{b['model']}@v{b['version']}", "components": {}}
+def _files(ea: Sequence[Mapping[str, Any]], eb: Sequence[Mapping[str, Any]], key: str) -> FilesDiff:
+    pa, pb = _by_path(ea, key), _by_path(eb, key)
+    added = sorted(set(pb) - set(pa))
+    removed = sorted(set(pa) - set(pb))
+    modified = sorted(p for p in set(pa) & set(pb) if pa[p] != pb[p])
+    return {"changed": bool(added or removed or modified), "added": added, "removed": removed, "modified": modified}
 
-    def files(name: str, key: str) -> dict:
-        pa, pb = _by_path(ca[name], key), _by_path(cb[name], key)
-        added = sorted(set(pb) - set(pa))
-        removed = sorted(set(pa) - set(pb))
-        modified = sorted(p for p in set(pa) & set(pb) if pa[p] != pb[p])
-        return {"changed": bool(added or removed or modified), "added": added, "removed": removed, "modified": modified}
 
-    out["components"]["weights"] = files("weights", "md5")
-    out["components"]["data"] = files("data", "md5")
-    out["components"]["code"] = files("code", "git_id")
-    fa, fb = flatten(ca["params"].get("values", {})), flatten(cb["params"].get("values", {}))
-    keys = {
+def _params_diff(pa: ParamsPart, pb: ParamsPart) -> ParamsDiff:
+    fa, fb = flatten(pa.get("values", {})), flatten(pb.get("values", {}))
+    keys: dict[str, ValueChange] = {
         k: {"from": fa.get(k), "to": fb.get(k)}
         for k in sorted(set(fa) | set(fb))
         if fa.get(k) != fb.get(k)
     }
-    out["components"]["params"] = {"changed": bool(keys) or ca["params"].get("sha256") != cb["params"].get("sha256"), "keys": keys}
+    return {"changed": bool(keys) or pa.get("sha256") != pb.get("sha256"), "keys": keys}
+
+
+def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> ManifestDiff:
+    """What changed from release a to release b, component by component."""
+    ca, cb = a["components"], b["components"]
     ta, tb = ca["threshold"].get("value"), cb["threshold"].get("value")
-    out["components"]["threshold"] = {"changed": ta != tb, "from": ta, "to": tb}
-    out["feature_schema_changed"] = schema_key(a) != schema_key(b)
-    ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
-    out["metrics"] = {
-        k: {"from": ma.get(k), "to": mb.get(k), "delta": _delta(ma.get(k), mb.get(k))}
-        for k in sorted(set(ma) | set(mb))
-        if isinstance(ma.get(k, 0), (int, float)) and isinstance(mb.get(k, 0), (int, float))
+    components: ComponentsDiff = {
+        "weights": _files(ca["weights"], cb["weights"], "md5"),
+        "data": _files(ca["data"], cb["data"], "md5"),
+        "code": _files(ca["code"], cb["code"], "git_id"),
+        "params": _params_diff(ca["params"], cb["params"]),
+        "threshold": {"changed": ta != tb, "from": ta, "to": tb},
     }
-    return out
+    ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
+    return {
+        "from": f"{a['model']}@v{a['version']}",
+        "to": f"{b['model']}@v{b['version']}",
+        "components": dict(components),
+        "feature_schema_changed": schema_key(a) != schema_key(b),
+        "metrics": {
+            k: {"from": ma.get(k), "to": mb.get(k), "delta": _delta(ma.get(k), mb.get(k))}
+            for k in sorted(set(ma) | set(mb))
+            if isinstance(ma.get(k, 0), (int, float)) and isinstance(mb.get(k, 0), (int, float))
+        },
+    }
 
 
-def _delta(x, y):
+def _delta(x: Any, y: Any) -> float | None:
     if isinstance(x, (int, float)) and isinstance(y, (int, float)):
         return round(y - x, 6)
     return None
 
 
-def schema_key(m: dict):
+def schema_key(m: Mapping[str, Any]) -> tuple[tuple[Any, Any], ...]:
     """The feature schema's contract: names and dtypes. Observed ranges drift with data and
     are not a breaking change."""
     feats = (m.get("feature_schema") or {}).get("features") or []
     return tuple((f.get("name"), f.get("dtype")) for f in feats)
 
 
-def propose_bump(previous: dict | None, current: dict) -> tuple[str | None, list[str]]:
+def propose_bump(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> tuple[str | None, list[str]]:
     """(major|minor|patch, reasons), or (None, []) when nothing in the tuple changed."""
     if previous is None:
         return "initial", ["first release of this model"]
@@ -151,12 +285,14 @@ def propose_bump(previous: dict | None, current: dict) -> tuple[str | None, list
     params_keys = [k for k in comps["params"]["keys"] if not any(k == t or k.startswith(t + ".") for t in tkeys)]
     model_files = {e["path"] for e in previous["components"]["weights"] + current["components"]["weights"]
                    if e.get("role", "model") == "model"}
-    weights_changed = any(p in model_files for k in ("added", "removed", "modified") for p in comps["weights"][k])
+    w = comps["weights"]
+    weights_changed = any(p in model_files for p in w["added"] + w["removed"] + w["modified"])
     minor = [c for c, changed in (("data", comps["data"]["changed"]), ("params", bool(params_keys)),
                                   ("weights", weights_changed)) if changed]
     if minor:
         return "minor", [f"{c} changed" for c in minor]
-    patch = [c for c in ("threshold", "code") if comps[c]["changed"]]
+    patch = [c for c, changed in (("threshold", comps["threshold"]["changed"]), ("code", comps["code"]["changed"]))
+             if changed]
     if patch:
         return "patch", [f"{c} changed" for c in patch]
     return None, []

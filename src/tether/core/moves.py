@@ -1,5 +1,6 @@
 """The move vocabulary: what one move of an environment is (`Event`), the actions a move can
-record, and the canary weight a move carries. Pure: no git, no I/O."""
+record, the `Tether-*` trailers a move commit carries and the one writer of its message, and the
+canary weight a move carries. Pure: no git, no I/O."""
 
 from __future__ import annotations
 
@@ -8,7 +9,26 @@ from dataclasses import dataclass, field
 from tether.errors import IntegrityError, UsageError
 
 ACTIONS = ("promote", "rollback", "weight")  # weight: a canary's traffic share changed (tether.canary)
-WEIGHT = "Tether-Weight"
+
+# The trailers of a move commit: `git log --first-parent ENV` is the audit trail, and the
+# registry, `check` and the server-side hook parse these names back.
+ACTION = "Tether-Action"
+RELEASE = "Tether-Release"
+TAG_OBJECT = "Tether-Tag-Object"
+PREVIOUS = "Tether-Previous"
+APPROVER = "Tether-Approver"
+REASON = "Tether-Reason"
+TIME = "Tether-Time"
+REQUIRED = (ACTION, RELEASE, TAG_OBJECT, PREVIOUS, APPROVER, REASON)  # every move tether makes has these
+WEIGHT = "Tether-Weight"  # a canary's traffic share in percent
+PREVIOUS_WEIGHT = "Tether-Previous-Weight"
+GTO_TAG = "Tether-Gto-Tag"  # the GTO assignment tag pushed with the move
+ALLOW_INCOMPLETE = "Tether-Allow-Incomplete"  # the reasons a gate was passed anyway
+ALLOW_REGRESSION = "Tether-Allow-Regression"
+SKIP_STAGING = "Tether-Skip-Staging"
+POLICY = "Tether-Policy"  # the guard's policy, on the moves `tether guard` makes
+GUARD_BREACH = "Tether-Guard-Breach"
+CANARY = "Tether-Canary"  # the canary (env@commit) whose guard promoted or rolled back
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,20 @@ class Event:
     trailers: dict = field(default_factory=dict)
     source: str = "tether"
 
+
+def one_line(text: str | None, what: str, hint: str | None = None) -> str:
+    """A recorded text (approver, reason, a gate's override reason) on one line: a trailer
+    cannot span lines. Empty is a usage error; `hint` defaults to naming the option."""
+    value = " ".join((text or "").split())
+    if not value:
+        raise UsageError(f"{what} is empty", hint=hint or f"say {what.split()[0]} with --{what.split()[0]} \"…\"")
+    return value
+
+
+def move_message(title: str, reason: str, trailers: dict[str, str]) -> str:
+    """A move commit's message: the title, the reason, then one `Name: value` trailer a line."""
+    body = "\n".join(f"{k}: {v}" for k, v in trailers.items())
+    return f"{title}\n\n{reason}\n\n{body}\n"
 
 
 def parse_weight(text, what: str = "weight") -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from tether.core.moves import APPROVER
 from tether.errors import UsageError
 
 ALLOWED_SIGNERS = ".tether/allowed_signers"
@@ -136,7 +137,7 @@ def judge(sig: Signature, rule: Rule, approver: str | None = None) -> str | None
     if rule.principals and not any(same_person(p, sig.principal) or p == sig.key for p in rule.principals):
         return f"signed by {sig.principal}, who is not allowed here (allowed: {', '.join(rule.principals)})"
     if approver is not None and not same_person(approver, sig.principal):
-        return f"Tether-Approver says {approver!r} but the move is signed by {sig.principal}"
+        return f"{APPROVER} says {approver!r} but the move is signed by {sig.principal}"
     return None
 
 

@@ -36,7 +36,7 @@ from tether.servedir.layout import (current_release, log_event, prune, refuse_ot
 from tether.errors import StorageError, TetherError, UsageError
 from tether.core.moves import Event
 from tether.core.refs import release_dir_name
-from tether.registry.registry import Release
+from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
 
 

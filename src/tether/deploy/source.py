@@ -13,7 +13,8 @@ from tether.adapters.dvcstore import DvcStore
 from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
 from tether.core.moves import Event
-from tether.registry.registry import Registry, Release
+from tether.registry.registry import Registry
+from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
 
 

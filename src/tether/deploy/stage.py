@@ -21,7 +21,7 @@ from tether.servedir.layout import fsync_dir, rmtree
 from tether.servedir.stamp import files_under, read_stamp, write_stamp
 from tether.adapters.dvcstore import DvcStore
 from tether.errors import StorageError, TetherError
-from tether.registry.registry import Release
+from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
 
 

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from tether.core import manifest as mf
+from tether.core.semver import Version
 from tether.adapters.dvcstore import DvcStore
+from tether.adapters.workspace import Workspace
 from tether.errors import Conflict, IntegrityError, StorageError, TetherError
-from tether.registry.registry import PROBLEM_ERRORS, Registry, Release
+from tether.registry.registry import Registry
+from tether.registry.release import PROBLEM_ERRORS, Release
 
 # The kinds of finding, and the one mapping from a finding to its exception (and so its exit
 # code), used by `check`, the promote gate and every command that meets an unusable release.
@@ -62,54 +65,48 @@ class CheckReport:
         }
 
 
+def check_repository(ws: Workspace, model: str | None, offline: bool = False,
+                     since: str | None = None) -> CheckReport:
+    """`tether check`: every release of `model` (or of every model) held to check_releases'
+    rules, signatures and environment chains included, and, unless `offline`, every output `dvc
+    pull` needs at each release's commit held to the DVC remote. With `since` (a version, or a
+    tag), releases below it are not checked: the report lists them as skipped."""
+    reg = Registry(ws)
+    models = [ws.model(model)] if model else sorted(ws.models)
+    rels = [r for m in models for r in reg.of(m)]
+    skipped: list[str] = []
+    if since:
+        floor = Version.parse(since.rpartition("@v")[2] if "@v" in since else since)
+        skipped = [r.tag for r in rels if r.version < floor]
+        rels = [r for r in rels if not r.version < floor]
+    store = None if offline else DvcStore(ws.root)
+    report = check_releases(reg, rels, store, signatures=True, chains=True, skipped=skipped)
+    if store is not None:  # every output `dvc pull` needs at each release's commit (publish.py)
+        shown = {(f.tag, f.kind) for f in report.findings}
+        report.findings += [f for f in pullable_findings(reg, rels, store) if (f.tag, f.kind) not in shown]
+    return report
+
+
 def check_releases(reg: Registry, releases: list[Release], store: DvcStore | None, remote: bool = True,
-                   signatures: bool = False, chains: bool = False) -> CheckReport:
+                   signatures: bool = False, chains: bool = False, skipped: list[str] | None = None) -> CheckReport:
     """Holds every tag, however it was made, to the rules `tether release` applies: the five
     parts derived from its commit, an attestation (if any) that agrees with the commit, and every
-    DVC object on the remote. A malformed tag is one finding, never a crash."""
-    report = CheckReport()
+    DVC object on the remote. A malformed tag is one finding, never a crash. `skipped`: the
+    releases the caller left out (reported as such)."""
+    report = CheckReport(skipped=skipped if skipped is not None else [])
     if remote and store is not None:
         releases = reg.resolve_objects(releases, store)
     complete = []
     for rel in releases:
         report.checked.append(rel.tag)
-        try:
-            kind, problem = rel.problem_kind, rel.problem or ""
-        except Exception as exc:  # noqa: BLE001 - one bad tag must not take the registry down
-            kind, problem = "unusable", f"cannot be read: {exc}"
-        if kind == "mismatch":
-            report.findings.append(Finding(rel.tag, MISMATCH, problem))
-        elif kind == "unusable":
-            report.findings.append(Finding(rel.tag, UNUSABLE, problem))
-        elif kind is not None:
-            fixes = "; ".join(f"{p}: {rel.fixes[p]}" for p in rel.missing_parts if p in rel.fixes)
-            report.findings.append(Finding(rel.tag, INCOMPLETE, problem + (f" (to fix: {fixes})" if fixes else "")))
-        if rel.manifest is not None and kind in (None, "incomplete"):
+        finding, whole = _release_finding(rel)
+        if finding is not None:
+            report.findings.append(finding)
+        if whole:
             complete.append(rel)
-
     if remote and complete and store is not None:
-        wanted: dict[str, list[str]] = {}
-        for rel in complete:
-            for e in mf.dvc_objects(rel.manifest or {}):
-                wanted.setdefault(e["md5"], []).append(f"{rel.tag}:{e['path']}")
-        missing = store.missing_on_remote(wanted)
-        per_tag: dict[str, list[str]] = {}
-        for md5 in missing:
-            for where in wanted[md5]:
-                tag, _, path = where.partition(":")
-                per_tag.setdefault(tag, []).append(path)
-        for tag, paths in sorted(per_tag.items()):
-            report.findings.append(Finding(tag, MISSING, "not on the DVC remote: " + ", ".join(sorted(paths))))
-
-    for model in {r.name.model for r in releases}:
-        for env in reg.ws.environments(model):
-            for ev in reg.history(model, env):
-                if ev.source != "tether":
-                    continue
-                moved = reg.by_tag(ev.release)
-                if moved is None or (ev.tag_object and moved.tag_object != ev.tag_object):
-                    report.findings.append(Finding(ev.release, MOVED,
-                        f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
+        report.findings += missing_object_findings(complete, store)
+    report.findings += moved_tag_findings(reg, releases)
     if chains:
         for model in sorted({r.name.model for r in releases}):
             for env in reg.ws.environments(model):
@@ -123,6 +120,56 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
     report.findings += not_release_findings(reg) + unread_findings(reg)
     report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))
     return report
+
+
+def _release_finding(rel: Release) -> tuple[Finding | None, bool]:
+    """The finding on the release's own verdict (None: none), and whether its DVC objects are
+    then held to the remote (it has a manifest, complete or only incomplete)."""
+    finding = None
+    try:
+        kind, problem = rel.problem_kind, rel.problem or ""
+    except Exception as exc:  # noqa: BLE001 - one bad tag must not take the registry down
+        kind, problem = "unusable", f"cannot be read: {exc}"
+    if kind == "mismatch":
+        finding = Finding(rel.tag, MISMATCH, problem)
+    elif kind == "unusable":
+        finding = Finding(rel.tag, UNUSABLE, problem)
+    elif kind is not None:
+        fixes = "; ".join(f"{p}: {rel.fixes[p]}" for p in rel.missing_parts if p in rel.fixes)
+        finding = Finding(rel.tag, INCOMPLETE, problem + (f" (to fix: {fixes})" if fixes else ""))
+    return finding, rel.manifest is not None and kind in (None, "incomplete")
+
+
+def missing_object_findings(complete: list[Release], store: DvcStore) -> list[Finding]:
+    """One finding per release whose manifest's DVC objects are not all on the remote."""
+    wanted: dict[str, list[str]] = {}
+    for rel in complete:
+        for e in mf.dvc_objects(rel.manifest or {}):
+            wanted.setdefault(e["md5"], []).append(f"{rel.tag}:{e['path']}")
+    missing = store.missing_on_remote(wanted)
+    per_tag: dict[str, list[str]] = {}
+    for md5 in missing:
+        for where in wanted[md5]:
+            tag, _, path = where.partition(":")
+            per_tag.setdefault(tag, []).append(path)
+    return [Finding(tag, MISSING, "not on the DVC remote: " + ", ".join(sorted(paths)))
+            for tag, paths in sorted(per_tag.items())]
+
+
+def moved_tag_findings(reg: Registry, releases: list[Release]) -> list[Finding]:
+    """One finding per move tether recorded whose release tag is gone or now names another
+    tag object (moved or re-created after it went live)."""
+    out = []
+    for model in {r.name.model for r in releases}:
+        for env in reg.ws.environments(model):
+            for ev in reg.history(model, env):
+                if ev.source != "tether":
+                    continue
+                moved = reg.by_tag(ev.release)
+                if moved is None or (ev.tag_object and moved.tag_object != ev.tag_object):
+                    out.append(Finding(ev.release, MOVED,
+                        f"moved or re-created after it went to {env} (recorded tag object {ev.tag_object[:12]})"))
+    return out
 
 
 def hidden_moves(reg: Registry, model: str, env: str) -> str | None:

@@ -19,13 +19,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tether.core import dvcgraph
-from tether.core import paths
 from tether.core import manifest as mf
-from tether.digest import sha256_bytes
 from tether.adapters.gitrepo import Git, cat_files, object_ids
-from tether.adapters.workspace import Settings, load_yaml
+from tether.core.settings import Settings, load_yaml
+from tether.registry import derive_parts as parts
 
 DERIVE_VERSION = 3  # bump when the derivation changes: old cache entries are then ignored
 # 3: every DVC object read is verified against its md5 (older entries may hold unverified bytes)
@@ -34,17 +34,19 @@ PARTS = mf.COMPONENTS
 
 @dataclass
 class Derived:
-    manifest: dict | None  # None: no pipeline for this model at the commit
+    # an mf.Manifest (None: no pipeline for this model at the commit), kept as a plain dict while
+    # its readers (gates.completeness, hook._objects_on_remote) take one
+    manifest: dict[str, Any] | None
     problems: list[str] = field(default_factory=list)  # why it is not a usable release
     missing_parts: list[str] = field(default_factory=list)  # of the five parts
     unresolved: list[str] = field(default_factory=list)  # md5s of DVC objects we could not read
-    fixes: dict = field(default_factory=dict)  # part -> what to declare
+    fixes: dict[str, str] = field(default_factory=dict)  # part -> what to declare
 
     @property
     def complete(self) -> bool:
         return self.manifest is not None and not self.problems and not self.missing_parts
 
-    def as_cache(self) -> dict:
+    def as_cache(self) -> dict[str, Any]:
         return {"v": DERIVE_VERSION, "manifest": self.manifest, "problems": self.problems,
                 "missing_parts": self.missing_parts, "unresolved": self.unresolved, "fixes": self.fixes}
 
@@ -114,55 +116,78 @@ def derive_many(git: Git, wanted: list[tuple[str, str]], read_object: Callable[[
     commits = sorted({c for c, _ in todo})
     blobs = cat_files(git, [f"{c}:{name}" for c in commits for name in ("dvc.yaml", "dvc.lock", "params.yaml")])
     trees = git.trees_of(commits)
-    graphs: dict[tuple[str, str], tuple] = {}
+    pipelines: dict[tuple[str, str], _Pipeline] = {}
     specs: list[str] = []
     wanted_small: set[str] = set()
     for commit, model in todo:
-        y, lk = blobs.get(f"{commit}:dvc.yaml"), blobs.get(f"{commit}:dvc.lock")
-        if y is None:
-            out[(commit, model)] = Derived(None, ["its commit has no dvc.yaml"])
+        pipe = _read_pipeline(commit, model, blobs)
+        if isinstance(pipe, Derived):
+            out[(commit, model)] = pipe
             continue
-        try:
-            dvc_yaml = load_yaml(y.decode())
-            lock = load_yaml(lk.decode()) if lk is not None else {}
-            if not isinstance(dvc_yaml, dict) or not isinstance(lock, dict):
-                raise ValueError("not a mapping")
-            graph = dvcgraph.model_graph(dvc_yaml, lock, model)
-            Settings.from_meta(graph.artifact.meta)  # a bad setting at that commit is a finding too
-        except Exception as exc:  # noqa: BLE001 - any broken pipeline file is one finding
-            msg = getattr(exc, "message", None) or str(exc)
-            out[(commit, model)] = Derived(None, [f"cannot read its pipeline: {msg}"])
-            continue
-        graphs[(commit, model)] = (dvc_yaml, lock, graph)
-        specs += [f"{commit}:{p}" for p in graph.code]
-        specs += [f"{commit}:{e.path}" for e in graph.data if not e.external]
-        specs += [f"{commit}:{p}" for p in _metric_paths(dvc_yaml, graph)]
-        specs += [f"{commit}:{graph.artifact.path}", f"{commit}:{graph.artifact.path}.dvc"]
-        specs += [f"{commit}:{graph.artifact.path}/{n}" for n in _ART_FILES]
-        specs.append(f"{commit}:conf")
-        pointer = _pointer_file(graph.artifact.meta)
+        pipelines[(commit, model)] = pipe
+        specs += _specs(commit, pipe)
+        pointer = parts.pointer_file(pipe.graph.artifact.meta)
         if pointer:
             specs.append(f"{commit}:{pointer}")
             wanted_small.add(f"{commit}:{pointer}")
     ids = object_ids(git, specs)
     small = cat_files(git, [s for s in specs if ids.get(s) and (s in wanted_small or
                                                                 s.rsplit("/", 1)[-1].endswith((".json", ".dvc")))])
-    for key, (dvc_yaml, lock, graph) in graphs.items():
+    for key, pipe in pipelines.items():
         commit, model = key
-        d = _derive_one(commit, model, trees.get(commit, ""), dvc_yaml, lock, graph,
-                        blobs.get(f"{commit}:params.yaml"), ids, small, read_object)
+        files = parts.CommitFiles(commit, pipe.lock, ids, small, read_object)
+        d = _derive_one(model, trees.get(commit, ""), pipe, blobs.get(f"{commit}:params.yaml"), files)
         out[key] = d
         if use_cache:
             store_cached(git, commit, model, d)
     return out
 
 
+@dataclass(frozen=True)
+class _Pipeline:
+    """A commit's dvc.yaml and dvc.lock, and the model's slice of them."""
+    dvc_yaml: dict
+    lock: dict
+    graph: dvcgraph.ModelGraph
+
+
+def _read_pipeline(commit: str, model: str, blobs: dict[str, bytes | None]) -> _Pipeline | Derived:
+    """The model's pipeline at the commit, or the (unusable) derivation saying why there is none."""
+    y, lk = blobs.get(f"{commit}:dvc.yaml"), blobs.get(f"{commit}:dvc.lock")
+    if y is None:
+        return Derived(None, ["its commit has no dvc.yaml"])
+    try:
+        dvc_yaml = load_yaml(y.decode())
+        lock = load_yaml(lk.decode()) if lk is not None else {}
+        if not isinstance(dvc_yaml, dict) or not isinstance(lock, dict):
+            raise ValueError("not a mapping")
+        graph = dvcgraph.model_graph(dvc_yaml, lock, model)
+        Settings.from_meta(graph.artifact.meta)  # a bad setting at that commit is a finding too
+    except Exception as exc:  # noqa: BLE001 - any broken pipeline file is one finding
+        msg = getattr(exc, "message", None) or str(exc)
+        return Derived(None, [f"cannot read its pipeline: {msg}"])
+    return _Pipeline(dvc_yaml, lock, graph)
+
+
+def _specs(commit: str, pipe: _Pipeline) -> list[str]:
+    """The git objects at the commit a derivation of the model may read."""
+    graph = pipe.graph
+    specs = [f"{commit}:{p}" for p in graph.code]
+    specs += [f"{commit}:{e.path}" for e in graph.data if not e.external]
+    specs += [f"{commit}:{p}" for p in metric_paths(pipe.dvc_yaml, graph)]
+    specs += [f"{commit}:{graph.artifact.path}", f"{commit}:{graph.artifact.path}.dvc"]
+    specs += [f"{commit}:{graph.artifact.path}/{n}" for n in _ART_FILES]
+    specs.append(f"{commit}:conf")
+    return specs
+
+
 _ART_FILES = ("threshold.json", "metrics.json", "feature_schema.json", "runtime.json")
 
 
-def _metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
-    """Metrics files DVC knows of for this model: the model's stages' `metrics:` and the
-    top-level `metrics:` list (where dvclive declares its files)."""
+def metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
+    """The metrics files a release of this model reads its metrics from (wherever they are):
+    those DVC knows of for this model, the model's stages' `metrics:` and the top-level
+    `metrics:` list (where dvclive declares its files)."""
     paths = []
     names = {s.name for s in graph.stages}
     stages = dvc_yaml.get("stages") or {}
@@ -188,11 +213,6 @@ def _metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def metric_paths(dvc_yaml: dict, graph: dvcgraph.ModelGraph) -> list[str]:
-    """The metrics files a release of this model reads its metrics from (wherever they are)."""
-    return _metric_paths(dvc_yaml, graph)
-
-
 def _evaluates(spec: dict, graph: dvcgraph.ModelGraph) -> bool:
     """A stage that reads the model's weights (an evaluate stage downstream of training)."""
     deps = [d if isinstance(d, str) else next(iter(d)) for d in spec.get("deps") or () if d]
@@ -200,101 +220,32 @@ def _evaluates(spec: dict, graph: dvcgraph.ModelGraph) -> bool:
                any(dvcgraph.under(dvcgraph.norm(d), w.path) for w in graph.weights) for d in deps)
 
 
-def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, small, read_object) -> Derived:
+def _derive_one(model: str, tree: str, pipe: _Pipeline, params_blob: bytes | None,
+                files: parts.CommitFiles) -> Derived:
+    """The manifest of the model at one commit, each component built by its own builder
+    (derive_parts.py), and what the commit lacks."""
     d = Derived(None)
-    outs: dict[str, str] = {o.path: o.md5 for st in dvcgraph.lock_stages(lock).values() for o in st.outs if o.md5}
-
-    def read(path: str) -> bytes | None:
-        """A small file at the commit: from git, else from the DVC object dvc.lock names."""
-        spec = f"{commit}:{path}"
-        if ids.get(spec):
-            return small.get(spec)
-        if path in outs:
-            return _obj(outs[path])
-        for out_path, md5 in outs.items():  # a file inside a directory output
-            if md5.endswith(".dir") and dvcgraph.under(path, out_path):
-                listing = _obj(md5)
-                if listing is None:
-                    return None
-                try:
-                    rel = path[len(out_path) + 1:]
-                    child = next((c["md5"] for c in json.loads(listing) if c.get("relpath") == rel), None)
-                except (ValueError, TypeError, AttributeError):
-                    return None
-                return _obj(child) if child else None
-        return None
-
-    def _obj(md5: str) -> bytes | None:
-        data = read_object(md5)
-        if data is None:
-            d.unresolved.append(md5)
-        return data
-
-    def read_json(path: str):
-        raw = read(path)
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None
-
+    graph = pipe.graph
     art = graph.artifact
     settings = Settings.from_meta(art.meta)
-    data = []
-    for e in graph.data:
-        entry = {"path": e.path, "md5": e.md5, "size": e.size, "sha256": None, "stage": e.stage}
-        if e.external:
-            entry["external"] = True  # a URL or a path outside the repository: pinned, never copied
-        gid = None if e.external else ids.get(f"{commit}:{e.path}")
-        if gid:
-            entry["git_id"] = gid
-        data.append(entry)
-    roles = {settings.threshold_file: "threshold", settings.metrics_file: "metrics",
-             settings.feature_schema_file: "schema", settings.runtime_file: "runtime",
-             settings.bundle_manifest_file: "bundle-manifest"}
-    weights = []
-    for e in graph.weights:
-        w = {"path": e.path, "md5": e.md5, "size": e.size, "sha256": None, "stage": e.stage,
-             "role": roles.get(Path(e.path).name, "model")}
-        if gid := ids.get(f"{commit}:{e.path}"):
-            w["git_id"] = gid  # a model kept in git and read by a stage: git holds its bytes
-        weights.append(w)
-    if not weights:
-        weights = _unstaged_weights(commit, art.path, ids, small)
-    code = [{"path": p, "type": "blob" if ids.get(f"{commit}:{p}") else "missing", "git_id": ids.get(f"{commit}:{p}")}
-            for p in graph.code]
-    params_values = {}
-    if params_blob is not None:
-        try:
-            params_values = load_yaml(params_blob.decode()) or {}
-        except Exception:  # noqa: BLE001
-            d.problems.append("params.yaml at its commit is not valid YAML")
-    metrics: dict = {}
-    mj = read_json(f"{art.path}/{settings.metrics_file}")
-    if isinstance(mj, dict):
-        metrics.update(mj)
-    for p in _metric_paths(dvc_yaml, graph):
-        if p == f"{art.path}/{settings.metrics_file}":
-            continue
-        found = read_json(p)
-        if isinstance(found, dict):
-            for k, v in mf.flatten(found).items():
-                metrics.setdefault(k, v)
-    threshold, why = _threshold(settings, art, graph, params_values, read, read_json, metrics, dvc_yaml)
+    data = parts.data_part(graph, files)
+    weights = parts.weights_part(graph, settings, files)
+    code = parts.code_part(graph, files)
+    params_values, why = parts.params_values(params_blob)
     if why:
         d.problems.append(why)
-    metrics = {k: v for k, v in metrics.items() if isinstance(k, str) and (_num(v) or isinstance(v, str))}
-    schema = read_json(f"{art.path}/{settings.feature_schema_file}")
-    runtime = read_json(f"{art.path}/{settings.runtime_file}")
-    conf_id = ids.get(f"{commit}:conf")
-    tkeys = sorted(k for st in graph.stages for values in st.params.values() for k in (values or {})
-                   if any(o.path.endswith("/" + settings.threshold_file) for o in st.outs))
-    d.manifest = {
+    found = parts.metrics_found(art.path, settings, metric_paths(pipe.dvc_yaml, graph), files)
+    threshold, why = parts.find_threshold(settings, graph, params_values, files, found)
+    if why:
+        d.problems.append(why)
+    metrics = parts.recorded_metrics(found)
+    schema = files.read_json(f"{art.path}/{settings.feature_schema_file}")
+    runtime = files.read_json(f"{art.path}/{settings.runtime_file}")
+    manifest: mf.Manifest = {
         "schema_version": mf.SCHEMA_VERSION,
         "model": model,
         "version": None,
-        "commit": commit,
+        "commit": files.commit,
         "tree": tree,
         "created_at": None,
         "released_by": None,
@@ -303,10 +254,8 @@ def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, sm
             "weights": weights,
             "data": data,
             "code": code,
-            "params": {"path": "params.yaml", "sha256": sha256_bytes(params_blob) if params_blob is not None else None,
-                       "values": params_values, "used": graph.params,
-                       "config": {"dir": "conf", "tree": conf_id}},
-            "threshold": {**(threshold or {"value": None, "source": None}), "params": tkeys},
+            "params": parts.params_part(graph, params_blob, params_values, files),
+            "threshold": parts.threshold_part(threshold, graph, settings),
         },
         "stages": {s.name: s.cmd for s in graph.stages},
         "metrics": metrics,
@@ -315,122 +264,34 @@ def _derive_one(commit, model, tree, dvc_yaml, lock, graph, params_blob, ids, sm
         "runtime": runtime if isinstance(runtime, dict) else {},
         "derived": True,
     }
-    for part, ok in (("weights", bool(weights) and all(w.get("md5") or w.get("git_id") for w in weights)),
-                     ("data", bool(data)), ("code", bool(code)), ("params", bool(graph.params)),
-                     ("threshold", threshold is not None)):
-        if not ok and not (part == "threshold" and d.unresolved):
-            d.missing_parts.append(part)
-            d.fixes[part] = FIXES[part]
-            if part == "threshold":
-                art_is_file = any(w["path"] == art.path and not str(w.get("md5") or "").endswith(".dir")
-                                  for w in weights)
-                d.fixes[part] = (f"meta.tether.threshold points to {settings.threshold}, which holds no number at "
-                                 "this commit" if settings.threshold else threshold_fix(art.path, not art_is_file))
+    d.manifest = dict(manifest)
+    d.unresolved = files.unresolved
+    _missing_parts(d, manifest["components"], graph, settings, threshold is not None)
     d.unresolved = sorted(set(d.unresolved))
     return d
 
 
-def _pointer_file(meta: dict) -> str | None:
-    """The file a `meta.tether.threshold: FILE:KEY` pointer names, if it is a safe path."""
-    raw = ((meta or {}).get("tether") or {}).get("threshold") if isinstance(meta, dict) else None
-    file = str(raw).partition(":")[0] if raw else ""
-    return paths.normalise(file) if file and paths.problem(file) is None else None
-
-
-def _threshold(settings: Settings, art, graph, params_values: dict, read, read_json, metrics: dict,
-               dvc_yaml: dict) -> tuple[dict | None, str | None]:
-    """(threshold, problem). Where users keep it, first match wins:
-    1. `meta.tether.threshold: FILE:KEY` (e.g. `params.yaml:evaluate.threshold`), authoritative;
-    2. `<artifact>/threshold.json` ({"value": …}) when the artifact is a directory;
-    3. a param named `threshold` (`evaluate.threshold`, `train.threshold`) of a stage in the
-       model's graph, the stages that evaluate the model included; one such key, else ambiguous;
-    4. a `threshold` key in the metrics the model's stages declare."""
-    from tether.commands.release_facts import dvcgraph_param
-
-    if settings.threshold:
-        file, _, key = str(settings.threshold).partition(":")
-        keys = tuple(k for k in key.split(".") if k)
-        if not file or not keys or paths.problem(file):
-            return None, (f"meta.tether.threshold {settings.threshold!r} is not FILE:KEY "
-                          "(e.g. params.yaml:evaluate.threshold)")
-        file = paths.normalise(file)
-        doc: dict | None
-        if file == "params.yaml":
-            doc = params_values
-        else:
-            raw = read(file)
-            try:
-                doc = load_yaml(raw.decode()) if raw is not None else None  # YAML reads JSON too
-            except Exception:  # noqa: BLE001
-                doc = None
-        value = _dig(doc, keys) if isinstance(doc, dict) else None
-        if isinstance(value, dict) and _num(value.get("value")):
-            value = value["value"]
-        if not _num(value):
-            return None, None  # a missing part: the fix names the pointer
-        return {"value": value, "source": f"{file}:{'.'.join(keys)}"}, None
-    tj = read_json(f"{art.path}/{settings.threshold_file}")
-    if isinstance(tj, dict) and _num(tj.get("value")):
-        return {**tj, "source": tj.get("source") or f"{art.path}/{settings.threshold_file}"}, None
-    value = dvcgraph_param(graph.params, ("evaluate", "threshold"))
-    if _num(value):
-        return {"value": value, "source": "params: evaluate.threshold"}, None
-    found = {k: v for values in graph.params.values() for k, v in mf.flatten(values or {}).items()
-             if k.rsplit(".", 1)[-1] == "threshold" and _num(v)}
-    if len(found) == 1:
-        k, v = next(iter(found.items()))
-        return {"value": v, "source": f"params: {k}"}, None
-    if len(found) > 1:
-        return None, (f"several params could be the threshold ({', '.join(sorted(found))}); "
-                      "name one with meta.tether.threshold: params.yaml:KEY")
-    if _num(metrics.get("threshold")):
-        return {"value": metrics["threshold"], "source": "metrics: threshold"}, None
-    return None, None
-
-
-def threshold_fix(art_path: str, is_dir: bool) -> str:
-    where = (f"write {art_path}/threshold.json ({{\"value\": …}}) from a stage, " if is_dir else "")
-    return (where + "list the param under the `params:` of the stage that evaluates the model (e.g. "
-            "`evaluate.threshold` in params.yaml), write a `threshold` key into a declared metrics file, "
-            "or point to it: `meta: {tether: {threshold: params.yaml:evaluate.threshold}}` on the artifact")
-
-
-def _unstaged_weights(commit: str, path: str, ids: dict, small: dict) -> list[dict]:
-    """A model no stage produces or reads: added with `dvc add` (its `.dvc` file at the commit
-    names the object) or a file/directory kept in git."""
-    raw = small.get(f"{commit}:{path}.dvc")
-    if raw is not None:
-        try:
-            outs = (load_yaml(raw.decode()) or {}).get("outs") or []
-            out = outs[0] if isinstance(outs, list) and outs and isinstance(outs[0], dict) else {}
-        except Exception:  # noqa: BLE001 - an unreadable .dvc file names no weights
-            out = {}
-        md5 = out.get("md5")
-        if isinstance(md5, str) and md5:
-            return [{"path": path, "md5": md5, "size": out.get("size"), "sha256": None, "stage": None,
-                     "role": "model", "dvc_file": f"{path}.dvc"}]
-    gid = ids.get(f"{commit}:{path}")
-    if gid:
-        return [{"path": path, "git_id": gid, "md5": None, "size": None, "sha256": None,
-                 "stage": None, "role": "model"}]  # weights kept in git
-    return []
-
-
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _dig(values, key):
-    node = values
-    for k in key:
-        if not isinstance(node, dict) or k not in node:
-            return None
-        node = node[k]
-    return node
+def _missing_parts(d: Derived, comps: mf.Components, graph: dvcgraph.ModelGraph, settings: Settings,
+                   has_threshold: bool) -> None:
+    """Each of the five parts the commit lacks, with what to declare (a threshold the cache
+    could not be read for yet is not missing: the derivation is partial)."""
+    weights = comps["weights"]
+    for part, ok in (("weights", bool(weights) and all(w.get("md5") or w.get("git_id") for w in weights)),
+                     ("data", bool(comps["data"])), ("code", bool(comps["code"])), ("params", bool(graph.params)),
+                     ("threshold", has_threshold)):
+        if not ok and not (part == "threshold" and d.unresolved):
+            d.missing_parts.append(part)
+            d.fixes[part] = FIXES[part]
+            if part == "threshold":
+                art_path = graph.artifact.path
+                art_is_file = any(w["path"] == art_path and not str(w.get("md5") or "").endswith(".dir")
+                                  for w in weights)
+                d.fixes[part] = (f"meta.tether.threshold points to {settings.threshold}, which holds no number at "
+                                 "this commit" if settings.threshold else parts.threshold_fix(art_path, not art_is_file))
 
 
 # -- the attestation -------------------------------------------------------------------------
-def attestation_problems(derived: dict, attested: dict, partial: bool = False) -> list[str]:
+def attestation_problems(derived: dict[str, Any], attested: dict[str, Any], partial: bool = False) -> list[str]:
     """Where the manifest in a tag message disagrees with what its commit says. Only what the
     commit determines is compared; sha256 values are checked when bytes are read (verify,
     deploy). `partial`: some DVC objects (a threshold or metrics file inside an output) could not
@@ -463,9 +324,9 @@ def attestation_problems(derived: dict, attested: dict, partial: bool = False) -
         out.append(f"threshold {at!r} in the message, {dt!r} at the commit")
     am, dm = attested.get("metrics") or {}, derived.get("metrics") or {}
     if isinstance(am, dict):
-        bad = sorted(k for k, v in am.items() if _num(v) and k in dm and _num(dm[k]) and abs(dm[k] - v) > 1e-9)
+        bad = sorted(k for k, v in am.items() if parts.num(v) and k in dm and parts.num(dm[k]) and abs(dm[k] - v) > 1e-9)
         if not partial:
-            bad += sorted(k for k, v in am.items() if _num(v) and dm and k not in dm)
+            bad += sorted(k for k, v in am.items() if parts.num(v) and dm and k not in dm)
         if bad:
             out.append(f"metrics differ from the commit's metrics files ({', '.join(bad[:4])})")
     else:
@@ -473,7 +334,7 @@ def attestation_problems(derived: dict, attested: dict, partial: bool = False) -
     return out
 
 
-def _moved_between_weights_and_data(ac: dict, dc: dict) -> bool:
+def _moved_between_weights_and_data(ac: dict[str, Any], dc: dict[str, Any]) -> bool:
     """The message and the commit name the same files with the same md5s, only some under the
     other part: an older tether listed a training stage's side output (model_params.json) as
     data. Not a disagreement about the release."""
@@ -485,7 +346,7 @@ def _moved_between_weights_and_data(ac: dict, dc: dict) -> bool:
     return said == have
 
 
-def merge(derived: dict, attested: dict | None, tag_meta: dict) -> dict:
+def merge(derived: dict[str, Any], attested: dict[str, Any] | None, tag_meta: dict[str, Any]) -> dict[str, Any]:
     """The manifest commands use: the derived one, with what only the release recorded
     (sha256 of each weights file when its md5 agrees, who released, runtime) taken from an
     attestation that agrees."""

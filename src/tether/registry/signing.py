@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tether.core import signpolicy as sp
 from tether.errors import IntegrityError
@@ -26,7 +26,15 @@ from tether.adapters.workspace import Workspace
 
 if TYPE_CHECKING:  # annotations only: `history`'s read path needs no registry
     from tether.core.moves import Event
-    from tether.registry.registry import Registry, Release
+    from tether.registry.release import Release
+
+
+class Histories(Protocol):
+    """What the verdicts read of the registry (tether.registry.registry.Registry): an
+    environment's moves, newest first. A protocol, not the class: the registry asks this module
+    about GTO's tags, so this module never imports it."""
+
+    def history(self, model: str, env: str) -> list[Event]: ...
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ def judge_event(ev: Event, sig: sp.Signature, rule: sp.Rule) -> str | None:
     return sp.judge(sig, rule, ev.approver if ev.source == "tether" else None)
 
 
-def env_verdicts(ws: Workspace, reg: Registry, model: str, env: str, signers: Path | None,
+def env_verdicts(ws: Workspace, reg: Histories, model: str, env: str, signers: Path | None,
                  pol: sp.Policy | None = None, events: list[Event] | None = None,
                  head: bool = True) -> list[Verdict]:
     """One verdict per branch move of the environment, newest first (GTO's tags carry no
@@ -162,7 +170,7 @@ def refuse(env: str, bad: list[Verdict], what: str = "") -> IntegrityError:
              "policy rejects must be undone on the server by an administrator")
 
 
-def enforce_env(ws: Workspace, reg: Registry, model: str, env: str, signers: Path | None = None,
+def enforce_env(ws: Workspace, reg: Histories, model: str, env: str, signers: Path | None = None,
                 what: str = "", head: bool = True) -> list[Verdict]:
     verdicts = env_verdicts(ws, reg, model, env, allowed_signers(ws, signers), head=head)
     if bad := violations(verdicts):
@@ -192,7 +200,7 @@ def check_new_move(ws: Workspace, commit: str, env: str, approver: str, rule: sp
                                   "with a key in .tether/allowed_signers that the policy allows here")
 
 
-def findings(ws: Workspace, reg: Registry, releases: list[Release]) -> list[tuple[str, str]]:
+def findings(ws: Workspace, reg: Histories, releases: list[Release]) -> list[tuple[str, str]]:
     """(tag or environment, problem) for `tether check`: release tags and environment moves
     the policy rejects."""
     out = []

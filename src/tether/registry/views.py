@@ -11,7 +11,8 @@ from tether.adapters.refindex import PATTERNS, RefIndex
 from tether.adapters.workspace import Workspace
 
 if TYPE_CHECKING:
-    from tether.registry.registry import EnvState
+    from tether.core.manifest import ManifestDiff
+    from tether.registry.envstate import EnvState
 
 # The registry is imported only to compute an answer. Each view has a `kept_…` twin that answers
 # from a kept view alone, or returns None: it never computes and never refuses (the read fast
@@ -128,7 +129,7 @@ def kept_model_status(ws: Workspace, model: str | None) -> list[ModelStatus] | N
 def _status(ws: Workspace, data: list) -> list[ModelStatus]:
     """The kept part of `status` with the workspace's part: HEAD, whether it is dirty, and
     which releases its tree is."""
-    from tether.registry.registry import EnvState
+    from tether.registry.envstate import EnvState
 
     head = ws.git.head()
     tree = ws.git.tree_of(head)
@@ -226,3 +227,15 @@ def shown_release(ws: Workspace, ref: str, model: str | None) -> dict:
 def kept_shown_release(ws: Workspace, ref: str, model: str | None) -> dict | None:
     hit = _kept(ws, "show", ref, model or "")[2]
     return hit if isinstance(hit, dict) else None
+
+
+def release_diff(ws: Workspace, a: str, b: str) -> ManifestDiff:
+    """`tether diff A B`: what changed between the releases two REFs name, component by
+    component (tether.core.manifest.diff); refused (exit 6) if either cannot be trusted."""
+    from tether.core.manifest import diff
+    from tether.core.refs import parse_ref
+    from tether.registry.registry import Registry
+
+    reg = Registry(ws, messages=False, cached=True)
+    ra, rb = reg.resolve(parse_ref(a), None), reg.resolve(parse_ref(b), None)
+    return diff(ra.require_trusted("compared"), rb.require_trusted("compared"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from tether.adapters import materialise
 from tether.adapters.dvcstore import DvcStore
 from tether.adapters.gitrepo import Git
-from tether.adapters.workspace import Settings
+from tether.core.settings import Settings
 from tether.core.evalslice import eval_data_path
 from tether.servedir.stamp import write_stamp
 

@@ -6,24 +6,26 @@ loader, with its own sys.path, then says `ready` (or `failed` and why) and answe
 
 Protocol: one JSON object per line. stdin carries `{"id", "records"}`; stdout carries the
 `{"event": "ready" | "failed", …}` line first, then `{"id", "ok": true, "predictions"}` or
-`{"id", "ok": false, "status", "error"}` per request, in order. Anything the model's own code
-prints goes to stderr, never into the protocol. EOF on stdin stops the worker.
+`{"id", "ok": false, "status", "error"}` per request, in order (as types: tether.runtime.protocol).
+Anything the model's own code prints goes to stderr, never into the protocol. EOF on stdin stops
+the worker.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from tether.runtime.protocol import Assign, Failed, Message, Ready, Reply, Request, Spare, decode, encode
+
 INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
 
-def _reply(out, msg: dict) -> None:
-    out.write(json.dumps(msg, allow_nan=False, separators=(",", ":")) + "\n")
+def _reply(out, msg: Message) -> None:
+    out.write(encode(msg))
     out.flush()
 
 
@@ -42,15 +44,14 @@ def run(target: Path, release: Path | None, smoke_eval: str | None = None, once:
         if release is None:
             return 0
     try:
-        hello = _start(Path(target), Path(release), smoke_eval)
+        served, hello = _start(Path(target), Path(release), smoke_eval)
     except TetherError as exc:
-        _reply(proto, {"event": "failed", "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code})
+        _reply(proto, Failed(exc.message, exc.exit_code, exc.hint))
         return _done(exc.exit_code, proto) if once else exc.exit_code
     except Exception as exc:  # the model's own code failed to load
-        _reply(proto, {"event": "failed", "error": f"{type(exc).__name__}: {exc}", "exit_code": 1})
+        _reply(proto, Failed(f"{type(exc).__name__}: {exc}", 1, hinted=False))
         traceback.print_exc()
         return _done(1, proto) if once else 1
-    served = hello.pop("_served")
     _reply(proto, hello)
     if once:
         return _done(0, proto)
@@ -118,15 +119,16 @@ def _spare(proto) -> Path | None:
             importlib.import_module(name)
         except Exception:  # an optional library this host lacks: the release will say so
             pass
-    _reply(proto, {"event": "spare", "pid": os.getpid()})
+    _reply(proto, Spare(os.getpid()))
     got.wait()
-    try:
-        return Path(json.loads(assigned[0])["release"])
-    except (ValueError, KeyError, TypeError, IndexError):
+    msg = decode(assigned[0]) if assigned else None
+    if not isinstance(msg, Assign):
         return None  # EOF: the server no longer needs a spare
+    return Path(msg.release)
 
 
-def _start(target: Path, release: Path, smoke_eval: str | None = None) -> dict:
+def _start(target: Path, release: Path, smoke_eval: str | None = None) -> tuple:
+    """(the loaded model, its `Ready` line)."""
     from tether.servedir.stamp import manifest_digest
     from tether.servedir.verify import verify_release_dir
     from tether.runtime.loaders import load, release_settings
@@ -145,14 +147,14 @@ def _start(target: Path, release: Path, smoke_eval: str | None = None) -> dict:
     eval_scores: list = []
     smoke = _smoke(served, release, manifest, settings, smoke_eval, eval_scores)
     from tether.core.guard import bucket_counts
-    return {
-        "event": "ready", "_served": served, "release": release.name, "model": manifest["model"],
-        "version": manifest["version"], "commit": manifest["commit"], "manifest_sha256": manifest_digest(manifest),
-        "threshold": (manifest["components"].get("threshold") or {}).get("value"), "loader": served.loader,
-        "schema": served.schema, "max_records": config.max_records, "smoke": smoke, "pid": os.getpid(),
-        "load_seconds": round(time.monotonic() - t0, 3),
-        "eval_scores": bucket_counts(eval_scores) if eval_scores else None,
-    }
+    return served, Ready(
+        release=release.name, model=manifest["model"], version=manifest["version"], commit=manifest["commit"],
+        manifest_sha256=manifest_digest(manifest),
+        threshold=(manifest["components"].get("threshold") or {}).get("value"), loader=served.loader,
+        schema=served.schema, max_records=config.max_records, smoke=smoke, pid=os.getpid(),
+        load_seconds=round(time.monotonic() - t0, 3),
+        eval_scores=bucket_counts(eval_scores) if eval_scores else None,
+    )
 
 
 def _smoke(served, release: Path, manifest: dict, settings: dict, required: str | None = None,
@@ -182,25 +184,24 @@ def _loop(served, stdin, out) -> None:
     from tether.runtime.loaders import finite_json
 
     for line in stdin:
-        try:
-            msg = json.loads(line)
-            rid, records = msg["id"], msg["records"]
-        except (ValueError, KeyError, TypeError):
+        msg = decode(line)
+        if not isinstance(msg, Request):
             continue  # not ours: the server only sends well-formed requests
+        rid = msg.id
         try:
-            preds = served.predict(records)
+            preds = served.predict(msg.records)
         except INPUT_ERRORS as exc:
-            _reply(out, {"id": rid, "ok": False, "status": 422,
-                         "error": f"the model rejected the input: {type(exc).__name__}: {str(exc)[:300]}"})
+            _reply(out, Reply(rid, False, status=422,
+                              error=f"the model rejected the input: {type(exc).__name__}: {str(exc)[:300]}"))
             continue
         except Exception as exc:
             traceback.print_exc()
-            _reply(out, {"id": rid, "ok": False, "status": 500, "error": f"the model failed: {type(exc).__name__}"})
+            _reply(out, Reply(rid, False, status=500, error=f"the model failed: {type(exc).__name__}"))
             continue
         if not finite_json(preds):
-            _reply(out, {"id": rid, "ok": False, "status": 500, "error": "the model returned NaN or infinity"})
+            _reply(out, Reply(rid, False, status=500, error="the model returned NaN or infinity"))
             continue
         try:
-            _reply(out, {"id": rid, "ok": True, "predictions": preds})
+            _reply(out, Reply(rid, True, predictions=preds))
         except (TypeError, ValueError) as exc:
-            _reply(out, {"id": rid, "ok": False, "status": 500, "error": f"the model's output is not JSON: {exc}"})
+            _reply(out, Reply(rid, False, status=500, error=f"the model's output is not JSON: {exc}"))

@@ -1,9 +1,9 @@
-"""The server's side of a release worker (see tether.worker): start it, wait for `ready`,
-send requests (pipelined, answered in order), drain and stop it."""
+"""The server's side of a release worker (see tether.runtime.worker): start it, wait for
+`ready`, send requests (pipelined, answered in order), drain and stop it. Every line either way
+goes through tether.runtime.protocol."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -13,12 +13,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from tether.adapters import cmd
-from tether.errors import Conflict, GateFailed, IntegrityError, NotFound, StorageError, TetherError, UsageError
+from tether.errors import TetherError, by_exit_code
+from tether.runtime.protocol import Assign, Failed, Ready, Reply, Request, decode, encode
 
 # `python -c` with the script directory (the release) dropped from sys.path first: tether's own
 # modules come from where tether is installed, never from the release's tree.
 BOOT = "import sys; del sys.path[0]; from tether.cli import main; main()"
-ERRORS = {2: UsageError, 3: NotFound, 4: Conflict, 5: GateFailed, 6: IntegrityError, 7: StorageError}
 
 
 class WorkerGone(Exception):
@@ -44,7 +44,7 @@ class Worker:
         assert self.proc.stdin is not None  # spawn_pipes opens both pipes
         self._stdin = self.proc.stdin
         self.ready: Future = Future()
-        self.hello: dict = {}
+        self.hello: Ready | None = None
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
         self._write = threading.Lock()
@@ -63,24 +63,18 @@ class Worker:
         assert out is not None  # started with stdout=PIPE
         try:
             for line in out:
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    continue
-                if "event" in msg:
-                    if msg["event"] == "spare":
-                        continue
-                    if msg["event"] == "ready":
-                        self.hello = msg
-                        self.ready.set_result(msg)
-                    else:
-                        cls = ERRORS.get(msg.get("exit_code"), TetherError)
-                        self.ready.set_exception(cls(msg.get("error") or "the worker failed", hint=msg.get("hint")))
-                    continue
-                with self._lock:
-                    fut = self._pending.pop(msg.get("id"), None)
-                if fut is not None:
-                    fut.set_result(msg)
+                msg = decode(line)
+                if isinstance(msg, Ready):
+                    self.hello = msg
+                    self.ready.set_result(msg)
+                elif isinstance(msg, Failed):
+                    cls = by_exit_code(msg.exit_code)
+                    self.ready.set_exception(cls(msg.error or "the worker failed", hint=msg.hint))
+                elif isinstance(msg, Reply):
+                    with self._lock:
+                        fut = self._pending.pop(msg.id, None)
+                    if fut is not None:
+                        fut.set_result(msg)
         except (OSError, ValueError):
             pass
         code = self.proc.wait()
@@ -98,11 +92,11 @@ class Worker:
         self.started_at = time.time()
         try:
             with self._write:
-                self._stdin.write((json.dumps({"release": str(release)}) + "\n").encode())
+                self._stdin.write(encode(Assign(str(release))).encode())
         except (OSError, ValueError):
             pass  # it died: the reader reports it as not ready
 
-    def wait_ready(self, timeout: float) -> dict:
+    def wait_ready(self, timeout: float) -> Ready:
         try:
             return self.ready.result(timeout)
         except FutureTimeout:
@@ -122,14 +116,14 @@ class Worker:
             if self.inflight == 0:
                 self._idle.notify_all()
 
-    def request(self, records: list, timeout: float = 60.0) -> dict:
-        """Call after acquire(); the reply dict. WorkerGone if the process died."""
+    def request(self, records: list, timeout: float = 60.0) -> Reply:
+        """Call after acquire(); the worker's reply. WorkerGone if the process died."""
         fut: Future = Future()
         with self._lock:
             self._next += 1
             rid = self._next
             self._pending[rid] = fut
-        data = (json.dumps({"id": rid, "records": records}, separators=(",", ":")) + "\n").encode()
+        data = encode(Request(rid, records)).encode()
         try:
             with self._write:
                 self._stdin.write(data)
@@ -189,7 +183,7 @@ def smoke_in_worker(release: Path, eval_rel: str, timeout: float = 600.0) -> str
         hello = w.wait_ready(timeout)
     finally:
         w.stop()
-    return hello["smoke"]
+    return hello.smoke
 
 
 def identity(release: Path) -> tuple:

@@ -1,18 +1,29 @@
 """`tether serve`'s /metrics: per-release (and, with a canary, per-arm) counters and
-histograms in Prometheus' text format, which `tether guard` reads back (tether.guardrun)."""
+histograms in Prometheus' text format, which `tether guard` reads back (tether.canary.scrape);
+both spell every series through tether.core.metricnames."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
+from tether.core import metricnames as mn
 from tether.core.guard import SCORE_BUCKETS
 
-if TYPE_CHECKING:
-    from tether.serve.app import Live
-
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class ArmView:
+    """One serving arm as /metrics reports it: the release its worker serves, its arm (None
+    without a canary target), the canary's weight (None but on the canary arm) and the per-bucket
+    counts of the eval scores its smoke test reproduced, as the worker's ready line gave them."""
+
+    release: str
+    arm: str | None
+    weight: int | None
+    eval_counts: list | None
 
 
 class Metrics:
@@ -47,40 +58,40 @@ class Metrics:
             for s in scores:
                 self._hist(self.scores, key, SCORE_BUCKETS, s)
 
-    def render(self, live: list[tuple[Live, str | None, int | None]]) -> str:
-        """`live`: (a serving worker, its arm or None, the canary's weight or None) per arm."""
-        out = ["# HELP tether_release_info The release serving now (value 1).", "# TYPE tether_release_info gauge"]
-        for lv, arm, _w in live:
-            out.append(f'tether_release_info{{{_labels((lv.worker.name, arm))}}} 1')
-        weights = [(lv, arm, w) for lv, arm, w in live if w is not None]
+    def render(self, arms: Sequence[ArmView]) -> str:
+        """`arms`: every arm serving now (a dead worker serves nothing)."""
+        out = [f"# HELP {mn.RELEASE_INFO} The release serving now (value 1).", f"# TYPE {mn.RELEASE_INFO} gauge"]
+        for a in arms:
+            out.append(f'{mn.RELEASE_INFO}{{{_labels((a.release, a.arm))}}} 1')
+        weights = [a for a in arms if a.weight is not None]
         if weights:
-            out += ["# HELP tether_canary_weight Percent of /predict traffic routed to the canary arm.",
-                    "# TYPE tether_canary_weight gauge"]
-            out += [f'tether_canary_weight{{{_labels((lv.worker.name, arm))}}} {w}' for lv, arm, w in weights]
-        out += ["# HELP tether_eval_score The release's eval scores, reproduced by its smoke test before it "
-                "took traffic.", "# TYPE tether_eval_score histogram"]
-        for lv, arm, _w in live:
-            counts = lv.hello.get("eval_scores")
+            out += [f"# HELP {mn.CANARY_WEIGHT} Percent of /predict traffic routed to the canary arm.",
+                    f"# TYPE {mn.CANARY_WEIGHT} gauge"]
+            out += [f'{mn.CANARY_WEIGHT}{{{_labels((a.release, a.arm))}}} {a.weight}' for a in weights]
+        out += [f"# HELP {mn.EVAL_SCORE} The release's eval scores, reproduced by its smoke test before it "
+                "took traffic.", f"# TYPE {mn.EVAL_SCORE} histogram"]
+        for a in arms:
+            counts = a.eval_counts
             if isinstance(counts, list) and len(counts) == len(SCORE_BUCKETS) + 1:
-                out += _histogram("tether_eval_score", (lv.worker.name, arm), SCORE_BUCKETS, counts)
-        out += ["# HELP tether_requests_total /predict requests by release and HTTP status.",
-                "# TYPE tether_requests_total counter"]
+                out += _histogram(mn.EVAL_SCORE, (a.release, a.arm), SCORE_BUCKETS, counts)
+        out += [f"# HELP {mn.REQUESTS} /predict requests by release and HTTP status.",
+                f"# TYPE {mn.REQUESTS} counter"]
         with self._lock:
             for (key, code), n in sorted(self.requests.items(), key=_order):
-                out.append(f'tether_requests_total{{{_labels(key)},code="{code}"}} {n}')
-            out += ["# HELP tether_request_errors_total /predict requests answered with a 4xx or 5xx.",
-                    "# TYPE tether_request_errors_total counter"]
+                out.append(f'{mn.REQUESTS}{{{_labels(key)},{mn.CODE}="{code}"}} {n}')
+            out += [f"# HELP {mn.ERRORS} /predict requests answered with a 4xx or 5xx.",
+                    f"# TYPE {mn.ERRORS} counter"]
             for key, n in sorted(self.errors.items(), key=_order):
-                out.append(f'tether_request_errors_total{{{_labels(key)}}} {n}')
+                out.append(f'{mn.ERRORS}{{{_labels(key)}}} {n}')
             for name, store, buckets, help_ in (
-                    ("tether_request_duration_seconds", self.latency, LATENCY_BUCKETS, "/predict latency in the server."),
-                    ("tether_score", self.scores, SCORE_BUCKETS, "Scores the model returned.")):
+                    (mn.DURATION, self.latency, LATENCY_BUCKETS, "/predict latency in the server."),
+                    (mn.SCORE, self.scores, SCORE_BUCKETS, "Scores the model returned.")):
                 out += [f"# HELP {name} {help_}", f"# TYPE {name} histogram"]
                 for key, (counts, n, total) in sorted(store.items(), key=_order):
                     lab = _labels(key)
-                    out += [f'{name}_bucket{{{lab},le="{b}"}} {c}' for b, c in zip(buckets, counts)]
-                    out += [f'{name}_bucket{{{lab},le="+Inf"}} {n}', f'{name}_sum{{{lab}}} {total:.6f}',
-                            f'{name}_count{{{lab}}} {n}']
+                    out += [f'{mn.bucket(name)}{{{lab},{mn.LE}="{b}"}} {c}' for b, c in zip(buckets, counts)]
+                    out += [f'{mn.bucket(name)}{{{lab},{mn.LE}="{mn.INF}"}} {n}',
+                            f'{name}{mn.SUM}{{{lab}}} {total:.6f}', f'{name}{mn.COUNT}{{{lab}}} {n}']
         return "\n".join(out) + "\n"
 
 
@@ -90,7 +101,7 @@ def _order(item) -> tuple:
 
 def _labels(key: tuple) -> str:
     release, arm = key
-    return f'release="{release}"' + (f',arm="{arm}"' if arm else "")
+    return f'{mn.RELEASE}="{release}"' + (f',{mn.ARM}="{arm}"' if arm else "")
 
 
 def _histogram(name: str, key: tuple, buckets: tuple, counts: list) -> list[str]:
@@ -98,6 +109,6 @@ def _histogram(name: str, key: tuple, buckets: tuple, counts: list) -> list[str]
     lab, run, out = _labels(key), 0, []
     for b, c in zip(buckets, counts):
         run += c
-        out.append(f'{name}_bucket{{{lab},le="{b}"}} {run}')
-    out += [f'{name}_bucket{{{lab},le="+Inf"}} {sum(counts)}', f'{name}_count{{{lab}}} {sum(counts)}']
+        out.append(f'{mn.bucket(name)}{{{lab},{mn.LE}="{b}"}} {run}')
+    out += [f'{mn.bucket(name)}{{{lab},{mn.LE}="{mn.INF}"}} {sum(counts)}', f'{name}{mn.COUNT}{{{lab}}} {sum(counts)}']
     return out
