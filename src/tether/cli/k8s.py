@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import JSON, MODEL_OPT, _opts, _ws, app, byte_bar, emit, progress
+from tether.cli.base import JSON, MODEL_OPT, app, byte_bar, emit, global_options, open_workspace, progress
 
 k8s_app = typer.Typer(help="Kubernetes and KServe manifests rendered from the registry.", no_args_is_help=True)
 app.add_typer(k8s_app, name="k8s")
@@ -28,7 +28,7 @@ def kserve_init(
 
     os.environ.setdefault("GIT_TERMINAL_PROMPT", "0")  # an init container has nobody to answer a prompt
     with byte_bar("kserve-init", enabled=not as_json):
-        res = run(uri, dest, cwd=_opts().chdir, progress=None if as_json else progress)
+        res = run(uri, dest, cwd=global_options().chdir, progress=None if as_json else progress)
     what = f"{res['release']}" + (f" ({res['environment']})" if res.get("environment") else "")
     verb = "already held, every digest verified again" if res["outcome"] == "verified" else "materialised and verified"
     emit(res, as_json, f"{what}: {verb} in {dest} (layout {res['layout']})")
@@ -52,7 +52,7 @@ def render(
     (#MODEL@vX.Y.Z), and for a canary environment its recorded weight as canaryTrafficPercent."""
     from tether.commands.k8s_render import render_environment
 
-    res = render_environment(_ws(), env, model=model, repo_url=repo_url, namespace=namespace, runtime=runtime,
+    res = render_environment(open_workspace(), env, model=model, repo_url=repo_url, namespace=namespace, runtime=runtime,
                              name=name, service_account=service_account)
     if as_json:
         emit({"serving": res["serving"], "manifest": res["manifest"]}, True)

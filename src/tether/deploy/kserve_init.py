@@ -53,7 +53,8 @@ from tether.deploy.stage import build
 from tether.deploy.verify import verify_target
 from tether.digest import tree_sha256_of
 from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
-from tether.registry.registry import Registry, Release
+from tether.registry.registry import Registry
+from tether.registry.release import Release
 from tether.servedir.layout import current_release, fsync_dir, log_event, resolve_target, rmtree, switch_current
 from tether.servedir.stamp import manifest_digest
 
