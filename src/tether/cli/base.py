@@ -136,7 +136,7 @@ def one_of(new: str | None, old: str | None, new_name: str, old_name: str) -> st
 # the one that registers the command being run otherwise: building the click tree of every
 # command is a quarter of a read command's start-up. tests/workflow/test_cli_conventions.py checks that
 # COMMAND_MODULES names exactly the commands each module registers.
-MODULES = ("releases", "moves", "hosts", "repro", "canary", "hook")
+MODULES = ("releases", "moves", "hosts", "repro", "canary", "hook", "k8s")
 COMMAND_MODULES = {
     "release": "releases", "conf": "releases", "list": "releases", "show": "releases", "diff": "releases",
     "check": "releases", "status": "releases",
@@ -145,6 +145,7 @@ COMMAND_MODULES = {
     "reproduce": "repro", "report": "repro", "export": "repro",
     "canary": "canary", "guard": "canary",
     "hook": "hook",
+    "kserve-init": "k8s", "k8s": "k8s",
 }
 
 
