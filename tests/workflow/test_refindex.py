@@ -14,7 +14,7 @@ from shapes import build_churn, retrain_churn
 from tether.adapters.gitrepo import Git
 from tether.adapters.refindex import PATTERNS, RefIndex
 from tether.core.refs import parse_tag
-from tether.registry.release import _decode_name, _encode_name
+from tether.registry.release import decode_name, encode_name
 
 
 def sh(cwd: Path, *args: str) -> str:
@@ -120,10 +120,10 @@ NAMES = ["m@v1.2.3", "m@v1.2.3-rc.1", "m@v1.2.3-rc.1+build.5", "dir/sub_model@v0
 def test_kept_parses_of_tag_names_equal_a_fresh_parse(repo):
     git = Git(repo)
     first = RefIndex(git)
-    fresh = [first.parsed("release", n, parse_tag, _encode_name, _decode_name) for n in NAMES]
+    fresh = [first.parsed("release", n, parse_tag, encode_name, decode_name) for n in NAMES]
     first.save()
     again = RefIndex(git)
-    kept = [again.parsed("release", n, lambda n: pytest.fail(f"{n} parsed again"), _encode_name, _decode_name)
+    kept = [again.parsed("release", n, lambda n: pytest.fail(f"{n} parsed again"), encode_name, decode_name)
             for n in NAMES]
     assert kept == fresh == [parse_tag(n) for n in NAMES]
     assert [str(x) if x else None for x in kept][:3] == ["m@v1.2.3", "m@v1.2.3-rc.1", "m@v1.2.3-rc.1+build.5"]

@@ -94,7 +94,7 @@ class DvcCache:
         path = self.cache_path(md5)
         return parse_listing(path.read_bytes(), md5, str(path))
 
-    def _local_listing(self, md5: str) -> list[dict] | None:
+    def local_listing(self, md5: str) -> list[dict] | None:
         try:
             return self.dir_entries(md5)
         except FileNotFoundError:

@@ -41,7 +41,7 @@ class DvcStore(DvcCache):
         except Exception as exc:  # a malformed or unreachable remote configuration
             raise StorageError(f"cannot open the DVC remote: {exc}") from exc
 
-    def _remote_listing(self, odb, md5: str) -> list[dict] | None:
+    def remote_listing(self, odb, md5: str) -> list[dict] | None:
         path = odb.oid_to_path(md5)
         try:
             with quiet():
@@ -56,7 +56,7 @@ class DvcStore(DvcCache):
     def remote_dir_entries(self, md5: str) -> list[dict] | None:
         """The validated listing of a `.dir` object on the remote, without fetching its files;
         None when the remote lacks it."""
-        return self._remote_listing(self.remote(), md5)
+        return self.remote_listing(self.remote(), md5)
 
     def remote_settings(self) -> tuple[str, dict]:
         """(name, settings) of the remote this store uses, as DVC resolved them from every config
@@ -95,14 +95,14 @@ class DvcStore(DvcCache):
         children: dict[str, set[str]] = {}
         for m in sorted(wanted):
             if is_dir(m):
-                listing = self._local_listing(m)
+                listing = self.local_listing(m)
                 if listing is not None:
                     children[m] = {c["md5"] for c in listing}
         asked = wanted.union(*children.values())
         present = self._oids_exist(odb, asked)
         remote_read = [m for m in sorted(wanted) if is_dir(m) and m not in children and m in present]
         for m in remote_read:
-            listing = self._remote_listing(odb, m)
+            listing = self.remote_listing(odb, m)
             if listing is None:  # deleted since we asked
                 present.discard(m)
             else:
@@ -129,7 +129,7 @@ class DvcStore(DvcCache):
         ids = set(wanted)
         for m in sorted(wanted):
             if is_dir(m):
-                listing = self._local_listing(m)
+                listing = self.local_listing(m)
                 if listing is None:
                     raise StorageError(
                         f"cannot push directory object {m}: its listing is not in the local cache "
@@ -148,7 +148,7 @@ class DvcStore(DvcCache):
         files = wanted - dirs
         remote = self.fetch_listings(dirs)
         for m in sorted(dirs):
-            listing = self._local_listing(m)
+            listing = self.local_listing(m)
             if listing is not None:  # a listing the remote lacks too: the caller's check names it
                 files.update(c["md5"] for c in listing)
         self._transfer(remote, self.cache, {m for m in files if not self.cache_path(m).exists()}, "fetch from")
@@ -160,7 +160,7 @@ class DvcStore(DvcCache):
         remote = self.remote()
         new_dirs = {m for m in dirs if not self.cache_path(m).exists()}
         for m in sorted(new_dirs):
-            if self._remote_listing(remote, m) is None:
+            if self.remote_listing(remote, m) is None:
                 new_dirs.discard(m)  # absent there too: the caller's check names it
         self._transfer(remote, self.cache, new_dirs, "fetch from")
         return remote

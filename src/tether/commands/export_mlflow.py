@@ -105,7 +105,7 @@ def export(ws: Workspace, refs: list[str], tracking_uri: str, model: str | None 
     client = _client(tracking_uri)
     out = Exported()
     versions: dict[str, str] = {}
-    for rel in sorted(rels, key=lambda r: (r.name.model, r.version._key())):
+    for rel in sorted(rels, key=lambda r: (r.name.model, r.version.sort_key())):
         versions[rel.tag] = _ensure_version(client, rel, manifests[rel.tag], out)
     for (m, env), tag in sorted(live.items()):
         _ensure_alias(client, m, env, versions.get(tag) if tag else None, out)

@@ -147,10 +147,10 @@ def plan_gc(ws: Workspace, *, newest: int = 3, cloud: bool = False, store: DvcSt
     remote = store.remote() if cloud else None
     unknown: list[str] = []
     for md5 in sorted(m for m in list(reason) if m.endswith(".dir")):  # a directory keeps its files
-        found = store._local_listing(md5)
+        found = store.local_listing(md5)
         if found is None and remote is not None:
             try:
-                found = store._remote_listing(remote, md5)
+                found = store.remote_listing(remote, md5)
             except StorageError as exc:
                 cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
                 raise unreachable(store, cause, "; nothing was deleted") from None
@@ -219,10 +219,10 @@ def _reachable_now(ws: Workspace, store: DvcStore, remote, known: set[str]) -> s
     refresh_remote_state(ws)
     md5s, _ = _reachable(ws, "--remotes", "--tags")
     for md5 in sorted(m for m in md5s - known if m.endswith(".dir")):
-        found = store._local_listing(md5)
+        found = store.local_listing(md5)
         if found is None:
             try:
-                found = store._remote_listing(remote, md5)
+                found = store.remote_listing(remote, md5)
             except StorageError as exc:
                 cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
                 raise unreachable(store, cause, "; nothing was deleted") from None

@@ -50,21 +50,21 @@ class Version:
             s += "+" + ".".join(self.build)
         return s
 
-    def _key(self):
+    def sort_key(self):
         # A version without pre-release ranks above any of its pre-releases; numeric
         # identifiers rank below alphanumeric ones and compare as numbers (semver.org §11).
         pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
         return (self.major, self.minor, self.patch, not self.prerelease, pre)
 
     def __lt__(self, other: "Version") -> bool:
-        return self._key() < other._key()
+        return self.sort_key() < other.sort_key()
 
     def __eq__(self, other: object) -> bool:
         # Build metadata does not take part in precedence.
-        return isinstance(other, Version) and self._key() == other._key()
+        return isinstance(other, Version) and self.sort_key() == other.sort_key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self.sort_key())
 
     def bump(self, part: str) -> "Version":
         """The next version with that part bumped, semver's `next_version`: a pre-release

@@ -97,7 +97,7 @@ class Registry:
             elif not rec.name.endswith("/HEAD"):
                 self.remote_heads[rec.name[len("refs/remotes/origin/"):]] = rec
         for rels in self.releases.values():
-            rels.sort(key=lambda r: r.version._key(), reverse=True)  # one key per release, not per comparison
+            rels.sort(key=lambda r: r.version.sort_key(), reverse=True)  # one key per release, not per comparison
 
     def _adopt_models(self) -> None:
         """HEAD's dvc.yaml declares no model (a branch that predates it), yet release tags exist:

@@ -144,12 +144,12 @@ class Release:
         return self._state.unresolved
 
 
-def _encode_name(n: ReleaseName) -> list:
+def encode_name(n: ReleaseName) -> list:
     v = n.version
     return [n.model, v.major, v.minor, v.patch, list(v.prerelease), list(v.build)]
 
 
-def _decode_name(x: list) -> ReleaseName:
+def decode_name(x: list) -> ReleaseName:
     model, major, minor, patch, pre, build = x
     if not (isinstance(model, str) and all(type(i) is int for i in (major, minor, patch))
             and all(isinstance(p, str) for p in (*pre, *build))):
@@ -160,7 +160,7 @@ def _decode_name(x: list) -> ReleaseName:
 def release_from_record(rec: RefRecord, loader=None, deriver=None, index: "RefIndex | None" = None) -> Release | None:
     tag = rec.name[len("refs/tags/"):]
     name = (parse_tag(tag) if index is None
-            else index.parsed("release", tag, parse_tag, _encode_name, _decode_name))
+            else index.parsed("release", tag, parse_tag, encode_name, decode_name))
     if name is None:
         return None
     return Release(
