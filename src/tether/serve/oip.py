@@ -23,13 +23,13 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request  # module level: FastAPI resolves the endpoint's annotations here
 
 from tether.core.metricnames import CANARY, STABLE
 from tether.runtime.schema import Feature, clip, parse_features
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from starlette.requests import Request
 
     from tether.serve.supervisor import Live, Supervisor
 
