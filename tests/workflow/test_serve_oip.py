@@ -184,3 +184,36 @@ def test_text_classifier_with_its_own_entrypoint_over_v2(tmp_path):
                                {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x" * 5001]}]})
         assert code == 400 and "text" in answer["error"], answer
         c.close()
+
+
+def test_a_canary_arm_is_a_second_version_over_v2(tmp_path):
+    from canaryhelp import build_canary_project, release
+
+    p = build_canary_project(tmp_path / "p")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    p.ok("promote", v1, "--env", "production", *OPS, "--skip-staging", "first release")
+    stable, canary = tmp_path / "stable", tmp_path / "canary"
+    p.ok("deploy", "--env", "production", "--target", str(stable))
+    params = p.root / "params.yaml"
+    params.write_text(params.read_text().replace("alpha: 1.0", "alpha: 0.5"))
+    v2 = release(p, "alpha 0.5")
+    p.ok("promote", v2, "--env", "canary", *OPS, "--allow-regression", "a canary")
+    p.ok("deploy", "--env", "canary", "--target", str(canary))
+    with serve(p, stable, tmp_path / "serve.log", "--canary-target", str(canary)) as url:
+        serving(url, v1)
+        c = client(url)
+        meta = {}
+        for _ in range(600):
+            meta = c.get_model_metadata("textclf")
+            if meta["versions"] == ["1.0.0", "1.1.0"]:
+                break
+            threading.Event().wait(0.1)
+        assert meta["versions"] == ["1.0.0", "1.1.0"] and meta["parameters"]["release"] == v1
+        assert c.get_model_metadata("textclf", "1.1.0")["parameters"]["release"] == v2
+        texts = [{"text": "a fine film"}, {"text": "dull"}]
+        for version, arm in (("1.0.0", "stable"), ("1.1.0", "canary")):
+            code, answer, headers = call(url, f"/v2/models/textclf/versions/{version}/infer",
+                                         {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                                                      "data": [t["text"] for t in texts]}]})
+            assert code == 200 and answer["model_version"] == version and headers["x-tether-arm"] == arm, answer
+        c.close()
