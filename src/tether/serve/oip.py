@@ -122,7 +122,7 @@ def _kind_ok(datatype: str, v: Any) -> bool:
 
 def to_records(req: InferRequest, features: list[Feature] | None, limit: int) -> list[dict]:
     """The records /predict takes, one per row of the named inputs (one input per feature)."""
-    by_kind = {f.name: f for f in features or ()}
+    by_name = {f.name: f for f in features or ()}
     columns: dict[str, list] = {}
     n = None
     for inp in req.inputs:
@@ -136,7 +136,7 @@ def to_records(req: InferRequest, features: list[Feature] | None, limit: int) ->
         if n is not None and inp.shape[0] != n:
             raise BadInput(f"input {inp.name!r} has {inp.shape[0]} rows, the other inputs {n}")
         n = inp.shape[0]
-        feat = by_kind.get(inp.name)
+        feat = by_name.get(inp.name)
         if feat is not None and feat.kind in ACCEPTS and inp.datatype not in ACCEPTS[feat.kind]:
             want = _tensor_meta(feat)["datatype"]
             raise BadInput(f"input {inp.name!r} is {inp.datatype}, but feature {inp.name!r} is {feat.dtype}: send {want}")
