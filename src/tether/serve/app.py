@@ -23,6 +23,7 @@ from fastapi import Request  # module level: FastAPI resolves the endpoint's ann
 from tether.core.metricnames import CANARY, STABLE
 from tether.runtime.schema import clip
 from tether.serve.metrics import ArmView, Metrics
+from tether.serve.oip import V2
 from tether.serve.split import Split, canary_status, to_canary
 from tether.serve.supervisor import Live, Supervisor
 
@@ -81,6 +82,8 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
     app.get("/version")(srv.version)
     app.get("/metrics")(srv.prometheus)
     app.post("/predict")(srv.predict)
+    # the Open Inference Protocol (v2) beside them, over the same supervisors, split and metrics
+    V2(sup, can, srv.choose, srv.metrics, max_body, request_timeout).register(app)
     return app
 
 
