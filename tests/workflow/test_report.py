@@ -2,17 +2,36 @@
 
 On a repository shaped unlike the reference one (two models, each kept as a file outside any
 training stage): every release, every environment move and every metric value is in the page,
-a reason with markup in it stays text, and the page needs no script and no network.
+a reason with markup in it stays text, and the page needs no script and no network. By default
+the file goes under the git directory, so the tree stays clean for the next release; -o inside the
+work tree warns unless git ignores the path. (tests/workflow/test_report_browser.py renders it in
+a real browser.)
 """
 
 from __future__ import annotations
 
+from datetime import timezone
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from shapes import build_churn, retrain_churn
 
 EVIL = "alert: <script>alert(1)</script> & <img src=x onerror=boom>"
+
+
+def stamp(text: str) -> str:
+    """The report's one time format: to the second, in UTC, the zone said."""
+    from tether.clock import parse_iso
+
+    t = parse_iso(text)
+    assert t is not None, text
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def row_at(text: list[str], cells: list[str]) -> int:
+    """Where `cells` run consecutively in the page's text, or -1."""
+    return next((i for i in range(len(text) - len(cells) + 1) if text[i:i + len(cells)] == cells), -1)
 
 
 class Page(HTMLParser):
@@ -62,7 +81,8 @@ def test_report_holds_every_release_event_and_metric(registry, tmp_path):
     before = p.snapshot()
     out = tmp_path / "registry.html"
     res = p.ok("report", "-o", str(out), "--json")
-    assert res.json() == {"path": str(out), "models": 2, "releases": 3, "events": 6}
+    assert res.json() == {"path": str(out), "url": out.resolve().as_uri(), "models": 2, "releases": 3, "events": 6,
+                          "dirties_tree": False}
     assert p.snapshot() == before  # a read command: the workspace is untouched
     page = Page()
     page.feed(out.read_text(encoding="utf-8"))
@@ -86,22 +106,56 @@ def test_report_holds_every_release_event_and_metric(registry, tmp_path):
         hist = p.ok("history", "--model", model, "--json").json()
         for env, entry in hist["environments"].items():
             for ev in entry["events"]:
-                row = page.text.index(ev["time"])  # each move is one row: time, action, releases, who, why
-                assert page.text[row + 1] == ev["action"]
-                assert page.text[row + 2] == f"{ev['previous']} → {ev['release']}"
-                assert page.text[row + 3] == ev["approver"] and page.text[row + 4] == ev["reason"]
+                # each move is one row: time (to the second), action, releases, who, why
+                cells = [stamp(ev["time"]), ev["action"], f"{ev['previous']} → {ev['release']}", ev["approver"],
+                         ev["reason"]]
+                assert row_at(page.text, cells) >= 0, cells
                 events += 1
     assert events == 6
     assert EVIL in page.text  # markup in a reason is text on the page …
     assert "script" not in page.tags and "img" not in page.tags  # … never an element
     assert not any(k.startswith("on") for k, _ in page.attrs)
     # static and self-contained: inline CSS and SVG, nothing fetched, no script at all
-    assert "style" in page.tags and page.svgs >= 4  # 3 timelines + a metric plot per model
+    assert "style" in page.tags and page.svgs >= 2  # a metric plot per model at least
+    assert [v for k, v in page.attrs if k == "class"].count("tl") == 3  # a timeline per environment that moved
     assert not [v for k, v in page.attrs if k in ("src", "href") and v]
     assert "link" not in page.tags and "iframe" not in page.tags
     # the changes between consecutive releases and the rollback marker
     assert "churn@v1.0.0 → churn@v1.1.0" in page.text
     assert "weights changed" in page.text and "rollback" in page.text
+    assert "first churn" in page.text  # the notes given with `release -m`
+    assert "live in production" in page.text and "live in staging" in page.text
+
+
+def test_by_default_the_report_is_written_outside_the_work_tree(registry):
+    p = registry
+    before = p.snapshot()
+    res = p.ok("report")
+    path = Path(p.git("rev-parse", "--path-format=absolute", "--git-common-dir")) / "tether" / "report.html"
+    assert path.is_file() and f"wrote {path} " in res.out
+    assert path.resolve().as_uri() in res.out and not res.err
+    assert p.snapshot() == before and p.git("status", "--porcelain") == ""  # the next release is not refused
+    assert p.ok("report", "--json").json()["dirties_tree"] is False
+
+
+def test_a_path_inside_the_work_tree_warns_unless_git_ignores_it(registry):
+    p = registry
+    res = p.ok("report", "-o", "registry.html")
+    try:
+        assert (p.root / "registry.html").is_file()
+        assert "inside the work tree" in res.err and "tether release" in res.err and ".gitignore" in res.err
+        assert p.ok("report", "-o", "registry.html", "--json").json()["dirties_tree"] is True
+    finally:
+        (p.root / "registry.html").unlink()
+    (p.root / ".git" / "info").mkdir(exist_ok=True)
+    (p.root / ".git" / "info" / "exclude").write_text("/ignored-report.html\n")
+    try:
+        res = p.ok("report", "-o", "ignored-report.html")
+        assert not res.err and "ignored by git" in res.out
+        assert p.git("status", "--porcelain") == ""
+    finally:
+        (p.root / "ignored-report.html").unlink()
+        (p.root / ".git" / "info" / "exclude").write_text("")
 
 
 def test_a_bad_output_path_is_a_usage_error_and_writes_nothing(registry, tmp_path):
