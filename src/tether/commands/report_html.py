@@ -22,23 +22,23 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:16
 h1{font-size:21px;margin:0 0 4px;overflow-wrap:anywhere}h2{font-size:19px;border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:32px;overflow-wrap:anywhere}
 h3{font-size:15px;margin:22px 0 6px}h4{margin:16px 0 6px}.muted{color:#666}
 code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-td,th,li,p,summary{overflow-wrap:anywhere}
+td,th,li,p,summary{overflow-wrap:break-word}.free{overflow-wrap:anywhere}td.nw{white-space:nowrap}
 .tw{max-width:100%;overflow-x:auto;margin:6px 0 14px}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #e3e3e3;padding:4px 7px;text-align:left;vertical-align:top}
 th{background:#f6f6f6;font-weight:600}tr.rollback td{background:#fff1f0}
 .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:12px;background:#eee;margin:1px 2px 1px 0}
 .badge.production{background:#d9f2d9}.badge.staging{background:#dbe9fb}.badge.archived{background:#eee;color:#666}
-.badge.rollback{background:#ffd6d1}.badge.live{background:#2ca02c;color:#fff}
+.badge.rollback{background:#ffd6d1}.badge.on{background:#2ca02c;color:#fff}
 ul.files{list-style:none;margin:0;padding:0}ul.files li{margin:0 0 2px}.size{color:#666;white-space:nowrap;font-size:12px}
 .notes{white-space:pre-wrap;max-width:40ch}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,290px),1fr));gap:12px}
 .plot{border:1px solid #e3e3e3;padding:4px;min-width:0}.plot svg{display:block;width:100%;height:auto}
 ul.changes{margin:4px 0 10px 18px;padding:0}
-.live{display:flex;gap:10px;flex-wrap:wrap;margin:8px 0}.live div{border:1px solid #e3e3e3;padding:5px 9px;border-radius:4px;overflow-wrap:anywhere}
+.current{display:flex;gap:10px;flex-wrap:wrap;margin:8px 0}.current div{border:1px solid #e3e3e3;padding:5px 9px;border-radius:4px;overflow-wrap:anywhere}
 .tl{display:flex;gap:1px;overflow-x:auto;height:30px;margin:4px 0 2px}
 .seg{flex:0 0 0;min-width:12px;display:flex;align-items:center;overflow:hidden;color:#fff;font-size:11px;white-space:nowrap}
 .seg span{padding:0 4px;overflow:hidden;text-overflow:ellipsis}.seg.rb{box-shadow:inset 4px 0 #d62728}
-.seg.now{outline:2px solid #222;outline-offset:-2px;font-weight:600}
+.seg.now{outline:2px solid #222;outline-offset:-2px;font-weight:600;min-width:88px}
 .tlaxis{display:flex;justify-content:space-between;gap:8px;flex-wrap:wrap;color:#666;font-size:11px;margin-bottom:8px}
 @media (max-width:720px){
  table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:100%}
@@ -93,7 +93,7 @@ def _live(rep) -> str:
         now = events[-1]["release"] if events else ""
         cells.append(f"<div><b>{escape(env)}</b>: {escape(now) if now else '<span class=muted>(empty)</span>'}</div>")
     latest = rep.releases[-1]["tag"] if rep.releases else "(no releases)"
-    return f"<div class='live'><div><b>latest</b>: {escape(latest)}</div>{''.join(cells)}</div>"
+    return f"<div class='current'><div><b>latest</b>: {escape(latest)}</div>{''.join(cells)}</div>"
 
 
 # -- releases ---------------------------------------------------------------------------------
@@ -106,13 +106,13 @@ def _releases(releases: list[dict], live: dict[str, list[str]]) -> str:
 
 def _release_row(r: dict, envs: list[str]) -> str:
     badges = "".join(f"<span class='badge {escape(s)}'>{escape(s)}</span>" for s in str(r["stage"]).split(","))
-    badges += "".join(f"<span class='badge live'>live in {escape(e)}</span>" for e in envs)
+    badges += "".join(f"<span class='badge on'>live in {escape(e)}</span>" for e in envs)
     notes = (f"<div class='notes'>{escape(r['notes'])}</div>" if r.get("notes")
              else "<span class='muted'>no notes</span>")
     head = (f"<td data-label='release'><b>{escape(r['tag'])}</b><br>"
             f"<span class='mono muted'>{escape(r['commit'][:12])}</span></td>")
     made = (f"<td data-label='stage, made'>{badges}<br><span class='muted'>{escape(stamp(r['created_at']))} by "
-            f"{escape(str(r['released_by']))}</span></td><td data-label='notes'>{notes}</td>")
+            f"{escape(str(r['released_by']))}</span></td><td data-label='notes' class='free'>{notes}</td>")
     m = r["manifest"]
     if m is None:
         return (f"<tr>{head}{made}<td data-label='problem' colspan='6'>"

@@ -27,13 +27,13 @@ def moves_table(events: list[dict]) -> str:
         cls = " class='rollback'" if action == "rollback" else ""
         mark = "<span class='badge rollback'>rollback</span>" if action == "rollback" else escape(action)
         full = escape(str(ev.get("time") or ""))
-        rows.append(f"<tr{cls}><td data-label='time' class='mono'><time datetime='{full}'>"
+        rows.append(f"<tr{cls}><td data-label='time' class='mono nw'><time datetime='{full}'>"
                     f"{escape(stamp(ev.get('time')))}</time></td><td data-label='action'>{mark}</td>"
                     f"<td data-label='release'>{escape(str(ev.get('previous') or 'none'))} → "
                     f"{escape(str(ev.get('release') or '(no release)'))}</td>"
                     f"<td data-label='by'>{escape(str(ev.get('approver') or ''))}</td>"
-                    f"<td data-label='why'>{escape(str(ev.get('reason') or ''))}</td>"
-                    f"<td data-label='commit' class='mono'>{escape(str(ev.get('commit') or '')[:12])}</td></tr>")
+                    f"<td data-label='why' class='free'>{escape(str(ev.get('reason') or ''))}</td>"
+                    f"<td data-label='commit' class='mono nw'>{escape(str(ev.get('commit') or '')[:12])}</td></tr>")
     return ("<div class='tw'><table class='stack'><thead><tr><th>time</th><th>action</th><th>release</th>"
             "<th>by</th><th>why</th><th>commit</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
