@@ -164,3 +164,25 @@ def test_a_bad_output_path_is_a_usage_error_and_writes_nothing(registry, tmp_pat
     assert not (tmp_path / "no-such-dir").exists()
     res = registry.tether("report", "-o", str(tmp_path))
     assert res.code == 2 and "is a directory" in res.err
+
+
+def test_each_metric_on_its_own_axis_with_round_ticks_and_the_live_release_marked():
+    """Pure: the issue's `positives` (a count from 25 to 46) drawn with 0.25-0.5 thresholds got
+    a 0.25..46 axis and fake crossings; now each metric has its own axis, the threshold its own
+    chart, labels between the extremes, and a mark where an environment runs a release."""
+    from tether.commands.report_charts import plots, ticks
+    from tether.commands.report_fmt import size, stamp as fmt
+
+    assert ticks(0.5125, 0.5625) == [0.5, 0.52, 0.54, 0.56, 0.58]
+    assert ticks(25, 46) == [20, 30, 40, 50] and len(ticks(3.0, 3.0)) >= 3
+    rels = [{"tag": f"m@v1.{i}.0", "version": f"1.{i}.0",
+             "manifest": {"metrics": {"positives": p, "f1": f}, "components": {"threshold": {"value": t}}}}
+            for i, (p, f, t) in enumerate([(25, 0.8, 0.25), (46, 0.82, 0.5)])]
+    html = plots(rels, {"m@v1.1.0": ["production"]})
+    f1, positives, threshold = html.split("<div class='plot'>")[1:]
+    assert "positives" in positives and ">0.25<" not in positives and ">30<" in positives
+    assert "decision threshold" in threshold and ">45<" not in threshold
+    assert all("class='livemark'" in c and ">production<" in c for c in (f1, positives, threshold))
+    assert fmt("2026-12-05T14:13:53.123456Z") == "2026-12-05 14:13:53 UTC"
+    assert fmt("2026-12-05T15:13:53+01:00") == "2026-12-05 14:13:53 UTC" and fmt("not a time") == "not a time"
+    assert (size(58), size(4100), size(12_300_000), size(None)) == ("58 B", "4.1 kB", "12.3 MB", "")
