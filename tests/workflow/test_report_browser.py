@@ -95,16 +95,22 @@ def test_the_report_reads_at_every_width_without_sideways_scroll(report, browser
                     live = entry["events"][0]["release"]
                     assert f"{live}\n" in text and f"live in {env}" in text, (width, env, live)
         assert NOTES in text, width  # the notes given with `release -m`
-        if shots := os.environ.get("TETHER_REPORT_SHOTS"):  # to look at: a directory for screenshots
-            import base64
-
-            height = browser.execute_script("return document.documentElement.scrollHeight")
-            for n, top in enumerate(range(0, height, 1600)):  # in pieces a person can read
-                clip = {"x": 0, "y": top, "width": width, "height": min(1600, height - top), "scale": 1}
-                shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
-                (Path(shots) / f"report-{width}-{n}.png").write_bytes(base64.b64decode(shot["data"]))
+        _shots(browser, "report", width)
         _live_marked(browser, width)
         _short_stretches_visible(browser, width)
+
+
+def _shots(driver, name: str, width: int) -> None:
+    """With TETHER_REPORT_SHOTS=DIR, the page as a person sees it, in pieces 1,600 px tall."""
+    if not (shots := os.environ.get("TETHER_REPORT_SHOTS")):
+        return
+    import base64
+
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    for n, top in enumerate(range(0, height, 1600)):
+        clip = {"x": 0, "y": top, "width": width, "height": min(1600, height - top), "scale": 1}
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+        (Path(shots) / f"{name}-{width}-{n}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
 def _live_marked(driver, width: int) -> None:
@@ -130,3 +136,56 @@ def _short_stretches_visible(driver, width: int) -> None:
         "return [...document.querySelectorAll('.plot svg, .tl')]"
         ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5).length")
     assert wide == 0, width
+
+
+def _synthetic(n: int = 40):
+    """A long-lived registry rendered without git: `n` releases with many long weight paths, a
+    month of production moves of which one release was live for 9 s, a long environment name."""
+    from datetime import datetime, timedelta, timezone
+
+    from tether.commands.report import ModelReport
+
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    rep = ModelReport("fraud-detector-with-a-rather-long-model-name")
+    for i in range(n):
+        files = [{"path": f"models/fraud-detector/shards/part-{k:05d}-of-00012.safetensors", "md5": "0" * 32,
+                  "size": 1_234_567 * (k + 1), "sha256": None, "stage": "train"} for k in range(12)]
+        rep.releases.append({
+            "tag": f"fraud-detector-with-a-rather-long-model-name@v1.{i}.0", "version": f"1.{i}.0",
+            "commit": f"{i:040x}", "created_at": (t0 + timedelta(hours=18 * i)).isoformat(),
+            "released_by": "someone-with-a-long-address@example.com", "stage": "archived", "notes": LONG,
+            "problem": None,
+            "manifest": {"metrics": {"positives": 25 + i, "f1": 0.8 + i / 1000, "n_eval": 5000},
+                         "components": {"weights": files, "data": files[:2], "code": [],
+                                        "params": {"sha256": "a" * 64, "config": {"tree": None}},
+                                        "threshold": {"value": 0.25 + i / 100}}}})
+    env = "production-eu-west-1-primary-cluster"
+    times = [t0 + timedelta(days=d) for d in range(0, 30, 3)] + [t0 + timedelta(days=30)]
+    times.insert(5, times[4] + timedelta(seconds=9))  # live for 9 s, then rolled back
+    rep.environments[env] = [
+        {"time": t.isoformat(), "action": "rollback" if k == 5 else "promote", "previous": "none",
+         "release": rep.releases[k]["tag"], "approver": "ops", "reason": LONG, "commit": f"{k:040x}"}
+        for k, t in enumerate(times)]
+    return rep, env
+
+
+def test_a_long_history_stays_readable_at_every_width(browser, tmp_path):
+    from tether.commands import report_html
+
+    rep, env = _synthetic()
+    page = tmp_path / "long.html"
+    page.write_text(report_html.render([rep], "tether registry: " + "x" * 80, "0" * 40), encoding="utf-8")
+    browser.get(page.as_uri())
+    for width in WIDTHS:
+        at_width(browser, width)
+        scroll, inner = browser.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert scroll <= inner <= width, f"the page scrolls sideways at {width} px ({scroll} px wide, {inner} px shown)"
+        text = browser.execute_script("return document.body.innerText")
+        assert all(r["tag"] in text for r in rep.releases) and env in text
+        segs = browser.execute_script(
+            "return [...document.querySelectorAll('.seg')].map(s => s.getBoundingClientRect().width)")
+        assert len(segs) == 12 and min(segs) >= 10, (width, segs)  # the 9 s stretch among 30 days
+        marks = browser.execute_script("return document.querySelectorAll('.plot .livemark').length")
+        assert marks == 3, (width, marks)  # positives, f1, the threshold: each marks the live release
+        _shots(browser, "long", width)

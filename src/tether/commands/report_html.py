@@ -16,6 +16,9 @@ from tether.core.manifest import ManifestDiff, OutputEntry
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#c9a227", "#e1577a", "#9c755f", "#8c8c8c")
 SHOWN_FILES = 4  # more files than this: the first few, the rest folded away
+# the releases table's columns (release, stage, notes, weights, data, code, conf, threshold, metrics),
+# in percent: a fixed layout, so a long path or note breaks inside its column, never widens the table
+COLUMNS = (13, 13, 15, 17, 13, 7, 6, 7, 9)
 CSS = """
 *{box-sizing:border-box}html{-webkit-text-size-adjust:100%}
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:16px auto;max-width:1200px;color:#222;padding:0 12px}
@@ -24,13 +27,13 @@ h3{font-size:15px;margin:22px 0 6px}h4{margin:16px 0 6px}.muted{color:#666}
 code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 td,th,li,p,summary{overflow-wrap:break-word}.free{overflow-wrap:anywhere}td.nw{white-space:nowrap}
 .tw{max-width:100%;overflow-x:auto;margin:6px 0 14px}
-table{border-collapse:collapse;width:100%}th,td{border:1px solid #e3e3e3;padding:4px 7px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%}table.rel{table-layout:fixed;min-width:720px}th,td{border:1px solid #e3e3e3;padding:4px 7px;text-align:left;vertical-align:top}
 th{background:#f6f6f6;font-weight:600}tr.rollback td{background:#fff1f0}
 .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:12px;background:#eee;margin:1px 2px 1px 0}
 .badge.production{background:#d9f2d9}.badge.staging{background:#dbe9fb}.badge.archived{background:#eee;color:#666}
 .badge.rollback{background:#ffd6d1}.badge.on{background:#2ca02c;color:#fff}
 ul.files{list-style:none;margin:0;padding:0}ul.files li{margin:0 0 2px}.size{color:#666;white-space:nowrap;font-size:12px}
-.notes{white-space:pre-wrap;max-width:40ch}
+.notes{white-space:pre-wrap}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,290px),1fr));gap:12px}
 .plot{border:1px solid #e3e3e3;padding:4px;min-width:0}.plot svg{display:block;width:100%;height:auto}
 ul.changes{margin:4px 0 10px 18px;padding:0}
@@ -41,11 +44,10 @@ ul.changes{margin:4px 0 10px 18px;padding:0}
 .seg.now{outline:2px solid #222;outline-offset:-2px;font-weight:600;min-width:88px}
 .tlaxis{display:flex;justify-content:space-between;gap:8px;flex-wrap:wrap;color:#666;font-size:11px;margin-bottom:8px}
 @media (max-width:720px){
- table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:100%}
+ table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:100%;min-width:0}table.stack colgroup{display:none}
  table.stack thead{display:none}table.stack tr{border:1px solid #ddd;margin:0 0 8px;border-radius:4px}
  table.stack td{border:0;border-top:1px solid #f0f0f0;padding:3px 8px}
  table.stack td::before{content:attr(data-label);display:block;font-size:11px;color:#888;text-transform:uppercase}
- .notes{max-width:none}
 }
 """
 
@@ -99,7 +101,9 @@ def _live(rep) -> str:
 # -- releases ---------------------------------------------------------------------------------
 def _releases(releases: list[dict], live: dict[str, list[str]]) -> str:
     rows = [_release_row(r, live.get(r["tag"], [])) for r in reversed(releases)]
-    return ("<div class='tw'><table class='stack'><thead><tr><th>release</th><th>stage, made</th><th>notes</th>"
+    cols = "".join(f"<col style='width:{w}%'>" for w in COLUMNS)
+    return (f"<div class='tw'><table class='stack rel'><colgroup>{cols}</colgroup><thead><tr><th>release</th>"
+            "<th>stage, made</th><th>notes</th>"
             "<th>weights</th><th>data</th><th>code, params</th><th>conf tree</th><th>threshold</th><th>metrics</th>"
             "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
