@@ -147,15 +147,17 @@ def test_a_path_inside_the_work_tree_warns_unless_git_ignores_it(registry):
         assert p.ok("report", "-o", "registry.html", "--json").json()["dirties_tree"] is True
     finally:
         (p.root / "registry.html").unlink()
-    (p.root / ".git" / "info").mkdir(exist_ok=True)
-    (p.root / ".git" / "info" / "exclude").write_text("/ignored-report.html\n")
+    exclude = p.root / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(exist_ok=True)
+    kept = exclude.read_text() if exclude.exists() else ""
+    exclude.write_text(kept + "/ignored-report.html\n")
     try:
         res = p.ok("report", "-o", "ignored-report.html")
         assert not res.err and "ignored by git" in res.out
         assert p.git("status", "--porcelain") == ""
     finally:
         (p.root / "ignored-report.html").unlink()
-        (p.root / ".git" / "info" / "exclude").write_text("")
+        exclude.write_text(kept)
 
 
 def test_a_bad_output_path_is_a_usage_error_and_writes_nothing(registry, tmp_path):
