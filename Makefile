@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test stress bench clean
+.PHONY: demo test browser stress bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,23 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m fraud_detector.demo
 
-test: $(STAMP)
+# The report's browser test (tests/workflow/test_report_browser.py) needs Debian's chromium and
+# its driver: installed here when missing, as root (CI) or with sudo, never asking (no stdin).
+# A user who cannot install them is told how; the test then fails, it never skips.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+		else echo "warning: chromium and chromium-driver are missing and this user cannot install them:" \
+			"run 'sudo apt-get install -y chromium chromium-driver' (the report's browser test fails without them)" >&2; \
+			exit 0; fi; \
+		echo "installing chromium and chromium-driver for the report's browser test" >&2; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver </dev/null \
+		|| { $$SUDO apt-get update -q </dev/null && \
+		     $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver </dev/null; }; \
+	fi
+
+test: $(STAMP) browser
 	$(PY) -m mypy  # src/tether, configured in pyproject.toml
 	$(VENV)/bin/lint-imports  # the layers and the pure core: [tool.importlinter] in pyproject.toml
 	$(PY) -m compileall -q src  # every CLI subprocess of the suite would otherwise recompile tether

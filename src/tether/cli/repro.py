@@ -60,24 +60,34 @@ def reproduce(
 
 @app.command()
 def report(
-    output: str = typer.Option("tether-report.html", "--output", "-o", help="The HTML file to write."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o",
+        help="The HTML file to write (default: .git/tether/report.html, outside the work tree)."),
     model: Optional[str] = MODEL_OPT,
     title: Optional[str] = typer.Option(None, "--title", help="The page title (default: the repository's name)."),
     as_json: bool = JSON,
 ) -> None:
-    """One static HTML file: per model, each environment's timeline, the releases and their five
-    parts, each metric across releases, and what changed between consecutive releases."""
+    """One static HTML file: per model, each environment's timeline, the releases, their five
+    parts and notes, each metric across releases, and what changed between consecutive releases.
+    Written outside the work tree unless -o says where, so the next release is not refused."""
     from pathlib import Path
 
     from tether.cli.base import global_options
     from tether.commands.report import write_report
 
-    path = Path(output)
-    if not path.is_absolute():  # like every path argument: relative to -C
-        path = Path(global_options().chdir) / path
+    path = None
+    if output is not None:
+        path = Path(output)
+        if not path.is_absolute():  # like every path argument: relative to -C
+            path = Path(global_options().chdir) / path
     res = write_report(open_workspace(), path, model, title)
-    emit(res.as_dict(), as_json, f"wrote {res.path} ({res.models} model(s), {res.releases} release(s), "
-                                 f"{res.events} environment move(s)); open it from disk in any browser")
+    if res.dirties_tree:
+        progress(f"warning: {res.path} is inside the work tree and git does not ignore it: the next "
+                 "`tether release` refuses the dirty tree (add it to .gitignore, or leave out -o to write "
+                 "under .git/tether/)")
+    where = " (inside the work tree, ignored by git)" if res.in_work_tree and res.ignored else ""
+    emit(res.as_dict(), as_json, f"wrote {res.path}{where} ({res.models} model(s), {res.releases} release(s), "
+                                 f"{res.events} environment move(s))\nopen {res.url} in any browser")
 
 
 export_app = typer.Typer(help="Mirror releases and environments into other tools.", no_args_is_help=True)
