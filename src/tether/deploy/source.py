@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tether.core import moves
 from tether.adapters.dvcstore import DvcStore
+from tether.adapters.nodecache import NodeCache
 from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
 from tether.core.moves import Event
@@ -147,7 +148,7 @@ def require_signed(ws: Workspace, reg: Registry, model: str, env: str, rel: Rele
 
 def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False,
                 signed: tuple[bool, Path | None] = (False, None),
-                own_clone: bool = False) -> tuple[Registry, Release, Event]:
+                own_clone: bool = False, node: NodeCache | None = None) -> tuple[Registry, Release, Event]:
     """The release the environment runs: per the git remote when there is one (a local branch
     may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
     repository) fetches nothing: origin's branch as last fetched, and no DVC objects.
@@ -182,7 +183,7 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     if rel is not None and rel.unresolved and not read_only:
         # a host with an empty cache: fetch the small objects (threshold, metrics, listings) the
         # derivation needs, so the manifest a deploy records is the same on every host
-        rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
+        rel = reg.resolve_objects([rel], DvcStore(ws.root, node=node))[0]
     if rel is None or rel.manifest is None:
         raise IntegrityError(f"{ev.release}, live in {env}, is not a complete release")
     rel.require_trusted("deployed")
