@@ -138,6 +138,9 @@ class _RemoteRead:
     def __init__(self, fin, store: DvcStore, md5: str, name: str) -> None:
         self.fin, self.store, self.md5, self.name = fin, store, md5, name
 
+    def close(self) -> None:
+        self.fin.close()
+
     def readinto(self, buf) -> int:
         try:
             return self.fin.readinto(buf)

@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tether.digest import _BLOCK
 from tether.errors import IntegrityError, UsageError
@@ -73,7 +74,7 @@ class NodeCache:
         finally:
             os.close(fd)  # releases the lock
 
-    def get(self, md5: str, open_remote: Callable[[], object]) -> Path:
+    def get(self, md5: str, open_remote: Callable[[], Any]) -> Path:
         """The published, verified object `md5`: from the cache when its bytes hash to its name,
         else fetched (`open_remote()` returns a readable binary file) and verified first."""
         dest = self.path(md5)
@@ -97,11 +98,11 @@ class NodeCache:
             with contextlib.suppress(OSError):
                 p.unlink()
 
-    def _fetch(self, md5: str, open_remote: Callable[[], object], dest: Path) -> None:
+    def _fetch(self, md5: str, open_remote: Callable[[], Any], dest: Path) -> None:
         tmp = self.root / "tmp" / f"{md5}.{os.getpid()}.{time.monotonic_ns()}"
         h = hashlib.md5()
         try:
-            with open_remote() as fin, open(tmp, "wb", buffering=0) as fout:  # type: ignore[attr-defined]
+            with contextlib.closing(open_remote()) as fin, open(tmp, "wb", buffering=0) as fout:
                 buf = bytearray(_BLOCK)
                 while n := fin.readinto(buf):
                     view = memoryview(buf)[:n]
