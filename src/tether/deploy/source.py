@@ -14,6 +14,7 @@ from tether.adapters.dvcstore import DvcStore
 from tether.adapters.nodecache import NodeCache
 from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
+from tether.adapters.narrowfetch import fetch_release_tags
 from tether.core.moves import Event
 from tether.registry.registry import Registry
 from tether.registry.release import Release
@@ -160,11 +161,11 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     if read_only:
         head = ws.git.ref(f"refs/remotes/origin/{branch}")
     elif ws.git.remote_url("origin"):
-        tags = "refs/tags/*:refs/tags/*"  # the tags and the environment in one round trip
-        if ws.git.fetch_optional("origin", tags, f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
+        # only the environment's branch and the one release tag its head names, never every tag:
+        # a host's git traffic does not grow with the registry (adapters/narrowfetch.py)
+        if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
             head = ws.git.ref(f"refs/remotes/origin/{branch}")
-        else:  # origin has no such branch (yet): the tags alone
-            ws.git.fetch("origin", tags)
+        fetch_release_tags(ws.git, "origin", head or ws.git.ref(f"refs/heads/{branch}"), model)
     reg = Registry(ws, messages=False)
     if own_clone and head is not None:
         refuse_unpushed(reg, model, env, branch)
