@@ -163,3 +163,18 @@ def test_a_corrupt_remote_object_is_never_published(tmp_path):
     with pytest.raises(IntegrityError):
         node.get("0" * 32, lambda: open(payload, "rb"))
     assert not node.path("0" * 32).exists() and list((tmp_path / "cache" / "tmp").iterdir()) == []
+
+
+def test_kserve_init_pods_on_one_node_share_the_cache(counted, tmp_path):
+    """TETHER_NODE_CACHE in the pods' environment (a hostPath): two storage initializers, one fetch."""
+    p, log = counted
+    env = {**CREDENTIALS, "TETHER_NODE_CACHE": str(tmp_path / "node-cache")}
+    for pod in ("a", "b"):
+        dest = tmp_path / pod / "mnt" / "models"
+        res = p.sh(sys.executable, "-m", "tether.cli", "kserve-init", f"tether://{p.origin}#production", str(dest),
+                   cwd=p.base, check=False, env=env)
+        assert res.code == 0, res.err
+        assert (dest / "tether-resolved.json").is_file()
+    gets, fetched = object_gets(log)
+    assert gets and fetched > 0
+    assert {k: n for k, n in gets.items() if n != 1} == {}, gets
