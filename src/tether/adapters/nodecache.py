@@ -50,7 +50,6 @@ def _digest_name(md5: str) -> str:
 class NodeCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
-        self.fetched = 0  # objects this process fetched from the remote (for progress and benches)
         try:
             for sub in ("files/md5", "locks", "tmp", "damaged"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -120,7 +119,6 @@ class NodeCache:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        self.fetched += 1
 
 
 def _hash(path: Path, hashes: list) -> None:
