@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.adapters.dvccache import MD5, DvcCache, quiet, is_dir, parse_listing
 from tether.errors import StorageError
+
+if TYPE_CHECKING:
+    from tether.adapters.nodecache import NodeCache
 
 
 def _hash_info(md5: str):
@@ -23,10 +26,27 @@ def _hash_info(md5: str):
 
 
 class DvcStore(DvcCache):
-    def __init__(self, root: str | Path, remote: str | None = None) -> None:
+    def __init__(self, root: str | Path, remote: str | None = None, node: NodeCache | None = None) -> None:
         super().__init__(root)
         self.remote_name = remote
         self._remote_odb: Any = None
+        self.node = node  # a host's shared cache (adapters/nodecache.py): objects come through it
+
+    def from_node(self, md5: str) -> Path:
+        """Object `md5` through the node cache (fetched from the remote once per host, verified
+        by its md5 before it is published and each time it is handed out), linked (else copied)
+        into this repository's cache too, so DVC and dir_entries find it. The node cache's path."""
+        assert self.node is not None
+        path = self.node.get(md5, lambda: self.open_remote(md5))
+        if not self.cache_path(md5).exists() and not self.adopt(md5, path):
+            import shutil
+
+            dest = self.cache_path(md5)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f"{dest.name}.tether-{os.getpid()}")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dest)
+        return path
 
     def remote(self):
         from dvc.config import NoRemoteError
@@ -82,6 +102,21 @@ class DvcStore(DvcCache):
         self.close()
         self.remote_name = name
         self._root_cache = None
+
+    def on_node(self, md5: str) -> bool:
+        """Object `md5` (a `.dir`: its listing and every file it lists) is in the node cache; a
+        listing found there is verified and linked into this repository's cache (dir_entries
+        reads it). The files are verified when they are handed out (NodeCache.get)."""
+        node = self.node
+        if node is None:
+            return False
+        if not is_dir(md5):
+            return node.has(md5)
+        if not self.cache_path(md5).exists():
+            if not node.has(md5):
+                return False
+            self.from_node(md5)
+        return all(self.cache_path(c["md5"]).exists() or node.has(c["md5"]) for c in self.dir_entries(md5))
 
     def missing_on_remote(self, md5s: Iterable[str]) -> set[str]:
         """The md5s (as given) the remote cannot restore. A `.dir` counts as missing when its
@@ -146,6 +181,13 @@ class DvcStore(DvcCache):
         wanted = set(md5s)
         dirs = {m for m in wanted if is_dir(m)}
         files = wanted - dirs
+        if self.node is not None:
+            for m in sorted(dirs):
+                self.from_node(m)
+                files.update(c["md5"] for c in self.dir_entries(m))
+            for m in sorted(files):
+                self.from_node(m)
+            return
         remote = self.fetch_listings(dirs)
         for m in sorted(dirs):
             listing = self.local_listing(m)
@@ -159,6 +201,10 @@ class DvcStore(DvcCache):
         would fail on a malformed one with a bare assertion). Returns the remote's odb."""
         remote = self.remote()
         new_dirs = {m for m in dirs if not self.cache_path(m).exists()}
+        if self.node is not None:
+            for m in sorted(new_dirs):
+                self.from_node(m)
+            return remote
         for m in sorted(new_dirs):
             if self.remote_listing(remote, m) is None:
                 new_dirs.discard(m)  # absent there too: the caller's check names it

@@ -18,6 +18,7 @@ from tether import meter
 from tether.core import paths
 from tether.digest import _BLOCK, sha256_file, tree_sha256, tree_sha256_of
 from tether.adapters.dvcstore import DvcStore
+from tether.adapters.nodecache import link_verified
 from tether.errors import IntegrityError, StorageError
 from tether.adapters.gitrepo import Git
 from tether.core.manifest import dvc_objects
@@ -67,6 +68,8 @@ def ensure_available(store: DvcStore, entries: list[dict], progress=None) -> Non
     (place_outputs with stream=True), so each byte is written once."""
     by_md5 = {e["md5"]: e["path"] for e in entries if e.get("md5")}
     missing = store.missing_in_cache(by_md5)
+    if store.node is not None:
+        missing = {m for m in missing if not store.on_node(m)}
     if not missing:
         return
     if progress:
@@ -134,6 +137,9 @@ class _RemoteRead:
 
     def __init__(self, fin, store: DvcStore, md5: str, name: str) -> None:
         self.fin, self.store, self.md5, self.name = fin, store, md5, name
+
+    def close(self) -> None:
+        self.fin.close()
 
     def readinto(self, buf) -> int:
         try:
@@ -320,6 +326,11 @@ def _place_shared(e: dict, shared: Shared, target: Path, dest: Path) -> bool:
 
 def _object(store: DvcStore, md5: str, dst: Path, sha256: str | None, name: str, stream: bool) -> str:
     """One file object into `dst`: from the cache, or (`stream`) from the remote when the cache lacks it."""
+    if store.node is not None and not store.cache_path(md5).exists():
+        # through the host's node cache: a verified hard link where the file system allows, else a copy
+        src = store.node.get(md5, lambda: _RemoteRead(store.open_remote(md5), store, md5, name))
+        linked = link_verified(src, dst, sha256, md5, name)
+        return linked if linked is not None else _copy(src, dst, sha256, name, md5=md5)
     cached = store.cache_path(md5)
     if stream and not cached.exists():
         return _stream(store, md5, dst, sha256, name)

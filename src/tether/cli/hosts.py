@@ -27,6 +27,9 @@ def deploy(
                                                   help="This host's allowed signers file (git's SSH format)."),
     force: bool = typer.Option(False, "--force",
                                help="Let DIR serve this environment though it serves another (recorded in deploy.log)."),
+    node_cache: Optional[str] = typer.Option(None, "--node-cache", metavar="CACHEDIR",
+                                             help="The host's shared object cache: each object fetched once per host "
+                                                  "(default: $TETHER_NODE_CACHE)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -41,7 +44,8 @@ def deploy(
     with byte_bar(f"deploying {env}", enabled=not as_json and not dry_run):
         res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
                         dry_run=dry_run, progress=None if as_json else progress, cwd=global_options().chdir,
-                        require_signatures=require_signed, allowed_signers=allowed_signers, force=force)
+                        require_signatures=require_signed, allowed_signers=allowed_signers, force=force,
+                        node_cache=node_cache)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")

@@ -23,7 +23,8 @@ def kserve_init(
     the git remote, materialise the release with every byte verified, and write
     DEST/tether-resolved.json last. On any error: non-zero exit, nothing loadable at DEST.
     DVC credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the endpoint from
-    AWS_ENDPOINT_URL or S3_ENDPOINT, another DVC remote from TETHER_DVC_REMOTE_URL."""
+    AWS_ENDPOINT_URL or S3_ENDPOINT, another DVC remote from TETHER_DVC_REMOTE_URL, a node-wide
+    object cache from TETHER_NODE_CACHE (docs/deploy.md)."""
     from tether.deploy.kserve_init import kserve_init as run
 
     os.environ.setdefault("GIT_TERMINAL_PROMPT", "0")  # an init container has nobody to answer a prompt

@@ -26,6 +26,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether.adapters import nodecache
+from tether.adapters.nodecache import NodeCache
 from tether.servedir.weight import write_weight_file
 from tether.deploy.source import (check_origin, host_remote_hint, plan_source, remember_remote, remote_where,
                                  source_workspace, storage_errors)
@@ -70,16 +72,19 @@ def deploy(
     require_signatures: bool = False,
     allowed_signers: str | Path | None = None,
     force: bool = False,
+    node_cache: str | Path | None = None,
 ) -> DeployResult:
     """`cwd` is the directory tether acts in (`-C`): the repository without --repo, and what a
     relative DIR or --repo path is relative to. A DIR whose deploy log says it serves another
-    environment (or another model) is refused unless `force` (recorded in the log)."""
+    environment (or another model) is refused unless `force` (recorded in the log). `node_cache`
+    (else TETHER_NODE_CACHE): the host's shared object cache, see adapters/nodecache.py."""
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = resolve_target(target, cwd)
     signed = _host_signing(require_signatures, allowed_signers, repo_url, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
     current_release(target)
+    node = nodecache.from_env(Path(cwd) / node_cache if node_cache else None)
     if dry_run:
         return _dry_run(target, env, repo_url, model, cwd, signed, force)
     try:
@@ -96,7 +101,8 @@ def deploy(
         ws = source_workspace(target, repo_url, env, model, progress, cwd=cwd)
         try:
             res = _converge(ws, target, env, model, previous, served, keep=keep, full=full, smoke=smoke,
-                            progress=progress, signed=signed, force=force, own_clone=repo_url is None)
+                            progress=progress, signed=signed, force=force, own_clone=repo_url is None,
+                            node=node)
         except StorageError as exc:
             where = remote_where(ws) if "DVC remote" in exc.message else None
             if where and where not in exc.message:
@@ -112,10 +118,10 @@ def deploy(
 
 def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous: str | None, served: dict | None,
               *, keep: int, full: bool, smoke: bool, progress, signed: tuple[bool, Path | None], force: bool,
-              own_clone: bool) -> DeployResult:
+              own_clone: bool, node: NodeCache | None = None) -> DeployResult:
     """Under the lock: plan from the source, then build, switch, log and prune."""
     with storage_errors():
-        _reg, rel, ev = plan_source(ws, model, env, signed=signed, own_clone=own_clone)
+        _reg, rel, ev = plan_source(ws, model, env, signed=signed, own_clone=own_clone, node=node)
     replaced = refuse_other_env(target, served, env, rel.name.model, force)
     manifest = rel.manifest or {}  # plan_source refuses a release without one
     release_id = release_dir_name(rel.tag)
@@ -134,7 +140,7 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
         else:
             outcome = "deployed"
             with storage_errors():
-                build(ws, rel, final, full=full, smoke=smoke, progress=progress)
+                build(ws, rel, final, full=full, smoke=smoke, progress=progress, node=node)
         switch_current(target, release_id)
     except BaseException as exc:  # including KeyboardInterrupt: record it, leave current alone
         with contextlib.suppress(Exception):

@@ -41,6 +41,7 @@ import tempfile
 from pathlib import Path
 
 from tether import __version__
+from tether.adapters import nodecache
 from tether.adapters.dvcstore import DvcStore
 from tether.adapters.workspace import Workspace
 from tether.clock import now_iso
@@ -73,7 +74,7 @@ def _resolve_release(ws: Workspace, uri: TetherURI) -> Release:
     reg = Registry(ws, messages=False)
     rel = reg.by_tag(uri.name)
     if rel is not None and rel.unresolved:
-        rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
+        rel = reg.resolve_objects([rel], DvcStore(ws.root, node=nodecache.from_env(None)))[0]
     if rel is None or rel.manifest is None:
         raise IntegrityError(f"{uri.name} is not a complete release")
     rel.require_trusted("deployed")
@@ -85,7 +86,7 @@ def resolve(ws: Workspace, uri: TetherURI) -> tuple[Release, str | None]:
     """(the release, the environment head's commit or None): an environment exactly as `tether
     deploy` resolves it, a release tag as itself."""
     if uri.kind == ENVIRONMENT:
-        _reg, rel, ev = plan_source(ws, uri.model, uri.name)
+        _reg, rel, ev = plan_source(ws, uri.model, uri.name, node=nodecache.from_env(None))
         return rel, ev.commit
     return _resolve_release(ws, uri), None
 
@@ -159,7 +160,8 @@ def _serving_dir(ws: Workspace, rel: Release, record: dict, staging: Path, progr
     """Layout `release`: what `tether deploy --target` makes, built the same way."""
     release_id = release_dir_name(rel.tag)
     (staging / "releases").mkdir()
-    build(ws, rel, staging / "releases" / release_id, full=False, smoke=False, progress=progress)
+    build(ws, rel, staging / "releases" / release_id, full=False, smoke=False, progress=progress,
+          node=nodecache.from_env(None))
     switch_current(staging, release_id)
     log_event(staging, {"env": record["environment"], "from": None, "to": release_id, "release": rel.tag,
                         "commit": rel.commit, "outcome": "deployed", "manifest_sha256": record["manifest_sha256"],
@@ -171,7 +173,7 @@ def _artifact_files(ws: Workspace, rel: Release, record: dict, staging: Path, pr
     (a file, or a directory's contents) renamed to the staging root."""
     aside = staging / ".tether-build"
     built = aside / release_dir_name(rel.tag)
-    build(ws, rel, built, full=False, smoke=False, progress=progress)
+    build(ws, rel, built, full=False, smoke=False, progress=progress, node=nodecache.from_env(None))
     artifact = paths.inside(built, ws.models[rel.name.model].path, "artifact path")
     if artifact.is_dir() and not artifact.is_symlink():
         for child in sorted(artifact.iterdir()):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tether.adapters.dvcstore import DvcStore
 from tether.adapters.gitrepo import Git
+from tether.adapters.narrowfetch import fetch_release_tags
 from tether.adapters.workspace import Workspace
 from tether.core.uri import RELEASE, TetherURI
 from tether.errors import NotFound, StorageError
@@ -38,20 +39,10 @@ def _fetch(git: Git, url: str, ref: str) -> bool:
                                 "(an SSH key or HTTPS credentials mounted into the pod); nothing was written") from None
 
 
-def _head_release(git: Git, head: str) -> str | None:
-    """The release the move at `head` names (its `Tether-Release` trailer), if tether made it."""
-    out = git.out("log", "-1", "--format=%(trailers:key=Tether-Release,valueonly)", head).strip()
-    return out.splitlines()[0].strip() if out else None
-
-
 def _release_tags(ws: Workspace, url: str, model: str | None, head: str) -> None:
     """The tag the environment's head names, or (a head committed outside tether) every release
     tag of the model, for plan_source to match the head's tree against."""
-    tag = _head_release(ws.git, head)
-    if tag and _fetch(ws.git, url, f"refs/tags/{tag}"):
-        return
-    name = ws.model(model)
-    ws.git.fetch(url, f"+refs/tags/{name}@*:refs/tags/{name}@*")
+    fetch_release_tags(ws.git, url, head, ws.model(model), force=True)
 
 
 def _environment(ws: Workspace, url: str, env: str, model: str | None) -> None:

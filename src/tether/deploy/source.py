@@ -11,8 +11,10 @@ from pathlib import Path
 
 from tether.core import moves
 from tether.adapters.dvcstore import DvcStore
+from tether.adapters.nodecache import NodeCache
 from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
+from tether.adapters.narrowfetch import fetch_release_tags
 from tether.core.moves import Event
 from tether.registry.registry import Registry
 from tether.registry.release import Release
@@ -147,7 +149,7 @@ def require_signed(ws: Workspace, reg: Registry, model: str, env: str, rel: Rele
 
 def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = False,
                 signed: tuple[bool, Path | None] = (False, None),
-                own_clone: bool = False) -> tuple[Registry, Release, Event]:
+                own_clone: bool = False, node: NodeCache | None = None) -> tuple[Registry, Release, Event]:
     """The release the environment runs: per the git remote when there is one (a local branch
     may lag behind), else per the local branch. `read_only` (a --dry-run in the user's own
     repository) fetches nothing: origin's branch as last fetched, and no DVC objects.
@@ -159,11 +161,11 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     if read_only:
         head = ws.git.ref(f"refs/remotes/origin/{branch}")
     elif ws.git.remote_url("origin"):
-        tags = "refs/tags/*:refs/tags/*"  # the tags and the environment in one round trip
-        if ws.git.fetch_optional("origin", tags, f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
+        # only the environment's branch and the one release tag its head names, never every tag:
+        # a host's git traffic does not grow with the registry (adapters/narrowfetch.py)
+        if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
             head = ws.git.ref(f"refs/remotes/origin/{branch}")
-        else:  # origin has no such branch (yet): the tags alone
-            ws.git.fetch("origin", tags)
+        fetch_release_tags(ws.git, "origin", head or ws.git.ref(f"refs/heads/{branch}"), model)
     reg = Registry(ws, messages=False)
     if own_clone and head is not None:
         refuse_unpushed(reg, model, env, branch)
@@ -182,7 +184,7 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     if rel is not None and rel.unresolved and not read_only:
         # a host with an empty cache: fetch the small objects (threshold, metrics, listings) the
         # derivation needs, so the manifest a deploy records is the same on every host
-        rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
+        rel = reg.resolve_objects([rel], DvcStore(ws.root, node=node))[0]
     if rel is None or rel.manifest is None:
         raise IntegrityError(f"{ev.release}, live in {env}, is not a complete release")
     rel.require_trusted("deployed")

@@ -20,6 +20,7 @@ from tether.core.evalslice import eval_data_path
 from tether.servedir.layout import fsync_dir, rmtree
 from tether.servedir.stamp import files_under, read_stamp, write_stamp
 from tether.adapters.dvcstore import DvcStore
+from tether.adapters.nodecache import NodeCache
 from tether.errors import StorageError, TetherError
 from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
@@ -97,11 +98,13 @@ def _share(root: Path, e: dict, wanted: dict, recorded: dict) -> materialise.Sha
     return materialise.Shared(root / rel, sha, files)
 
 
-def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, progress) -> dict:
+def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, progress,
+          node: NodeCache | None = None) -> dict:
     """`final` (releases/<id>) built, verified, fsynced and renamed into place; never `current`'s
-    business. Returns what it did: {"linked": n outputs shared, "streamed": True/False}."""
+    business. `node`: the host's shared object cache (adapters/nodecache.py), when it has one.
+    Returns what it did: {"linked": n outputs shared, "streamed": True/False}."""
     manifest = rel.manifest or {}  # plan_source refuses a release without one
-    store = DvcStore(ws.root)
+    store = DvcStore(ws.root, node=node)
     eval_paths: tuple[str, ...] = ()
     if smoke:
         eval_paths = (eval_data_path(manifest, ws.settings(rel.name.model)),)
