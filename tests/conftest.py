@@ -48,13 +48,18 @@ def s3_endpoint():
 @pytest.fixture
 def s3_remote(s3_endpoint, monkeypatch, request):
     """A fresh bucket on the session's S3 server; credentials come from the environment."""
+    import hashlib
     import re
 
     from s3server import CREDENTIALS, make_bucket
 
     for k, v in CREDENTIALS.items():
         monkeypatch.setenv(k, v)
-    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") or "bucket"
+    # unique per test, parameters included: two cases cut to the same 50 characters would share
+    # one bucket, and a test that damages an object would see the other's damage (or undo it)
+    name = request.node.name.lower()
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+    bucket = (re.sub(r"[^a-z0-9-]", "-", name)[:50].strip("-") or "bucket") + "-" + digest
     make_bucket(s3_endpoint, bucket)
     return {"endpoint": s3_endpoint, "bucket": bucket, "url": f"s3://{bucket}/dvcstore"}
 
