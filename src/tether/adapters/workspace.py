@@ -75,7 +75,8 @@ class Workspace:
             return next(iter(self.models))
         if not self.models:
             raise NotFound("dvc.yaml declares no model artifact",
-                           hint="add `artifacts: {my-model: {path: models/my-model, type: model}}` to dvc.yaml")
+                           hint="run `tether init` to declare it (or add `artifacts: {my-model: {path: models/my-model, "
+                                "type: model}}` to dvc.yaml)")
         raise UsageError("this repository has several models; name one",
                          hint="models: " + ", ".join(sorted(self.models)))
 

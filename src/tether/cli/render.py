@@ -108,9 +108,12 @@ def emitted(data, as_json: bool, text: str | None = None, *, escaped: bool = Fal
 # -- the read commands' answers ------------------------------------------------------------
 # What `list`, `status`, `show` and `history` print, from their views (tether.registry.views): one function
 # each, for the typer command and the fast path alike, so the two cannot print differently.
-def list_output(rows: list[dict], as_json: bool) -> str:
+def list_output(rows: list[dict], as_json: bool, declared: bool = True) -> str:
+    """`declared`: dvc.yaml declares a model (without one, the way on is `tether init`)."""
     if as_json:
         return json_text(rows)
+    if not rows and not declared:
+        return "no releases: dvc.yaml declares no model yet; run `tether init` to declare it"
     if not rows:
         return "no releases yet: make one with `tether release`"
     cells = [(r["tag"], r["stage"], r["created_at"][:25],
@@ -123,7 +126,8 @@ def status_output(models, as_json: bool) -> str:
     if as_json:
         return json_text([st.as_dict() for st in models])
     if not models:
-        return "no models: dvc.yaml declares no model artifact (and no release tag's commit does)"
+        return ("no models: dvc.yaml declares no model artifact (and no release tag's commit does); "
+                "run `tether init` to declare one")
     lines = []
     for st in models:
         lines.append(st.model)
