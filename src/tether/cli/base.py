@@ -56,6 +56,20 @@ MODEL_POSITIONAL = typer.Argument(None, hidden=True, metavar="[MODEL]",
                                   help="Deprecated: use --model.")
 
 
+APPROVER = typer.Option(None, "--approver", help="Who approves (recorded; default: git's user.email).")
+
+
+def approver_of(ws, given: str | None) -> str:
+    """--approver, or else git's `user.email` in this repository; refused (exit 2) without either."""
+    if given:
+        return given
+    email = ws.git.run("config", "user.email", check=False).stdout.strip()
+    if not email:
+        raise UsageError("who approves? pass --approver NAME (no git user.email is set to default to)",
+                         hint="or set it once: git config user.email you@example.com")
+    return email
+
+
 def _version(value: bool) -> None:
     if value:
         # tether.__version__, not importlib.metadata (90 ms); tests/workflow/test_cli_conventions.py checks

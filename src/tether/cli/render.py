@@ -164,13 +164,16 @@ def show_output(shown: dict, as_json: bool) -> str:
     if as_json:
         from tether.core.manifest import dumps
 
-        return dumps(shown["manifest"]).rstrip()
+        # the note (untrusted: json.dumps escapes it) beside the manifest's keys, when there is one
+        return dumps({**shown["manifest"], "note": note} if (note := shown.get("note")) else shown["manifest"]).rstrip()
     m = shown["manifest"]
     c = m["components"]
+    note = shown.get("note")
     return safe("\n".join([
         f"{shown['tag']}  ({shown['stage']})",
         f"  commit      {m['commit']}",
         f"  created     {m['created_at']} by {m['released_by']}",
+        *([f"  note        {note}".replace("\n", "\n              ")] if note else []),
         f"  threshold   {c['threshold'].get('value')}  ({c['threshold'].get('source')})",
         f"  metrics     {metrics_line(m.get('metrics'))}",
         "  weights",
