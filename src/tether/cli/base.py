@@ -61,8 +61,8 @@ APPROVER = typer.Option(None, "--approver", help="Who approves (recorded; defaul
 
 def approver_of(ws, given: str | None) -> str:
     """--approver, or else git's `user.email` in this repository; refused (exit 2) without either."""
-    if given:
-        return given
+    if given is not None:
+        return given  # an empty one is the move's own refusal ("approver is empty")
     email = ws.git.run("config", "user.email", check=False).stdout.strip()
     if not email:
         raise UsageError("who approves? pass --approver NAME (no git user.email is set to default to)",
