@@ -280,15 +280,15 @@ def test_dash_C_is_the_repository_and_the_base_of_a_relative_target(project_live
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     repo = os.path.relpath(project.root, elsewhere)  # -C itself relative to where we run
-    res = project.tether("-C", repo, "deploy", "--env", "production", "--target", "serving-rel", "--json",
+    res = project.tether("-C", repo, "deploy", "--env", "production", "--target", "../serving-rel", "--json",
                          cwd=elsewhere)
     assert res.code == 0, res.err
     assert res.json()["outcome"] == "deployed"
-    target = project.root / "serving-rel"
+    target = project.root.parent / "serving-rel"  # outside the work tree: inside is refused
     assert os.readlink(target / "current") == f"releases/{V1}"
     assert os.listdir(elsewhere) == []
-    assert project.tether("-C", repo, "verify", "--target", "serving-rel", cwd=elsewhere).code == 0
-    res = project.tether("-C", repo, "deploy", "--env", "production", "--target", "serving-rel", "--dry-run",
+    assert project.tether("-C", repo, "verify", "--target", "../serving-rel", cwd=elsewhere).code == 0
+    res = project.tether("-C", repo, "deploy", "--env", "production", "--target", "../serving-rel", "--dry-run",
                          "--json", cwd=elsewhere)
     assert res.code == 0 and res.json()["outcome"] == "would-noop", res.err
     assert os.listdir(elsewhere) == []

@@ -67,15 +67,20 @@ class Workspace:
     def model(self, name: str | None) -> str:
         if name:
             if name not in self.models:
+                from tether.core.suggest import closest
+
                 known = ", ".join(sorted(self.models)) or "none"
+                near = closest(name, self.models)
                 raise NotFound(f"unknown model '{name}' (models: {known})",
-                               hint="declare it under `artifacts:` in dvc.yaml with type: model")
+                               hint=f"did you mean {near}?" if near else
+                               "declare it under `artifacts:` in dvc.yaml with type: model (`tether init`)")
             return name
         if len(self.models) == 1:
             return next(iter(self.models))
         if not self.models:
             raise NotFound("dvc.yaml declares no model artifact",
-                           hint="add `artifacts: {my-model: {path: models/my-model, type: model}}` to dvc.yaml")
+                           hint="run `tether init` to declare it (or add `artifacts: {my-model: {path: models/my-model, "
+                                "type: model}}` to dvc.yaml)")
         raise UsageError("this repository has several models; name one",
                          hint="models: " + ", ".join(sorted(self.models)))
 
@@ -129,8 +134,13 @@ class Workspace:
         check_env(env)
         # a configured environment needs no look at GTO's tags (environments() starts with them)
         if env not in s.environments and env not in self.environments(model):
-            raise NotFound(f"unknown environment '{env}' for {model}",
-                           hint="environments: " + ", ".join(self.environments(model)))
+            from tether.core.suggest import hint
+
+            envs = self.environments(model)
+            known = "environments: " + ", ".join(envs)
+            if env in self.models:
+                known = f"{env} is a model: `tether show {env}` shows its latest release; " + known
+            raise NotFound(f"unknown environment '{env}' for {model}", hint=hint(env, envs, known))
         if s.branch_template:
             return s.branch_template.format(model=model, env=env)
         if len(self.models) == 1 or self.branch_owner(env) == model:

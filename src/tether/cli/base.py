@@ -56,6 +56,20 @@ MODEL_POSITIONAL = typer.Argument(None, hidden=True, metavar="[MODEL]",
                                   help="Deprecated: use --model.")
 
 
+APPROVER = typer.Option(None, "--approver", help="Who approves (recorded; default: git's user.email).")
+
+
+def approver_of(ws, given: str | None) -> str:
+    """--approver, or else git's `user.email` in this repository; refused (exit 2) without either."""
+    if given is not None:
+        return given  # an empty one is the move's own refusal ("approver is empty")
+    email = ws.git.run("config", "user.email", check=False).stdout.strip()
+    if not email:
+        raise UsageError("who approves? pass --approver NAME (no git user.email is set to default to)",
+                         hint="or set it once: git config user.email you@example.com")
+    return email
+
+
 def _version(value: bool) -> None:
     if value:
         # tether.__version__, not importlib.metadata (90 ms); tests/workflow/test_cli_conventions.py checks
@@ -136,8 +150,9 @@ def one_of(new: str | None, old: str | None, new_name: str, old_name: str) -> st
 # the one that registers the command being run otherwise: building the click tree of every
 # command is a quarter of a read command's start-up. tests/workflow/test_cli_conventions.py checks that
 # COMMAND_MODULES names exactly the commands each module registers.
-MODULES = ("releases", "moves", "hosts", "repro", "canary", "hook", "k8s")
+MODULES = ("init", "releases", "moves", "hosts", "repro", "canary", "hook", "k8s")
 COMMAND_MODULES = {
+    "init": "init",
     "release": "releases", "conf": "releases", "list": "releases", "show": "releases", "diff": "releases",
     "check": "releases", "status": "releases",
     "promote": "moves", "rollback": "moves", "history": "moves", "gc": "moves",

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_OPT, global_options, open_workspace, app, emit, progress
+from tether.cli.base import APPROVER, DRY, JSON, MODEL_OPT, approver_of, global_options, open_workspace, app, emit, progress
 from tether.errors import GateFailed
 
 canary_app = typer.Typer(help="Canary environments: the traffic weight as a recorded move.", no_args_is_help=True)
@@ -17,7 +17,7 @@ app.add_typer(canary_app, name="canary")
 def weight(
     percent: str = typer.Argument(..., help="The canary's share of the traffic, 0 to 100."),
     env: str = typer.Option(..., "--env", help="The canary environment."),
-    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    approver: Optional[str] = APPROVER,
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
     model: Optional[str] = MODEL_OPT,
     dry_run: bool = DRY,
@@ -29,7 +29,7 @@ def weight(
     from tether.core.moves import parse_weight
 
     ws = open_workspace()
-    plan = plan_weight(ws, model, env, parse_weight(percent), approver=approver, reason=reason)
+    plan = plan_weight(ws, model, env, parse_weight(percent), approver=approver_of(ws, approver), reason=reason)
     if dry_run:
         emit({"dry_run": True, **plan.as_dict()}, as_json,
              f"would set {env}: {plan.release.tag} {plan.previous_weight}% → {plan.weight}%")

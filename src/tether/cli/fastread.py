@@ -101,7 +101,7 @@ def _answer(req: Request) -> str | None:
     model = req.opt("--model")
     if req.command == "list":
         rows = views.kept_release_rows(ws, model)
-        return None if rows is None else render.list_output(rows, as_json)
+        return None if rows is None else render.list_output(rows, as_json, bool(rows) or bool(ws.models))
     if req.command == "status":
         models = views.kept_model_status(ws, model)
         return None if models is None else render.status_output(models, as_json)

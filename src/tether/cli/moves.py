@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_OPT, open_workspace, app, emit, one_of, progress
+from tether.cli.base import APPROVER, DRY, JSON, MODEL_OPT, approver_of, open_workspace, app, emit, one_of, progress
 from tether.cli.render import gate_line, history_output
 from tether.errors import UsageError
 
@@ -16,6 +16,7 @@ def _move(action: str, **kw) -> None:
 
     as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
     ws = open_workspace()
+    kw["approver"] = approver_of(ws, kw["approver"])
     if not as_json:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
@@ -46,7 +47,7 @@ def promote(
     ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment to copy from."),
     env: Optional[str] = typer.Option(None, "--env", help="Environment to move (required)."),
     old_to: Optional[str] = typer.Option(None, "--to", hidden=True, help="Deprecated: use --env."),
-    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    approver: Optional[str] = APPROVER,
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
     model: Optional[str] = MODEL_OPT,
     push: bool = typer.Option(False, "--push", help="Fast-forward push to origin; a concurrent move is rejected."),
@@ -74,7 +75,7 @@ def rollback(
     env: str = typer.Option("production", "--env", help="Environment to move back."),
     target: Optional[str] = typer.Option(None, "--release", help="A release; default: the last known good one."),
     old_to: Optional[str] = typer.Option(None, "--to", hidden=True, help="Deprecated: use --release."),
-    approver: str = typer.Option(..., "--approver", help="Who approves (recorded)."),
+    approver: Optional[str] = APPROVER,
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
     model: Optional[str] = MODEL_OPT,
     push: bool = typer.Option(False, "--push", help="Push the environment branch (compare-and-swap on origin)."),

@@ -107,7 +107,9 @@ def list_(
     from tether.registry.views import release_rows
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    typer.echo(list_output(release_rows(open_workspace(), model), as_json))
+    ws = open_workspace()
+    rows = release_rows(ws, model)
+    typer.echo(list_output(rows, as_json, bool(rows) or bool(ws.models)))
 
 
 @app.command()

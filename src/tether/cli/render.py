@@ -108,9 +108,12 @@ def emitted(data, as_json: bool, text: str | None = None, *, escaped: bool = Fal
 # -- the read commands' answers ------------------------------------------------------------
 # What `list`, `status`, `show` and `history` print, from their views (tether.registry.views): one function
 # each, for the typer command and the fast path alike, so the two cannot print differently.
-def list_output(rows: list[dict], as_json: bool) -> str:
+def list_output(rows: list[dict], as_json: bool, declared: bool = True) -> str:
+    """`declared`: dvc.yaml declares a model (without one, the way on is `tether init`)."""
     if as_json:
         return json_text(rows)
+    if not rows and not declared:
+        return "no releases: dvc.yaml declares no model yet; run `tether init` to declare it"
     if not rows:
         return "no releases yet: make one with `tether release`"
     cells = [(r["tag"], r["stage"], r["created_at"][:25],
@@ -123,7 +126,8 @@ def status_output(models, as_json: bool) -> str:
     if as_json:
         return json_text([st.as_dict() for st in models])
     if not models:
-        return "no models: dvc.yaml declares no model artifact (and no release tag's commit does)"
+        return ("no models: dvc.yaml declares no model artifact (and no release tag's commit does); "
+                "run `tether init` to declare one")
     lines = []
     for st in models:
         lines.append(st.model)
@@ -160,13 +164,16 @@ def show_output(shown: dict, as_json: bool) -> str:
     if as_json:
         from tether.core.manifest import dumps
 
-        return dumps(shown["manifest"]).rstrip()
+        # the note (untrusted: json.dumps escapes it) beside the manifest's keys, when there is one
+        return dumps({**shown["manifest"], "note": note} if (note := shown.get("note")) else shown["manifest"]).rstrip()
     m = shown["manifest"]
     c = m["components"]
+    note = shown.get("note")
     return safe("\n".join([
         f"{shown['tag']}  ({shown['stage']})",
         f"  commit      {m['commit']}",
         f"  created     {m['created_at']} by {m['released_by']}",
+        *([f"  note        {note}".replace("\n", "\n              ")] if note else []),
         f"  threshold   {c['threshold'].get('value')}  ({c['threshold'].get('source')})",
         f"  metrics     {metrics_line(m.get('metrics'))}",
         "  weights",

@@ -6,6 +6,7 @@ It travels in the annotated tag's message, so every read command works from the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -150,9 +151,32 @@ def dumps(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
 
+def _manifest_start(text: str) -> int:
+    """Where the manifest starts in a tag message: after the blank line that ends the release
+    note (tag_message's layout), so a note holding a brace cannot hide it; a message that is only
+    a manifest starts at its first brace. (Indented JSON never holds a blank line.)"""
+    at = text.rfind("\n\n{")
+    return at + 2 if at >= 0 else text.find("{")
+
+
+_DEFAULT_NOTE = re.compile(r"Release \S+(@v| v)\S+")
+
+
+def note(message: str | None) -> str | None:
+    """The release note: the tag message's text before its manifest (what `release -m` gave);
+    None for release's default summary, or a message with no text before the manifest.
+    Untrusted text: whoever prints it escapes it."""
+    if not message:
+        return None
+    text = message.strip()
+    start = _manifest_start(text)
+    head = (text[:start] if start >= 0 else text).strip()
+    return None if not head or _DEFAULT_NOTE.fullmatch(head) else head
+
+
 def loads(message: str) -> dict[str, Any]:
     text = message.strip()
-    start = text.find("{")
+    start = _manifest_start(text)
     if start < 0:
         raise ManifestError("the tag message holds no manifest")
     # The manifest may follow a human summary line; it runs to the end of the message (the

@@ -81,6 +81,8 @@ def deploy(
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = resolve_target(target, cwd)
+    if repo_url is None:
+        _refuse_inside_work_tree(target, cwd)
     signed = _host_signing(require_signatures, allowed_signers, repo_url, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
     current_release(target)
@@ -174,6 +176,21 @@ def _host_signing(required: bool, signers: str | Path | None, repo_url: str | No
         raise UsageError("--require-signed with --repo needs the host's own --allowed-signers FILE",
                          hint="copy the team's allowed signers file to the host and name it; nothing was deployed")
     return required, path
+
+
+def _refuse_inside_work_tree(target: Path, cwd: str | Path) -> None:
+    """A serving directory inside the repository it deploys from would dirty its work tree (and
+    the next `tether release` would refuse): refused before anything is written."""
+    from tether.adapters.gitrepo import Git
+
+    try:
+        root = Path(os.path.realpath(Git.discover(cwd).root))
+    except TetherError:
+        return  # not in a repository: source_workspace says so
+    where = Path(os.path.realpath(target))
+    if where == root or root in where.parents:
+        raise UsageError(f"--target {target} is inside the repository's work tree ({root}); nothing was written",
+                         hint="serve from a directory outside the repository, e.g. ../serving or /srv/tether/ENV")
 
 
 def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".",

@@ -395,5 +395,6 @@ class Registry:
         if same:
             raise NotFound(f"no release {wanted}; build metadata is part of the name",
                            hint="name one exactly: " + ", ".join(r.tag for r in same))
-        raise NotFound(f"no release {model}@v{ref.version}", hint=f"see `tether list {model}`")
+        from tether.core.suggest import hint  # "did you mean …?"
+        raise NotFound(f"no release {wanted}", hint=hint(wanted, [r.tag for r in self.of(model)], f"see `tether list {model}`"))
 

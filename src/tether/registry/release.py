@@ -79,6 +79,15 @@ class Release:
             return None
 
     @cached_property
+    def note(self) -> str | None:
+        """The release note given with `release -m`: the tag message's text before its manifest."""
+        if not self.annotated:
+            return None
+        if self.message is not None:
+            return mf.note(self.message)
+        return mf.note(self.loader(self.tag_object)) if self.loader is not None else None
+
+    @cached_property
     def _state(self) -> ReleaseState:
         from tether.registry import derive
 

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from tether.registry.release import Release
 
 # v2: summaries of derivations from verified objects only (derive.DERIVE_VERSION 2)
-VERSION = 2
+# v3: with the release note (the tag message's text before its manifest)
+VERSION = 3
 
 
 def summary_path(git: Git) -> Path:
@@ -29,7 +30,7 @@ def summary_of(rel: Release) -> dict:
     """The entry `list` prints for a release (read from its derivation)."""
     return {"tag": rel.tag, "commit": rel.commit, "complete": rel.problem is None,
             "problem": rel.problem, "kind": rel.problem_kind,
-            "metrics": (rel.manifest or {}).get("metrics") or {}}
+            "metrics": (rel.manifest or {}).get("metrics") or {}, "note": rel.note}
 
 
 class SummaryCache:

@@ -12,6 +12,7 @@ from tether.adapters.workspace import Workspace
 
 if TYPE_CHECKING:
     from tether.core.manifest import ManifestDiff
+    from tether.core.refs import RefArg
     from tether.registry.envstate import EnvState
 
 # The registry is imported only to compute an answer. Each view has a `kept_…` twin that answers
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 
 # One `list` row: these fields, in this order (the view keeps rows as lists, a third of the bytes).
-ROW_FIELDS = ("model", "version", "tag", "stage", "created_at", "commit", "complete", "problem", "kind", "metrics")
+ROW_FIELDS = ("model", "version", "tag", "stage", "created_at", "commit", "complete", "problem", "kind", "metrics",
+              "note")
 
 
 @dataclass
@@ -48,6 +50,9 @@ class ModelStatus:
                 "workspace": {"commit": self.head, "dirty": self.dirty, "matches": self.matches}}
 
 
+NOTES = "notes"  # in the keys of the `list` and `show` views: those kept before notes were shown are not read
+
+
 def _kept(ws: Workspace, view: str, *args: str | bytes) -> tuple[RefIndex, str, Any]:
     """(index, key, the kept answer or None) of `view` for the ref state as it is now, dvc.yaml
     and `args` (the view's other inputs)."""
@@ -62,14 +67,14 @@ def _rows(hit) -> list[dict] | None:
 
 
 def kept_release_rows(ws: Workspace, model: str | None) -> list[dict] | None:
-    return _rows(_kept(ws, "list", model or "")[2])
+    return _rows(_kept(ws, "list", model or "", NOTES)[2])
 
 
 def release_rows(ws: Workspace, model: str | None) -> list[dict]:
     """Every release of the model (or of every model), newest SemVer first, as dicts with
     ROW_FIELDS. The answer is kept under the digest of the ref state and dvc.yaml it came from
     (tether.adapters.refindex): the same state is answered from one file."""
-    index, key, hit = _kept(ws, "list", model or "")
+    index, key, hit = _kept(ws, "list", model or "", NOTES)
     if (kept := _rows(hit)) is not None:
         return kept
     from tether.registry.registry import Registry
@@ -86,7 +91,7 @@ def release_rows(ws: Workspace, model: str | None) -> list[dict]:
         for rel in reg.of(m):
             s = summary[rel.tag]
             rows.append([m, str(rel.version), rel.tag, stages[rel.tag], rel.created_at, rel.commit, s["complete"],
-                         s["problem"], s["kind"], s["metrics"]])
+                         s["problem"], s["kind"], s["metrics"], s.get("note")])
     if reg.settled:  # computed from the very ref state the key names
         index.keep_view("list", key, rows)
     return [dict(zip(ROW_FIELDS, r)) for r in rows]
@@ -211,21 +216,34 @@ def shown_release(ws: Workspace, ref: str, model: str | None) -> dict:
     is never kept)."""
     from tether.core.refs import parse_ref
 
-    index, key, hit = _kept(ws, "show", ref, model or "")
+    index, key, hit = _kept(ws, "show", ref, model or "", NOTES)
     if isinstance(hit, dict):
         return hit
     from tether.registry.registry import Registry
 
     reg = Registry(ws, messages=False, index=index)
-    rel = reg.resolve(parse_ref(ref), model)
-    out = {"tag": rel.tag, "stage": reg.stage(rel), "manifest": rel.require_trusted("shown")}
+    rel = reg.resolve(_latest_named(ws, parse_ref(ref), model), model)
+    out = {"tag": rel.tag, "stage": reg.stage(rel), "manifest": rel.require_trusted("shown"), "note": rel.note}
     if reg.settled:
         index.keep_view("show", key, out)
     return out
 
 
+def _latest_named(ws: Workspace, ref: RefArg, model: str | None) -> RefArg:
+    """`show latest`, and `show MODEL` (a model's name that is none of its environments): that
+    model's latest release. Any other REF as it is."""
+    from tether.core.refs import LATEST, RefArg
+
+    word = ref.env
+    if word == LATEST and LATEST not in ws.environments(ws.model(model)):
+        return RefArg(model=model, latest=True)
+    if word and word in ws.models and model in (None, word) and word not in ws.environments(word):
+        return RefArg(model=word, latest=True)
+    return ref
+
+
 def kept_shown_release(ws: Workspace, ref: str, model: str | None) -> dict | None:
-    hit = _kept(ws, "show", ref, model or "")[2]
+    hit = _kept(ws, "show", ref, model or "", NOTES)[2]
     return hit if isinstance(hit, dict) else None
 
 
