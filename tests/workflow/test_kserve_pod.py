@@ -25,13 +25,18 @@ RUNTIME = REPO_ROOT / "examples/k8s/cluster-serving-runtime.yaml"
 def runtime_container() -> dict:
     doc = yaml.safe_load(RUNTIME.read_text())
     assert doc["kind"] == "ClusterServingRuntime"
+    assert doc["spec"]["protocolVersions"] == ["v2"]  # what tether serve speaks besides its own API
     (container,) = doc["spec"]["containers"]
     return container
 
 
+ISVC = "fraud-detector-production"  # what KServe writes for {{.Name}}: the InferenceService's name
+
+
 def pod_command(dest, port: int) -> list[str]:
     c = runtime_container()
-    args = [str(dest) if a == "/mnt/models" else str(port) if a == "8080" else a for a in c.get("args", [])]
+    swap = {"/mnt/models": str(dest), "8080": str(port), "{{.Name}}": ISVC}
+    args = [swap.get(a, a) for a in c.get("args", [])]
     assert str(dest) in args and str(port) in args, args  # the manifest serves the mount on the probed port
     return [*c["command"], *args]
 
@@ -58,6 +63,16 @@ def test_the_pod_serves_what_its_storage_initializer_resolved(shipped, tmp_path)
         code, out, _ = call(url, "/predict", {"records": [RECORD, RECORD]})
         assert code == 200 and len(out["predictions"]) == 2, out
         assert call(url, c["livenessProbe"]["httpGet"]["path"])[0] == 200
+        # KServe's ingress routes the v2 protocol by the InferenceService's name (the runtime's
+        # `protocolVersions: [v2]`); the release's own model name answers too
+        inputs = [{"name": k, "shape": [2], "datatype": "FP64" if isinstance(v, float) else "INT64", "data": [v, v]}
+                  for k, v in RECORD.items()]
+        for name in (ISVC, "fraud-detector"):
+            code, v2, _ = call(url, f"/v2/models/{name}/infer", {"inputs": inputs})
+            assert code == 200 and v2["model_name"] == name, v2
+            scores = next(o["data"] for o in v2["outputs"] if o["name"] == "score")
+            assert scores == [row["score"] for row in out["predictions"]], (scores, out)
+        assert call(url, "/v2/models/another-isvc/infer", {"inputs": inputs})[0] == 404
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -122,6 +123,9 @@ def serve(
         None, "--canary-target", help="The canary environment's serving directory, served at its recorded weight."),
     target_wait: float = typer.Option(300.0, "--target-wait", metavar="SECONDS",
                                       help="How long a missing --target DIR may take to appear (exit 3 after)."),
+    model_name: Optional[str] = typer.Option(
+        None, "--model-name", metavar="NAME",
+        help="Another name the v2 protocol answers to (KServe: the InferenceService's, {{.Name}})."),
 ) -> None:
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
     /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
@@ -133,8 +137,12 @@ def serve(
         raise UsageError("--max-body-bytes must be at least 1")
     if not target_wait >= 0:
         raise UsageError(f"--target-wait must be 0 or more seconds, not {target_wait}")
+    if model_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", model_name):
+        raise UsageError(f"--model-name {model_name[:60]!r} is not a model name",
+                         hint="letters, digits, '.', '_' and '-' (a KServe InferenceService's name is one)")
     run(resolve_target(target, global_options().chdir), host, port, watch_interval, max_body,
-        resolve_target(canary_target, global_options().chdir) if canary_target is not None else None, target_wait)
+        resolve_target(canary_target, global_options().chdir) if canary_target is not None else None, target_wait,
+        model_name)
 
 
 @app.command("worker", hidden=True)

@@ -139,7 +139,8 @@ def render_inference_service(s: Serving) -> dict:
     """The KServe InferenceService (serving.kserve.io/v1beta1) serving `s.release`."""
     _check(s)
     if s.runtime == TETHER_RUNTIME:
-        model = {"modelFormat": {"name": TETHER_RUNTIME}, "runtime": TETHER_RUNTIME,
+        # the runtime speaks the Open Inference Protocol v2 only (examples/k8s/cluster-serving-runtime.yaml)
+        model = {"modelFormat": {"name": TETHER_RUNTIME}, "runtime": TETHER_RUNTIME, "protocolVersion": "v2",
                  "storageUri": release_uri(s.repo, s.release)}
     else:
         model = {"modelFormat": {"name": s.runtime}, "storageUri": release_uri(s.repo, s.release, layout="kserve")}

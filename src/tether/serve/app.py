@@ -56,7 +56,7 @@ def _unavailable(error: str | None):
 
 def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
                request_timeout: float = 60.0, canary_target: Path | None = None,
-               target_wait: float | None = None, on_fatal=None):
+               target_wait: float | None = None, on_fatal=None, model_name: str | None = None):
     """`canary_target`: a second serving directory (the canary environment's deploy), served
     by its own worker at the weight deploy wrote beside its `current` (DIR/weight.json).
     `target_wait`: seconds a missing `target` may take to appear; then `app.state.supervisor.fatal`
@@ -83,7 +83,7 @@ def create_app(target: Path, watch_interval: float = 1.0, max_body: int = DEFAUL
     app.get("/metrics")(srv.prometheus)
     app.post("/predict")(srv.predict)
     # the Open Inference Protocol (v2) beside them, over the same supervisors, split and metrics
-    V2(sup, can, srv.choose, srv.metrics, max_body, request_timeout).register(app)
+    V2(sup, can, srv.choose, srv.metrics, max_body, request_timeout, model_name).register(app)
     return app
 
 
@@ -293,7 +293,8 @@ def listen(host: str, port: int):
 
 
 def run(target: Path, host: str, port: int, watch_interval: float = 1.0, max_body: int = DEFAULT_MAX_BODY,
-        canary_target: Path | None = None, target_wait: float | None = TARGET_WAIT) -> None:
+        canary_target: Path | None = None, target_wait: float | None = TARGET_WAIT,
+        model_name: str | None = None) -> None:
     """Serve until Ctrl-C or SIGTERM (then every worker is stopped and this returns: exit 0).
     Raises Conflict before anything starts on a busy port, and NotFound when a missing
     target has not appeared within `target_wait` seconds."""
@@ -304,7 +305,8 @@ def run(target: Path, host: str, port: int, watch_interval: float = 1.0, max_bod
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     holder: list = []
     app = create_app(target, watch_interval, max_body, canary_target=canary_target, target_wait=target_wait,
-                     on_fatal=lambda: setattr(holder[0], "should_exit", True) if holder else None)
+                     on_fatal=lambda: setattr(holder[0], "should_exit", True) if holder else None,
+                     model_name=model_name)
     sock = listen(host, port)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     holder.append(server)

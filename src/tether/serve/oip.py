@@ -207,9 +207,9 @@ class V2:
     """The protocol's routes over the same supervisors, split and metrics as /predict."""
 
     def __init__(self, sup: Supervisor, can: Supervisor | None, choose, metrics, max_body: int,
-                 request_timeout: float) -> None:
+                 request_timeout: float, alias: str | None = None) -> None:
         self.sup, self.can, self.choose, self.metrics = sup, can, choose, metrics
-        self.max_body, self.request_timeout = max_body, request_timeout
+        self.max_body, self.request_timeout, self.alias = max_body, request_timeout, alias  # --model-name
 
     def register(self, app: FastAPI) -> None:
         app.get("/v2")(self.server_metadata)
@@ -253,7 +253,7 @@ class V2:
         arms = self.arms()
         if not arms or arms[0][0] is not self.sup:
             return None, None, _error(f"no verified release is serving: {self.sup.reason()}", 503)
-        ours = [(s, live) for s, live in arms if live.hello.model == model]
+        ours = [(s, live) for s, live in arms if model in (live.hello.model, self.alias)]
         if not ours:
             return None, None, _error(f"unknown model {model!r}: this server serves {arms[0][1].hello.model!r}", 404)
         if version is None:
@@ -271,8 +271,8 @@ class V2:
         assert live is not None
         h = live.hello
         inputs = [_tensor_meta(f) for f in parse_features(h.schema)] if h.schema else []
-        versions = [v.hello.version for _s2, v in self.arms() if v.hello.model == model]
-        return {"name": h.model, "versions": versions if version is None else [version], "platform": PLATFORM,
+        versions = [v.hello.version for _s2, v in self.arms() if model in (v.hello.model, self.alias)]
+        return {"name": model, "versions": versions if version is None else [version], "platform": PLATFORM,
                 "inputs": inputs, "outputs": OUTPUTS,
                 "parameters": {"release": h.release, "commit": h.commit, "manifest_sha256": h.manifest_sha256,
                                "loader": h.loader}}
@@ -330,12 +330,12 @@ class V2:
         if live is None:
             return _error(f"no verified release is serving: {which.last_error}", 503), None, (), arm
         try:
-            resp, scores = self.predict(live, req)
+            resp, scores = self.predict(live, req, model)
         finally:
             live.worker.release_slot()
         return resp, live.worker.name, scores, arm
 
-    def predict(self, live: Live, req: InferRequest):
+    def predict(self, live: Live, req: InferRequest, name: str):
         from fastapi.responses import JSONResponse
 
         from tether.runtime.workerproc import WorkerGone
@@ -365,7 +365,7 @@ class V2:
             outputs = to_outputs(preds, req.outputs)
         except BadInput as exc:
             return _error(str(exc)), ()
-        out: dict[str, Any] = {"model_name": h.model, "model_version": h.version}
+        out: dict[str, Any] = {"model_name": name, "model_version": h.version}
         if req.id is not None:
             out["id"] = req.id
         out["parameters"] = {"release": h.release, "commit": h.commit}
