@@ -29,7 +29,7 @@ ROW = {"env": "production", "commit": "c" * 40, "action": "promote", "release": 
 def test_a_move_becomes_one_event(changes, want_type):
     ev = ce.move_event("/tether/churn", "churn", "production", {**ROW, **changes})
     assert ev["type"] == want_type and ev["specversion"] == "1.0" and ev["subject"] == "production"
-    assert ev["data"]["weight"] == 25 and ev["data"]["signature"]["principal"] == "lead@example.com"
+    assert ev["data"]["group"] is None and ev["data"]["weight"] == 25 and ev["data"]["signature"]["principal"] == "lead@example.com"
     assert "extra" not in ev["data"]["signature"]  # only the verdict's documented fields
 
 

@@ -84,6 +84,7 @@ def move_event(source: str, model: str, env: str, row: dict) -> dict:
         "commit": row.get("commit", ""),
         "tree": row.get("tree", ""),
         "weight": _weight(row.get("trailers") or {}),
+        "group": str((row.get("trailers") or {}).get("Tether-Group", "")) or None,  # moves made as one
         "signature": _verdict(signature),
     }
     return _event(source, model, TYPES.get(kind, TYPES["outside"]), subject=env,
