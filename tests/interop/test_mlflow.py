@@ -101,3 +101,113 @@ def test_a_bad_ref_changes_nothing_in_mlflow(churn, tmp_path):
     res = churn.tether("export", "mlflow", "churn@v9.9.9", "--tracking-uri", f"sqlite:///{db}")
     assert res.code == 3, res.err
     assert not db.exists()  # refused before the tracking store was opened
+
+
+# --- the model an exported version carries: loaded by MLflow in a fresh interpreter ---------------
+
+FRAUD = [{"amount": 250.0, "hour": 3, "merchant_category": 7, "distance_from_home_km": 120.5, "card_age_days": 40,
+          "txn_count_24h": 9, "foreign": 1, "online": 1, "amount_to_avg_ratio": 4.2, "device_risk_score": 0.7},
+         {"amount": 12.5, "hour": 14, "merchant_category": 2, "distance_from_home_km": 1.2, "card_age_days": 900,
+          "txn_count_24h": 1, "foreign": 0, "online": 0, "amount_to_avg_ratio": 0.4, "device_risk_score": 0.05}]
+
+# What a user's notebook does: nothing of tether imported, only mlflow and pandas.
+NOTEBOOK = """\
+import json, sys
+import mlflow, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+records = json.loads(sys.argv[3])
+out = model.predict(pd.DataFrame(records))
+as_list = model.predict(records)
+assert as_list.to_dict("records") == out.to_dict("records")
+print(json.dumps({"predictions": out.to_dict("records"), "tether": out.attrs.get("tether"),
+                  "flavors": sorted(model.metadata.flavors)}))
+"""
+
+
+def _notebook(p, cwd, uri: str, model_uri: str, records: list):
+    """Load and predict in a separate, fresh Python process; (exit code, its answer or stderr)."""
+    res = p.sh(sys.executable, "-c", NOTEBOOK, uri, model_uri, json.dumps(records), cwd=cwd, check=False)
+    return res.code, (json.loads(res.out.strip().splitlines()[-1]) if res.code == 0 else res.err)
+
+
+def _served(p, tmp_path, release: str, records: list) -> dict:
+    """tether serve's own answer for `records`: the environment deployed and served over HTTP."""
+    from servehelp import call, serve, serving
+
+    target = tmp_path / "serving"
+    p.ok("deploy", "--env", "production", "--target", str(target))
+    with serve(p, target, tmp_path / "serve.log") as url:
+        serving(url, release)
+        code, body, _ = call(url, "/predict", {"records": records})
+    assert code == 200, body
+    return body
+
+
+def test_an_exported_version_loads_in_a_fresh_python_and_answers_as_tether_serve(project_live, tmp_path):
+    p = project_live  # fraud-detector@v1.0.0 live in production
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = p.ok("export", "mlflow", "--tracking-uri", uri, "--json").json()
+    assert res["created"] == ["fraud-detector@v1.0.0"] and res["without_model"] == []
+    # the logged models live beside the database, not in the work tree
+    assert (tmp_path / "mlflow-artifacts").is_dir() and not (p.root / "mlruns").exists()
+    assert p.git("status", "--porcelain") == ""
+    served = _served(p, tmp_path, "fraud-detector@v1.0.0", FRAUD)
+
+    code, got = _notebook(p, tmp_path, uri, "models:/fraud-detector@production", FRAUD)
+    assert code == 0, got
+    assert got["predictions"] == served["predictions"]
+    assert [r["score"] for r in got["predictions"]] == served["scores"]
+    assert [r["decision"] for r in got["predictions"]] == served["decisions"]
+    assert got["tether"]["threshold"] == served["threshold"] == 0.3
+    assert got["tether"]["release"] == "fraud-detector@v1.0.0" and got["tether"]["commit"] == served["commit"]
+    assert got["flavors"] == ["python_function"]
+    client = _client(uri)
+    mv = client.get_model_version_by_alias("fraud-detector", "production")
+    assert mv.run_id and mv.source.endswith("/model")
+    assert mv.tags["tether.manifest.sha256"] == got["tether"]["manifest_sha256"]
+    # the version number works as well as the alias; a record the schema refuses is refused
+    code, again = _notebook(p, tmp_path, uri, f"models:/fraud-detector/{mv.version}", FRAUD[:1])
+    assert code == 0 and again["predictions"] == served["predictions"][:1], again
+    code, err = _notebook(p, tmp_path, uri, "models:/fraud-detector@production", [{**FRAUD[0], "hour": "three"}])
+    assert code != 0 and "InvalidRecords" in err and "hour" in err, err
+
+    # a byte changed in the logged model: loading raises, no model comes back
+    weights = [f for f in (tmp_path / "mlflow-artifacts").rglob("*") if f.is_file()
+               and "data/release/models" in f.as_posix() and f.suffix == ".skops"]
+    assert weights, sorted(str(f) for f in (tmp_path / "mlflow-artifacts").rglob("*"))
+    from project import corrupt
+
+    corrupt(weights[0])
+    code, err = _notebook(p, tmp_path, uri, "models:/fraud-detector@production", FRAUD)
+    assert code != 0 and "IntegrityError" in err and "does not match the manifest" in err, err
+
+
+def test_a_file_added_to_the_logged_release_is_refused(project_live, tmp_path):
+    p = project_live
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    art = tmp_path / "elsewhere"
+    p.ok("export", "mlflow", "--tracking-uri", uri, "--artifact-location", str(art))
+    (release,) = [d for d in art.rglob("release") if d.parent.name == "data"]
+    (release / "src" / "extra.py").write_text("print('not in the release')\n")
+    code, err = _notebook(p, tmp_path, uri, "models:/fraud-detector@production", FRAUD)
+    assert code != 0 and "IntegrityError" in err and "changed, added or removed" in err, err
+
+
+def test_a_release_with_its_own_entrypoint_loads_through_it(tmp_path):
+    from servehelp import OPS
+    from textserve import build_textserve
+
+    p = build_textserve(tmp_path / "p")
+    tag = p.ok("release", "--push", "--json").json()["tag"]
+    p.ok("promote", tag, "--env", "production", *OPS, "--skip-staging", "test")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    p.ok("export", "mlflow", "--tracking-uri", uri)
+    texts = [{"text": "Great wonderful movie, really loved the cast"}, {"text": "awful boring plot and a dull ending"}]
+    served = _served(p, tmp_path, tag, texts)
+    code, got = _notebook(p, tmp_path, uri, "models:/textclf@production", texts)
+    assert code == 0, got
+    assert got["predictions"] == served["predictions"]
+    assert [r["featurizer"] for r in got["predictions"]] == ["v1", "v1"] and got["tether"]["loader"] == "entrypoint"
+    code, err = _notebook(p, tmp_path, uri, "models:/textclf@production", [{"text": 42}])
+    assert code != 0 and "InvalidRecords" in err and "text" in err, err
