@@ -118,6 +118,11 @@ def test_a_version_an_older_tether_exported_is_kept_and_named(churn, tmp_path):
     assert old.source == f"git:{commit}" and old.tags["tether.commit"] == commit  # kept, its tags completed
     out = churn.ok("export", "mlflow", "churn@v1.0.0", "--tracking-uri", uri).out
     assert "1 version(s) exported by an older tether carry no model (churn@v1.0.0)" in out, out
+    # the new version's model is what tether serve would load: churn's pickle, without an entrypoint,
+    # is refused by MLflow's load_model with serve's own reason
+    staging = str(client.get_model_version_by_alias("churn", "staging").version)
+    code, err = _notebook(churn, tmp_path, uri, [f"models:/churn/{staging}"], [{"x": 1}])
+    assert code != 0 and "weights are a pickle, which tether never loads itself" in err, err
 
 
 # --- the model an exported version carries: loaded by MLflow in a fresh interpreter ---------------
