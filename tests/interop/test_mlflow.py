@@ -3,6 +3,11 @@
 On the churn shape (a model kept as a `dvc add`ed file, no training stage): releases become model
 versions tagged with the tuple, environments become aliases, re-running changes nothing, and
 after a tether rollback a re-export moves the alias back while MLflow keeps both moves.
+
+The model each new version carries: on the reference project (fraud-detector, the built-in skops
+loader) and on a text classifier served by its own entrypoint, `mlflow.pyfunc.load_model` in a
+fresh interpreter answers exactly what `tether serve` answers for the same records; a file added to
+or a byte changed in the logged release makes loading raise.
 """
 
 from __future__ import annotations
