@@ -57,7 +57,7 @@ class DvcStore(DvcCache):
         except NoRemoteError:
             raise StorageError(
                 "no DVC remote is configured",
-                hint="add one: dvc remote add -d storage s3://bucket/path (see README, 'S3')",
+                hint="add one: dvc remote add -d storage s3://bucket/path (see docs/s3.md)",
             ) from None
         except Exception as exc:  # a malformed or unreachable remote configuration
             needs = _missing_filesystem(exc)
@@ -90,7 +90,7 @@ class DvcStore(DvcCache):
         remotes = config.get("remote") or {}
         if not name or name not in remotes:
             raise StorageError("no DVC remote is configured",
-                               hint="add one: dvc remote add -d storage s3://bucket/path (see README, 'S3')")
+                               hint="add one: dvc remote add -d storage s3://bucket/path (see docs/s3.md)")
         return name, {k: (str(v) if isinstance(v, str) else v) for k, v in remotes[name].items()}
 
     def use_remote(self, name: str, settings: dict, own_cache: bool = False) -> None:

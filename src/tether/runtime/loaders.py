@@ -283,7 +283,7 @@ def load(root: Path, manifest: dict, bundle: Path, settings: dict) -> Served:
                          hint="declare meta.tether.serve.entrypoint in dvc.yaml: your own class in the release "
                               "(e.g. src/serve.py:Model) that loads it and predicts")
     raise UsageError(f"tether has no loader for {bundle.name}",
-                     hint="declare meta.tether.serve.entrypoint in dvc.yaml (README: 'Serving')")
+                     hint="declare meta.tether.serve.entrypoint in dvc.yaml (docs/serving.md)")
 
 
 def finite_json(obj) -> bool:

@@ -59,7 +59,7 @@ def _generic(served, path: Path, manifest: dict, sink: list | None = None) -> st
     want = recorded.get("predictions_sha256")
     if not want:
         raise GateFailed(f"{manifest['model']} records no predictions_sha256 in its metrics: nothing to reproduce",
-                         hint="have the evaluate stage write predictions_sha256 (README: 'Serving'), or set "
+                         hint="have the evaluate stage write predictions_sha256 (docs/serving.md), or set "
                               "meta.tether.smoke: false")
     frame = read_table(path)
     target = (served.schema or {}).get("target") or next(
