@@ -10,7 +10,8 @@ traffic (200; 2,000 where errors are rarer than 0.1 %, which take longer to tell
 canary at 1 % and 5 % of the traffic, the stable arm's error rate 0.1 %, the canary's 2× and 5×
 that (caught how fast, missed how often), and an identical release (rolled back how often)
 at 0.1 %, 0.01 % and 0 % errors: the mostly-zero and all-zero data a per-interval error-rate
-comparison misjudges.
+comparison misjudges. And the latency rank test alone (errors left out): an identical release's
+latencies and a canary 1.2× slower, drawn from a log-normal into the server's latency buckets.
 
     .venv/bin/python bench/guardsim.py          # the table, each figure against its target
 """
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from tether.core import guard
 from tether.core.guard import Arm, GuardPolicy, Sample, State
+from tether.core.seqtest import normal_cdf
+from tether.serve.metrics import LATENCY_BUCKETS
 
 BASE_RATE = 0.001  # the stable arm's error rate
 MAX_SAMPLES = 4000  # a run still undecided after this many samples counts as undecided
@@ -69,6 +72,30 @@ def poisson(rng: random.Random, mean: float) -> int:
         k += 1
         p *= rng.random()
     return k
+
+
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    """A binomial draw: exact for small n, Poisson for rare outcomes, normal otherwise."""
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    if n < 50:
+        return sum(rng.random() < p for _ in range(n))
+    if n * p < 25:
+        return min(n, poisson(rng, n * p))
+    if n * (1 - p) < 25:
+        return n - min(n, poisson(rng, n * (1 - p)))
+    return min(n, max(0, round(rng.gauss(n * p, math.sqrt(n * p * (1 - p))))))
+
+
+def multinomial(rng: random.Random, n: int, probs: list[float]) -> list[int]:
+    out, left, mass = [], n, 1.0
+    for p in probs[:-1]:
+        k = binomial(rng, left, min(1.0, p / mass)) if mass > 0 else 0
+        out.append(k)
+        left, mass = left - k, mass - p
+    return out + [left]
 
 
 def run_once(pol: GuardPolicy, sc: Scenario, rng: random.Random) -> Run:
@@ -127,6 +154,61 @@ def summarise(sc: Scenario, runs: list[Run]) -> Summary:
 
 
 # rarer errors take longer to tell apart: their samples are larger (the table says how large)
+@dataclass(frozen=True)
+class Latency:
+    weight: int
+    slowdown: float  # the canary's latencies are the stable arm's times this (1: identical)
+    runs: int = 150
+    samples: int = 50  # the horizon: 50 samples of 200 canary requests
+    per_sample: int = 200
+    median: float = 0.02  # seconds, log-normal
+    sigma: float = 0.6
+
+    @property
+    def short(self) -> str:
+        return f"{'identical' if self.slowdown == 1 else f'{self.slowdown:g}× slower'} at {self.weight}%, latency"
+
+    def probs(self, factor: float) -> list[float]:
+        cdf = [normal_cdf(math.log(b / (self.median * factor)) / self.sigma) for b in LATENCY_BUCKETS] + [1.0]
+        return [c - (cdf[i - 1] if i else 0.0) for i, c in enumerate(cdf)]
+
+
+def run_latency(pol: GuardPolicy, sc: Latency, rng: random.Random) -> Run:
+    """The rank test alone: no errors and no floor (the error test holds), a budget of 0 (any
+    slowdown shown is a breach); a run ends at a rollback or after `samples` samples."""
+    w = sc.weight / 100
+    n = round(sc.per_sample / w)
+    fast, slow = sc.probs(1.0), sc.probs(sc.slowdown)
+    hc, hb = [0] * len(fast), [0] * len(fast)
+    state = State(sc.weight, Arm("canary"), Arm("stable"))
+    for _ in range(sc.samples):
+        c = binomial(rng, n, w)
+        hc = [a + b for a, b in zip(hc, multinomial(rng, c, slow))]
+        hb = [a + b for a, b in zip(hb, multinomial(rng, n - c, fast))]
+        arms = [Arm(name, sum(h), 0, tuple(zip((*LATENCY_BUCKETS, math.inf), _cumulative(h))))
+                for name, h in (("canary", hc), ("stable", hb))]
+        d = guard.decide(pol, state, Sample(arms[0], arms[1]))
+        if d.action == guard.ROLLBACK:
+            return Run(d.action, arms[0].requests, arms[0].requests + arms[1].requests)
+        state = d.state
+    return Run("undecided", sum(hc), sum(hc) + sum(hb))
+
+
+def _cumulative(h: list[int]) -> list[int]:
+    out, total = [], 0
+    for k in h:
+        total += k
+        out.append(total)
+    return out
+
+
+def simulate_latency(sc: Latency, seed: int = SEED) -> list[Run]:
+    pol = GuardPolicy(steps=(sc.weight, 100), error_floor=0.0, max_p95_latency=0.0)
+    return [run_latency(pol, sc, random.Random(f"{seed}-latency-{sc.weight}-{sc.slowdown}-{i}")) for i in range(sc.runs)]
+
+
+LATENCY = [Latency(1, 1.0), Latency(5, 1.0), Latency(5, 1.2, runs=100)]
+
 SCENARIOS = [Scenario(w, r) for w in (1, 5) for r in (2.0, 5.0)] + [
     Scenario(w, 1.0, rate, per_sample=200 if rate >= BASE_RATE else 2000) for w in (1, 5)
     for rate in (BASE_RATE, 0.0001)] + [Scenario(w, 1.0, 0.0, runs=10, per_sample=2000) for w in (1, 5)]
@@ -163,6 +245,24 @@ def main() -> int:
                       ok=s.rolled_back >= want)
             table.add(f"  canary requests to catch it, median", s.canary_median, "")
             table.add(f"  canary requests to catch it, p95", s.canary_p95, "")
+    print(f"  {'latency rank test alone':48} {'runs':>5} {'sample':>6} {'rolled back':>12} {'horizon':>7}")
+    for lat in LATENCY:
+        try:
+            runs = simulate_latency(lat)
+        except Exception as exc:  # a bench reports, never crashes
+            print(f"  MISSED {lat.short}: the simulation failed: {exc!r}")
+            continue
+        back = [r.canary for r in runs if r.action == guard.ROLLBACK]
+        share = len(back) / len(runs)
+        caught = f"median {statistics.median(back):,.0f}, p95 {quantile(back, 0.95):,.0f} canary requests" if back else ""
+        print(f"  {lat.short:48} {lat.runs:>5} {lat.per_sample:>6} {share:>12.1%} {lat.samples * lat.per_sample:>7,}"
+              f"  {caught if lat.slowdown != 1 else ''}", flush=True)
+        if lat.slowdown == 1:
+            table.add(f"false rollbacks, {lat.short}", share * 100, "%", target=f"≤ {TARGET_FALSE:.0%}",
+                      ok=share <= TARGET_FALSE)
+        else:
+            table.add(f"caught, {lat.short}", share * 100, "%", target="≥ 95%", ok=share >= 0.95)
+            table.add("  canary requests to catch it, median", statistics.median(back) if back else math.nan, "")
     table.print()
     return 0
 

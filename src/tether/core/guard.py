@@ -232,17 +232,19 @@ def error_rate_check(pol: GuardPolicy, canary: Arm) -> Check:
         f"{m:g} against the ceiling, rolls back at ≥ {b.upper:.2f} (false rollback ≤ {pol.alpha:g} at the ceiling)"))
 
 
-def error_ratio_check(pol: GuardPolicy, canary: Arm, stable: Arm | None, llr_done: float) -> Check | None:
+def error_ratio_check(pol: GuardPolicy, canary: Arm, stable: Arm | None, llr_done: float,
+                      compare: bool = True) -> Check | None:
     """Wald's SPRT on the canary's error-rate ratio to the stable arm (tether.core.seqtest);
-    None guarding one environment alone."""
+    None guarding one environment alone; skipped at weight 100 (`compare` false)."""
     if stable is None:
         return None
     b = seqtest.bounds(pol.alpha / 2, pol.beta)
-    step = seqtest.ratio_llr(canary.requests, canary.errors, stable.requests, stable.errors, pol.error_ratio)
+    step = seqtest.ratio_llr(canary.requests, canary.errors, stable.requests, stable.errors,
+                             pol.error_ratio) if compare else None
     design = (f"designed for {pol.error_ratio:g}× the stable arm's error rate: false rollback ≤ {pol.alpha / 2:g}, "
               f"passing a {pol.error_ratio:g}× canary ≈ {pol.beta:g}")
     if step is None:
-        return Check("error_ratio", None, llr_done, b.upper, f"the stable arm took no requests at this step, nothing "
+        return Check("error_ratio", None, llr_done, b.upper, f"the stable arm takes no traffic at this step, nothing "
                      f"to compare; log-LR {llr_done:+.2f} over the rollout; {design}", lower=b.lower, test=True)
     total = llr_done + step
     detail = (f"canary {canary.errors} errors of {canary.requests} requests, stable {stable.errors} of "
@@ -260,20 +262,13 @@ def error_ratio_check(pol: GuardPolicy, canary: Arm, stable: Arm | None, llr_don
     return Check("error_ratio", None, total, b.upper, detail, lower=b.lower, pending=True, test=True)
 
 
-def _counts(latency: tuple[tuple[float, int], ...]) -> list[int]:
-    out, last = [], 0
-    for _bound, cum in latency:
-        out.append(cum - last)
-        last = cum
-    return out
-
-
 def latency_check(pol: GuardPolicy, canary: Arm, stable: Arm | None) -> Check:
     """Mann-Whitney against the stable arm (always-valid, α/2 over the steps that compare); the
     p95 against max_p95_latency when there is no stable traffic to compare with."""
     lat = p95(canary.latency)
     same = stable is not None and [b for b, _c in stable.latency] == [b for b, _c in canary.latency]
-    rank = seqtest.rank_test(_counts(canary.latency), _counts(stable.latency)) if stable and same else None
+    rank = seqtest.rank_test(seqtest.per_bucket([c for _b, c in canary.latency]),
+                             seqtest.per_bucket([c for _b, c in stable.latency])) if stable and same else None
     if rank is None:
         return Check("p95_latency", None if lat is None else lat <= pol.max_p95_latency, lat, pol.max_p95_latency,
                      f"{canary.requests} requests")
@@ -289,12 +284,14 @@ def latency_check(pol: GuardPolicy, canary: Arm, stable: Arm | None) -> Check:
 
 
 def checks(pol: GuardPolicy, canary: Arm, stable: Arm | None, eval_scores: tuple[int, ...],
-           llr_done: float = 0.0) -> list[Check]:
+           llr_done: float = 0.0, weight: int = 0) -> list[Check]:
+    """Every check of one sample; at weight 100 the stable arm takes no traffic by design, so
+    the error ratio and the latency are not compared with the few requests it still answered."""
     out = [error_rate_check(pol, canary)]
-    ratio = error_ratio_check(pol, canary, stable, llr_done)
+    ratio = error_ratio_check(pol, canary, stable, llr_done, compare=weight < 100)
     if ratio is not None:
         out.append(ratio)
-    out.append(latency_check(pol, canary, stable))
+    out.append(latency_check(pol, canary, stable if weight < 100 else None))
     refs = [("stable", stable.scores if stable else (), stable.n_scores if stable else 0),
             ("eval", eval_scores, sum(eval_scores))]
     for ref, dist, m in refs:
@@ -322,7 +319,7 @@ def decide(pol: GuardPolicy, state: State, sample: Sample) -> Decision:
     if canary.requests < pol.min_samples:
         return Decision(HOLD, state.weight, (), f"too little data: {canary.requests} of {pol.min_samples} canary "
                         f"requests at weight {state.weight}", state)
-    found = tuple(checks(pol, canary, stable, sample.eval_scores, state.llr))
+    found = tuple(checks(pol, canary, stable, sample.eval_scores, state.llr, state.weight))
     bad = [c for c in found if c.ok is False]
     at = f"at weight {state.weight}, {canary.requests} canary requests"
     if bad:

@@ -65,6 +65,11 @@ class Rank:
     n_stable: int
 
 
+def per_bucket(cumulative: list[int]) -> list[int]:
+    """Per-bucket counts of a cumulative histogram (Prometheus' `le` buckets)."""
+    return [c - (cumulative[i - 1] if i else 0) for i, c in enumerate(cumulative)]
+
+
 def rank_test(canary: list[int], stable: list[int], tau: float = 0.1) -> Rank | None:
     """Mann-Whitney on per-bucket counts (the same buckets, fastest first), one-sided: is the
     canary slower? `tau` is the prior scale of the effect (AUC - 1/2) the mixture is tuned for.
