@@ -189,3 +189,21 @@ def test_good_weights_parse(text, value):
     from tether.core.moves import parse_weight
 
     assert parse_weight(text) == value
+
+
+def test_the_rank_test_on_latency_buckets():
+    from tether.core.seqtest import per_bucket, rank_test
+
+    same = rank_test([50, 30, 20], [500, 300, 200])
+    assert same is not None and same.auc == pytest.approx(0.5) and same.z == pytest.approx(0) and same.log_lr < 0
+    slower = rank_test([10, 30, 60], [500, 300, 200])
+    assert slower is not None and slower.auc > 0.7 and slower.z > 5 and slower.log_lr > 6.4
+    faster = rank_test([60, 30, 10], [200, 300, 500])
+    assert faster is not None and faster.auc < 0.3 and faster.log_lr < 0  # one-sided: faster is no evidence
+    assert rank_test([100, 0], [900, 0]) is None  # every request in one bucket: ties only, no information
+    assert rank_test([0, 0], [10, 5]) is None and rank_test([1, 2], [1, 2, 3]) is None
+    extreme = rank_test([0, 0, 100_000], [1_000_000, 0, 0])  # far beyond any bound, and a number
+    assert extreme is not None and math.isfinite(extreme.log_lr) and extreme.log_lr > 100
+    far_faster = rank_test([100_000, 0, 0], [0, 0, 1_000_000])
+    assert far_faster is not None and math.isfinite(far_faster.log_lr) and far_faster.log_lr < 0
+    assert per_bucket([5, 5, 12]) == [5, 0, 7]

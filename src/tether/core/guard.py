@@ -228,8 +228,9 @@ def error_rate_check(pol: GuardPolicy, canary: Arm) -> Check:
     b = seqtest.bounds(pol.alpha, pol.beta)
     llr = seqtest.rate_llr(n, e, m, pol.error_ratio)
     return Check("error_rate", llr < b.upper, llr, b.upper, test=True, detail=(
-        f"{e} errors of {n} canary requests ({e / n:.3%}); log-LR {llr:+.2f} of {pol.error_ratio:g}× the ceiling "
-        f"{m:g} against the ceiling, rolls back at ≥ {b.upper:.2f} (false rollback ≤ {pol.alpha:g} at the ceiling)"))
+        f"{e} errors of {n} canary requests ({e / n:.3%}); log-LR {llr:+.2f} for a rate of {pol.error_ratio:g}× the "
+        f"ceiling {m:g} against one at it, rolls back at ≥ {b.upper:.2f} (false rollback ≤ {pol.alpha:g} a step at or "
+        "under the ceiling)"))
 
 
 def error_ratio_check(pol: GuardPolicy, canary: Arm, stable: Arm | None, llr_done: float,

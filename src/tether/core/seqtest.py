@@ -53,7 +53,13 @@ def rate_llr(n: int, errors: int, rate0: float, r1: float) -> float:
 
 
 def normal_cdf(z: float) -> float:
-    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    return 0.5 * math.erfc(-z / math.sqrt(2))  # erfc: no cancellation far in the lower tail
+
+
+def _log_normal_cdf(z: float) -> float:
+    if z > -30:
+        return math.log(normal_cdf(z))
+    return -z * z / 2 - math.log(-z * math.sqrt(2 * math.pi))  # Mills' ratio, where Φ underflows
 
 
 @dataclass(frozen=True)
@@ -98,9 +104,5 @@ def _mixture_log_lr(x: float, v: float, tau: float) -> float:
     """log ∫ LR(θ) dπ(θ) for x ~ N(θ, v) and π half-normal(τ) on θ > 0: the mixture SPRT's
     evidence that θ > 0. Equals 2·sqrt(v/(v+τ²))·exp(μ²/2s²)·Φ(μ/s), μ = τ²x/(v+τ²), s² = τ²v/(v+τ²)."""
     s2 = tau * tau * v / (v + tau * tau)
-    mu = tau * tau * x / (v + tau * tau)
-    s = math.sqrt(s2)
-    phi = normal_cdf(mu / s)
-    if phi <= 0:
-        return -math.inf
-    return math.log(2) + 0.5 * math.log(v / (v + tau * tau)) + mu * mu / (2 * s2) + math.log(phi)
+    y = tau * tau * x / (v + tau * tau) / math.sqrt(s2)  # μ/s
+    return math.log(2) + 0.5 * math.log(v / (v + tau * tau)) + y * y / 2 + _log_normal_cdf(y)
