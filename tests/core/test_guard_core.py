@@ -53,16 +53,18 @@ CASES = [
 ]
 
 
-# the sequential tests, at the defaults (α 0.01, β 0.05, ratio 2, floor 0.0001): canary and stable
-# counts at weight 10 with the stable arm's error rate at 0.1 %
+# the sequential tests, at the defaults (α 0.01, β 0.05, ratio 2, floor 0.0001, ceiling 0.005): canary
+# and stable counts at weight 10, the stable arm's error rate mostly 0.1 %
 SEQ = GuardPolicy(min_samples=50)
 STATS = [
     # (name, state, (canary requests, errors), (stable requests, errors), action, breached, pending)
     ("clear good: the same error rate", State(10), (20_000, 20), (180_000, 180), guard.ADVANCE, [], []),
-    ("clear bad: 5x the errors, then rolled back", State(10, failures=1), (20_000, 100), (180_000, 180),
+    ("clear bad: 5x the errors, then rolled back", State(10, failures=1), (20_000, 50), (180_000, 90),
      guard.ROLLBACK, ["error_ratio"], []),
-    ("clear bad: the first breach is tolerated", State(10), (20_000, 100), (180_000, 180), guard.HOLD,
+    ("clear bad: the first breach is tolerated", State(10), (20_000, 50), (180_000, 90), guard.HOLD,
      ["error_ratio"], []),
+    ("5x and at the ceiling: both tests breach", State(10, failures=1), (20_000, 100), (180_000, 180),
+     guard.ROLLBACK, ["error_rate", "error_ratio"], []),
     ("zero errors in both arms: continue", State(10), (5_000, 0), (45_000, 0), guard.HOLD, [], ["error_ratio"]),
     ("zero errors, enough canary requests to pass the floor", State(10), (40_000, 0), (360_000, 0), guard.ADVANCE,
      [], []),
@@ -207,3 +209,24 @@ def test_the_rank_test_on_latency_buckets():
     far_faster = rank_test([100_000, 0, 0], [0, 0, 1_000_000])
     assert far_faster is not None and math.isfinite(far_faster.log_lr) and far_faster.log_lr < 0
     assert per_bucket([5, 5, 12]) == [5, 0, 7]
+
+
+def test_the_ceiling_rolls_back_a_canary_at_it_and_not_one_at_half_of_it():
+    pol = GuardPolicy(min_samples=50, max_error_rate=0.01)
+    at = decide(pol, State(100, failures=1), Sample(arm(requests=5_000, errors=50), None))
+    assert at.action == guard.ROLLBACK and [c.name for c in at.breached] == ["error_rate"], at.evidence
+    assert "log-LR +9.66 for a rate at the ceiling 0.01 against one at 0.005" in at.evidence
+    half = decide(pol, State(100, failures=1), Sample(arm(requests=5_000, errors=25), None))
+    assert half.action == guard.PROMOTE and not half.breached, half.evidence
+    strict = GuardPolicy(min_samples=50, max_error_rate=0)  # 0: any error is a breach
+    assert decide(strict, State(100, failures=1), Sample(arm(requests=5_000, errors=1), None)).action == guard.ROLLBACK
+
+
+def test_the_design_error_rates_are_settings_and_recorded_with_a_move():
+    s = Settings.from_meta({"tether": {"guard": {"alpha": 0.001, "beta": 0.1, "error_ratio": 3, "error_floor": 0}}})
+    assert (s.guard.alpha, s.guard.beta, s.guard.error_ratio, s.guard.error_floor) == (0.001, 0.1, 3.0, 0.0)
+    line = guard.policy_line(s.guard)
+    assert "alpha=0.001 beta=0.1 error_ratio=3 error_floor=0" in line
+    # a stricter α moves the bound that rolls back: ln(2/α) for the ratio test
+    d = decide(s.guard, State(10), Sample(arm(20_000, 20), arm(180_000, 180, release="m@v1")))
+    assert "rolls back at ≥ 7.60" in d.evidence and "false rollback ≤ 0.0005" in d.evidence

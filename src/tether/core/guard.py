@@ -220,17 +220,17 @@ def ks(a: tuple[int, ...], b: tuple[int, ...]) -> float:
 
 
 def error_rate_check(pol: GuardPolicy, canary: Arm) -> Check:
-    """The ceiling: H0 the canary's error rate is max_error_rate, H1 error_ratio × it; rolls
+    """The ceiling: H1 the canary's error rate is max_error_rate, H0 1/error_ratio of it; rolls
     back at log(1/α). A ceiling of 0 is no rate to test against: any error breaches."""
     n, e, m = canary.requests, canary.errors, pol.max_error_rate
     if m <= 0:
         return Check("error_rate", e == 0, e / n, 0.0, f"{e} of {n} requests")
     b = seqtest.bounds(pol.alpha, pol.beta)
-    llr = seqtest.rate_llr(n, e, m, pol.error_ratio)
+    llr = seqtest.rate_llr(n, e, m / pol.error_ratio, pol.error_ratio)
     return Check("error_rate", llr < b.upper, llr, b.upper, test=True, detail=(
-        f"{e} errors of {n} canary requests ({e / n:.3%}); log-LR {llr:+.2f} for a rate of {pol.error_ratio:g}× the "
-        f"ceiling {m:g} against one at it, rolls back at ≥ {b.upper:.2f} (false rollback ≤ {pol.alpha:g} a step at or "
-        "under the ceiling)"))
+        f"{e} errors of {n} canary requests ({e / n:.3%}); log-LR {llr:+.2f} for a rate at the ceiling {m:g} against "
+        f"one at {m / pol.error_ratio:g}, rolls back at ≥ {b.upper:.2f} (false rollback ≤ {pol.alpha:g} a step at "
+        f"{m / pol.error_ratio:g} or under)"))
 
 
 def error_ratio_check(pol: GuardPolicy, canary: Arm, stable: Arm | None, llr_done: float,
