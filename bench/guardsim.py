@@ -232,7 +232,7 @@ def main() -> int:
         except Exception as exc:  # a bench reports, never crashes
             print(f"  MISSED {sc.name}: the simulation failed: {exc!r}")
             continue
-        print(f"  {sc.name:48} {sc.runs:>5} {sc.per_sample:>6} {s.rolled_back:>12.1%} {s.passed:>7.1%} {s.canary_median:>10,.0f} "
+        print(f"  {sc.name:48} {sc.runs:>5} {sc.per_sample:>6} {s.rolled_back:>12.2%} {s.passed:>7.2%} {s.canary_median:>10,.0f} "
               f"{s.canary_p95:>11,.0f} {s.total_median:>11,.0f} {s.total_p95:>12,.0f}", flush=True)
         if sc.ratio == 1:
             table.add(f"false rollbacks, {sc.short}", s.rolled_back * 100, "%",
