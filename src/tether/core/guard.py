@@ -39,7 +39,7 @@ class GuardPolicy:
     min_samples: int = 100  # canary requests since the step began before any decision
     failed_checks: int = 1  # failed samples tolerated in a row; one more rolls back
     steps: tuple[int, ...] = (10, 25, 50, 100)  # traffic weights (percent), last one 100
-    max_error_rate: float = 0.005  # the ceiling: a canary shown above it is rolled back
+    max_error_rate: float = 0.005  # the ceiling: a canary at it is rolled back (tested against half of it)
     alpha: float = 0.01  # design false-rollback rate of an identical release (error ratio + latency)
     beta: float = 0.05  # design chance that a step passes a canary at error_ratio × the stable arm's errors
     error_ratio: float = 2.0  # the error-rate ratio (canary / stable) the test is designed to catch
