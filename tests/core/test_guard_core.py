@@ -230,3 +230,42 @@ def test_the_design_error_rates_are_settings_and_recorded_with_a_move():
     # a stricter α moves the bound that rolls back: ln(2/α) for the ratio test
     d = decide(s.guard, State(10), Sample(arm(20_000, 20), arm(180_000, 180, release="m@v1")))
     assert "rolls back at ≥ 7.60" in d.evidence and "false rollback ≤ 0.0005" in d.evidence
+
+
+def test_the_quantiles_and_the_tests_of_one_distribution():
+    from tether.core import seqtest
+
+    assert abs(seqtest.normal_quantile(0.975) - 1.959964) < 1e-5
+    assert abs(seqtest.chi2_quantile(0.99, 20) - 37.566) / 37.566 < 0.01
+    assert abs(seqtest.chi2_quantile(0.95, 5) - 11.070) / 11.070 < 0.01
+    a, b = (50, 50) + (0,) * 19, (60, 40) + (0,) * 19
+    # 60/40 against 50/50 in 100 each: KS 0.1 under 1.358·sqrt(2/100) = 0.192; chi-squared 2.02 under 3.84
+    assert seqtest.same_distribution("ks", a, b, 0.05)[0] and seqtest.same_distribution("psi", a, b, 0.05)[0]
+    c = (80, 20) + (0,) * 19
+    assert not seqtest.same_distribution("ks", a, c, 0.05)[0] and not seqtest.same_distribution("psi", a, c, 0.05)[0]
+    assert seqtest.same_distribution("psi", a, (0,) * 21, 0.01)[0]  # nothing to compare: no evidence
+
+
+def test_two_samples_of_one_distribution_are_not_a_breach_but_a_shift_is():
+    """With about 100 scores over 21 buckets, chance alone puts PSI near the default limit of
+    0.25: the checks judge a distance only beyond the sampling noise at those sizes."""
+    import random
+
+    rng = random.Random(5)
+    pol = GuardPolicy()
+    weights = [1, 2, 4, 6, 8, 9, 9, 8, 7, 6, 5, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1]
+    breaches = raw = 0
+    for _ in range(400):
+        a = bucket_counts(rng.choices([0.05 * i + 0.01 for i in range(21)], weights, k=120))
+        b = bucket_counts(rng.choices([0.05 * i + 0.01 for i in range(21)], weights, k=120))
+        stable = Arm(requests=1000, scores=b)
+        canary = Arm(requests=120, scores=a)
+        found = {c.name: c for c in guard.checks(pol, canary, stable, ())}
+        raw += psi(a, b) > pol.max_psi or ks(a, b) > pol.max_ks
+        breaches += not (found["psi_vs_stable"].ok and found["ks_vs_stable"].ok)
+    assert raw > 300, f"the fixed limits alone breach {raw} of 400 identical pairs: this test needs noise to beat"
+    assert breaches <= 4, f"{breaches} of 400 identical pairs breached"
+    shifted = {c.name: c for c in guard.checks(pol, Arm(requests=100, scores=HIGH),
+                                               Arm(requests=1000, scores=LOW), ())}
+    assert not shifted["psi_vs_stable"].ok and not shifted["ks_vs_stable"].ok
+    assert "chance alone reaches" in shifted["psi_vs_stable"].detail

@@ -14,7 +14,9 @@ a rank test against the stable arm that rolls back a canary shown slower with it
 `max_p95_latency` (p95_latency, the p95 alone, with no stable traffic to compare); and the score
 distribution (PSI and KS over the score histogram's buckets) against the stable arm's live scores
 and the release's own eval scores (reproduced by the worker's smoke test before it took
-traffic): thresholds on a distance, not tests with stated error rates.
+traffic): thresholds on a distance, over which a breach also needs the two samples to be
+unlikely from one distribution (seqtest.same_distribution), so sampling noise at small counts
+is not a breach.
 """
 
 from __future__ import annotations
@@ -306,7 +308,12 @@ def checks(pol: GuardPolicy, canary: Arm, stable: Arm | None, eval_scores: tuple
                 out.append(Check(f"{name}_vs_{ref}", None, None, limit, detail + ", too few to compare"))
                 continue
             value = fn(canary.scores, dist)
-            out.append(Check(f"{name}_vs_{ref}", value <= limit, value, limit, detail))
+            # a distance over the limit that chance alone explains at these sample sizes is no
+            # evidence: a breach is over the limit AND unlikely from one distribution (α over the steps)
+            same, why = seqtest.same_distribution(name, canary.scores, dist, pol.alpha / max(1, len(pol.steps)))
+            out.append(Check(f"{name}_vs_{ref}", value <= limit or same, value, limit,
+                             detail + (f"; over the limit, but {why}" if value > limit and same else
+                                       f"; {why}" if value > limit else "")))
     return out
 
 

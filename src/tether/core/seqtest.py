@@ -56,6 +56,52 @@ def normal_cdf(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2))  # erfc: no cancellation far in the lower tail
 
 
+def normal_quantile(p: float) -> float:
+    """z with normal_cdf(z) = p, 0 < p < 1 (bisection: exact to 1e-9, no table)."""
+    lo, hi = -40.0, 40.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if normal_cdf(mid) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def chi2_quantile(p: float, df: int) -> float:
+    """The chi-squared quantile (Wilson–Hilferty: within about 1 % from 3 degrees of freedom on)."""
+    z = normal_quantile(p)
+    k = float(max(1, df))
+    return k * max(0.0, 1 - 2 / (9 * k) + z * math.sqrt(2 / (9 * k))) ** 3
+
+
+def same_distribution(name: str, a: list[int] | tuple[int, ...], b: list[int] | tuple[int, ...],
+                      alpha: float) -> tuple[bool, str]:
+    """Could two bucketed samples come from ONE distribution, at level α? (True, …) means the
+    distance between them is within what chance makes at these sample sizes and says nothing.
+    KS: the distance against the two-sample critical value sqrt(-ln(α/2)/2)·sqrt(1/n+1/m).
+    PSI: Pearson's chi-squared test of homogeneity over the k buckets either sample uses
+    (k-1 degrees of freedom; PSI itself, a smoothed symmetric KL divergence, has no exact law)."""
+    n, m = sum(a), sum(b)
+    if n <= 0 or m <= 0:
+        return True, "an empty sample"
+    if name == "ks":
+        worst, ca, cb = 0.0, 0, 0
+        for x, y in zip(a, b):
+            ca, cb = ca + x, cb + y
+            worst = max(worst, abs(ca / n - cb / m))
+        critical = math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt(1 / n + 1 / m)
+        return worst <= critical, f"chance alone reaches {critical:.3g} at these sizes"
+    stat, used = 0.0, 0
+    for x, y in zip(a, b):
+        if x or y:
+            used += 1
+            ex, ey = (x + y) * n / (n + m), (x + y) * m / (n + m)
+            stat += (x - ex) ** 2 / ex + (y - ey) ** 2 / ey
+    critical = chi2_quantile(1 - alpha, used - 1)
+    return stat <= critical, f"homogeneity chi-squared {stat:.1f}, chance alone reaches {critical:.1f}"
+
+
 def _log_normal_cdf(z: float) -> float:
     if z > -30:
         return math.log(normal_cdf(z))
