@@ -152,3 +152,40 @@ def test_kill_9_during_the_atomic_push_leaves_all_or_nothing_on_origin(two, tmp_
         seen.add(all(moved))
     print("outcomes (moved?):", seen)
     assert seen, "no round ran"
+
+
+def test_a_group_goes_through_the_installed_hooks_and_its_events_name_the_group(two, tmp_path):
+    """Both hooks installed on origin: the pre-receive hook judges each branch of the atomic
+    push, and the post-receive hook sends one event per move, each naming the group."""
+    import os
+
+    from test_events import SECRET, Receiver
+
+    p = two
+    receiver = Receiver()
+    text = (p.root / "dvc.yaml").read_text()
+    (p.root / "dvc.yaml").write_text(text.replace(
+        "      tether:\n        smoke: false\n",
+        f"      tether:\n        smoke: false\n        events: {{urls: [{receiver.url}]}}\n"))
+    p.commit_all("events for both models")
+    p.git("push", "-q", "origin", "main")
+    dvc = tmp_path / "hook-dvc"
+    dvc.mkdir()
+    p.sh(os.path.join(os.path.dirname(sys.executable), "dvc"), "init", "-q", "--no-scm", cwd=dvc)
+    p.sh(os.path.join(os.path.dirname(sys.executable), "dvc"), "remote", "add", "-d", "team", str(p.store), cwd=dvc)
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    p.ok("hook", "install", str(p.origin), "--dvc-repo", str(dvc), "--events-secret", str(secret))
+    try:
+        res = p.ok("promote", "churn@v1.0.0", "churn-lite@v1.0.0", *ARGS, "--push")
+        assert "pushed atomically" in res.out
+        assert _heads(p) == _heads(p, p.origin)
+        receiver.wait_for(2, 15)
+        events = receiver.events()
+        assert sorted(e["data"]["model"] for e in events) == ["churn", "churn-lite"]
+        assert {e["type"] for e in events} == {"dev.tether.promoted"}
+        groups = {e["data"]["group"] for e in events}
+        assert len(groups) == 1 and groups.pop().startswith("g-")
+    finally:
+        receiver.server.shutdown()
