@@ -30,7 +30,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Release, promote, deploy and roll back the whole model tuple "
-    "(weights, data, code, params, threshold) as one unit, on Git + DVC.",
+    "(weights, data, code, params, threshold) as one unit, on Git + DVC.\n\n"
+    "-q/--quiet (release, promote, rollback, deploy, checkout, verify, gc) keeps the result's one "
+    "line on stdout and errors and warnings on stderr: no status lines, no progress bar. Exit codes "
+    "are the same. Times print as ISO 8601 to the second in UTC (2026-12-05T15:40:12+00:00).",
 )
 
 
@@ -49,6 +52,13 @@ def global_options() -> Options:
 
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+QUIET = typer.Option(False, "-q", "--quiet",
+                     help="Only the result's line (stdout), errors and warnings (stderr): no status lines, no bar.")
+
+
+def chatter(as_json: bool, quiet: bool):
+    """Where a command's status lines go: nowhere with --json or -q, else stderr."""
+    return None if as_json or quiet else progress
 MODEL_OPT = typer.Option(None, "--model", help="The model (optional when dvc.yaml declares one).")
 MODEL_ALL = typer.Option(None, "--model", help="One model (default: every model dvc.yaml declares).")
 # The model was once a positional argument of release, list, check and status: still taken, with a

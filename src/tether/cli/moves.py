@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import APPROVER, DRY, JSON, MODEL_OPT, approver_of, open_workspace, app, emit, one_of, progress
+from tether.cli.base import APPROVER, DRY, JSON, MODEL_OPT, QUIET, approver_of, open_workspace, app, emit, one_of, progress
 from tether.cli.render import gate_line, history_output
 from tether.errors import UsageError
 
@@ -14,10 +14,10 @@ from tether.errors import UsageError
 def _move(action: str, **kw) -> None:
     from tether.commands.move import execute_move, plan_move
 
-    as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
+    as_json, dry_run, quiet = kw.pop("as_json"), kw.pop("dry_run"), kw.pop("quiet")
     ws = open_workspace()
     kw["approver"] = approver_of(ws, kw["approver"])
-    if not as_json:
+    if not as_json and not quiet:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
     plan = plan_move(ws, action=action, read_only=dry_run, **kw)
@@ -25,13 +25,17 @@ def _move(action: str, **kw) -> None:
     gate_lines = [gate_line(g) for g in plan.gates]
     if dry_run:
         emit({"dry_run": True, **plan.as_dict()}, as_json,
-             "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *gate_lines]))
+             "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *([] if quiet else gate_lines)]))
         return
     done = execute_move(ws, plan)
-    for step in done.published:
+    for step in done.published if not (as_json or quiet) else ():
         progress(step)
-    lines = [*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {done.commit[:12]}"
-             + (", pushed" if plan.push else "") + ")"]
+    moved = (f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {done.commit[:12]}"
+             + (", pushed" if plan.push else "") + ")")
+    if quiet:
+        emit({"dry_run": False, **done.as_dict()}, as_json, moved)
+        return
+    lines = [*gate_lines, moved]
     if done.local_only:
         lo = done.local_only
         serve = (f"still serve {lo['origin_release'] or 'what origin/' + lo['branch'] + ' holds'}"
@@ -60,6 +64,7 @@ def promote(
     sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Gate a release, then move an environment to it (compare-and-swap)."""
     env = one_of(env, old_to, "--env", "promote --to")
@@ -67,7 +72,7 @@ def promote(
         raise UsageError("promote needs --env ENV: the environment to move", hint="e.g. --env staging")
     _move("promote", model=model, env=env, release_ref=ref, approver=approver, reason=reason, push=push,
           allow_regression=allow_regression, skip_staging=skip_staging, allow_incomplete=allow_incomplete,
-          sign=sign, dry_run=dry_run, as_json=as_json)
+          sign=sign, dry_run=dry_run, as_json=as_json, quiet=quiet)
 
 
 @app.command()
@@ -82,11 +87,12 @@ def rollback(
     sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Move an environment back to the last known good release, or to --release REF."""
     target = one_of(target, old_to, "--release", "rollback --to")
     _move("rollback", model=model, env=env, release_ref=target, approver=approver, reason=reason, push=push,
-          sign=sign, dry_run=dry_run, as_json=as_json)
+          sign=sign, dry_run=dry_run, as_json=as_json, quiet=quiet)
 
 
 @app.command()
@@ -120,6 +126,7 @@ def gc(
     prune_now: bool = typer.Option(False, "--prune-now", help="No grace period (a publication in progress elsewhere may lose objects)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Garbage-collect DVC objects no branch, tag or the workspace needs (see docs/gc-and-publishing.md)."""
     from tether.commands.gc import execute_gc, parse_grace, plan_gc
@@ -142,14 +149,17 @@ def gc(
     text += (f"{'would delete' if dry_run else 'deleting'} {len(plan.cache_delete)} cache object(s)"
              + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
     if not dry_run:
-        if not as_json:
+        if not as_json and not quiet:
             progress(text)
 
         def batch(done: int, total: int) -> None:
-            progress(f"deleted {done} of {total} remote object(s)")
+            if not quiet:
+                progress(f"deleted {done} of {total} remote object(s)")
 
         execute_gc(ws, plan, on_batch=batch)  # on stderr, so a killed gc has said how far it got
         text = (f"deleted {len(plan.cache_delete)} cache object(s)"
                 + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
+    elif quiet:  # the plan's last line: what it would delete
+        text = text.rstrip("\n").rsplit("\n", 1)[-1]
     emit({"dry_run": dry_run, **plan.as_dict()}, as_json, text)
 

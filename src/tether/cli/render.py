@@ -100,9 +100,6 @@ def is_tty() -> bool:
     return sys.stdout.isatty()
 
 
-_WRAPPED_MIN = 8  # a column rich may wrap still takes about this many characters
-
-
 def cut_model(tag: str, keep: int) -> str:
     """MODEL@VERSION with the model name cut to `keep` characters (its last one `…`); the
     version is never cut. Text that is no tag is left as it is."""
@@ -115,13 +112,16 @@ def cut_model(tag: str, keep: int) -> str:
 def fit_tags(headers: Sequence[str], cells: list[list[str]], tags: Sequence[int], whole: Sequence[int],
              width: int) -> list[list[str]]:
     """The cells with the model names in the `tags` columns cut just enough for the table to
-    fit in `width` (the other wrappable columns counted at a few characters each)."""
+    fit in `width` (the other columns counted as rich can narrow them: by wrapping between words)."""
     if not tags or not cells:
         return cells
 
+    # a column rich may wrap still takes its longest word (rich cuts a word, never a tag here)
+    wrapped = sum(max(len(h), *(len(w) for r in cells for w in r[i].split())) for i, h in enumerate(headers)
+                  if i not in tags and i not in whole)
+
     def need(rows: list[list[str]]) -> int:
-        cols = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-        return sum(w if i in tags or i in whole else min(w, _WRAPPED_MIN) for i, w in enumerate(cols)) \
+        return wrapped + sum(max(len(headers[i]), *(len(r[i]) for r in rows)) for i in (*tags, *whole)) \
             + 2 * (len(headers) - 1)
 
     longest = max((len(r[i].partition("@")[0]) for r in cells for i in tags), default=0)
