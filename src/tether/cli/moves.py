@@ -32,17 +32,19 @@ def _move(action: str, **kw) -> None:
         progress(step)
     moved = (f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {done.commit[:12]}"
              + (", pushed" if plan.push else "") + ")")
-    if quiet:
-        emit({"dry_run": False, **done.as_dict()}, as_json, moved)
-        return
-    lines = [*gate_lines, moved]
+    lines = [] if quiet else [*gate_lines]
+    lines.append(moved)
     if done.local_only:
         lo = done.local_only
         serve = (f"still serve {lo['origin_release'] or 'what origin/' + lo['branch'] + ' holds'}"
                  + f"; `tether deploy --env {plan.env}` from this clone refuses until it is pushed"
                  if lo["origin_has_branch"] else f"serve nothing (origin has no {lo['branch']})")
-        lines.append(f"local only: not pushed; hosts that deploy from origin {serve}. "
-                     f"Publish it: {lo['push']} (or move with --push)")
+        note = (f"local only: not pushed; hosts that deploy from origin {serve}. "
+                f"Publish it: {lo['push']} (or move with --push)")
+        if quiet and not as_json:
+            progress(f"warning: {note}")  # -q keeps warnings: the move is not where hosts look yet
+        elif not quiet:
+            lines.append(note)
     emit({"dry_run": False, **done.as_dict()}, as_json, "\n".join(lines))
 
 
