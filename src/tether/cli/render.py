@@ -133,14 +133,11 @@ def fit_tags(headers: Sequence[str], cells: list[list[str]], tags: Sequence[int]
 
 
 def when(text: str | None) -> str:
-    """A recorded time as every text answer prints it: ISO 8601 to the second, in UTC, with
-    its zone (`2026-12-05T15:40:12+00:00`). Text that is no time is printed as it is."""
-    from datetime import timezone
+    """A recorded time as every text answer prints it (tether.clock.shown: ISO 8601 to the
+    second, in UTC, with its zone: `2026-12-05T15:40:12+00:00`)."""
+    from tether.clock import shown
 
-    from tether.clock import parse_iso
-
-    t = parse_iso(text or "")
-    return t.astimezone(timezone.utc).isoformat(timespec="seconds") if t is not None else str(text or "")
+    return shown(text)
 
 
 def version_only(tag: str, model: str) -> str:
