@@ -120,6 +120,13 @@ def test_one_time_format_with_a_hand_commit_and_the_rollback_mark_comes_from_tra
     assert rows[0][0] == "2026-12-05T15:40:12+00:00", out  # the hand commit's time, in UTC
     assert all(re.fullmatch(TIME_RE, r[0]) for r in rows), out  # and the tether move's, to the second
     assert "↩" not in "\n".join(out)
+    from terminal import in_tty, plain
+
+    code, tty = in_tty(p, "history", "--env", "production")  # 80 columns: times whole, the versions whole
+    lines = [ln for ln in plain(tty) if ln]
+    rows = [ln.split() for ln in lines if re.match(TIME_RE, ln)]
+    assert code == 0 and all(len(ln) <= 80 for ln in lines) and [r[:2] for r in rows] == [
+        ["2026-12-05T15:40:12+00:00", "outside"], [rows[1][0], "promote"]] and rows[1][2:4] == ["none", "v1.0.0"], lines
     listed = p.ok("list").out.splitlines()[1:]
     assert all(re.fullmatch(TIME_RE, ln.split()[2]) for ln in listed), listed
     created = [ln for ln in p.ok("show", V1).out.splitlines() if ln.startswith("  created")]

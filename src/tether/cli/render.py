@@ -111,25 +111,33 @@ def cut_model(tag: str, keep: int) -> str:
 
 def fit_tags(headers: Sequence[str], cells: list[list[str]], tags: Sequence[int], whole: Sequence[int],
              width: int) -> list[list[str]]:
-    """The cells with the model names in the `tags` columns cut just enough for the table to
-    fit in `width` (the other columns counted as rich can narrow them: by wrapping between words)."""
+    """The cells as they fit in `width`: when the table is too wide, the model names in the
+    `tags` columns cut just enough, and text there that is no tag (`matches no release`) broken
+    between words; the other columns counted as rich narrows them (wrapped between words)."""
     if not tags or not cells:
         return cells
+    word = lambda text: max((len(w) for w in text.split()), default=0)  # noqa: E731
+    fixed = 2 * (len(headers) - 1) + sum(max(len(headers[i]), *(word(r[i]) for r in cells))
+                                          for i in range(len(headers)) if i not in tags and i not in whole) \
+        + sum(max(len(headers[i]), *(len(r[i]) for r in cells)) for i in whole)
 
-    # a column rich may wrap still takes its longest word (rich cuts a word, never a tag here)
-    wrapped = sum(max(len(h), *(len(w) for r in cells for w in r[i].split())) for i, h in enumerate(headers)
-                  if i not in tags and i not in whole)
+    def need(rows: list[list[str]], broken: bool) -> int:
+        return fixed + sum(max(len(headers[i]), *(len(r[i]) if "@" in r[i] or not broken else word(r[i]) for r in rows))
+                           for i in tags)
 
-    def need(rows: list[list[str]]) -> int:
-        return wrapped + sum(max(len(headers[i]), *(len(r[i]) for r in rows)) for i in (*tags, *whole)) \
-            + 2 * (len(headers) - 1)
-
+    if need(cells, False) <= width:
+        return cells
+    cut = lambda keep: [[cut_model(c, keep) if i in tags else c for i, c in enumerate(r)] for r in cells]  # noqa: E731
     longest = max((len(r[i].partition("@")[0]) for r in cells for i in tags), default=0)
-    for keep in range(longest, 1, -1):
-        cut = [[cut_model(c, keep) if i in tags else c for i, c in enumerate(r)] for r in cells]
-        if need(cut) <= width:
-            return cut
-    return [[cut_model(c, 2) if i in tags else c for i, c in enumerate(r)] for r in cells]
+    rows = next((rows for keep in range(longest, 1, -1) if need(rows := cut(keep), True) <= width), cut(2))
+    import textwrap
+
+    for i in tags:
+        room = max(len(headers[i]), *(len(r[i]) if "@" in r[i] else word(r[i]) for r in rows))
+        for r in rows:
+            if "@" not in r[i] and len(r[i]) > room:
+                r[i] = textwrap.fill(r[i], room, break_long_words=False)
+    return rows
 
 
 def when(text: str | None) -> str:
