@@ -189,11 +189,12 @@ def test_quiet_keeps_the_result_line_errors_and_exit_codes(project_live, tmp_pat
     res = p.ok("release", "--quiet")
     assert res.err == "" and len(res.out.splitlines()) == 1 and res.out.startswith("released fraud-detector@v1.0.1 at ")
     res = p.ok("promote", "fraud-detector@v1.0.1", "--env", "staging", "--reason", "r", "-q")
-    assert res.err == "" and res.out.splitlines() == [res.out.strip()] and "staging: (empty) → fraud-detector@v1.0.1" \
-        in res.out, res.out
-    res = p.ok("rollback", "--env", "staging", "--release", "fraud-detector@v1.0.0", "--reason", "r", "-q")
+    assert res.out.splitlines() == [res.out.strip()] and "staging: (empty) → fraud-detector@v1.0.1" in res.out, res.out
+    # not pushed: -q keeps that as a warning, the one line on stderr (no gate lines, no status line)
+    assert res.err.splitlines() == [res.err.strip()] and res.err.startswith("warning: local only: not pushed"), res.err
+    res = p.ok("rollback", "--env", "staging", "--release", "fraud-detector@v1.0.0", "--reason", "r", "-q", "--push")
     assert res.err == "" and len(res.out.splitlines()) == 1 and res.out.startswith(
-        "staging: fraud-detector@v1.0.1 → fraud-detector@v1.0.0 (rollback, commit "), res.out
+        "staging: fraud-detector@v1.0.1 → fraud-detector@v1.0.0 (rollback, commit ") and ", pushed)" in res.out, res.out
     res = p.ok("checkout", "staging", "-q")
     assert res.err == "" and res.out.startswith("checked out fraud-detector@v1.0.0 (staging) at ") and \
         len(res.out.splitlines()) == 1, res.out
