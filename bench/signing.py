@@ -5,6 +5,7 @@ policy (the baseline), all measured in this run."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -57,8 +58,12 @@ def main() -> None:
         build(base / "plain", None)
         build(base / "signed", key)
         tether = [str(BIN / "tether"), "history", "--env", "production"]
-        out = subprocess.run(tether, cwd=base / "signed", env=ENV, capture_output=True, text=True, check=True).stdout
-        assert out.count("[signed: bench@example.com]") == MOVES, out[-500:]
+        # what is measured must be right: every move verified, read from --json (never from the table's text)
+        out = subprocess.run([*tether, "--json"], cwd=base / "signed", env=ENV, capture_output=True, text=True,
+                             check=True).stdout
+        sigs = [ev["signature"] for ev in json.loads(out)["environments"]["production"]["events"]]
+        verified = sum(1 for s in sigs if s and s["verified"] and s["principal"] == "bench@example.com")
+        assert len(sigs) == MOVES and verified == MOVES, (len(sigs), verified, sigs[:2])
         import shutil
 
         verdicts = base / "signed/.git/tether/signatures"

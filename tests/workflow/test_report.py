@@ -21,12 +21,12 @@ EVIL = "alert: <script>alert(1)</script> & <img src=x onerror=boom>"
 
 
 def stamp(text: str) -> str:
-    """The report's one time format: to the second, in UTC, the zone said."""
+    """The report's time format, the one of every text answer: ISO 8601 to the second, in UTC."""
     from tether.clock import parse_iso
 
     t = parse_iso(text)
     assert t is not None, text
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return t.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def row_at(text: list[str], cells: list[str]) -> int:
@@ -185,6 +185,6 @@ def test_each_metric_on_its_own_axis_with_round_ticks_and_the_live_release_marke
     assert "positives" in positives and ">0.25<" not in positives and ">30<" in positives
     assert "decision threshold" in threshold and ">45<" not in threshold
     assert all("class='livemark'" in c and ">production<" in c for c in (f1, positives, threshold))
-    assert fmt("2026-12-05T14:13:53.123456Z") == "2026-12-05 14:13:53 UTC"
-    assert fmt("2026-12-05T15:13:53+01:00") == "2026-12-05 14:13:53 UTC" and fmt("not a time") == "not a time"
+    assert fmt("2026-12-05T14:13:53.123456Z") == "2026-12-05T14:13:53+00:00"  # as every text answer (clock.shown)
+    assert fmt("2026-12-05T15:13:53+01:00") == "2026-12-05T14:13:53+00:00" and fmt("not a time") == "not a time"
     assert (size(58), size(4100), size(12_300_000), size(None)) == ("58 B", "4.1 kB", "12.3 MB", "")

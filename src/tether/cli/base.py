@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import typer
@@ -29,7 +30,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Release, promote, deploy and roll back the whole model tuple "
-    "(weights, data, code, params, threshold) as one unit, on Git + DVC.",
+    "(weights, data, code, params, threshold) as one unit, on Git + DVC.\n\n"
+    "-q/--quiet (release, promote, rollback, deploy, checkout, verify, gc) keeps the result's one "
+    "line on stdout and errors and warnings on stderr: no status lines, no progress bar. Exit codes "
+    "are the same. Times print as ISO 8601 to the second in UTC (2026-12-05T15:40:12+00:00).",
 )
 
 
@@ -48,6 +52,13 @@ def global_options() -> Options:
 
 JSON = typer.Option(False, "--json", help="Machine-readable output.")
 DRY = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+QUIET = typer.Option(False, "-q", "--quiet",
+                     help="Only the result's line (stdout), errors and warnings (stderr): no status lines, no bar.")
+
+
+def chatter(as_json: bool, quiet: bool):
+    """Where a command's status lines go: nowhere with --json or -q, else stderr."""
+    return None if as_json or quiet else progress
 MODEL_OPT = typer.Option(None, "--model", help="The model (optional when dvc.yaml declares one).")
 MODEL_ALL = typer.Option(None, "--model", help="One model (default: every model dvc.yaml declares).")
 # The model was once a positional argument of release, list, check and status: still taken, with a
@@ -108,27 +119,81 @@ def emit(data, as_json: bool, text: str | None = None, *, escaped: bool = False)
         typer.echo(out)
 
 
+class _Bar:
+    """The byte bar of one long operation, started when the work announces its total or moves
+    its first byte (never a `0/?` bar ahead of the manifest), stopped and cleared at the end."""
+
+    def __init__(self, label: str, console) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+                            TransferSpeedColumn(), console=console or Console(stderr=True),
+                            transient=console is None)
+        self.task = self.bar.add_task(safe(label), total=None)
+        self.started, self.total = False, 0
+
+    def _start(self) -> None:
+        if not self.started:
+            self.bar.start()
+            self.started = True
+
+    def advance(self, n: int) -> None:
+        self._start()
+        self.bar.advance(self.task, n)
+
+    def expect(self, n: int) -> None:
+        self.total += n
+        self.bar.update(self.task, total=self.total)
+        self._start()
+        self.bar.refresh()
+
+    def say(self, text: str) -> None:
+        """A status line above the bar, on its own line (the bar is cleared, then drawn again below)."""
+        if not self.started:
+            typer.echo(text, err=True)
+            return
+        from rich.text import Text
+
+        self.bar.console.print(Text(text), soft_wrap=True)
+
+    def stop(self) -> None:
+        if self.started:
+            self.bar.stop()
+
+
+_BAR: ContextVar[_Bar | None] = ContextVar("tether_bar", default=None)  # the bar on screen, if any
+
+
 def progress(msg: str) -> None:
-    typer.echo(safe(msg), err=True)
+    """A status line on stderr (above the byte bar when one is on screen)."""
+    bar = _BAR.get()
+    if bar is not None:
+        bar.say(safe(msg))
+    else:
+        typer.echo(safe(msg), err=True)
 
 
 @contextmanager
 def byte_bar(label: str, enabled: bool = True, console=None) -> Iterator[None]:
     """A progress bar of the bytes copied and hashed inside the block (tether.meter), on stderr,
-    only when stderr is a terminal (or a console is given); piped or `--json`, nothing."""
+    only when stderr is a terminal (or a console is given); piped, `--json` or `-q`, nothing. Its
+    total is what the work inside announced (meter.expect: a manifest's sizes); status lines
+    (`progress`) print above it, each on its own line, and the bar is cleared when the block
+    ends, before the result is printed."""
     if not enabled or (console is None and not sys.stderr.isatty()):
         yield
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
     from tether import meter
 
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console or Console(stderr=True), transient=console is None) as bar:
-        task = bar.add_task(safe(label), total=None)
-        with meter.counting(lambda n: bar.advance(task, n)):
+    bar = _Bar(label, console)
+    token = _BAR.set(bar)
+    try:
+        with meter.counting(bar.advance, bar.expect):
             yield
+    finally:
+        _BAR.reset(token)
+        bar.stop()
 
 
 def deprecated(old: str, new: str) -> None:

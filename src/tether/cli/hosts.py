@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_OPT, global_options, open_workspace, app, byte_bar, emit, progress
+from tether.cli.base import DRY, JSON, MODEL_OPT, QUIET, chatter, global_options, open_workspace, app, byte_bar, emit
 from tether.errors import UsageError
 
 # -- serving hosts and workspaces ----------------------------------------------------------
@@ -33,6 +33,7 @@ def deploy(
                                                   "(default: $TETHER_NODE_CACHE)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Converge DIR to the environment's release, atomically."""
     from tether.deploy.command import deploy as do_deploy
@@ -42,9 +43,9 @@ def deploy(
     if repo is None:
         open_workspace()  # fail early outside a repository
     # -C names the repository, and (as in git) what a relative DIR or --repo path is relative to
-    with byte_bar(f"deploying {env}", enabled=not as_json and not dry_run):
+    with byte_bar(f"deploying {env}", enabled=not as_json and not dry_run and not quiet):
         res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
-                        dry_run=dry_run, progress=None if as_json else progress, cwd=global_options().chdir,
+                        dry_run=dry_run, progress=chatter(as_json, quiet), cwd=global_options().chdir,
                         require_signatures=require_signed, allowed_signers=allowed_signers, force=force,
                         node_cache=node_cache)
     if dry_run:
@@ -54,7 +55,7 @@ def deploy(
     text = {"noop": f"{env}: {res.release} is already live in {target}",
             "switched": f"{env}: switched {target}/current {res.previous} → {res.release} (already materialised)",
             "deployed": f"{env}: deployed {res.release} to {target} (was {res.previous or 'empty'})"}[res.outcome]
-    if res.pruned:
+    if res.pruned and not quiet:
         text += f"\npruned: {', '.join(res.pruned)}"
     emit(res.as_dict(), as_json, text)
 
@@ -65,6 +66,7 @@ def verify(
     target: Optional[str] = typer.Option(None, "--target", help="Verify DIR/current instead."),
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Recompute every digest against the manifest."""
     if (ref is None) == (target is None):
@@ -72,13 +74,13 @@ def verify(
     if target is not None:  # `--target ""` is refused, not taken for "no target"
         from tether.deploy.verify import verify_target
 
-        with byte_bar("verifying", enabled=not as_json):
+        with byte_bar("verifying", enabled=not as_json and not quiet):
             res = verify_target(target, cwd=global_options().chdir)
     elif ref is not None:
         from tether.commands.checkout import verify_release
 
-        with byte_bar(f"verifying {ref}", enabled=not as_json):
-            res = verify_release(open_workspace(), ref, model, progress=None if as_json else progress)
+        with byte_bar(f"verifying {ref}", enabled=not as_json and not quiet):
+            res = verify_release(open_workspace(), ref, model, progress=chatter(as_json, quiet))
     emit(res, as_json, f"{res['release']}: {res['files']} file(s), every digest matches")
 
 
@@ -89,15 +91,16 @@ def checkout(
     force: bool = typer.Option(False, "--force", help="Discard uncommitted work."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Safe `git checkout` + `dvc pull`: all of the release, or nothing changes. A release or an
     environment leaves HEAD detached (a commit then moves no environment); `tether checkout main`
     goes back to a branch."""
     from tether.commands.checkout import checkout as do_checkout
 
-    with byte_bar(f"checking out {ref}", enabled=not as_json and not dry_run):
+    with byte_bar(f"checking out {ref}", enabled=not as_json and not dry_run and not quiet):
         res = do_checkout(open_workspace(), ref, model=model, force=force, dry_run=dry_run,
-                          progress=None if as_json else progress)
+                          progress=chatter(as_json, quiet))
     what = res.release or f"branch {res.ref}"
     if res.release and res.ref != res.release:
         what = f"{res.release} ({res.ref})"
@@ -106,7 +109,7 @@ def checkout(
              f"would check out {what} at {res.commit[:12]} with {len(res.outputs)} output(s); nothing changed")
         return
     text = f"checked out {what} at {res.commit[:12]}; {len(res.outputs)} output(s) in place"
-    if res.detached:
+    if res.detached and not quiet:
         text += (f"\nHEAD is detached: a commit here moves no branch and no environment "
                  f"(keep one with git switch -c NAME). Back: {res.way_back}")
     emit(res.as_dict(), as_json, text)

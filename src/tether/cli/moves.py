@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import APPROVER, DRY, JSON, MODEL_OPT, approver_of, open_workspace, app, emit, one_of, progress
+from tether.cli.base import APPROVER, DRY, JSON, MODEL_OPT, QUIET, approver_of, open_workspace, app, emit, one_of, progress
 from tether.cli.render import gate_line, history_output
 from tether.errors import UsageError
 
@@ -14,10 +14,10 @@ from tether.errors import UsageError
 def _move(action: str, **kw) -> None:
     from tether.commands.move import execute_move, plan_move
 
-    as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
+    as_json, dry_run, quiet = kw.pop("as_json"), kw.pop("dry_run"), kw.pop("quiet")
     ws = open_workspace()
     kw["approver"] = approver_of(ws, kw["approver"])
-    if not as_json:
+    if not as_json and not quiet:
         progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
     plan = plan_move(ws, action=action, read_only=dry_run, **kw)
@@ -25,20 +25,26 @@ def _move(action: str, **kw) -> None:
     gate_lines = [gate_line(g) for g in plan.gates]
     if dry_run:
         emit({"dry_run": True, **plan.as_dict()}, as_json,
-             "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *gate_lines]))
+             "\n".join([f"would {action} {plan.env}: {frm} → {plan.release.tag}", *([] if quiet else gate_lines)]))
         return
     done = execute_move(ws, plan)
-    for step in done.published:
+    for step in done.published if not (as_json or quiet) else ():
         progress(step)
-    lines = [*gate_lines, f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {done.commit[:12]}"
-             + (", pushed" if plan.push else "") + ")"]
+    moved = (f"{plan.env}: {frm} → {plan.release.tag} ({action}, commit {done.commit[:12]}"
+             + (", pushed" if plan.push else "") + ")")
+    lines = [] if quiet else [*gate_lines]
+    lines.append(moved)
     if done.local_only:
         lo = done.local_only
         serve = (f"still serve {lo['origin_release'] or 'what origin/' + lo['branch'] + ' holds'}"
                  + f"; `tether deploy --env {plan.env}` from this clone refuses until it is pushed"
                  if lo["origin_has_branch"] else f"serve nothing (origin has no {lo['branch']})")
-        lines.append(f"local only: not pushed; hosts that deploy from origin {serve}. "
-                     f"Publish it: {lo['push']} (or move with --push)")
+        note = (f"local only: not pushed; hosts that deploy from origin {serve}. "
+                f"Publish it: {lo['push']} (or move with --push)")
+        if quiet and not as_json:
+            progress(f"warning: {note}")  # -q keeps warnings: the move is not where hosts look yet
+        elif not quiet:
+            lines.append(note)
     emit({"dry_run": False, **done.as_dict()}, as_json, "\n".join(lines))
 
 
@@ -62,13 +68,15 @@ def promote(
     sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Gate a release, then move an environment to it (compare-and-swap)."""
     env = one_of(env, old_to, "--env", "promote --to")
     if env is None:
         raise UsageError("promote needs --env ENV: the environment to move", hint="e.g. --env staging")
     kw = dict(approver=approver, reason=reason, push=push, allow_regression=allow_regression,
-              skip_staging=skip_staging, allow_incomplete=allow_incomplete, sign=sign, dry_run=dry_run, as_json=as_json)
+              skip_staging=skip_staging, allow_incomplete=allow_incomplete, sign=sign, dry_run=dry_run, as_json=as_json,
+              quiet=quiet)
     if len(refs) > 1:
         if model is not None:
             raise UsageError("--model names one model; several REFs name their models themselves")
@@ -90,19 +98,21 @@ def rollback(
     only: bool = typer.Option(False, "--only", help="Roll back this model alone, though it was promoted in a group."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Move an environment back to the last known good release, or to --release REF. A move
     made in a group (`promote --env E a@v1 b@v2`) is rolled back with its group."""
     target = one_of(target, old_to, "--release", "rollback --to")
-    kw = dict(approver=approver, reason=reason, push=push, sign=sign, dry_run=dry_run, as_json=as_json)
+    kw = dict(approver=approver, reason=reason, push=push, sign=sign, dry_run=dry_run, as_json=as_json, quiet=quiet)
     if target is None and not only:
         from tether.commands.move_group import grouped_with
 
         ws = open_workspace()
         gid, members = grouped_with(ws, ws.model(model), env)
-        if len(members) > 1:
+        if len(members) > 1 and not quiet:
             progress(f"{env}: the live move was made in group {gid} with "
                      + ", ".join(m.release for m in members) + ": rolling back the group (--only: this model alone)")
+        if len(members) > 1:
             _move_group("rollback", env=env, refs=[None] * len(members), models=[m.model for m in members], **kw)
             return
     _move("rollback", model=model, env=env, release_ref=target, **kw)
@@ -111,24 +121,24 @@ def rollback(
 def _move_group(action: str, *, env: str, refs: list, models: list, **kw) -> None:
     from tether.commands.move_group import execute_group, plan_group
 
-    as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
+    as_json, dry_run, quiet = kw.pop("as_json"), kw.pop("dry_run"), kw.pop("quiet")
     ws = open_workspace()
     kw["approver"] = approver_of(ws, kw["approver"])
-    if not as_json:
+    if not as_json and not quiet:
         progress(f"checking gates for {action} of {len(refs)} releases together …")
     plans = plan_group(ws, action=action, env=env, refs=refs, models=models, read_only=dry_run, **kw)
     lines = []
     for plan in plans:
         frm = (plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)"
-        lines += [f"{plan.model}:", *(f"  {gate_line(g)}" for g in plan.gates),
-                  f"  {plan.branch}: {frm} → {plan.release.tag}"]
+        lines += [] if quiet else [f"{plan.model}:", *(f"  {gate_line(g)}" for g in plan.gates),
+                                   f"  {plan.branch}: {frm} → {plan.release.tag}"]
     if dry_run:
         emit({"dry_run": True, "moves": [p.as_dict() for p in plans]}, as_json,
              "\n".join([f"would {action} {env}, all or none:", *lines]))
         return
     done = execute_group(ws, plans)
     for res in done:
-        for step in res.published:
+        for step in res.published if not (as_json or quiet) else ():
             progress(step)
     gid = done[0].plan.notes.get("Tether-Group", "")
     emit({"dry_run": False, "group": gid, "moves": [r.as_dict() for r in done]}, as_json,
@@ -167,6 +177,7 @@ def gc(
     prune_now: bool = typer.Option(False, "--prune-now", help="No grace period (a publication in progress elsewhere may lose objects)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Garbage-collect DVC objects no branch, tag or the workspace needs (see docs/gc-and-publishing.md)."""
     from tether.commands.gc import execute_gc, parse_grace, plan_gc
@@ -189,14 +200,17 @@ def gc(
     text += (f"{'would delete' if dry_run else 'deleting'} {len(plan.cache_delete)} cache object(s)"
              + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
     if not dry_run:
-        if not as_json:
+        if not as_json and not quiet:
             progress(text)
 
         def batch(done: int, total: int) -> None:
-            progress(f"deleted {done} of {total} remote object(s)")
+            if not quiet:
+                progress(f"deleted {done} of {total} remote object(s)")
 
         execute_gc(ws, plan, on_batch=batch)  # on stderr, so a killed gc has said how far it got
         text = (f"deleted {len(plan.cache_delete)} cache object(s)"
                 + (f" and {len(plan.remote_delete)} remote object(s)" if cloud else ""))
+    elif quiet:  # the plan's last line: what it would delete
+        text = text.rstrip("\n").rsplit("\n", 1)[-1]
     emit({"dry_run": dry_run, **plan.as_dict()}, as_json, text)
 

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from tether.cli.base import DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, open_workspace, app, emit, one_of, progress
+from tether.cli.base import (DRY, JSON, MODEL_ALL, MODEL_OPT, MODEL_POSITIONAL, QUIET, open_workspace, app, emit, one_of,
+                             progress)
 from tether.cli.render import check_output, diff_output, gate_line, list_output, show_output, status_output
 from tether.errors import TetherError
 
@@ -22,13 +23,14 @@ def release(
     sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
+    quiet: bool = QUIET,
 ) -> None:
     """Gate HEAD, then tag it <model>@vX.Y.Z with the manifest."""
     from tether.commands.release import execute_release, plan_release
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
     ws = open_workspace()
-    if not as_json:
+    if not as_json and not quiet:
         progress("checking gates: clean tree, dvc status, params vs conf/, completeness, remote …")
     try:
         plan = plan_release(ws, model, version=version, bump=bump, message=message, push=push, sign=sign)
@@ -39,8 +41,9 @@ def release(
         raise
     if dry_run:
         lines = [f"would release {plan.tag} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"]
-        lines += [gate_line(g) for g in plan.gates]
-        lines += [f"  step: {s}" for s in plan.steps]
+        if not quiet:
+            lines += [gate_line(g) for g in plan.gates]
+            lines += [f"  step: {s}" for s in plan.steps]
         emit({"dry_run": True, **plan.as_dict()}, as_json, "\n".join(lines))
         return
     tag_obj = execute_release(ws, plan)
@@ -50,7 +53,7 @@ def release(
                    if plan.repaired else "every DVC object of its commit is on the remote"))
     else:
         text = (f"released {plan.tag} at {plan.commit[:12]} ({plan.bump or 'explicit'}: {', '.join(plan.reasons)})"
-                + ("\npushed every DVC output of the commit, then the tag" if push else ""))
+                + ("\npushed every DVC output of the commit, then the tag" if push and not quiet else ""))
     emit({"dry_run": False, "tag_object": tag_obj, **plan.as_dict()}, as_json, text)
 
 

@@ -62,31 +62,95 @@ def ref_note(st: dict) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], tty: bool | None = None,
-          width: int | None = None) -> str:
-    """Rows under headers. On a terminal (stdout a TTY) a rich table; piped, plain columns
-    aligned to their widest cell (the last column is never padded), one row per line, so that
-    `grep`, `awk` and `cut` work. Every cell is escaped (`safe`) before either renders it."""
+          width: int | None = None, *, tags: Sequence[int] = (), whole: Sequence[int] = ()) -> str:
+    """Rows under headers. On a terminal (stdout a TTY) a rich table, as wide as the terminal
+    ($COLUMNS); piped, plain columns aligned to their widest cell (the last column is never
+    padded), one row per line, so that `grep`, `awk` and `cut` work. Every cell is escaped
+    (`safe`) before either renders it. On a terminal, the columns in `tags` (release tags,
+    MODEL@vX.Y.Z) and `whole` (times) are never wrapped or cut by rich: when the table is too
+    wide, a tag loses the end of its model name (`fraud-d…@v1.1.0`), never its version."""
     cells = [[c if type(c) is str else str(c) for c in row] for row in rows]
     if _CONTROL_RE.search("".join(c for row in cells for c in row)):  # one scan; escape only if needed
         cells = [[safe(c).replace("\n", "\\n") for c in row] for row in cells]  # one row, one line
     if tty is None:
-        tty = sys.stdout.isatty()
+        tty = is_tty()
     if tty:
         import io
 
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(*headers, box=None, header_style="bold", pad_edge=False)
+        buf = io.StringIO()
+        console = Console(file=buf, force_terminal=True, width=width, highlight=False, markup=False)
+        cells = fit_tags(headers, cells, tags, whole, console.width)
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for i, h in enumerate(headers):
+            t.add_column(h, no_wrap=i in tags or i in whole)
         for row in cells:
             t.add_row(*row)
-        buf = io.StringIO()
-        Console(file=buf, force_terminal=True, width=width, highlight=False, markup=False).print(t)
+        console.print(t)
         return buf.getvalue().rstrip("\n")
     columns = list(zip(*cells)) if cells else [()] * len(headers)
     widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, columns)]
     fmt = "  ".join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"])  # the last column is never padded
     return "\n".join(fmt.format(*row) for row in [list(headers), *cells])
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def cut_model(tag: str, keep: int) -> str:
+    """MODEL@VERSION with the model name cut to `keep` characters (its last one `…`); the
+    version is never cut. Text that is no tag is left as it is."""
+    model, at, rest = tag.partition("@")
+    if not at or len(model) <= keep:
+        return tag
+    return model[:max(keep - 1, 1)] + "…@" + rest
+
+
+def fit_tags(headers: Sequence[str], cells: list[list[str]], tags: Sequence[int], whole: Sequence[int],
+             width: int) -> list[list[str]]:
+    """The cells as they fit in `width`: when the table is too wide, the model names in the
+    `tags` columns cut just enough, and text there that is no tag (`matches no release`) broken
+    between words; the other columns counted as rich narrows them (wrapped between words)."""
+    if not tags or not cells:
+        return cells
+    word = lambda text: max((len(w) for w in text.split()), default=0)  # noqa: E731
+    fixed = 2 * (len(headers) - 1) + sum(max(len(headers[i]), *(word(r[i]) for r in cells))
+                                          for i in range(len(headers)) if i not in tags and i not in whole) \
+        + sum(max(len(headers[i]), *(len(r[i]) for r in cells)) for i in whole)
+
+    def need(rows: list[list[str]], broken: bool) -> int:
+        return fixed + sum(max(len(headers[i]), *(len(r[i]) if "@" in r[i] or not broken else word(r[i]) for r in rows))
+                           for i in tags)
+
+    if need(cells, False) <= width:
+        return cells
+    cut = lambda keep: [[cut_model(c, keep) if i in tags else c for i, c in enumerate(r)] for r in cells]  # noqa: E731
+    longest = max((len(r[i].partition("@")[0]) for r in cells for i in tags), default=0)
+    rows = next((rows for keep in range(longest, 1, -1) if need(rows := cut(keep), True) <= width), cut(2))
+    import textwrap
+
+    for i in tags:
+        room = max(len(headers[i]), *(len(r[i]) if "@" in r[i] else word(r[i]) for r in rows))
+        for r in rows:
+            if "@" not in r[i] and len(r[i]) > room:
+                r[i] = textwrap.fill(r[i], room, break_long_words=False)
+    return rows
+
+
+def when(text: str | None) -> str:
+    """A recorded time as every text answer prints it (tether.clock.shown: ISO 8601 to the
+    second, in UTC, with its zone: `2026-12-05T15:40:12+00:00`)."""
+    from tether.clock import shown
+
+    return shown(text)
+
+
+def version_only(tag: str, model: str) -> str:
+    """`v1.1.0` for MODEL@v1.1.0 when one model is shown; any other text as it is."""
+    return tag[len(model) + 1:] if model and tag.startswith(model + "@") else tag
 
 
 def json_text(data) -> str:
@@ -116,9 +180,13 @@ def list_output(rows: list[dict], as_json: bool, declared: bool = True) -> str:
         return "no releases: dvc.yaml declares no model yet; run `tether init` to declare it"
     if not rows:
         return "no releases yet: make one with `tether release`"
-    cells = [(r["tag"], r["stage"], r["created_at"][:25],
+    tty = is_tty()
+    # on a terminal, one model's releases are its versions under its name (the version is what differs)
+    one = rows[0]["model"] if tty and len({r["model"] for r in rows}) == 1 else ""
+    cells = [(version_only(r["tag"], one), r["stage"], when(r["created_at"]),
               metrics_line(r["metrics"]) if r["complete"] else f"{r['kind'].upper()}: {r['problem']}") for r in rows]
-    return table(("RELEASE", "STAGE", "DATE", "METRICS"), cells)  # every cell escaped
+    text = table(("RELEASE", "STAGE", "DATE", "METRICS"), cells, tty, tags=(0,), whole=(2,))  # every cell escaped
+    return f"{safe(one)}\n{text}" if one else text
 
 
 def status_output(models, as_json: bool) -> str:
@@ -172,7 +240,7 @@ def show_output(shown: dict, as_json: bool) -> str:
     return safe("\n".join([
         f"{shown['tag']}  ({shown['stage']})",
         f"  commit      {m['commit']}",
-        f"  created     {m['created_at']} by {m['released_by']}",
+        f"  created     {when(m['created_at'])} by {m['released_by']}",
         *([f"  note        {note}".replace("\n", "\n              ")] if note else []),
         f"  threshold   {c['threshold'].get('value')}  ({c['threshold'].get('source')})",
         f"  metrics     {metrics_line(m.get('metrics'))}",
@@ -224,21 +292,25 @@ def check_output(report, since: str | None, as_json: bool) -> str:
 
 
 def history_output(data: dict, as_json: bool) -> str:
-    """From views.env_history (each part escaped here, each cell by table)."""
+    """From views.env_history (each part escaped here, each cell by table). On a terminal the
+    moves of the one model shown name their releases by version (the heading names the model)."""
     if as_json:
         return json_text(data)
+    tty = is_tty()
+    model = data.get("model") or ""
     blocks = []
     for e, entry in data["environments"].items():
-        head = safe(f"{e} (branch {entry['branch']}){ref_note(entry['ref'])}")
+        head = safe(f"{e} (branch {entry['branch']}{', model ' + model if tty and model else ''})"
+                    f"{ref_note(entry['ref'])}")
         if "live_at" in entry:
             live = entry["live_at"]
             blocks.append(head + "\n" + safe(f"  live at {live['at']}: {live['release'] or '(nothing)'}"))
         elif not entry["events"]:
             blocks.append(f"{head}\n  (no moves yet)")
         else:
-            blocks.append(head + "\n" + table(("TIME", "ACTION", "FROM", "TO", "BY", "REASON", "SIGNATURE"),
-                                              [(*_event_row(ev), _signer_note(ev.get("signature")))
-                                               for ev in entry["events"]]))
+            rows = [_event_row(ev, model if tty else "") + (_signer_note(ev.get("signature")),) for ev in entry["events"]]
+            blocks.append(head + "\n" + table(("TIME", "ACTION", "FROM", "TO", "BY", "REASON", "SIGNATURE"), rows, tty,
+                                              tags=(2, 3), whole=(0, 1)))
     return "\n".join(blocks)
 
 
@@ -253,13 +325,22 @@ def _signer_note(sig: dict | None) -> str:
     return "unsigned" if sig["status"] == "N" else f"signature {sig['status']}: not verified"
 
 
-def _event_row(ev: dict) -> tuple[str, ...]:
-    if ev["source"] == "outside":  # a hand commit, a merge, a reset: tether recorded nothing
-        return (ev["time"][:26], "outside", ev["previous"], ev["release"] or "matches no release",
-                ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
-    action = ev["action"] + (" (gto tag)" if ev["source"] == "gto" else "")
-    from tether.core.moves import WEIGHT
+ROLLBACK_MARK = "↩ rollback"  # a move whose Tether-Action trailer says rollback
 
+
+def _event_row(ev: dict, model: str = "") -> tuple[str, ...]:
+    """TIME ACTION FROM TO BY REASON of one move. A rollback is marked from the move's own
+    trailer (never from its message, which anyone writes); `model`: releases of it by version."""
+    tag = lambda t: version_only(t, model)  # noqa: E731
+    if ev["source"] == "outside":  # a hand commit, a merge, a reset: tether recorded nothing
+        return (when(ev["time"]), "outside", tag(ev["previous"]), tag(ev["release"]) or "matches no release",
+                ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
+    from tether.core.moves import ACTION, WEIGHT
+
+    action = ev["action"]
+    if ev["source"] == "tether" and ev["trailers"].get(ACTION) == "rollback":
+        action = ROLLBACK_MARK
+    action += " (gto tag)" if ev["source"] == "gto" else ""
     weight = ev["trailers"].get(WEIGHT)  # a canary's traffic share (tether.canary)
-    to = ev["release"] + (f" at {weight}%" if weight is not None else "")
-    return (ev["time"][:26], action, ev["previous"], to, ev["approver"], ev["reason"])
+    to = tag(ev["release"]) + (f" at {weight}%" if weight is not None else "")
+    return (when(ev["time"]), action, tag(ev["previous"]), to, ev["approver"], ev["reason"])

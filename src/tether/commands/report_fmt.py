@@ -1,20 +1,16 @@
 """Small formatters the report's pages share (tether.commands.report_html and its parts): one
-timestamp format (to the second, in UTC, the zone said), file sizes, numbers. Pure."""
+timestamp format (tether.clock.shown: the one of every text answer), file sizes, numbers. Pure."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
-from tether.clock import parse_iso
+from tether.clock import parse_iso, shown
 
 
 def stamp(text: object) -> str:
-    """Any ISO time as `YYYY-MM-DD HH:MM:SS UTC`; text that is no time stays as it is (a person
-    can write a trailer)."""
-    t = parse_iso(str(text or ""))
-    if t is None:
-        return str(text or "")
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """Any ISO time as every text answer shows it (tether.clock.shown)."""
+    return shown(text)
 
 
 def when(text: object) -> datetime | None:

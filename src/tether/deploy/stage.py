@@ -14,6 +14,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from tether import meter
 from tether.adapters import materialise
 from tether.core import paths
 from tether.core.evalslice import eval_data_path
@@ -111,6 +112,7 @@ def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, 
     entries = materialise.needed(manifest, full=full, data_paths=eval_paths)
     shared = shared_outputs(final.parent, final.name, entries)
     rest = [e for e in entries if e["md5"] not in shared]
+    meter.expect(sum(_size(e) for e in rest))  # each byte is copied and hashed once (a bar's total)
     if progress:
         progress(f"checking {len(rest)} DVC object(s) for {rel.tag} ({len(shared)} already materialised here) …")
     # Every object must be in the cache or on the remote before the target directory is touched.
@@ -145,6 +147,11 @@ def build(ws: Workspace, rel: Release, final: Path, *, full: bool, smoke: bool, 
         raise
     fsync_dir(final.parent)
     return {"linked": len(shared)}
+
+
+def _size(entry: dict) -> int:
+    size = entry.get("size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
 
 
 def disk_full(target: Path, tag: str, needed: int) -> StorageError:
