@@ -14,9 +14,8 @@ a rank test against the stable arm that rolls back a canary shown slower with it
 `max_p95_latency` (p95_latency, the p95 alone, with no stable traffic to compare); and the score
 distribution (PSI and KS over the score histogram's buckets) against the stable arm's live scores
 and the release's own eval scores (reproduced by the worker's smoke test before it took
-traffic): thresholds on a distance, over which a breach also needs the two samples to be
-unlikely from one distribution (seqtest.same_distribution), so sampling noise at small counts
-is not a breach.
+traffic): distance thresholds, breached only by samples unlikely from one distribution
+(seqtest.same_distribution): sampling noise at small counts is not a breach.
 """
 
 from __future__ import annotations
