@@ -76,7 +76,7 @@ def _regression_gate(ws: Workspace, reg: Registry, rel: Release, store: DvcStore
         return gates.unreadable("regression", unread)
     if cur is not None and cur.manifest:
         reg_gate = gates.regression(cur.manifest.get("metrics") or {}, (rel.manifest or {}).get("metrics") or {},
-                                    settings.tolerance, settings.lower_is_better, settings.gate_metrics)
+                                    settings.tolerance, policy=settings.metric_policy)
         if not reg_gate.ok and allow_regression:
             notes[moves.ALLOW_REGRESSION] = moves.one_line(allow_regression, "allow-regression reason")
             reg_gate = gates.passed("regression", f"allowed: {reg_gate.message}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tether.core.dvcgraph import ModelGraph, Stage, under
+from tether.core.metricdir import MetricPolicy, gated_text, not_gated_text
 from tether.errors import Conflict, GateFailed, StorageError, TetherError
 
 if TYPE_CHECKING:  # confplan (and YAML) load only when a release compares params with conf/
@@ -204,38 +205,47 @@ def raise_failures(results: list[GateResult], what: str) -> None:
     raise exc
 
 
-# Counters and bookkeeping a metrics file carries (dvclive writes `step`), not quality measures.
+# Counters and bookkeeping a metrics file carries (dvclive writes `step`), not quality measures:
+# what summaries and charts leave out. The regression gate asks core/metricdir.py instead.
 NOT_METRICS = frozenset({"n_eval", "n_train", "threshold", "step", "epoch", "timestamp"})
 
 
-def regression(current: dict, candidate: dict, tolerance: float, lower_is_better: tuple[str, ...],
-               only: tuple[str, ...] = ()) -> GateResult:
-    """No metric may get worse by more than `tolerance` (relative) against what runs now."""
-    worse = []
-    keys = only or tuple(k for k in sorted(set(current) & set(candidate)) if k != "threshold")
-    for k in keys:
-        a, b = current.get(k), candidate.get(k)
-        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool):
-            continue
-        if k in NOT_METRICS:
-            continue
-        lower = k in lower_is_better
-        drop = (b - a) if lower else (a - b)
-        base = abs(a) if a else 1.0
-        if drop / base > tolerance:
-            worse.append(f"{k} {a:.4g} → {b:.4g} ({-drop / base if not lower else drop / base:+.1%})")
-    compared = [k for k in keys if k not in NOT_METRICS
-                and all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) for m in (current, candidate))]
-    if not compared:
+def regression(current: dict, candidate: dict, tolerance: float, lower_is_better: tuple[str, ...] = (),
+               only: tuple[str, ...] = (), policy: MetricPolicy | None = None) -> GateResult:
+    """No gated metric may get worse by more than `tolerance` (relative) against what runs now.
+    Which way each metric is good, and which are informational (counts, bookkeeping, settings:
+    never gated), comes from `policy` (core/metricdir.py; by default `lower_is_better` and
+    `only` as the settings of those names, then each metric's name). The message names the
+    direction used for every gated metric and every metric left out, with why."""
+    policy = policy or MetricPolicy((), lower_is_better, only)
+    shared = [k for k in sorted(set(current) & set(candidate)) if _num(current[k]) and _num(candidate[k])]
+    ways = {k: policy.direction(k) for k in shared}
+    gated = {k: d for k, d in ways.items() if d.gated}
+    skipped = {k: d for k, d in ways.items() if not d.gated}
+    not_gated = f"; not gated: {not_gated_text(skipped)}" if skipped else ""
+    if not gated:
         # Not "ok": nothing was compared. It does not block (a project may not measure yet),
         # but every promotion says so.
-        return GateResult("regression", True,
-                          "could not compare: " + ("neither release records metrics" if not current and not candidate
-                                                   else "the two releases share no numeric metric"),
-                          "declare the evaluation's metrics file under `metrics:` in dvc.yaml (dvclive's "
-                          "metrics.json counts) so promotions compare them", warning=True)
+        why = ("neither release records metrics" if not current and not candidate
+               else "the two releases share no numeric metric" if not shared
+               else "every metric the two releases share is informational")
+        return GateResult("regression", True, f"could not compare: {why}{not_gated}",
+                          "declare the evaluation's metrics file under `metrics:` in dvc.yaml (dvclive's metrics.json "
+                          "counts), and which way each metric is good in meta.tether.metrics (e.g. {f1: higher}), so "
+                          "promotions compare them", warning=True)
+    worse = []
+    for k, d in gated.items():
+        a, b = current[k], candidate[k]
+        drop = (b - a) if d.way == "lower" else (a - b)
+        base = abs(a) if a else 1.0
+        if drop / base > tolerance:
+            worse.append(f"{k} {a:.4g} → {b:.4g} ({(b - a) / base:+.1%}, {d.way} is better)")
     if not worse:
-        return passed("regression", f"no metric regresses more than {tolerance:.0%} ({', '.join(compared[:4])}"
-                                    + (" …" if len(compared) > 4 else "") + ")")
+        return passed("regression", f"no metric regresses more than {tolerance:.0%} ({gated_text(gated)}){not_gated}")
     return GateResult("regression", False, f"metrics regress more than {tolerance:.0%}: " + ", ".join(worse),
-                      "fix the model, or pass --allow-regression REASON to record why it is acceptable")
+                      "fix the model, or pass --allow-regression REASON to record why it is acceptable; a metric that "
+                      "is not a quality measure can be declared info in meta.tether.metrics (docs/gates.md)")
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
