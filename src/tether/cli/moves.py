@@ -18,7 +18,7 @@ def _move(action: str, **kw) -> None:
     ws = open_workspace()
     kw["approver"] = approver_of(ws, kw["approver"])
     if not as_json:
-        progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
+        progress(f"checking gates for {action}: check, " + ("rolled-back, regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
     plan = plan_move(ws, action=action, read_only=dry_run, **kw)
     frm = ((plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)")
@@ -57,6 +57,10 @@ def promote(
         None, "--skip-staging", metavar="REASON", help="Promote to production without staging first (reason recorded)."),
     allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
                                                    help="Promote a release missing one of the five parts (recorded)."),
+    override_rollback: Optional[str] = typer.Option(
+        None, "--override-rollback", metavar="TEXT",
+        help="Promote a release this environment was rolled back away from: TEXT quotes that rollback's reason "
+             "and says why it is safe now (recorded)."),
     sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
@@ -67,7 +71,7 @@ def promote(
         raise UsageError("promote needs --env ENV: the environment to move", hint="e.g. --env staging")
     _move("promote", model=model, env=env, release_ref=ref, approver=approver, reason=reason, push=push,
           allow_regression=allow_regression, skip_staging=skip_staging, allow_incomplete=allow_incomplete,
-          sign=sign, dry_run=dry_run, as_json=as_json)
+          override_rollback=override_rollback, sign=sign, dry_run=dry_run, as_json=as_json)
 
 
 @app.command()

@@ -258,8 +258,10 @@ def _event_row(ev: dict) -> tuple[str, ...]:
         return (ev["time"][:26], "outside", ev["previous"], ev["release"] or "matches no release",
                 ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
     action = ev["action"] + (" (gto tag)" if ev["source"] == "gto" else "")
-    from tether.core.moves import WEIGHT
+    from tether.core.moves import OVERRIDE_ROLLBACK, WEIGHT
 
     weight = ev["trailers"].get(WEIGHT)  # a canary's traffic share (tether.canary)
     to = ev["release"] + (f" at {weight}%" if weight is not None else "")
-    return (ev["time"][:26], action, ev["previous"], to, ev["approver"], ev["reason"])
+    override = ev["trailers"].get(OVERRIDE_ROLLBACK)  # a rollback away from this release, overridden
+    reason = ev["reason"] + (f" [override-rollback: {override}]" if override else "")
+    return (ev["time"][:26], action, ev["previous"], to, ev["approver"], reason)

@@ -3,11 +3,14 @@ what is wrong and how to fix it; the caller decides what to raise."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tether.core.dvcgraph import ModelGraph, Stage, under
+from tether.core.history import RollbackBlock, names_reason
 from tether.core.metricdir import MetricPolicy, gated_text, not_gated_text
+from tether.core.moves import OVERRIDE_ROLLBACK
 from tether.errors import Conflict, GateFailed, StorageError, TetherError
 
 if TYPE_CHECKING:  # confplan (and YAML) load only when a release compares params with conf/
@@ -249,3 +252,29 @@ def regression(current: dict, candidate: dict, tolerance: float, lower_is_better
 
 def _num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def rolled_back(env: str, tag: str, block: RollbackBlock | None, ignored: list[str],
+                override: str | None) -> GateResult:
+    """`promote` of a release `env` was rolled back away from: refused (naming who rolled it
+    back, when and why) unless a promotion of it has overridden that rollback since, or
+    `override` (--override-rollback) quotes the rollback's reason now."""
+    name = "rolled-back"
+    note = (f" (not counted: {', '.join(ignored)}: not moves tether made)" if ignored else "")
+    if block is None:
+        unused = " (--override-rollback not needed: not recorded)" if override else ""
+        return passed(name, f"{env} was never rolled back away from {tag}{note}{unused}")
+    rb = block.rollback
+    said = (f"{env} was rolled back away from {tag} by {rb.approver} at {rb.time} (move {rb.commit[:12]}, to "
+            f"{rb.release}): \"{rb.reason}\"")
+    if block.override is not None:
+        ov = block.override
+        return passed(name, f"{said}; overridden when {ov.approver} promoted it again at {ov.time} (move "
+                            f"{ov.commit[:12]}): \"{ov.trailers.get(OVERRIDE_ROLLBACK, '')}\"{note}")
+    if override and names_reason(override, rb.reason):
+        return passed(name, f"overridden: {said}; --override-rollback \"{' '.join(override.split())}\"")
+    wrong = f"; --override-rollback \"{' '.join(override.split())}\" does not quote that reason" if override else ""
+    return GateResult(name, False, f"{said}{wrong}{note}",
+                      f"if promoting {tag} to {env} again is safe now, say why with --override-rollback "
+                      f"{shlex.quote(rb.reason + ': <why it is safe now>')} (the text must quote the rollback's "
+                      "reason; it is recorded in the move's Tether-Override-Rollback trailer)")
