@@ -86,7 +86,8 @@ def test_rollback_json_says_local_only_and_push_does_not(project_live, tmp_path)
     assert gto_tag.startswith("fraud-detector#production#"), gto_tag
     assert lo == {"branch": "production", "origin_has_branch": True, "origin_release": v2,
                   "push": f"git push origin production {gto_tag}"}, lo
-    res = move(p, "promote", v2, "--env", "production", "--push", "--json")
+    # v2 again: production was rolled back away from it, so the override quotes that rollback's reason
+    res = move(p, "promote", v2, "--env", "production", "--push", "--json", "--override-rollback", "incident: over")
     assert res.code == 0, res.err
     assert res.json()["local_only"] is None and "local only" not in res.out
 

@@ -18,7 +18,7 @@ def _move(action: str, **kw) -> None:
     ws = open_workspace()
     kw["approver"] = approver_of(ws, kw["approver"])
     if not as_json and not quiet:
-        progress(f"checking gates for {action}: check, " + ("regression, staging-first, " if action == "promote" else "")
+        progress(f"checking gates for {action}: check, " + ("rolled-back, regression, staging-first, " if action == "promote" else "")
                  + "smoke test …")
     plan = plan_move(ws, action=action, read_only=dry_run, **kw)
     frm = ((plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)")
@@ -65,6 +65,10 @@ def promote(
         None, "--skip-staging", metavar="REASON", help="Promote to production without staging first (reason recorded)."),
     allow_incomplete: Optional[str] = typer.Option(None, "--allow-incomplete", metavar="REASON",
                                                    help="Promote a release missing one of the five parts (recorded)."),
+    override_rollback: Optional[str] = typer.Option(
+        None, "--override-rollback", metavar="TEXT",
+        help="Promote a release this environment was rolled back away from: TEXT quotes that rollback's reason "
+             "and says why it is safe now (recorded)."),
     sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
@@ -75,8 +79,8 @@ def promote(
     if env is None:
         raise UsageError("promote needs --env ENV: the environment to move", hint="e.g. --env staging")
     kw = dict(approver=approver, reason=reason, push=push, allow_regression=allow_regression,
-              skip_staging=skip_staging, allow_incomplete=allow_incomplete, sign=sign, dry_run=dry_run, as_json=as_json,
-              quiet=quiet)
+              skip_staging=skip_staging, allow_incomplete=allow_incomplete, override_rollback=override_rollback,
+              sign=sign, dry_run=dry_run, as_json=as_json, quiet=quiet)
     if len(refs) > 1:
         if model is not None:
             raise UsageError("--model names one model; several REFs name their models themselves")

@@ -335,7 +335,7 @@ def _event_row(ev: dict, model: str = "") -> tuple[str, ...]:
     if ev["source"] == "outside":  # a hand commit, a merge, a reset: tether recorded nothing
         return (when(ev["time"]), "outside", tag(ev["previous"]), tag(ev["release"]) or "matches no release",
                 ev["approver"], f"commit {ev['commit'][:12]}: {ev['reason']}")
-    from tether.core.moves import ACTION, WEIGHT
+    from tether.core.moves import ACTION, OVERRIDE_ROLLBACK, WEIGHT
 
     action = ev["action"]
     if ev["source"] == "tether" and ev["trailers"].get(ACTION) == "rollback":
@@ -343,4 +343,6 @@ def _event_row(ev: dict, model: str = "") -> tuple[str, ...]:
     action += " (gto tag)" if ev["source"] == "gto" else ""
     weight = ev["trailers"].get(WEIGHT)  # a canary's traffic share (tether.canary)
     to = tag(ev["release"]) + (f" at {weight}%" if weight is not None else "")
-    return (when(ev["time"]), action, tag(ev["previous"]), to, ev["approver"], ev["reason"])
+    override = ev["trailers"].get(OVERRIDE_ROLLBACK)  # a rollback away from this release, overridden
+    reason = ev["reason"] + (f" [override-rollback: {override}]" if override else "")
+    return (when(ev["time"]), action, tag(ev["previous"]), to, ev["approver"], reason)

@@ -164,6 +164,7 @@ def plan_move(
     allow_regression: str | None = None,
     skip_staging: str | None = None,
     allow_incomplete: str | None = None,
+    override_rollback: str | None = None,
     smoke: bool = True,
     store: DvcStore | None = None,
     read_only: bool = False,
@@ -189,7 +190,7 @@ def plan_move(
         notes[moves.WEIGHT] = str(ws.settings(model).guard.steps[0] if action == "promote" else 0)
     results = move_gates(ws, reg, rel, store, action=action, env=env, current=current, notes=notes,
                          allow_incomplete=allow_incomplete, allow_regression=allow_regression,
-                         skip_staging=skip_staging, smoke=smoke, push=push)
+                         skip_staging=skip_staging, smoke=smoke, push=push, override_rollback=override_rollback)
     return MovePlan(model=model, env=env, branch=branch, action=action, release=rel,
                     old_head=state.commit, local_head=state.local, current=current,
                     approver=approver, reason=reason, push=push, notes=notes, gates=results, sign=sign,

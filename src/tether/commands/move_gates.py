@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from tether.core import gates
+from tether.core import history
 from tether.core import moves
 from tether.core.moves import Event
 from tether.core.settings import Settings, load_yaml
@@ -20,13 +21,15 @@ from tether.adapters.workspace import Workspace
 
 def move_gates(ws: Workspace, reg: Registry, rel: Release, store: DvcStore, *, action: str, env: str,
                current: Event | None, notes: dict, allow_incomplete: str | None, allow_regression: str | None,
-               skip_staging: str | None, smoke: bool, push: bool) -> list[gates.GateResult]:
+               skip_staging: str | None, smoke: bool, push: bool,
+               override_rollback: str | None = None) -> list[gates.GateResult]:
     """Every gate of the move, raising GateFailed at the first failed group. A gate passed by
     an override records its reason in `notes` (the move's extra trailers)."""
     results = _release_gates(reg, rel, store, allow_incomplete, notes, push=push)
     gates.raise_failures(results, action)
     settings = ws.settings(rel.name.model)
     if action == "promote":
+        results.append(_rollback_gate(reg, rel, env, override_rollback, notes))
         results.append(_regression_gate(ws, reg, rel, store, current, env, settings, allow_regression, notes))
         if (staging := _staging_gate(reg, rel, env, settings, skip_staging, notes)) is not None:
             results.append(staging)
@@ -76,12 +79,23 @@ def _regression_gate(ws: Workspace, reg: Registry, rel: Release, store: DvcStore
         return gates.unreadable("regression", unread)
     if cur is not None and cur.manifest:
         reg_gate = gates.regression(cur.manifest.get("metrics") or {}, (rel.manifest or {}).get("metrics") or {},
-                                    settings.tolerance, settings.lower_is_better, settings.gate_metrics)
+                                    settings.tolerance, policy=settings.metric_policy)
         if not reg_gate.ok and allow_regression:
             notes[moves.ALLOW_REGRESSION] = moves.one_line(allow_regression, "allow-regression reason")
             reg_gate = gates.passed("regression", f"allowed: {reg_gate.message}")
         return reg_gate
     return gates.passed("regression", f"{env} runs nothing yet")
+
+
+def _rollback_gate(reg: Registry, rel: Release, env: str, override: str | None, notes: dict) -> gates.GateResult:
+    """Refuse a release `env` was rolled back away from, unless overridden (core/history.py:
+    derived from the environment's moves, counting only those tether made)."""
+    block, ignored = history.rollback_block(reg.history(rel.name.model, env), rel.tag, reg.by_tag)
+    gate = gates.rolled_back(env, rel.tag, block, ignored, override)
+    if gate.ok and block is not None and block.override is None:  # overridden now: recorded in the move
+        notes[moves.OVERRIDE_ROLLBACK] = moves.one_line(override, "override-rollback text")
+        notes[moves.OVERRIDE_ROLLBACK_MOVE] = block.rollback.commit
+    return gate
 
 
 def _staging_gate(reg: Registry, rel: Release, env: str, settings: Settings, skip_staging: str | None,

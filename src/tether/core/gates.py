@@ -3,10 +3,14 @@ what is wrong and how to fix it; the caller decides what to raise."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tether.core.dvcgraph import ModelGraph, Stage, under
+from tether.core.history import RollbackBlock, names_reason
+from tether.core.metricdir import MetricPolicy, gated_text, not_gated_text
+from tether.core.moves import OVERRIDE_ROLLBACK
 from tether.errors import Conflict, GateFailed, StorageError, TetherError
 
 if TYPE_CHECKING:  # confplan (and YAML) load only when a release compares params with conf/
@@ -204,38 +208,73 @@ def raise_failures(results: list[GateResult], what: str) -> None:
     raise exc
 
 
-# Counters and bookkeeping a metrics file carries (dvclive writes `step`), not quality measures.
+# Counters and bookkeeping a metrics file carries (dvclive writes `step`), not quality measures:
+# what summaries and charts leave out. The regression gate asks core/metricdir.py instead.
 NOT_METRICS = frozenset({"n_eval", "n_train", "threshold", "step", "epoch", "timestamp"})
 
 
-def regression(current: dict, candidate: dict, tolerance: float, lower_is_better: tuple[str, ...],
-               only: tuple[str, ...] = ()) -> GateResult:
-    """No metric may get worse by more than `tolerance` (relative) against what runs now."""
-    worse = []
-    keys = only or tuple(k for k in sorted(set(current) & set(candidate)) if k != "threshold")
-    for k in keys:
-        a, b = current.get(k), candidate.get(k)
-        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or isinstance(a, bool):
-            continue
-        if k in NOT_METRICS:
-            continue
-        lower = k in lower_is_better
-        drop = (b - a) if lower else (a - b)
-        base = abs(a) if a else 1.0
-        if drop / base > tolerance:
-            worse.append(f"{k} {a:.4g} → {b:.4g} ({-drop / base if not lower else drop / base:+.1%})")
-    compared = [k for k in keys if k not in NOT_METRICS
-                and all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool) for m in (current, candidate))]
-    if not compared:
+def regression(current: dict, candidate: dict, tolerance: float, lower_is_better: tuple[str, ...] = (),
+               only: tuple[str, ...] = (), policy: MetricPolicy | None = None) -> GateResult:
+    """No gated metric may get worse by more than `tolerance` (relative) against what runs now.
+    Which way each metric is good, and which are informational (counts, bookkeeping, settings:
+    never gated), comes from `policy` (core/metricdir.py; by default `lower_is_better` and
+    `only` as the settings of those names, then each metric's name). The message names the
+    direction used for every gated metric and every metric left out, with why."""
+    policy = policy or MetricPolicy((), lower_is_better, only)
+    shared = [k for k in sorted(set(current) & set(candidate)) if _num(current[k]) and _num(candidate[k])]
+    ways = {k: policy.direction(k) for k in shared}
+    gated = {k: d for k, d in ways.items() if d.gated}
+    skipped = {k: d for k, d in ways.items() if not d.gated}
+    not_gated = f"; not gated: {not_gated_text(skipped)}" if skipped else ""
+    if not gated:
         # Not "ok": nothing was compared. It does not block (a project may not measure yet),
         # but every promotion says so.
-        return GateResult("regression", True,
-                          "could not compare: " + ("neither release records metrics" if not current and not candidate
-                                                   else "the two releases share no numeric metric"),
-                          "declare the evaluation's metrics file under `metrics:` in dvc.yaml (dvclive's "
-                          "metrics.json counts) so promotions compare them", warning=True)
+        why = ("neither release records metrics" if not current and not candidate
+               else "the two releases share no numeric metric" if not shared
+               else "every metric the two releases share is informational")
+        return GateResult("regression", True, f"could not compare: {why}{not_gated}",
+                          "declare the evaluation's metrics file under `metrics:` in dvc.yaml (dvclive's metrics.json "
+                          "counts), and which way each metric is good in meta.tether.metrics (e.g. {f1: higher}), so "
+                          "promotions compare them", warning=True)
+    worse = []
+    for k, d in gated.items():
+        a, b = current[k], candidate[k]
+        drop = (b - a) if d.way == "lower" else (a - b)
+        base = abs(a) if a else 1.0
+        if drop / base > tolerance:
+            worse.append(f"{k} {a:.4g} → {b:.4g} ({(b - a) / base:+.1%}, {d.way} is better)")
     if not worse:
-        return passed("regression", f"no metric regresses more than {tolerance:.0%} ({', '.join(compared[:4])}"
-                                    + (" …" if len(compared) > 4 else "") + ")")
+        return passed("regression", f"no metric regresses more than {tolerance:.0%} ({gated_text(gated)}){not_gated}")
     return GateResult("regression", False, f"metrics regress more than {tolerance:.0%}: " + ", ".join(worse),
-                      "fix the model, or pass --allow-regression REASON to record why it is acceptable")
+                      "fix the model, or pass --allow-regression REASON to record why it is acceptable; a metric that "
+                      "is not a quality measure can be declared info in meta.tether.metrics (docs/gates.md)")
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def rolled_back(env: str, tag: str, block: RollbackBlock | None, ignored: list[str],
+                override: str | None) -> GateResult:
+    """`promote` of a release `env` was rolled back away from: refused (naming who rolled it
+    back, when and why) unless a promotion of it has overridden that rollback since, or
+    `override` (--override-rollback) quotes the rollback's reason now."""
+    name = "rolled-back"
+    note = (f" (not counted: {', '.join(ignored)}: not moves tether made)" if ignored else "")
+    if block is None:
+        unused = " (--override-rollback not needed: not recorded)" if override else ""
+        return passed(name, f"{env} was never rolled back away from {tag}{note}{unused}")
+    rb = block.rollback
+    said = (f"{env} was rolled back away from {tag} by {rb.approver} at {rb.time} (move {rb.commit[:12]}, to "
+            f"{rb.release}): \"{rb.reason}\"")
+    if block.override is not None:
+        ov = block.override
+        return passed(name, f"{said}; overridden when {ov.approver} promoted it again at {ov.time} (move "
+                            f"{ov.commit[:12]}): \"{ov.trailers.get(OVERRIDE_ROLLBACK, '')}\"{note}")
+    if override and names_reason(override, rb.reason):
+        return passed(name, f"overridden: {said}; --override-rollback \"{' '.join(override.split())}\"")
+    wrong = f"; --override-rollback \"{' '.join(override.split())}\" does not quote that reason" if override else ""
+    return GateResult(name, False, f"{said}{wrong}{note}",
+                      f"if promoting {tag} to {env} again is safe now, say why with --override-rollback "
+                      f"{shlex.quote(rb.reason + ': <why it is safe now>')} (the text must quote the rollback's "
+                      "reason; it is recorded in the move's Tether-Override-Rollback trailer)")

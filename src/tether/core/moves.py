@@ -26,6 +26,10 @@ GTO_TAG = "Tether-Gto-Tag"  # the GTO assignment tag pushed with the move
 ALLOW_INCOMPLETE = "Tether-Allow-Incomplete"  # the reasons a gate was passed anyway
 ALLOW_REGRESSION = "Tether-Allow-Regression"
 SKIP_STAGING = "Tether-Skip-Staging"
+# a promotion of a release the environment was rolled back away from: the text that quotes the
+# rollback's reason (--override-rollback), and the rollback move it overrides (core/history.py)
+OVERRIDE_ROLLBACK = "Tether-Override-Rollback"
+OVERRIDE_ROLLBACK_MOVE = "Tether-Override-Rollback-Move"
 POLICY = "Tether-Policy"  # the guard's policy, on the moves `tether guard` makes
 GUARD_BREACH = "Tether-Guard-Breach"
 CANARY = "Tether-Canary"  # the canary (env@commit) whose guard promoted or rolled back
@@ -51,6 +55,7 @@ class Event:
     tree: str
     trailers: dict = field(default_factory=dict)
     source: str = "tether"
+    parents: tuple[str, ...] = ()  # the commit's parents (a GTO event: none)
 
 
 def one_line(text: str | None, what: str, hint: str | None = None) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tether.errors import UsageError
+from tether.core import metricdir
 from tether.core.refs import check_env
 
 if TYPE_CHECKING:
@@ -41,8 +42,11 @@ class Settings:
     # production only takes a release that was in the first environment before it
     require_staging: bool = True
     tolerance: float = 0.05
-    lower_is_better: tuple[str, ...] = ("loss", "log_loss", "brier", "mae", "mse", "rmse")
-    gate_metrics: tuple[str, ...] = ()  # empty: every numeric metric both releases have
+    # which way each metric is good (core/metricdir.py): {name or pattern: higher|lower|info};
+    # undeclared metrics go by their names (losses lower, counts info, the rest higher)
+    metrics: dict = field(default_factory=dict)
+    lower_is_better: tuple[str, ...] = ()  # kept: these names are lower-is-better
+    gate_metrics: tuple[str, ...] = ()  # kept: non-empty gates only these (empty: every gated metric both have)
     keep: int = 3
     smoke: bool = True  # the promote gate; off only for models the verifying loader cannot run
     branch_template: str | None = None  # e.g. "{model}/{env}"
@@ -79,8 +83,11 @@ class Settings:
                 from tether.core.guard import parse_policy
 
                 kwargs[key] = parse_policy(value)
-            else:
+            elif kind != "directions":
                 kwargs[key] = _coerce(key, kind, value)
+        if "metrics" in raw:  # checked against lower_is_better and gate_metrics, read above
+            kwargs["metrics"] = metricdir.parse(raw["metrics"], kwargs.get("lower_is_better", ()),
+                                                kwargs.get("gate_metrics", ()))
         s = cls(**kwargs)
         for env in s.environments:
             check_env(env)
@@ -97,9 +104,14 @@ class Settings:
         parse_events(s.events)
         return s
 
+    @property
+    def metric_policy(self) -> metricdir.MetricPolicy:
+        """Which way each metric is good, as the regression gate reads it."""
+        return metricdir.MetricPolicy(tuple(self.metrics.items()), self.lower_is_better, self.gate_metrics)
+
 
 _KINDS = {"environments": "names", "require_staging": "bool", "tolerance": "number", "lower_is_better": "names",
-          "gate_metrics": "names", "keep": "int", "smoke": "bool", "branch_template": "str?",
+          "gate_metrics": "names", "metrics": "directions", "keep": "int", "smoke": "bool", "branch_template": "str?",
           "threshold_file": "str", "feature_schema_file": "str", "runtime_file": "str", "metrics_file": "str",
           "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map",
           "canaries": "map", "guard": "policy", "signing": "map",

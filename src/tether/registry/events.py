@@ -39,6 +39,7 @@ def parse_event(env: str, e: LogEntry) -> Event | None:
         time=t.get(moves.TIME, e.date),
         tree=e.tree,
         trailers=t,
+        parents=e.parents,
     )
 
 
@@ -56,6 +57,7 @@ def outside_event(env: str, e: LogEntry, release: Release | None, previous: str)
         tree=e.tree,
         trailers=e.trailers,
         source="outside",
+        parents=e.parents,
     )
 
 
