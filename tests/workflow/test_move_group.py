@@ -70,7 +70,9 @@ def test_two_models_promoted_together_move_together_and_roll_back_as_a_group(two
     assert shown == {"churn": "churn@v1.0.0", "churn-lite": "churn-lite@v1.0.0"}
     assert _heads(p) == _heads(p, p.origin)
     # --only: one model alone
-    p.ok("promote", "churn@v1.1.0", "churn-lite@v1.1.0", *ARGS)
+    res = p.tether("promote", "churn@v1.1.0", "churn-lite@v1.1.0", *ARGS)  # both were rolled back away from
+    assert res.code == 5 and "rolled-back" in res.err and _live(p, "churn-lite") == "churn-lite@v1.0.0"
+    p.ok("promote", "churn@v1.1.0", "churn-lite@v1.1.0", *ARGS, "--override-rollback", "bad pair: fixed upstream")
     p.ok("rollback", "--env", "staging", "--model", "churn", "--only", "--approver", "lead", "--reason", "one")
     shown = {m: _live(p, m) for m in ("churn", "churn-lite")}
     assert shown == {"churn": "churn@v1.0.0", "churn-lite": "churn-lite@v1.1.0"}
