@@ -255,5 +255,5 @@ def release_diff(ws: Workspace, a: str, b: str) -> ManifestDiff:
     from tether.registry.registry import Registry
 
     reg = Registry(ws, messages=False, cached=True)
-    ra, rb = reg.resolve(parse_ref(a), None), reg.resolve(parse_ref(b), None)
+    ra, rb = (reg.resolve(latest_named(ws, parse_ref(r), None), None) for r in (a, b))
     return diff(ra.require_trusted("compared"), rb.require_trusted("compared"))
