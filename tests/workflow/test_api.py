@@ -15,6 +15,8 @@ import pytest
 import tether.api
 from project import Project, clone_of, corrupt, promote_to, threshold_release
 from servehelp import OPS, call, serve, serving
+from shapes import retrain_churn
+from signhelp import forge_move
 from textserve import build_textserve, set_featurizer
 
 MODEL = "fraud-detector"
@@ -127,6 +129,12 @@ def test_refusals_are_tethers_own_errors(published, tmp_path):
     with pytest.raises(tether.api.UsageError) as err:
         tether.api.load("production", repo=p.root, cache=p.root / "models-here")
     assert err.value.exit_code == 2 and not (p.root / "models-here").exists()
+    served = tmp_path / "serving"
+    p.ok("deploy", "--env", "production", "--target", str(served))
+    before = sorted(x.name for x in (served / "releases").iterdir())
+    with pytest.raises(tether.api.UsageError) as err:  # a server's directory is deploy's alone
+        tether.api.load(V1, repo=p.root, cache=served)
+    assert "serving directory" in err.value.message and sorted(x.name for x in (served / "releases").iterdir()) == before
     with tether.api.load(V1, repo=p.root) as m:
         with pytest.raises(tether.api.UsageError) as err:  # the schema serve's /predict enforces
             m.predict([{**RECORDS[0], "amount": "lots"}])
@@ -135,6 +143,25 @@ def test_refusals_are_tethers_own_errors(published, tmp_path):
             m.predict({"amount": 1.0})
     with pytest.raises(tether.api.UsageError):  # closed
         m.predict(RECORDS)
+
+
+def test_what_the_signing_policy_rejects_is_never_loaded(signed):
+    p, _keys = signed  # churn: production and its release tags must be signed
+    m = tether.api.load("production", repo=p.root)
+    assert m.release == "churn@v1.0.0"
+    m.close()
+    bad = forge_move(p, "production", "churn@v1.1.0", approver="lead@example.com", key=None)
+    for refused in (lambda: tether.api.load("production", repo=p.root),
+                    lambda: tether.api.history("production", repo=p.root)):
+        with pytest.raises(tether.api.IntegrityError) as err:
+            refused()
+        assert err.value.exit_code == 6 and bad[:12] in err.value.message, err.value
+    retrain_churn(p, 3)
+    p.git("tag", "-a", "-m", "by hand", "churn@v1.2.0")  # annotated, unsigned
+    with pytest.raises(tether.api.IntegrityError) as err:
+        tether.api.load("churn@v1.2.0", repo=p.root)
+    assert "release tag churn@v1.2.0" in err.value.message
+    assert not (Path(p.git("rev-parse", "--absolute-git-dir")) / "tether/loaded/releases/churn@v1.2.0").exists()
 
 
 def test_a_release_with_its_own_entrypoint_runs_its_own_code(tmp_path):

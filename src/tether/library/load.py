@@ -58,6 +58,10 @@ def cache_root(ws: Workspace, cache: str | os.PathLike[str] | None) -> Path:
         raise UsageError(f"cache {path} is inside the repository's work tree ({root}); nothing was written",
                          hint="leave cache=None (the repository's .git/tether/loaded) or name a directory "
                               "outside the work tree")
+    if os.path.lexists(path / "current") or os.path.lexists(path / "deploy.log"):
+        raise UsageError(f"cache {path} is a serving directory (`tether deploy` keeps it); nothing was written",
+                         hint="give the load cache a directory of its own: a load may rebuild a release "
+                              "directory there that a server is using")
     return path
 
 
