@@ -14,7 +14,7 @@ import pytest
 
 import tether.api
 from project import Project, clone_of, corrupt, promote_to, threshold_release
-from servehelp import OPS, call, serve, serving
+from servehelp import OPS, call, procs_in, serve, serving, until
 from shapes import retrain_churn
 from signhelp import forge_move
 from textserve import build_textserve, set_featurizer
@@ -64,6 +64,8 @@ def test_load_production_in_a_fresh_clone_answers_what_serve_answers(published, 
         assert isinstance(out, pd.DataFrame) and list(out.index) == ["a", "b"]
         assert out.to_dict("records") == got
         assert m.predict_proba(frame)["score"].tolist() == proba
+        assert len(procs_in(m.path)) == 1  # one worker, in the verified release directory
+    until(lambda: not procs_in(m.path), "the worker to stop when the with block ends", 30)
     assert porcelain(c) == before  # the work tree is as it was
     assert len(got) == 2 and all(set(g) == {"score", "decision"} for g in got)
     assert proba == [g["score"] for g in got]
@@ -81,6 +83,7 @@ def test_load_production_in_a_fresh_clone_answers_what_serve_answers(published, 
     # in-process (the verifying skops loader): the same answers; a second load reuses the copy
     with tether.api.load("production", repo=c.root, in_process=True) as here:
         assert here.reused and here.predict(RECORDS) == got and here.loader == "skops"
+        assert procs_in(here.path) == []  # no worker: the model is in this process
     # another release by its tag, and `latest`, from the same clone
     with tether.api.load(v2, repo=c.root) as m2, tether.api.load("latest", repo=c.root) as latest:
         assert m2.release == latest.release == v2 and m2.threshold == 0.35

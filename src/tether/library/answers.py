@@ -50,10 +50,17 @@ class ReleaseRow:
 
     @classmethod
     def from_view(cls, row: Mapping[str, Any]) -> ReleaseRow:
-        return cls(**{**{f.name: row[f.name] for f in fields(cls)}, "metrics": _frozen(row["metrics"])})
+        # metrics are flat (name -> number or string): a shallow copy is a whole one, and a
+        # thousand rows cost no deep copies
+        values: dict[str, Any] = {k: row[k] for k in _ROW}
+        values["metrics"] = MappingProxyType(dict(row["metrics"]))
+        return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(self.metrics) if f.name == "metrics" else getattr(self, f.name) for f in fields(self)}
+        return {k: dict(self.metrics) if k == "metrics" else getattr(self, k) for k in _ROW}
+
+
+_ROW = tuple(f.name for f in fields(ReleaseRow))  # `list --json`'s keys, in order (views.ROW_FIELDS)
 
 
 # -- status -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tether.adapters.workspace import Workspace
 from tether.core.manifest import Manifest
@@ -106,7 +106,7 @@ def stage(ws: Workspace, ref: str, model: str | None, cache: str | os.PathLike[s
     if rel.unresolved:  # a fresh clone: the small objects (threshold, metrics) its derivation reads
         with storage_errors():
             rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
-    manifest: Manifest = rel.require_trusted("loaded")  # type: ignore[assignment]
+    manifest = cast(Manifest, rel.require_trusted("loaded"))
     final = root / "releases" / release_dir_name(rel.tag)
     try:
         (root / "releases").mkdir(parents=True, exist_ok=True)

@@ -164,11 +164,13 @@ class LoadedRelease:
         DataFrame with one column `score` and the input's index for a DataFrame."""
         rows, frame = _records(records)
         preds = self._predict(rows)
-        scores = [p.get("score") for p in preds]
-        if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
-            raise UsageError(f"{self.release}'s predictions carry no numeric `score`",
-                             hint="use predict(), which returns what the model answers")
-        out = [float(s) for s in scores]  # type: ignore[arg-type]
+        out: list[float] = []
+        for p in preds:
+            score = p.get("score")
+            if not isinstance(score, (int, float)) or isinstance(score, bool):
+                raise UsageError(f"{self.release}'s predictions carry no numeric `score`",
+                                 hint="use predict(), which returns what the model answers")
+            out.append(float(score))
         if frame is not None:
             return type(frame)({"score": out}, index=frame.index)
         return out
