@@ -10,11 +10,11 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -c requirements.lock -e '.[test,bench]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -c requirements.lock -e '.[all,example,test,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m fraud_detector.demo
+	PATH="$(abspath $(VENV))/bin:$$PATH" PYTHONPATH=src $(PY) -m fraud_detector.demo  # the reference project: not in the package
 
 # The report's browser test (tests/workflow/test_report_browser.py) needs Debian's chromium and
 # its driver: installed here when missing, as root (CI) or with sudo, never asking (no stdin).

@@ -1,5 +1,5 @@
-"""Render the report `tether report` wrote (the main job's sandbox/report.html) to a PNG for the
-README, without a browser: WeasyPrint lays the HTML and its inline SVG out as a PDF, pypdfium2
+"""Render the report `tether report` wrote (the main job's sandbox/report.html) to a PNG for
+docs/workflows.md, without a browser: WeasyPrint lays the HTML and its inline SVG out as a PDF, pypdfium2
 rasterises the first page. Neither is a dependency of tether; run it from a scratch venv:
 
     python3 -m venv /tmp/shot && /tmp/shot/bin/pip install weasyprint pypdfium2

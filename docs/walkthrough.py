@@ -1,5 +1,5 @@
-"""Regenerate the README's "Using tether on your own repository" transcript: builds the text
-classifier shape (tests/shapes.py) in a temporary directory and runs the commands a new user
+"""Regenerate the transcript of docs/own-repository.md (using tether on your own repository):
+builds the text classifier shape (tests/shapes.py) in a temporary directory and runs the commands a new user
 would, printing each with its real output. Run: .venv/bin/python docs/walkthrough.py
 (`… flows` for "Releases made any way", `… experiment` for "From a DVC experiment to a release")."""
 
@@ -47,7 +47,7 @@ def main() -> None:
 
 
 def flows() -> None:
-    """The README's "Releases made any way" transcript: a plain `git tag` release, `gto`
+    """docs/workflows.md's "Releases made any way" transcript: a plain `git tag` release, `gto`
     reading tether's moves and tether reading gto's."""
     with tempfile.TemporaryDirectory(prefix="tether-flows-") as tmp:
         p = build_textclf_live(Path(tmp) / "textclf")
@@ -83,7 +83,7 @@ def flows() -> None:
 
 
 def experiment() -> None:
-    """The README's "From a DVC experiment to a release" transcript: the reference project,
+    """docs/workflows.md's "From a DVC experiment to a release" transcript: the reference project,
     `dvc exp run -S …`, the refusal, `tether conf apply`, the release."""
     from project import build_template
 

@@ -20,6 +20,7 @@ GUARD = """\
           failed_checks: 1
           steps: [10, 25, 50, 100]
           max_error_rate: 0.01
+          error_floor: 0.05     # a test's canary sees no errors: 60 requests show it under 5 %
           max_p95_latency: 5.0
           max_psi: 0.5
           max_ks: 0.35

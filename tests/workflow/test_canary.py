@@ -78,12 +78,14 @@ def test_a_canary_failing_on_some_inputs_is_rolled_back_before_25_percent(rig):
     out = json.loads(res.out)
     assert out["action"] == "rollback" and out["weight"] == 0, out
     breach = {c["name"]: c for c in out["checks"] if c["ok"] is False}
-    assert "error_rate" in breach and breach["error_rate"]["value"] > 0.01, out
+    errors = [breach[name] for name in ("error_rate", "error_ratio") if name in breach]  # the ceiling, the ratio
+    assert errors and all(c["value"] >= c["threshold"] for c in errors), out  # the log-LR crossed its bound
     moves = canary_moves(p, bad)
     assert [(m["action"], m["trailers"]["Tether-Weight"]) for m in moves] == [("promote", "10"), ("rollback", "0")]
     rb = moves[-1]
-    assert rb["approver"] == "tether-guard" and "error_rate=" in rb["reason"] and "of" in rb["reason"]
-    assert rb["trailers"]["Tether-Guard-Breach"].startswith("error_rate")
+    assert rb["approver"] == "tether-guard" and "error_rate: " in rb["reason"] and "log-LR" in rb["reason"]
+    assert "errors of" in rb["reason"] and "false rollback ≤" in rb["reason"]  # the counts, the design error rates
+    assert rb["trailers"]["Tether-Guard-Breach"].startswith("error_rat")
     assert "min_samples=40" in rb["trailers"]["Tether-Policy"]
     # the guard returned once the server confirmed the rollback: the canary arm takes nothing,
     # every later answer is production's
@@ -113,13 +115,13 @@ def test_a_canary_with_shifted_scores_is_rolled_back_on_the_distribution_with_no
     out = json.loads(res.out)
     assert out["action"] == "rollback", out
     by = {c["name"]: c for c in out["checks"]}
-    assert by["error_rate"]["ok"] is True and by["error_rate"]["value"] == 0, by
+    assert by["error_rate"]["ok"] is True and by["error_rate"]["detail"].startswith("0 errors of"), by
     assert by["psi_vs_stable"]["ok"] is False and by["psi_vs_stable"]["value"] > 0.5, by
     # against its own recorded eval scores it looks fine: the eval ran the same broken code
     assert by["psi_vs_eval"]["ok"] is True, by
     rb = canary_moves(p, shifted)[-1]
     assert rb["action"] == "rollback" and "psi_vs_stable" in rb["trailers"]["Tether-Guard-Breach"]
-    assert "error_rate=0 " in rb["reason"] and "canary" in rb["reason"]
+    assert "error_rate: 0 errors of" in rb["reason"] and "canary" in rb["reason"]
 
 
 def test_a_human_move_during_a_guard_step_wins_or_loses_by_compare_and_swap(rig):

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.adapters.dvccache import MD5, DvcCache, quiet, is_dir, parse_listing
-from tether.errors import StorageError
+from tether import extras
+from tether.errors import StorageError, UsageError
 
 if TYPE_CHECKING:
     from tether.adapters.nodecache import NodeCache
@@ -56,9 +57,12 @@ class DvcStore(DvcCache):
         except NoRemoteError:
             raise StorageError(
                 "no DVC remote is configured",
-                hint="add one: dvc remote add -d storage s3://bucket/path (see README, 'S3')",
+                hint="add one: dvc remote add -d storage s3://bucket/path (see docs/s3.md)",
             ) from None
         except Exception as exc:  # a malformed or unreachable remote configuration
+            needs = _missing_filesystem(exc)
+            if needs is not None:
+                raise needs from None
             raise StorageError(f"cannot open the DVC remote: {exc}") from exc
 
     def remote_listing(self, odb, md5: str) -> list[dict] | None:
@@ -86,7 +90,7 @@ class DvcStore(DvcCache):
         remotes = config.get("remote") or {}
         if not name or name not in remotes:
             raise StorageError("no DVC remote is configured",
-                               hint="add one: dvc remote add -d storage s3://bucket/path (see README, 'S3')")
+                               hint="add one: dvc remote add -d storage s3://bucket/path (see docs/s3.md)")
         return name, {k: (str(v) if isinstance(v, str) else v) for k, v in remotes[name].items()}
 
     def use_remote(self, name: str, settings: dict, own_cache: bool = False) -> None:
@@ -261,6 +265,27 @@ def remote_where(store: DvcStore) -> str:
     if settings.get("endpointurl"):
         where += f" (endpoint {settings['endpointurl']})"
     return where
+
+
+def _missing_filesystem(exc: Exception) -> UsageError | None:
+    """DVC's "s3 is supported, but requires 'dvc-s3' to be installed" (an ImportError) or its
+    RemoteMissingDepsError, as the extra that installs the filesystem: tether's own `s3`, else
+    the DVC plugin DVC names."""
+    import re
+
+    from dvc.fs import RemoteMissingDepsError
+
+    if isinstance(exc, RemoteMissingDepsError):
+        protocol, package = str(exc.protocol), ", ".join(exc.missing_deps) or f"dvc-{exc.protocol}"
+    elif isinstance(exc, ImportError) and (m := re.match(r"(\w+) is supported, but requires '([\w.-]+)'", str(exc))):
+        protocol, package = m.group(1), m.group(2)
+    else:
+        return None
+    if protocol == "s3":
+        return UsageError(f"the DVC remote is on S3, and tether's s3 extra ({package}) is not installed",
+                          hint=extras.install_hint("s3"))
+    return UsageError(f"the DVC remote is on {protocol}, and DVC's support for it ({package}) is not installed",
+                      hint=f"pip install {package} beside tether")
 
 
 def unreachable(store: DvcStore, exc: Exception, done: str = "") -> StorageError:

@@ -25,6 +25,17 @@ class GitWrite(GitBase):
                 hint="someone else moved it; look at `tether history` and try again",
             )
 
+    def update_refs(self, updates: list[tuple[str, str, str | None]], message: str) -> None:
+        """Compare-and-swap of several refs as one transaction (`update-ref --stdin`: start,
+        prepare, commit): every ref moves to its new value, or, when any no longer points at
+        its old one (None: does not exist yet), none does."""
+        lines = ["start", *(f"update {name} {new} {old or ZERO}" for name, new, old in updates), "prepare", "commit"]
+        res = self.run("update-ref", "-m", message, "--stdin", input="\n".join(lines) + "\n", check=False)
+        if res.returncode != 0:
+            names = ", ".join(short_ref(name) for name, _n, _o in updates)
+            raise Conflict(f"one of {names} moved while we worked: none of them was moved",
+                           hint="someone else moved it; look at `tether history` and try again")
+
     def make_tag_object(self, name: str, commit: str, message: str, when: int | None = None) -> str:
         """An annotated tag object (no ref yet); `when` sets the tagger date (Unix seconds)."""
         ident = self.ident("GIT_COMMITTER_IDENT")

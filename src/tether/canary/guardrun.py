@@ -4,14 +4,16 @@ weight, tether.commands.move for a promotion or a rollback), each a compare-and-
 head the decision was made on, so a human who moved first wins and the guard's move is refused.
 
 The step a canary is at begins when the guard first sees the environment's head: the counters
-then are the baseline, and `min_samples` counts from there. That state (baseline counters and
-failed samples in a row, keyed by the head commit) lives in the git directory, so `--once` runs
+then are the baseline, and `min_samples` counts from there. That state (baseline counters,
+failed samples in a row and the error-ratio test's evidence from earlier steps, keyed by the
+head commit) lives in the git directory, so `--once` runs
 from cron continue where the last one stopped; a head the guard did not record starts afresh.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,13 +71,16 @@ class Guard:
                 return None
             arm = lambda d: Arm(d["release"], int(d["requests"]), int(d["errors"]),  # noqa: E731
                                 tuple((float(b), int(c)) for b, c in d["latency"]), tuple(int(x) for x in d["scores"]))
-            return State(int(raw["weight"]), arm(raw["baseline"]), arm(raw["stable_baseline"]), int(raw["failures"]))
+            llr = float(raw.get("llr", 0.0))  # the error-ratio test's evidence from the rollout's finished steps
+            if not math.isfinite(llr):
+                return None
+            return State(int(raw["weight"]), arm(raw["baseline"]), arm(raw["stable_baseline"]), int(raw["failures"]), llr)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def _save(self, head: str, st: State) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"head": head, "weight": st.weight, "failures": st.failures,
+        data = {"head": head, "weight": st.weight, "failures": st.failures, "llr": st.llr,
                 "baseline": asdict(st.baseline), "stable_baseline": asdict(st.stable_baseline)}
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))  # +Inf bounds as Infinity, which json.loads reads back

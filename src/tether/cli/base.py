@@ -159,7 +159,7 @@ COMMAND_MODULES = {
     "deploy": "hosts", "verify": "hosts", "checkout": "hosts", "serve": "hosts", "worker": "hosts",
     "reproduce": "repro", "report": "repro", "export": "repro",
     "canary": "canary", "guard": "canary",
-    "hook": "hook",
+    "hook": "hook", "events": "hook",
     "kserve-init": "k8s", "k8s": "k8s",
 }
 

@@ -130,6 +130,9 @@ def serve(
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
     /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
     or the body's `key`), at random without one."""
+    from tether.extras import require
+
+    require("serve", "tether serve")
     from tether.servedir.layout import resolve_target
     from tether.serve.app import run
 

@@ -44,7 +44,9 @@ def _move(action: str, **kw) -> None:
 
 @app.command()
 def promote(
-    ref: str = typer.Argument(..., help="model@vX.Y.Z, model@latest, or an environment to copy from."),
+    refs: list[str] = typer.Argument(..., metavar="REF...",
+                                     help="model@vX.Y.Z, model@latest, or an environment to copy from; several "
+                                          "releases of different models move together or not at all."),
     env: Optional[str] = typer.Option(None, "--env", help="Environment to move (required)."),
     old_to: Optional[str] = typer.Option(None, "--to", hidden=True, help="Deprecated: use --env."),
     approver: Optional[str] = APPROVER,
@@ -65,9 +67,14 @@ def promote(
     env = one_of(env, old_to, "--env", "promote --to")
     if env is None:
         raise UsageError("promote needs --env ENV: the environment to move", hint="e.g. --env staging")
-    _move("promote", model=model, env=env, release_ref=ref, approver=approver, reason=reason, push=push,
-          allow_regression=allow_regression, skip_staging=skip_staging, allow_incomplete=allow_incomplete,
-          sign=sign, dry_run=dry_run, as_json=as_json)
+    kw = dict(approver=approver, reason=reason, push=push, allow_regression=allow_regression,
+              skip_staging=skip_staging, allow_incomplete=allow_incomplete, sign=sign, dry_run=dry_run, as_json=as_json)
+    if len(refs) > 1:
+        if model is not None:
+            raise UsageError("--model names one model; several REFs name their models themselves")
+        _move_group("promote", env=env, refs=list(refs), models=[None] * len(refs), **kw)
+        return
+    _move("promote", model=model, env=env, release_ref=refs[0], **kw)
 
 
 @app.command()
@@ -80,13 +87,53 @@ def rollback(
     model: Optional[str] = MODEL_OPT,
     push: bool = typer.Option(False, "--push", help="Push the environment branch (compare-and-swap on origin)."),
     sign: bool = typer.Option(False, "--sign", help="Sign with your git signing configuration (gpg.format, user.signingkey)."),
+    only: bool = typer.Option(False, "--only", help="Roll back this model alone, though it was promoted in a group."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
-    """Move an environment back to the last known good release, or to --release REF."""
+    """Move an environment back to the last known good release, or to --release REF. A move
+    made in a group (`promote --env E a@v1 b@v2`) is rolled back with its group."""
     target = one_of(target, old_to, "--release", "rollback --to")
-    _move("rollback", model=model, env=env, release_ref=target, approver=approver, reason=reason, push=push,
-          sign=sign, dry_run=dry_run, as_json=as_json)
+    kw = dict(approver=approver, reason=reason, push=push, sign=sign, dry_run=dry_run, as_json=as_json)
+    if target is None and not only:
+        from tether.commands.move_group import grouped_with
+
+        ws = open_workspace()
+        gid, members = grouped_with(ws, ws.model(model), env)
+        if len(members) > 1:
+            progress(f"{env}: the live move was made in group {gid} with "
+                     + ", ".join(m.release for m in members) + ": rolling back the group (--only: this model alone)")
+            _move_group("rollback", env=env, refs=[None] * len(members), models=[m.model for m in members], **kw)
+            return
+    _move("rollback", model=model, env=env, release_ref=target, **kw)
+
+
+def _move_group(action: str, *, env: str, refs: list, models: list, **kw) -> None:
+    from tether.commands.move_group import execute_group, plan_group
+
+    as_json, dry_run = kw.pop("as_json"), kw.pop("dry_run")
+    ws = open_workspace()
+    kw["approver"] = approver_of(ws, kw["approver"])
+    if not as_json:
+        progress(f"checking gates for {action} of {len(refs)} releases together …")
+    plans = plan_group(ws, action=action, env=env, refs=refs, models=models, read_only=dry_run, **kw)
+    lines = []
+    for plan in plans:
+        frm = (plan.current.release or f"{plan.current.commit[:12]} (no release)") if plan.current else "(empty)"
+        lines += [f"{plan.model}:", *(f"  {gate_line(g)}" for g in plan.gates),
+                  f"  {plan.branch}: {frm} → {plan.release.tag}"]
+    if dry_run:
+        emit({"dry_run": True, "moves": [p.as_dict() for p in plans]}, as_json,
+             "\n".join([f"would {action} {env}, all or none:", *lines]))
+        return
+    done = execute_group(ws, plans)
+    for res in done:
+        for step in res.published:
+            progress(step)
+    gid = done[0].plan.notes.get("Tether-Group", "")
+    emit({"dry_run": False, "group": gid, "moves": [r.as_dict() for r in done]}, as_json,
+         "\n".join([*lines, f"{env}: moved {len(done)} branches as one ({action}, group {gid}"
+                     + (", pushed atomically" if plans[0].push else "") + ")"]))
 
 
 @app.command()

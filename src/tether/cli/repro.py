@@ -98,20 +98,28 @@ app.add_typer(export_app, name="export")
 def export_mlflow(
     refs: Optional[list[str]] = typer.Argument(None, help="Releases to export (default: every release)."),
     tracking_uri: str = typer.Option(..., "--tracking-uri", help="MLflow tracking/registry URI, e.g. sqlite:///mlflow.db."),
+    artifact_location: Optional[str] = typer.Option(
+        None, "--artifact-location",
+        help="Where the export's experiment keeps the logged models, when it creates the experiment "
+             "(default: beside a sqlite database, e.g. mlflow-artifacts/; a server's own default)."),
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
-    """Each release as a version of an MLflow registered model of the same name (tagged with every
-    part of the tuple), environments as aliases, every move as a tag. Idempotent. Needs tether[mlflow]."""
+    """Each release as a version of an MLflow registered model of the same name, carrying a loadable
+    pyfunc model (the release's verified files) and tagged with every part of the tuple; environments
+    as aliases, every move as a tag. Idempotent. Needs tether[mlflow]. See docs/mlflow.md."""
     from tether.commands.export_mlflow import export
 
-    res = export(open_workspace(), list(refs or []), tracking_uri, model)
+    res = export(open_workspace(), list(refs or []), tracking_uri, model, artifact_location)
     lines = [f"exported to {tracking_uri}: {len(res.created)} new version(s), {len(res.existing)} already there"]
     lines += [f"  new      {t}" for t in res.created]
     for key, version in sorted(res.aliases.items()):
         state = "moved" if key in res.moved else "same"
         lines.append(f"  alias    {key} → {'version ' + version if version else '(none)'} ({state})")
     lines.append(f"  history  {res.history_tags} move(s) recorded" if res.history_tags else "  history  up to date")
+    if res.without_model:
+        lines.append(f"  note     {len(res.without_model)} version(s) exported by an older tether carry no model "
+                     f"({', '.join(res.without_model)}): delete them in MLflow and export again to make them loadable")
     if not res.changed:
         lines.append("nothing changed")
     emit(res.as_dict(), as_json, "\n".join(lines))

@@ -1,7 +1,9 @@
 """`tether export mlflow`: mirror releases and environments into an MLflow model registry.
 
 Each release becomes one model version of the registered model of the same name, tagged with
-every part of its tuple; each environment becomes an alias on the version live there
+every part of its tuple and carrying a loadable MLflow pyfunc model: the release's verified
+files, re-verified when `mlflow.pyfunc.load_model` loads them (commands/export_mlflow_model.py,
+runtime/mlflow_pyfunc.py); each environment becomes an alias on the version live there
 (`production` → the live release); each environment move becomes a registered-model tag
 `tether.history.<env>.<n>`, so MLflow shows every move, rollbacks included. Idempotent: what is
 already there and equal is left alone, so a second run changes nothing. git stays the truth: a
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 from tether.core import manifest as mf
 from tether.digest import sha256_bytes
+from tether.servedir.stamp import manifest_digest
 from tether.errors import IntegrityError, UsageError
 from tether.core.refs import parse_ref
 from tether.registry.registry import Registry
@@ -35,6 +38,7 @@ class Exported:
     aliases: dict[str, str | None] = field(default_factory=dict)  # "model:env" -> version now (None: removed)
     moved: list[str] = field(default_factory=list)  # aliases that changed in this run
     history_tags: int = 0  # registered-model tags written in this run
+    without_model: list[str] = field(default_factory=list)  # versions an older tether made (source git:…)
 
     @property
     def changed(self) -> bool:
@@ -42,7 +46,8 @@ class Exported:
 
     def as_dict(self) -> dict:
         return {"created": self.created, "existing": self.existing, "aliases": self.aliases,
-                "moved": self.moved, "history_tags": self.history_tags, "changed": self.changed}
+                "moved": self.moved, "history_tags": self.history_tags, "without_model": self.without_model,
+                "changed": self.changed}
 
 
 def version_tags(rel: Release, manifest: dict) -> dict[str, str]:
@@ -50,6 +55,7 @@ def version_tags(rel: Release, manifest: dict) -> dict[str, str]:
     comps = manifest["components"]
     tags = {"tether.release": rel.tag, "tether.version": str(rel.version), "tether.commit": rel.commit,
             "tether.tag_object": rel.tag_object, "tether.tree": rel.tree,
+            "tether.manifest.sha256": manifest_digest(manifest),
             "tether.params.sha256": str(comps["params"].get("sha256")),
             "tether.params.conf_tree": str((comps["params"].get("config") or {}).get("tree")),
             "tether.threshold": str(comps["threshold"].get("value")),
@@ -87,7 +93,8 @@ def _client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def export(ws: Workspace, refs: list[str], tracking_uri: str, model: str | None = None) -> Exported:
+def export(ws: Workspace, refs: list[str], tracking_uri: str, model: str | None = None,
+           artifact_location: str | None = None) -> Exported:
     if not tracking_uri:
         raise UsageError("--tracking-uri is empty", hint="e.g. --tracking-uri sqlite:///mlflow.db or http://host:5000")
     reg = Registry(ws, messages=False)
@@ -105,8 +112,9 @@ def export(ws: Workspace, refs: list[str], tracking_uri: str, model: str | None 
     client = _client(tracking_uri)
     out = Exported()
     versions: dict[str, str] = {}
+    new_run = _Runs(client, ws, tracking_uri, artifact_location)
     for rel in sorted(rels, key=lambda r: (r.name.model, r.version.sort_key())):
-        versions[rel.tag] = _ensure_version(client, rel, manifests[rel.tag], out)
+        versions[rel.tag] = _ensure_version(client, rel, manifests[rel.tag], out, new_run)
     for (m, env), tag in sorted(live.items()):
         _ensure_alias(client, m, env, versions.get(tag) if tag else None, out)
         _ensure_tags(client, m, history_tags(env, reg.history(m, env)), out)
@@ -122,7 +130,22 @@ def _ensure_model(client, name: str) -> None:
         client.create_registered_model(name, description="Releases mirrored from git by tether")
 
 
-def _ensure_version(client, rel: Release, manifest: dict, out: Exported) -> str:
+class _Runs:
+    """Logs a release's pyfunc model in a run of the export experiment (made on first use)."""
+
+    def __init__(self, client, ws: Workspace, tracking_uri: str, artifact_location: str | None) -> None:
+        self.client, self.ws, self.uri, self.where = client, ws, tracking_uri, artifact_location
+        self.experiment: str | None = None
+
+    def __call__(self, rel: Release, manifest: dict) -> tuple[str, str]:
+        from tether.commands.export_mlflow_model import experiment_id, log_release
+
+        if self.experiment is None:
+            self.experiment = experiment_id(self.client, self.uri, self.where)
+        return log_release(self.client, self.ws, rel, manifest, self.experiment)
+
+
+def _ensure_version(client, rel: Release, manifest: dict, out: Exported, new_run: _Runs) -> str:
     name = rel.name.model
     _ensure_model(client, name)
     tags = version_tags(rel, manifest)
@@ -137,10 +160,13 @@ def _ensure_version(client, rel: Release, manifest: dict, out: Exported) -> str:
             if mv.tags.get(k) != v:  # a tag MLflow lacks (exported by an older tether): add it
                 client.set_model_version_tag(name, mv.version, k, v)
         out.existing.append(rel.tag)
+        if str(mv.source or "").startswith("git:"):
+            out.without_model.append(rel.tag)
         return str(mv.version)
     summary = f"{rel.tag} at commit {rel.commit[:12]}; metrics: " + ", ".join(
         f"{k}={v}" for k, v in sorted(mf.flatten(manifest.get("metrics") or {}).items()) if isinstance(v, (int, float)))
-    mv = client.create_model_version(name, source=f"git:{rel.commit}", tags=tags, description=summary[:_MAX_VALUE])
+    run_id, source = new_run(rel, manifest)
+    mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags, description=summary[:_MAX_VALUE])
     out.created.append(rel.tag)
     return str(mv.version)
 

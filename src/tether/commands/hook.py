@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.core import moves
+from tether.adapters.dvccache import DvcCache
 from tether.adapters.gitbase import ZERO
 from tether.adapters.gitlog import LogEntry
 from tether.adapters.gitrepo import Git
@@ -132,7 +133,7 @@ def _release_tag(ws: BareWorkspace, u: Update, signers: Path | None, dvc_repo: P
         sig = signing.tag_signature(ws.git, u.new, otype == "tag", signers)
         if why := signpolicy.judge(sig, pol.releases):
             problems.append(f"the tag is {why}")
-    reader = derive.cache_reader(Path(dvc_repo) / ".dvc/cache/files/md5") if dvc_repo else (lambda _m: None)
+    reader = derive.cache_reader(DvcCache(dvc_repo).cache_root()) if dvc_repo else (lambda _m: None)
     d = derive.derive_many(ws.git, [(commit, name.model)], reader, use_cache=False)[(commit, name.model)]
     if d.manifest is None:
         problems.append("its commit holds no usable pipeline for the model: " + "; ".join(d.problems))

@@ -100,16 +100,23 @@ def install(bare: Path, tether: list[str], dvc_repo: Path | None, force: bool = 
     branch it resolved (the one named, else HEAD's); returns the path and that branch."""
     if not Git(bare).is_bare():
         raise UsageError(f"{bare} is not a bare repository", hint="install the hook where teams push (the server's bare repo)")
-    git = Git(bare)
     for p in (*tether, *([str(dvc_repo)] if dvc_repo else [])):
         if "'" in p:
             raise UsageError(f"cannot install with a path containing a quote: {p}")
     name = install_branch(bare, branch)
+    path = write_hook(bare, "pre-receive", hook_script(tether, dvc_repo, name), force,
+                      ours="# installed by `tether hook install`")
+    return path, name
+
+
+def write_hook(bare: Path, hook: str, text: str, force: bool, ours: str) -> Path:
+    """Writes `hooks/<hook>` atomically, mode 755. A hook that is not tether's (its second line
+    is not `ours`) is replaced only with force."""
+    git = Git(bare)
     hooks = Path(git.out("rev-parse", "--git-path", "hooks"))
     hooks = hooks if hooks.is_absolute() else bare / hooks
-    path = hooks / "pre-receive"
-    text = hook_script(tether, dvc_repo, name)
-    if path.exists() and path.read_text() != text and not force and not _is_ours(path.read_text()):
+    path = hooks / hook
+    if path.exists() and path.read_text() != text and not force and not _is_ours(path.read_text(), ours, hook):
         from tether.errors import Conflict
 
         raise Conflict(f"{path} exists and is not tether's", hint="merge it by hand, or pass --force to replace it")
@@ -118,12 +125,12 @@ def install(bare: Path, tether: list[str], dvc_repo: Path | None, force: bool = 
     tmp.write_text(text)
     tmp.chmod(0o755)
     tmp.replace(path)
-    return path, name
+    return path
 
 
-def _is_ours(text: str) -> bool:
+def _is_ours(text: str, ours: str, hook: str) -> bool:
     """A hook an earlier `tether hook install` wrote (re-installing it, e.g. to add the policy
     branch, replaces it)."""
     lines = text.splitlines()
-    return (len(lines) == 3 and lines[1].startswith("# installed by `tether hook install`")
-            and lines[2].startswith("exec ") and "'hook' 'pre-receive'" in lines[2])
+    return (len(lines) == 3 and lines[1].startswith(ours)
+            and lines[2].startswith("exec ") and f"'hook' '{hook}'" in lines[2])

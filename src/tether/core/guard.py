@@ -6,10 +6,17 @@ with the evidence that decided it (which check, the measured value, the threshol
 counts). It never acts on too little data: until the canary arm has `min_samples` requests
 since the step began, the answer is hold.
 
-Checks: error rate and p95 latency of the canary arm; its score distribution (PSI and KS over
-the score histogram's buckets) against the stable arm's live scores and against the release's
-own eval scores (the ones the worker's smoke test reproduced against the recorded predictions
-digest before it took traffic).
+Checks (the statistics and their design error rates are tether.core.seqtest's): error_rate,
+the canary's error rate against the ceiling `max_error_rate`; error_ratio, Wald's SPRT on its
+error-rate ratio to the stable arm (hold between the bounds, pass a step at the lower one, roll
+back at the upper one over the rollout; a canary shown under `error_floor` passes too); latency,
+a rank test against the stable arm that rolls back a canary shown slower with its p95 over
+`max_p95_latency` (p95_latency, the p95 alone, with no stable traffic to compare); and the score
+distribution (PSI and KS over the score histogram's buckets) against the stable arm's live scores
+and the release's own eval scores (reproduced by the worker's smoke test before it took
+traffic): thresholds on a distance, over which a breach also needs the two samples to be
+unlikely from one distribution (seqtest.same_distribution), so sampling noise at small counts
+is not a breach.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from tether.core import seqtest
 from tether.errors import UsageError
 
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 … 1.0, then +Inf
@@ -33,7 +41,11 @@ class GuardPolicy:
     min_samples: int = 100  # canary requests since the step began before any decision
     failed_checks: int = 1  # failed samples tolerated in a row; one more rolls back
     steps: tuple[int, ...] = (10, 25, 50, 100)  # traffic weights (percent), last one 100
-    max_error_rate: float = 0.005
+    max_error_rate: float = 0.005  # the ceiling: a canary at it is rolled back (tested against half of it)
+    alpha: float = 0.01  # design false-rollback rate of an identical release (error ratio + latency)
+    beta: float = 0.05  # design chance that a step passes a canary at error_ratio × the stable arm's errors
+    error_ratio: float = 2.0  # the error-rate ratio (canary / stable) the test is designed to catch
+    error_floor: float = 0.0001  # an error rate too small to matter: shown under it, a step passes
     max_p95_latency: float = 0.2  # seconds
     max_psi: float = 0.25
     max_ks: float = 0.2
@@ -46,7 +58,8 @@ class GuardPolicy:
 
 
 _POLICY_KINDS = {"interval": "number", "min_samples": "int", "failed_checks": "int", "steps": "ints",
-                 "max_error_rate": "number", "max_p95_latency": "number", "max_psi": "number", "max_ks": "number",
+                 "max_error_rate": "number", "alpha": "fraction", "beta": "fraction", "error_ratio": "ratio",
+                 "error_floor": "number", "max_p95_latency": "number", "max_psi": "number", "max_ks": "number",
                  "promote": ("auto", "manual"), "rollback": ("auto", "manual")}
 
 
@@ -73,6 +86,10 @@ def parse_policy(raw) -> GuardPolicy:
                 raise _bad(f"guard.{key}", "a whole number, 0 or more", value)
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
             raise _bad(f"guard.{key}", "a number, 0 or more", value)
+        elif kind == "fraction" and not 0 < value < 0.5:
+            raise _bad(f"guard.{key}", "an error rate between 0 and 0.5, e.g. 0.01", value)
+        elif kind == "ratio" and not value > 1:
+            raise _bad(f"guard.{key}", "a ratio above 1, e.g. 2 (twice the stable arm's error rate)", value)
         else:
             value = float(value)
         kw[key] = value
@@ -128,18 +145,27 @@ class State:
     baseline: Arm = field(default_factory=Arm)  # canary counters when this step began
     stable_baseline: Arm = field(default_factory=Arm)
     failures: int = 0  # failed samples in a row at this step
+    llr: float = 0.0  # the error-ratio test's log-likelihood ratio over the rollout's finished steps
+
+
+CONTINUE = "continue"
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
-    ok: bool | None  # None: skipped (nothing to compare against)
-    value: float | None
-    threshold: float
+    ok: bool | None  # None: skipped (nothing to compare against), or undecided when `pending`
+    value: float | None  # a sequential test's log-likelihood ratio, or the measured value
+    threshold: float  # the bound it breaches at (a maximum, or the log-LR that rejects)
     detail: str
+    lower: float | None = None  # a sequential test's log-LR that passes (None: no such bound)
+    pending: bool = False  # a sequential test between its bounds: hold for more data
+    test: bool = False  # a sequential test: `value` is its log-LR, `detail` says the rest
 
     def line(self) -> str:
-        verdict = "skipped" if self.ok is None else ("ok" if self.ok else "BREACH")
+        verdict = CONTINUE if self.pending else "skipped" if self.ok is None else ("ok" if self.ok else "BREACH")
+        if self.test:
+            return f"{self.name}: {self.detail} {verdict}"
         shown = "n/a" if self.value is None else f"{self.value:.4g}"
         return f"{self.name}={shown} (max {self.threshold:g}, {self.detail}) {verdict}"
 
@@ -195,13 +221,80 @@ def ks(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return worst
 
 
-def checks(pol: GuardPolicy, canary: Arm, stable: Arm | None, eval_scores: tuple[int, ...]) -> list[Check]:
-    n = canary.requests
-    out = [Check("error_rate", canary.errors / n <= pol.max_error_rate, canary.errors / n, pol.max_error_rate,
-                 f"{canary.errors} of {n} requests")]
+def error_rate_check(pol: GuardPolicy, canary: Arm) -> Check:
+    """The ceiling: H1 the canary's error rate is max_error_rate, H0 1/error_ratio of it; rolls
+    back at log(1/α). A ceiling of 0 is no rate to test against: any error breaches."""
+    n, e, m = canary.requests, canary.errors, pol.max_error_rate
+    if m <= 0:
+        return Check("error_rate", e == 0, e / n, 0.0, f"{e} of {n} requests")
+    b = seqtest.bounds(pol.alpha, pol.beta)
+    llr = seqtest.rate_llr(n, e, m / pol.error_ratio, pol.error_ratio)
+    return Check("error_rate", llr < b.upper, llr, b.upper, test=True, detail=(
+        f"{e} errors of {n} canary requests ({e / n:.3%}); log-LR {llr:+.2f} for a rate at the ceiling {m:g} against "
+        f"one at {m / pol.error_ratio:g}, rolls back at ≥ {b.upper:.2f} (false rollback ≤ {pol.alpha:g} a step at "
+        f"{m / pol.error_ratio:g} or under)"))
+
+
+def error_ratio_check(pol: GuardPolicy, canary: Arm, stable: Arm | None, llr_done: float,
+                      compare: bool = True) -> Check | None:
+    """Wald's SPRT on the canary's error-rate ratio to the stable arm (tether.core.seqtest);
+    None guarding one environment alone; skipped at weight 100 (`compare` false)."""
+    if stable is None:
+        return None
+    b = seqtest.bounds(pol.alpha / 2, pol.beta)
+    step = seqtest.ratio_llr(canary.requests, canary.errors, stable.requests, stable.errors,
+                             pol.error_ratio) if compare else None
+    design = (f"designed for {pol.error_ratio:g}× the stable arm's error rate: false rollback ≤ {pol.alpha / 2:g}, "
+              f"passing a {pol.error_ratio:g}× canary ≈ {pol.beta:g}")
+    if step is None:
+        return Check("error_ratio", None, llr_done, b.upper, f"the stable arm takes no traffic at this step, nothing "
+                     f"to compare; log-LR {llr_done:+.2f} over the rollout; {design}", lower=b.lower, test=True)
+    total = llr_done + step
+    detail = (f"canary {canary.errors} errors of {canary.requests} requests, stable {stable.errors} of "
+              f"{stable.requests}; log-LR {step:+.2f} this step (passes at ≤ {b.lower:.2f}), {total:+.2f} over the "
+              f"rollout (rolls back at ≥ {b.upper:.2f}); {design}")
+    if total >= b.upper:
+        return Check("error_ratio", False, total, b.upper, detail, lower=b.lower, test=True)
+    if step <= b.lower:
+        return Check("error_ratio", True, total, b.upper, detail, lower=b.lower, test=True)
+    floor = seqtest.rate_llr(canary.requests, canary.errors, pol.error_floor, pol.error_ratio)
+    if pol.error_floor > 0 and floor <= b.lower:
+        return Check("error_ratio", True, total, b.upper, detail + f"; too few errors to compare, and the canary's "
+                     f"rate is shown under error_floor {pol.error_floor:g} (log-LR {floor:+.2f})", lower=b.lower,
+                     test=True)
+    return Check("error_ratio", None, total, b.upper, detail, lower=b.lower, pending=True, test=True)
+
+
+def latency_check(pol: GuardPolicy, canary: Arm, stable: Arm | None) -> Check:
+    """Mann-Whitney against the stable arm (always-valid, α/2 over the steps that compare); the
+    p95 against max_p95_latency when there is no stable traffic to compare with."""
     lat = p95(canary.latency)
-    out.append(Check("p95_latency", None if lat is None else lat <= pol.max_p95_latency, lat, pol.max_p95_latency,
-                     f"{n} requests"))
+    same = stable is not None and [b for b, _c in stable.latency] == [b for b, _c in canary.latency]
+    rank = seqtest.rank_test(seqtest.per_bucket([c for _b, c in canary.latency]),
+                             seqtest.per_bucket([c for _b, c in stable.latency])) if stable and same else None
+    if rank is None:
+        return Check("p95_latency", None if lat is None else lat <= pol.max_p95_latency, lat, pol.max_p95_latency,
+                     f"{canary.requests} requests")
+    compared = max(1, len([s for s in pol.steps if s < 100]))
+    upper = math.log(2 * compared / pol.alpha)
+    slower, over = rank.log_lr >= upper, lat is not None and lat > pol.max_p95_latency
+    verdict = ("shown slower, p95 over budget" if slower and over else "shown slower, p95 within budget" if slower
+               else "not shown slower")
+    return Check("latency", not (slower and over), rank.log_lr, upper, test=True, detail=(
+        f"canary {rank.n_canary} requests vs stable {rank.n_stable}: slower in {rank.auc:.1%} of pairs "
+        f"(z {rank.z:+.2f}); rank-test log-LR {rank.log_lr:+.2f} (shown slower at ≥ {upper:.2f}, false rollback "
+        f"≤ {pol.alpha / (2 * compared):.2g} a step); p95 {lat:g} s, budget {pol.max_p95_latency:g} s: {verdict}"))
+
+
+def checks(pol: GuardPolicy, canary: Arm, stable: Arm | None, eval_scores: tuple[int, ...],
+           llr_done: float = 0.0, weight: int = 0) -> list[Check]:
+    """Every check of one sample; at weight 100 the stable arm takes no traffic by design, so
+    the error ratio and the latency are not compared with the few requests it still answered."""
+    out = [error_rate_check(pol, canary)]
+    ratio = error_ratio_check(pol, canary, stable, llr_done, compare=weight < 100)
+    if ratio is not None:
+        out.append(ratio)
+    out.append(latency_check(pol, canary, stable if weight < 100 else None))
     refs = [("stable", stable.scores if stable else (), stable.n_scores if stable else 0),
             ("eval", eval_scores, sum(eval_scores))]
     for ref, dist, m in refs:
@@ -215,7 +308,12 @@ def checks(pol: GuardPolicy, canary: Arm, stable: Arm | None, eval_scores: tuple
                 out.append(Check(f"{name}_vs_{ref}", None, None, limit, detail + ", too few to compare"))
                 continue
             value = fn(canary.scores, dist)
-            out.append(Check(f"{name}_vs_{ref}", value <= limit, value, limit, detail))
+            # a distance over the limit that chance alone explains at these sample sizes is no
+            # evidence: a breach is over the limit AND unlikely from one distribution (α over the steps)
+            same, why = seqtest.same_distribution(name, canary.scores, dist, pol.alpha / max(1, len(pol.steps)))
+            out.append(Check(f"{name}_vs_{ref}", value <= limit or same, value, limit,
+                             detail + (f"; over the limit, but {why}" if value > limit and same else
+                                       f"; {why}" if value > limit else "")))
     return out
 
 
@@ -229,7 +327,7 @@ def decide(pol: GuardPolicy, state: State, sample: Sample) -> Decision:
     if canary.requests < pol.min_samples:
         return Decision(HOLD, state.weight, (), f"too little data: {canary.requests} of {pol.min_samples} canary "
                         f"requests at weight {state.weight}", state)
-    found = tuple(checks(pol, canary, stable, sample.eval_scores))
+    found = tuple(checks(pol, canary, stable, sample.eval_scores, state.llr, state.weight))
     bad = [c for c in found if c.ok is False]
     at = f"at weight {state.weight}, {canary.requests} canary requests"
     if bad:
@@ -243,10 +341,15 @@ def decide(pol: GuardPolicy, state: State, sample: Sample) -> Decision:
                             f"{pol.failed_checks} tolerated)", replace(state, weight=0, failures=failures))
         return Decision(HOLD, state.weight, found, f"breach of {names} {at}: {failures} failed sample(s), "
                         f"{pol.failed_checks} tolerated", replace(state, failures=failures))
+    waiting = [c.name for c in found if c.pending]
+    if waiting:
+        return Decision(HOLD, state.weight, found, f"continue {at}: {', '.join(waiting)} between its bounds, "
+                        "more data needed", replace(state, failures=0))
     nxt = pol.next_weight(state.weight)
     if nxt is not None:
+        llr = next((c.value for c in found if c.name == "error_ratio" and c.value is not None), state.llr)
         return Decision(ADVANCE, nxt, found, f"checks passed {at}: weight {state.weight} → {nxt}",
-                        State(nxt, sample.canary, sample.stable or Arm(), 0))
+                        State(nxt, sample.canary, sample.stable or Arm(), 0, llr))
     if pol.promote == "manual":
         return Decision(WAIT, state.weight, found, f"checks passed {at}, the last step: waiting for a human "
                         "approver (policy promote: manual)", state)
@@ -285,7 +388,8 @@ def watch_alone(pol: GuardPolicy, state: State, sample: Sample) -> Decision:
 def policy_line(pol: GuardPolicy) -> str:
     """The policy as one trailer value (what allowed a promotion or a rollback)."""
     return (f"steps={','.join(map(str, pol.steps))} min_samples={pol.min_samples} failed_checks={pol.failed_checks} "
-            f"max_error_rate={pol.max_error_rate:g} max_p95_latency={pol.max_p95_latency:g} max_psi={pol.max_psi:g} "
+            f"max_error_rate={pol.max_error_rate:g} alpha={pol.alpha:g} beta={pol.beta:g} "
+            f"error_ratio={pol.error_ratio:g} error_floor={pol.error_floor:g} max_p95_latency={pol.max_p95_latency:g} max_psi={pol.max_psi:g} "
             f"max_ks={pol.max_ks:g} promote={pol.promote} rollback={pol.rollback}")
 
 

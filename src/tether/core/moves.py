@@ -29,6 +29,7 @@ SKIP_STAGING = "Tether-Skip-Staging"
 POLICY = "Tether-Policy"  # the guard's policy, on the moves `tether guard` makes
 GUARD_BREACH = "Tether-Guard-Breach"
 CANARY = "Tether-Canary"  # the canary (env@commit) whose guard promoted or rolled back
+GROUP = "Tether-Group"  # the moves made as one (tether.commands.move_group): the same id on each
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ UNSIGNED = Signature("N")
 
 def _bad(key: str, want: str, value) -> UsageError:
     return UsageError(f"meta.tether.signing{key} in dvc.yaml must be {want}, not {repr(value)[:60]}",
-                      hint="see README, 'Security': signing: {releases: {...}, environments: {ENV: "
+                      hint="see docs/security.md: signing: {releases: {...}, environments: {ENV: "
                            "{require_signed: true, principals: [...]}}}")
 
 

@@ -40,6 +40,7 @@ from typing import Any
 from tether.core import paths
 from tether.runtime.bundle import read_json
 from tether.errors import IntegrityError, NotFound, UsageError
+from tether.extras import require
 
 DEFAULT_MAX_RECORDS = 1000
 
@@ -119,12 +120,9 @@ class OnnxServed(Served):
     loader = "onnx"
 
     def __init__(self, model_file: Path, schema: dict | None, threshold: float | None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UsageError(f"{model_file.name} is an ONNX model and onnxruntime is not installed",
-                             hint="pip install 'tether[onnx]'") from None
+        require("onnx", f"the ONNX loader ({model_file.name} is an ONNX model)")
         import numpy as np
+        import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
@@ -269,6 +267,7 @@ def load(root: Path, manifest: dict, bundle: Path, settings: dict) -> Served:
     from tether.runtime.bundle import is_bundle, load_bundle
 
     if is_bundle(bundle) and (bundle / "model.skops").is_file():
+        require("sklearn", f"the skops loader ({manifest.get('model')}'s weights are a skops bundle)")
         return SkopsServed(load_bundle(bundle))
     onnx = bundle if bundle.suffix == ".onnx" and bundle.is_file() else bundle / "model.onnx"
     if onnx.is_file():
@@ -284,7 +283,7 @@ def load(root: Path, manifest: dict, bundle: Path, settings: dict) -> Served:
                          hint="declare meta.tether.serve.entrypoint in dvc.yaml: your own class in the release "
                               "(e.g. src/serve.py:Model) that loads it and predicts")
     raise UsageError(f"tether has no loader for {bundle.name}",
-                     hint="declare meta.tether.serve.entrypoint in dvc.yaml (README: 'Serving')")
+                     hint="declare meta.tether.serve.entrypoint in dvc.yaml (docs/serving.md)")
 
 
 def finite_json(obj) -> bool:

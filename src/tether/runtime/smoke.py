@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import GateFailed, IntegrityError
+from tether.extras import require
 
 BINARY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
@@ -37,6 +38,7 @@ def check(served, root: Path, manifest: dict, eval_rel: str, sink: list | None =
     """Predict the eval slice with `served` (a loaders.Served) and match the record. GateFailed
     names what does not reproduce. `sink` receives the eval scores once their digest matches the
     recorded one (the canary guard's reference distribution)."""
+    require("sklearn", "the smoke test (it reads the eval slice with pandas and recomputes the metrics)")
     if served.loader == "skops":
         from tether.runtime.bundle import smoke_test
 
@@ -57,7 +59,7 @@ def _generic(served, path: Path, manifest: dict, sink: list | None = None) -> st
     want = recorded.get("predictions_sha256")
     if not want:
         raise GateFailed(f"{manifest['model']} records no predictions_sha256 in its metrics: nothing to reproduce",
-                         hint="have the evaluate stage write predictions_sha256 (README: 'Serving'), or set "
+                         hint="have the evaluate stage write predictions_sha256 (docs/serving.md), or set "
                               "meta.tether.smoke: false")
     frame = read_table(path)
     target = (served.schema or {}).get("target") or next(
