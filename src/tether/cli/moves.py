@@ -158,9 +158,9 @@ def history(
     as_json: bool = JSON,
 ) -> None:
     """The audit trail of each environment, newest first."""
-    from tether.registry.views import env_history
+    from tether.library import reads
 
-    data = env_history(open_workspace(), model, env, at)
+    data = reads.history(open_workspace(), model, env, at).as_dict()  # tether.api.history's record
     typer.echo(history_output(data, as_json))
     _refuse(data)
 

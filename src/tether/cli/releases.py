@@ -107,11 +107,11 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """Releases, newest SemVer first, with stage, date and key metrics."""
-    from tether.registry.views import release_rows
+    from tether.library import reads
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
     ws = open_workspace()
-    rows = release_rows(ws, model)
+    rows = [r.as_dict() for r in reads.releases(ws, model)]  # tether.api.releases' records
     typer.echo(list_output(rows, as_json, bool(rows) or bool(ws.models)))
 
 
@@ -122,9 +122,11 @@ def show(
     as_json: bool = JSON,
 ) -> None:
     """The release manifest."""
-    from tether.registry.views import shown_release
+    from tether.library import reads
 
-    typer.echo(show_output(shown_release(open_workspace(), ref, model), as_json))
+    shown = reads.show(open_workspace(), ref, model)  # tether.api.show's record
+    typer.echo(show_output({"tag": shown.tag, "stage": shown.stage, "manifest": shown.manifest, "note": shown.note},
+                           as_json))
 
 
 @app.command()
@@ -134,9 +136,13 @@ def diff(
     as_json: bool = JSON,
 ) -> None:
     """What changed between two releases, component by component."""
-    from tether.registry.views import release_diff
+    from typing import cast
 
-    typer.echo(diff_output(release_diff(open_workspace(), a, b), as_json))
+    from tether.core.manifest import ManifestDiff
+    from tether.library import reads
+
+    changed = reads.diff(open_workspace(), a, b)  # tether.api.diff's record
+    typer.echo(diff_output(cast(ManifestDiff, changed.as_dict()), as_json))
 
 
 @app.command()
@@ -162,7 +168,7 @@ def check(
 def status(old_model: Optional[str] = MODEL_POSITIONAL, model: Optional[str] = MODEL_ALL,
            as_json: bool = JSON) -> None:
     """Per model: latest release, what each environment runs, whether the workspace matches."""
-    from tether.registry.views import model_status
+    from tether.library import reads
 
     model = one_of(model, old_model, "--model", "the positional MODEL")
-    typer.echo(status_output(model_status(open_workspace(), model), as_json))
+    typer.echo(status_output(reads.status(open_workspace(), model), as_json))  # tether.api.status' records

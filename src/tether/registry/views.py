@@ -222,14 +222,14 @@ def shown_release(ws: Workspace, ref: str, model: str | None) -> dict:
     from tether.registry.registry import Registry
 
     reg = Registry(ws, messages=False, index=index)
-    rel = reg.resolve(_latest_named(ws, parse_ref(ref), model), model)
+    rel = reg.resolve(latest_named(ws, parse_ref(ref), model), model)
     out = {"tag": rel.tag, "stage": reg.stage(rel), "manifest": rel.require_trusted("shown"), "note": rel.note}
     if reg.settled:
         index.keep_view("show", key, out)
     return out
 
 
-def _latest_named(ws: Workspace, ref: RefArg, model: str | None) -> RefArg:
+def latest_named(ws: Workspace, ref: RefArg, model: str | None) -> RefArg:
     """`show latest`, and `show MODEL` (a model's name that is none of its environments): that
     model's latest release. Any other REF as it is."""
     from tether.core.refs import LATEST, RefArg
@@ -255,5 +255,5 @@ def release_diff(ws: Workspace, a: str, b: str) -> ManifestDiff:
     from tether.registry.registry import Registry
 
     reg = Registry(ws, messages=False, cached=True)
-    ra, rb = reg.resolve(parse_ref(a), None), reg.resolve(parse_ref(b), None)
+    ra, rb = (reg.resolve(latest_named(ws, parse_ref(r), None), None) for r in (a, b))
     return diff(ra.require_trusted("compared"), rb.require_trusted("compared"))
