@@ -28,7 +28,8 @@ SIG = {"status": "G", "principal": "lead@example.com", "key": "SHA256:x", "verif
 def move(release: str, signature) -> dict:
     return {"env": "production", "commit": "d" * 40, "action": "promote", "release": release, "tag_object": "e" * 40,
             "previous": "none", "approver": "ops", "reason": "why", "time": "2026-01-02T03:04:05+00:00",
-            "tree": "f" * 40, "trailers": {"Tether-Release": release}, "source": "tether", "signature": signature}
+            "tree": "f" * 40, "trailers": {"Tether-Release": release}, "source": "tether", "signature": signature,
+            "parents": ["e" * 40, "c" * 40]}
 
 
 HISTORY = {"model": "m", "refused": "production: move dddddddddddd is unsigned",

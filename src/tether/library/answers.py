@@ -158,15 +158,18 @@ class Move:
     trailers: Mapping[str, str]
     source: str
     signature: Signature | None
+    parents: tuple[str, ...] = ()  # the move commit's parents (a tether move: previous move, release commit)
 
     @classmethod
     def from_view(cls, d: Mapping[str, Any]) -> Move:
-        plain = {f.name: d[f.name] for f in fields(cls) if f.name not in ("trailers", "signature")}
+        plain = {f.name: d[f.name] for f in fields(cls) if f.name not in ("trailers", "signature", "parents")}
         sig = d["signature"]
-        return cls(**plain, trailers=_frozen(d["trailers"]), signature=Signature.from_view(sig) if sig else None)
+        return cls(**plain, trailers=_frozen(d["trailers"]), signature=Signature.from_view(sig) if sig else None,
+                   parents=tuple(d.get("parents") or ()))
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["parents"] = list(self.parents)
         out["trailers"] = _plain(self.trailers)
         out["signature"] = self.signature.as_dict() if self.signature else None
         return out
