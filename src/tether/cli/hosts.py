@@ -31,6 +31,9 @@ def deploy(
     node_cache: Optional[str] = typer.Option(None, "--node-cache", metavar="CACHEDIR",
                                              help="The host's shared object cache: each object fetched once per host "
                                                   "(default: $TETHER_NODE_CACHE)."),
+    require_attestation: Optional[str] = typer.Option(
+        None, "--require-attestation", metavar="PUB",
+        help="Deploy only a release attested (tether attest) with this PEM public key, its bytes as attested."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
 ) -> None:
@@ -46,7 +49,7 @@ def deploy(
         res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
                         dry_run=dry_run, progress=None if as_json else progress, cwd=global_options().chdir,
                         require_signatures=require_signed, allowed_signers=allowed_signers, force=force,
-                        node_cache=node_cache)
+                        node_cache=node_cache, require_attestation=require_attestation)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")

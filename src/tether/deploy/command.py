@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.adapters import nodecache
+from tether.adapters.attestkeys import PublicKey
+from tether.deploy import attestcheck
 from tether.adapters.nodecache import NodeCache
 from tether.servedir.weight import write_weight_file
 from tether.deploy.source import (check_origin, host_remote_hint, plan_source, remember_remote, remote_where,
@@ -73,17 +75,21 @@ def deploy(
     allowed_signers: str | Path | None = None,
     force: bool = False,
     node_cache: str | Path | None = None,
+    require_attestation: str | Path | None = None,
 ) -> DeployResult:
     """`cwd` is the directory tether acts in (`-C`): the repository without --repo, and what a
     relative DIR or --repo path is relative to. A DIR whose deploy log says it serves another
     environment (or another model) is refused unless `force` (recorded in the log). `node_cache`
-    (else TETHER_NODE_CACHE): the host's shared object cache, see adapters/nodecache.py."""
+    (else TETHER_NODE_CACHE): the host's shared object cache, see adapters/nodecache.py.
+    `require_attestation`: the host's PEM public key; a release without an attestation it signed,
+    or whose placed bytes differ from what that attestation names, is refused (deploy/attestcheck.py)."""
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = resolve_target(target, cwd)
     if repo_url is None:
         _refuse_inside_work_tree(target, cwd)
     signed = _host_signing(require_signatures, allowed_signers, repo_url, cwd)
+    attest_key = attestcheck.host_key(require_attestation, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
     current_release(target)
     node = nodecache.from_env(Path(cwd) / node_cache if node_cache else None)
@@ -104,7 +110,7 @@ def deploy(
         try:
             res = _converge(ws, target, env, model, previous, served, keep=keep, full=full, smoke=smoke,
                             progress=progress, signed=signed, force=force, own_clone=repo_url is None,
-                            node=node)
+                            node=node, attest_key=attest_key)
         except StorageError as exc:
             where = remote_where(ws) if "DVC remote" in exc.message else None
             if where and where not in exc.message:
@@ -120,10 +126,11 @@ def deploy(
 
 def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous: str | None, served: dict | None,
               *, keep: int, full: bool, smoke: bool, progress, signed: tuple[bool, Path | None], force: bool,
-              own_clone: bool, node: NodeCache | None = None) -> DeployResult:
+              own_clone: bool, node: NodeCache | None = None, attest_key: PublicKey | None = None) -> DeployResult:
     """Under the lock: plan from the source, then build, switch, log and prune."""
     with storage_errors():
         _reg, rel, ev = plan_source(ws, model, env, signed=signed, own_clone=own_clone, node=node)
+    attested = attestcheck.require(ws, rel, attest_key) if attest_key is not None else None
     replaced = refuse_other_env(target, served, env, rel.name.model, force)
     manifest = rel.manifest or {}  # plan_source refuses a release without one
     release_id = release_dir_name(rel.tag)
@@ -133,6 +140,8 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
     weight = _canary_weight(ws, rel, env, ev)
 
     if previous == release_id and final.exists() and stamp_ok(final, manifest) and not replaced:
+        if attested is not None:
+            attestcheck.check_built(final, attested)
         if weight is not None:  # the release stays; its traffic weight may have moved
             write_weight_file(target, env, release_id, weight, ev.commit)
         return DeployResult(env, rel.tag, previous, "noop", str(final), [], weight)
@@ -143,6 +152,8 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
             outcome = "deployed"
             with storage_errors():
                 build(ws, rel, final, full=full, smoke=smoke, progress=progress, node=node)
+        if attested is not None:
+            attestcheck.check_built(final, attested)
         switch_current(target, release_id)
     except BaseException as exc:  # including KeyboardInterrupt: record it, leave current alone
         with contextlib.suppress(Exception):
