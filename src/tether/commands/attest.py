@@ -46,7 +46,10 @@ class AttestResult:
 
 
 def _release(ws: Workspace, ref_text: str, model: str | None) -> tuple[Release, dict]:
-    rel = Registry(ws, messages=False).resolve(parse_ref(ref_text), model)
+    reg = Registry(ws, messages=False)
+    rel = reg.resolve(parse_ref(ref_text), model)
+    if rel.unresolved:  # a fresh clone's empty cache: the threshold and metrics objects first
+        rel = reg.resolve_objects([rel], DvcStore(ws.root))[0]
     manifest = rel.require_trusted("attested")
     if rel.problem_kind == "incomplete":
         raise GateFailed(f"{rel.tag} is incomplete ({rel.problem}): an attestation would vouch for a partial tuple",

@@ -1,0 +1,153 @@
+"""`tether attest`: a release's signed SLSA provenance and OpenSSF model signature, stored as a git
+note that travels through origin; verified by tether, by the real `model_signing verify key` CLI on a
+deployed release, and required by `tether deploy --require-attestation`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from project import clone_of, threshold_release
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+MODEL_SIGNING = str(Path(sys.executable).parent / "model_signing")
+TAG = "fraud-detector@v1.0.0"
+
+
+def keypair(where: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = where / f"{name}.key", where / f"{name}.pub"
+    priv.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    return priv, pub
+
+
+def ms_verify(p, pub: Path, sig: Path, model: Path):
+    return p.sh(MODEL_SIGNING, "verify", "key", "--public_key", str(pub), "--signature", str(sig), str(model),
+                check=False)
+
+
+def current_release(target: Path) -> str:
+    return os.readlink(target / "current")
+
+
+def test_attest_push_verify_export_and_model_signing_on_the_deployed_release(project_live, tmp_path):
+    p = project_live
+    priv, pub = keypair(tmp_path, "team")
+    made = p.ok("attest", TAG, "--key", str(priv), "--json").json()
+    assert made["outcome"] == "attested" and made["release"] == TAG
+    assert "models/fraud-detector/model.skops" in made["subjects"]
+    note = json.loads(p.git("notes", "--ref=tether-attest", "show", TAG + "^{commit}"))
+    assert set(note["releases"]) == {TAG}
+
+    out = tmp_path / "export"
+    res = p.ok("attest", TAG, "--verify", "--public-key", str(pub), "--out", str(out))
+    assert "attestation verified" in res.out
+    env = json.loads((out / "provenance.json").read_text())
+    import base64
+
+    statement = json.loads(base64.b64decode(env["payload"]))
+    jsonschema.Draft202012Validator(json.loads((SCHEMAS / "in-toto-statement-v1.schema.json").read_text())).validate(statement)
+    jsonschema.Draft202012Validator(json.loads((SCHEMAS / "slsa-provenance-v1.schema.json").read_text())).validate(
+        statement["predicate"])
+    deps = {d["name"] for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert {"source", "data/split/train.parquet", "params.yaml", "conf", "src/fraud_detector/train.py"} <= deps
+
+    target = tmp_path / "serve"
+    t0 = time.perf_counter()
+    p.ok("deploy", "--env", "production", "--target", str(target))
+    deploy_s = time.perf_counter() - t0
+    shutil.rmtree(target)
+    t0 = time.perf_counter()
+    p.ok("deploy", "--env", "production", "--target", str(target), "--require-attestation", str(pub))
+    required_s = time.perf_counter() - t0
+    print(f"deploy {deploy_s:.2f} s, with --require-attestation {required_s:.2f} s")
+    model = target / "current" / "models" / "fraud-detector"
+    ok = ms_verify(p, pub, out / "model.sig", model)
+    assert ok.code == 0 and "Verification succeeded" in ok.out, ok.err
+
+    changed = tmp_path / "changed" / "fraud-detector"
+    shutil.copytree(model, changed)
+    victim = changed / "threshold.json"
+    victim.chmod(0o644)
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 0x01
+    victim.write_bytes(bytes(data))
+    bad = ms_verify(p, pub, out / "model.sig", changed)
+    assert bad.code != 0 and "Hash mismatch for 'threshold.json'" in bad.err
+
+    added = tmp_path / "added" / "fraud-detector"
+    shutil.copytree(model, added)
+    (added / "extra.bin").write_bytes(b"x")
+    bad = ms_verify(p, pub, out / "model.sig", added)
+    assert bad.code != 0 and "extra.bin" in bad.err
+
+    _other_priv, other_pub = keypair(tmp_path, "other")
+    bad = ms_verify(p, other_pub, out / "model.sig", model)
+    assert bad.code != 0
+    res = p.tether("attest", TAG, "--verify", "--public-key", str(other_pub))
+    assert res.code == 6 and "not signed by this key" in res.err
+
+
+def test_a_fresh_clone_of_the_bare_origin_verifies_after_fetching(project, tmp_path):
+    p = project
+    priv, pub = keypair(tmp_path, "team")
+    assert p.ok("attest", TAG, "--key", str(priv), "--push", "--json").json()["pushed"] is True
+    c = clone_of(p, tmp_path)
+    assert c.sh("git", "notes", "--ref=tether-attest", "list", check=False).out.strip() == ""
+    t0 = time.perf_counter()
+    res = c.ok("attest", TAG, "--verify", "--public-key", str(pub), "--out", str(tmp_path / "o"))
+    print(f"verify in a fresh clone {time.perf_counter() - t0:.2f} s")
+    assert "attestation verified" in res.out and (tmp_path / "o" / "model.sig").is_file()
+    # plain git brings the notes too: what docs/attestation.md tells a reviewer
+    c2 = clone_of(p, tmp_path, "clone2")
+    c2.git("fetch", "origin", "refs/notes/tether-attest:refs/notes/tether-attest")
+    note = json.loads(c2.git("notes", "--ref=tether-attest", "show", TAG + "^{commit}"))
+    assert note["releases"][TAG]["model_sig"]["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+def test_a_second_different_attestation_is_refused_and_the_same_one_is_a_noop(project, tmp_path):
+    p = project
+    priv, pub = keypair(tmp_path, "team")
+    other, _ = keypair(tmp_path, "other")
+    p.ok("attest", TAG, "--key", str(priv))
+    before = p.git("rev-parse", "refs/notes/tether-attest")
+    again = p.ok("attest", TAG, "--key", str(priv), "--json").json()
+    assert again["outcome"] == "already-attested"
+    res = p.tether("attest", TAG, "--key", str(other))
+    assert res.code == 4 and "never changed or replaced" in res.err
+    assert p.git("rev-parse", "refs/notes/tether-attest") == before
+    p.ok("attest", TAG, "--verify", "--public-key", str(pub))
+
+
+def test_deploy_require_attestation_refuses_unattested_and_foreign_and_switches_nothing(project_live, tmp_path):
+    p = project_live
+    priv, pub = keypair(tmp_path, "team")
+    other, _ = keypair(tmp_path, "other")
+    target = tmp_path / "serve"
+    p.ok("attest", TAG, "--key", str(priv))
+    p.ok("deploy", "--env", "production", "--target", str(target), "--require-attestation", str(pub))
+    assert current_release(target) == f"releases/{TAG}"
+
+    tag2 = threshold_release(p, 0.35)
+    p.ok("promote", tag2, "--env", "production", "--approver", "ci", "--reason", "test", "--skip-staging", "test",
+         "--allow-regression", "test")
+    res = p.tether("deploy", "--env", "production", "--target", str(target), "--require-attestation", str(pub))
+    assert res.code == 6 and "has no attestation" in res.err and "nothing was deployed" in res.err
+    assert current_release(target) == f"releases/{TAG}"
+
+    p.ok("attest", tag2, "--key", str(other))
+    res = p.tether("deploy", "--env", "production", "--target", str(target), "--require-attestation", str(pub))
+    assert res.code == 6 and "not signed by this key" in res.err
+    assert current_release(target) == f"releases/{TAG}"
+    assert not (target / "releases" / tag2).exists()
