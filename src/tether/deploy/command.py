@@ -74,22 +74,19 @@ def deploy(
     require_signatures: bool = False,
     allowed_signers: str | Path | None = None,
     force: bool = False,
-    node_cache: str | Path | None = None,
-    require_attestation: str | Path | None = None,
+    node_cache: str | Path | None = None, require_attestation: str | Path | None = None,
 ) -> DeployResult:
     """`cwd` is the directory tether acts in (`-C`): the repository without --repo, and what a
     relative DIR or --repo path is relative to. A DIR whose deploy log says it serves another
     environment (or another model) is refused unless `force` (recorded in the log). `node_cache`
-    (else TETHER_NODE_CACHE): the host's shared object cache, see adapters/nodecache.py.
-    `require_attestation`: the host's PEM public key; a release without an attestation it signed,
-    or whose placed bytes differ from what that attestation names, is refused (deploy/attestcheck.py)."""
+    (else TETHER_NODE_CACHE): adapters/nodecache.py; `require_attestation`: deploy/attestcheck.py."""
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = resolve_target(target, cwd)
     if repo_url is None:
         _refuse_inside_work_tree(target, cwd)
-    signed = _host_signing(require_signatures, allowed_signers, repo_url, cwd)
-    attest_key = attestcheck.host_key(require_attestation, cwd)
+    signed, attest_key = _host_signing(require_signatures, allowed_signers, repo_url, cwd), attestcheck.host_key(
+        require_attestation, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
     current_release(target)
     node = nodecache.from_env(Path(cwd) / node_cache if node_cache else None)
