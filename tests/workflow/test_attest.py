@@ -151,3 +151,32 @@ def test_deploy_require_attestation_refuses_unattested_and_foreign_and_switches_
     assert res.code == 6 and "not signed by this key" in res.err
     assert current_release(target) == f"releases/{TAG}"
     assert not (target / "releases" / tag2).exists()
+
+
+def test_the_reviewers_check_in_the_docs_runs_with_git_dvc_and_model_signing_only(project_live, tmp_path):
+    """docs/attestation.md's block, run as it stands in a fresh clone: no tether on PATH."""
+    import re
+
+    p = project_live
+    priv, pub = keypair(tmp_path, "team")
+    p.ok("attest", TAG, "--key", str(priv), "--push")
+    p.git("push", "-q", "origin", "production")
+    c = clone_of(p, tmp_path)
+    shutil.copy(pub, c.root / "attest.pub")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "attestation.md").read_text()
+    block = re.search(r"without tether.*?```bash\n(.*?)```", doc, re.S).group(1)
+    bare_path = os.pathsep.join([str(Path(MODEL_SIGNING).parent.parent / "no-tether"), "/usr/bin", "/bin"])
+    env = {"PATH": str(Path(sys.executable).parent) + os.pathsep + bare_path}
+    res = c.sh("bash", "-euo", "pipefail", "-c", "tether() { echo 'tether must not be used' >&2; exit 99; }\n" + block,
+               env=env, check=False)
+    assert res.code == 0, res.out + res.err
+    assert f"production's tree is {TAG}'s tree" in res.out
+    assert "Verification succeeded" in res.out
+    assert f"{TAG} provenance verified:" in res.out
+    # the same block fails once a byte of the model changed
+    model = c.root / "models/fraud-detector/threshold.json"
+    model.chmod(0o644)
+    model.write_bytes(model.read_bytes().replace(b"0", b"1", 1))
+    step3 = [ln for ln in block.splitlines() if ln.startswith("model_signing verify")][0]
+    bad = c.sh("bash", "-c", step3, env=env, check=False)
+    assert bad.code == 1 and "threshold.json" in bad.err
