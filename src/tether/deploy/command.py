@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.adapters import nodecache
-from tether.adapters.attestkeys import PublicKey
-from tether.deploy import attestcheck
 from tether.adapters.nodecache import NodeCache
 from tether.servedir.weight import write_weight_file
 from tether.deploy.source import (check_origin, host_remote_hint, plan_source, remember_remote, remote_where,
@@ -85,7 +83,7 @@ def deploy(
     target = resolve_target(target, cwd)
     if repo_url is None:
         _refuse_inside_work_tree(target, cwd)
-    signed, attest_key = _host_signing(require_signatures, allowed_signers, repo_url, cwd), attestcheck.host_key(
+    signed, attest_key = _host_signing(require_signatures, allowed_signers, repo_url, cwd), _attest_key(
         require_attestation, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
     current_release(target)
@@ -123,11 +121,11 @@ def deploy(
 
 def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous: str | None, served: dict | None,
               *, keep: int, full: bool, smoke: bool, progress, signed: tuple[bool, Path | None], force: bool,
-              own_clone: bool, node: NodeCache | None = None, attest_key: PublicKey | None = None) -> DeployResult:
+              own_clone: bool, node: NodeCache | None = None, attest_key=None) -> DeployResult:
     """Under the lock: plan from the source, then build, switch, log and prune."""
     with storage_errors():
         _reg, rel, ev = plan_source(ws, model, env, signed=signed, own_clone=own_clone, node=node)
-    attested = attestcheck.require(ws, rel, attest_key) if attest_key is not None else None
+    attested = _attestcheck().require(ws, rel, attest_key) if attest_key is not None else None
     replaced = refuse_other_env(target, served, env, rel.name.model, force)
     manifest = rel.manifest or {}  # plan_source refuses a release without one
     release_id = release_dir_name(rel.tag)
@@ -138,7 +136,7 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
 
     if previous == release_id and final.exists() and stamp_ok(final, manifest) and not replaced:
         if attested is not None:
-            attestcheck.check_built(final, attested)
+            _attestcheck().check_built(final, attested)
         if weight is not None:  # the release stays; its traffic weight may have moved
             write_weight_file(target, env, release_id, weight, ev.commit)
         return DeployResult(env, rel.tag, previous, "noop", str(final), [], weight)
@@ -150,7 +148,7 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
             with storage_errors():
                 build(ws, rel, final, full=full, smoke=smoke, progress=progress, node=node)
         if attested is not None:
-            attestcheck.check_built(final, attested)
+            _attestcheck().check_built(final, attested)
         switch_current(target, release_id)
     except BaseException as exc:  # including KeyboardInterrupt: record it, leave current alone
         with contextlib.suppress(Exception):
@@ -162,6 +160,18 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
         write_weight_file(target, env, release_id, weight, ev.commit)
     pruned = prune(target, keep, protect={release_id, previous})
     return DeployResult(env, rel.tag, previous, outcome, str(final), pruned, weight)
+
+
+def _attestcheck():
+    """deploy/attestcheck.py, imported only by a deploy that requires attestations (it loads
+    `cryptography`): every other deploy starts as fast as before."""
+    from tether.deploy import attestcheck
+
+    return attestcheck
+
+
+def _attest_key(path: str | Path | None, cwd: str | Path):
+    return _attestcheck().host_key(path, cwd) if path is not None else None
 
 
 def _canary_weight(ws: Workspace, rel: Release, env: str, ev: Event) -> int | None:
