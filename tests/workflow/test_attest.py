@@ -180,3 +180,50 @@ def test_the_reviewers_check_in_the_docs_runs_with_git_dvc_and_model_signing_onl
     step3 = [ln for ln in block.splitlines() if ln.startswith("model_signing verify")][0]
     bad = c.sh("bash", "-c", step3, env=env, check=False)
     assert bad.code == 1 and "threshold.json" in bad.err
+
+
+def test_deploy_refuses_bytes_that_differ_from_a_validly_signed_statement(project_live, tmp_path):
+    """A statement signed by the trusted key but naming other bytes (a key holder's mistake or a
+    forged build): deploy lists the files, reuses the digests it verified, and switches nothing."""
+    from tether.adapters.attestkeys import load_private
+    from tether.adapters.attestnotes import add_record
+    from tether.adapters.workspace import Workspace
+    from tether.commands.attest import _release, _sign, statement_for
+
+    p = project_live
+    priv, pub = keypair(tmp_path, "team")
+    ws = Workspace(p.root)
+    rel, manifest = _release(ws, TAG, None)
+    statement = statement_for(ws, rel, manifest)
+    forged = next(s for s in statement["subject"] if s["name"].endswith("model.skops"))
+    forged["digest"]["sha256"] = "0" * 64
+    record = _sign(load_private(priv), statement, manifest["artifact"]["path"], rel.tag_object)
+    add_record(ws.git, rel.commit, rel.tag, record)
+
+    target = tmp_path / "serve"
+    res = p.tether("deploy", "--env", "production", "--target", str(target), "--require-attestation", str(pub))
+    assert res.code == 6, res.err
+    assert "the deployed model is not the attested one" in res.err and "model.skops" in res.err
+    assert not (target / "current").exists()
+    # and tether's own verification says the same, without any deploy
+    res = p.tether("attest", TAG, "--verify", "--public-key", str(pub))
+    assert res.code == 6 and "model.skops" in res.err
+
+
+def test_a_host_deploying_from_the_bare_origin_fetches_the_attestations(project_live, tmp_path):
+    p = project_live
+    priv, pub = keypair(tmp_path, "team")
+    p.git("push", "-q", "origin", "production")
+    target = tmp_path / "serve"
+    clone = target / ".tether" / "repo"  # the host's clone, its DVC remote its own (as test_deploy_target does)
+    clone.parent.mkdir(parents=True)
+    p.git("clone", "-q", "--no-checkout", str(p.origin), str(clone), cwd=tmp_path)
+    (clone / ".dvc").mkdir()
+    (clone / ".dvc" / "config.local").write_text(f"['remote \"local\"']\n    url = {p.store}\n")
+    res = p.tether("deploy", "--env", "production", "--target", str(target), "--repo", str(p.origin),
+                   "--require-attestation", str(pub), cwd=tmp_path)
+    assert res.code == 6 and "has no attestation" in res.err and not (target / "current").exists()
+    p.ok("attest", TAG, "--key", str(priv), "--push")
+    p.ok("deploy", "--env", "production", "--target", str(target), "--repo", str(p.origin),
+         "--require-attestation", str(pub), cwd=tmp_path)
+    assert current_release(target) == f"releases/{TAG}"
