@@ -106,7 +106,7 @@ def test_a_fresh_clone_of_the_bare_origin_verifies_after_fetching(project, tmp_p
     c = clone_of(p, tmp_path)
     assert c.sh("git", "notes", "--ref=tether-attest", "list", check=False).out.strip() == ""
     t0 = time.perf_counter()
-    res = c.ok("attest", TAG, "--verify", "--public-key", str(pub), "--out", str(tmp_path / "o"))
+    res = c.ok("attest", TAG, "--verify", "--rehash", "--public-key", str(pub), "--out", str(tmp_path / "o"))
     print(f"verify in a fresh clone {time.perf_counter() - t0:.2f} s")
     assert "attestation verified" in res.out and (tmp_path / "o" / "model.sig").is_file()
     # plain git brings the notes too: what docs/attestation.md tells a reviewer
@@ -227,3 +227,37 @@ def test_a_host_deploying_from_the_bare_origin_fetches_the_attestations(project_
     p.ok("deploy", "--env", "production", "--target", str(target), "--repo", str(p.origin),
          "--require-attestation", str(pub), cwd=tmp_path)
     assert current_release(target) == f"releases/{TAG}"
+
+
+def test_a_committed_policy_makes_promote_and_check_require_attestations(project_live, tmp_path):
+    import yaml
+
+    p = project_live
+    priv, pub = keypair(tmp_path, "team")
+    other, _ = keypair(tmp_path, "other")
+    (p.root / "keys").mkdir()
+    shutil.copy(pub, p.root / "keys" / "attest.pub")
+    dvc_yaml = yaml.safe_load((p.root / "dvc.yaml").read_text())
+    dvc_yaml["artifacts"]["fraud-detector"]["meta"]["tether"]["attestation"] = {
+        "key": "keys/attest.pub", "environments": ["production"]}
+    (p.root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    tag2 = threshold_release(p, 0.35)
+
+    res = p.tether("check")
+    assert res.code == 6 and f"live release {TAG} is not attested" in res.out + res.err
+    promote = ("promote", tag2, "--env", "production", "--approver", "ci", "--reason", "test", "--skip-staging", "test",
+               "--allow-regression", "test")
+    head = p.git("rev-parse", "production")
+    res = p.tether(*promote)
+    assert res.code == 5 and "has no attestation" in res.out + res.err
+    p.ok("attest", tag2, "--key", str(other))
+    res = p.tether(*promote)
+    assert res.code == 5 and "not signed by this key" in res.out + res.err
+    assert p.git("rev-parse", "production") == head
+    p.ok("promote", tag2, "--env", "staging", "--approver", "ci", "--reason", "test", "--allow-regression", "test")
+
+    p.ok("attest", TAG, "--key", str(priv))
+    p.ok("check")
+    res = p.tether("promote", tag2, "--env", "production", "--approver", "ci", "--reason", "test",
+                   "--skip-staging", "test", "--allow-regression", "test")
+    assert res.code == 5  # tag2 is attested by the wrong key: still refused

@@ -22,6 +22,9 @@ def attest(
                                              help="PEM public key the attestation must be signed by (--verify)."),
     out: Optional[str] = typer.Option(None, "--out", metavar="DIR",
                                       help="With --verify: write DIR/provenance.json and DIR/model.sig."),
+    rehash: bool = typer.Option(False, "--rehash",
+                                help="With --verify: fetch and rehash the artifact's files, not only the digests "
+                                     "the release pins."),
     model: Optional[str] = MODEL_OPT,
     as_json: bool = JSON,
 ) -> None:
@@ -34,13 +37,14 @@ def attest(
         if public_key is None or key is not None or push:
             raise UsageError("--verify takes --public-key PUB (and --out DIR), not --key or --push")
         res = cmd.verify(open_workspace(), ref, where / public_key, model=model,
-                         out=where / out if out is not None else None, progress=None if as_json else progress)
+                         out=where / out if out is not None else None, rehash=rehash,
+                         progress=None if as_json else progress)
         text = f"{res.release}: attestation verified (key SHA-256 {res.key[:16]}…), {len(res.subjects)} file(s) match"
         for path in res.exported:
             text += f"\nwrote {path}"
         emit(res.as_dict(), as_json, text)
         return
-    if key is None or public_key is not None or out is not None:
+    if key is None or public_key is not None or out is not None or rehash:
         raise UsageError("give --key KEY to attest, or --verify --public-key PUB [--out DIR] to verify")
     res = cmd.attest(open_workspace(), ref, where / key, model=model, push=push,
                      progress=None if as_json else progress)

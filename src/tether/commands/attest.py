@@ -119,16 +119,50 @@ def _same_or_refuse(ws: Workspace, rel: Release, key: PrivateKey, statement: dic
                             f"(git notes --ref={notes.NOTES_REF} show {rel.commit[:12]})")
 
 
+def pinned(ws: Workspace, rel: Release, manifest: dict) -> dict[str, str] | None:
+    """{release-tree path: sha256} of the artifact's files from what the release pins, without
+    fetching a byte: each DVC file output's sha256 (verified against its bytes by every deploy)
+    and the sha256 of each git blob under the artifact path. None when a part is not pinned file
+    by file (a directory output, a manifest without sha256): then the files are rehashed."""
+    from tether.adapters.gitrepo import cat_files
+    from tether.digest import sha256_bytes
+
+    art = manifest["artifact"]["path"]
+    under = [e for e in manifest["components"]["weights"] if e["path"] == art or e["path"].startswith(art + "/")]
+    if any(not e.get("git_id") and (not e.get("sha256") or str(e.get("md5") or "").endswith(".dir")) for e in under):
+        return None
+    out = {e["path"]: e["sha256"] for e in under if not e.get("git_id")}
+    blobs = [p for p, (kind, _oid) in ws.git.ls_tree(rel.commit, [art]).items() if kind == "blob" and p not in out]
+    for path, data in cat_files(ws.git, [f"{rel.commit}:{p}" for p in blobs]).items():
+        name = path.split(":", 1)[1]
+        if data is None:
+            return None
+        out[name] = sha256_bytes(data)
+    if not out:
+        return None
+    if art in out:  # the artifact is one file
+        return {art: out[art]}
+    return {n: out[n] for n in at.artifact_files(art, [n[len(art) + 1:] for n in out])}
+
+
 def verify(ws: Workspace, ref_text: str, public_key: Path, *, model: str | None = None,
-           out: Path | None = None, progress=None) -> AttestResult:
-    """Both signatures with the key, the statement against the release (its commit and tree, and
-    its artifact's files rehashed from a fresh materialisation), then the export."""
+           out: Path | None = None, rehash: bool = False, progress=None) -> AttestResult:
+    """Both signatures with the key, the statement against the release: its commit and tree, and
+    its artifact's files as the release pins them (offline, no byte fetched), or with `rehash`
+    (and whenever the release does not pin each file) rehashed from a fresh materialisation.
+    Then the export."""
     key = load_public(public_key)
     rel, manifest = _release(ws, ref_text, model)
     if notes.record_of(ws.git, rel.commit, rel.tag) is None:
         notes.fetch_notes(ws.git)  # a fresh clone: origin's attestations
     found = verify_record(ws.git, rel.tag, rel.tag_object, rel.commit, rel.tree, key)
-    fresh = statement_for(ws, rel, manifest, progress)
+    digests = None if rehash else pinned(ws, rel, manifest)
+    if digests is not None:
+        lock = ws.git.show_or_none(rel.commit, "dvc.lock")
+        facts = at.ReleaseFacts(rel.tag, rel.tag_object, sha256_bytes(lock.encode()) if lock is not None else None)
+        fresh = at.build_statement(at.subjects(digests), manifest, facts)
+    else:
+        fresh = statement_for(ws, rel, manifest, progress)
     if at.canonical_json(fresh) != at.canonical_json(found.statement):
         problems = at.compare_subjects(found.subjects, at.statement_subjects(fresh)) or [
             "the provenance says something else about the release than its commit does"]

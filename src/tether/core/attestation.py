@@ -207,3 +207,34 @@ def compare_subjects(expected: Mapping[str, str], actual: Mapping[str, str]) -> 
     problems += [f"{n}: sha256 {actual[n][:16]}…, attested {expected[n][:16]}…"
                  for n in sorted(set(expected) & set(actual)) if expected[n] != actual[n]]
     return problems
+
+
+# -- the attestation policy: `meta.tether.attestation` in dvc.yaml ---------------------------
+@dataclass(frozen=True)
+class AttestPolicy:
+    """Which environments take only attested releases, and the committed public key that must
+    have signed them (a path in the repository)."""
+
+    key: str = ""
+    environments: tuple[str, ...] = ()
+
+    def required(self, env: str) -> bool:
+        return env in self.environments
+
+
+def parse_policy(raw: Mapping[str, Any] | None, environments: Sequence[str]) -> AttestPolicy:
+    """`{key: keys/attest.pub, environments: [production]}`; ValueError names what is wrong. (Not
+    under .tether/: a release directory keeps its stamp there.)"""
+    raw = raw or {}
+    unknown = sorted(set(raw) - {"key", "environments"})
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} (known: key, environments)")
+    key = raw.get("key", "")
+    envs = raw.get("environments", [])
+    if not raw:
+        return AttestPolicy()
+    if not isinstance(key, str) or not key or key.startswith("/") or ".." in key.split("/"):
+        raise ValueError("key must be the public key's path inside the repository, e.g. keys/attest.pub")
+    if not isinstance(envs, list) or not all(isinstance(e, str) and e in environments for e in envs):
+        raise ValueError(f"environments must be a list of this model's environments ({', '.join(environments)})")
+    return AttestPolicy(key, tuple(envs))

@@ -58,6 +58,7 @@ class Settings:
     canaries: dict = field(default_factory=dict)  # canary environment -> the stable one it guards
     guard: GuardPolicy = field(default_factory=_default_guard)  # `tether guard`'s steps and thresholds
     signing: dict = field(default_factory=dict)  # who may release and move environments (signpolicy)
+    attestation: dict = field(default_factory=dict)  # environments that take only attested releases
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Settings":
@@ -91,6 +92,12 @@ class Settings:
         from tether.core.signpolicy import parse as parse_signing
 
         parse_signing(s.signing)  # a malformed policy is a usage error when settings load
+        from tether.core.attestation import parse_policy as parse_attestation
+
+        try:
+            parse_attestation(s.attestation, s.environments)
+        except ValueError as exc:
+            raise _bad("attestation", f"{{key: PATH, environments: [ENV, …]}} ({exc})", s.attestation) from None
         return s
 
 
@@ -98,7 +105,8 @@ _KINDS = {"environments": "names", "require_staging": "bool", "tolerance": "numb
           "gate_metrics": "names", "keep": "int", "smoke": "bool", "branch_template": "str?",
           "threshold_file": "str", "feature_schema_file": "str", "runtime_file": "str", "metrics_file": "str",
           "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map",
-          "canaries": "map", "guard": "policy", "signing": "map"}
+          "canaries": "map", "guard": "policy", "signing": "map",
+          "attestation": "map"}
 _WANT = {"names": "a list of names, e.g. [staging, production]", "bool": "true or false", "number": "a number",
          "int": "a whole number", "str": "a string", "str?": "a string", "map": "a mapping"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.adapters.attestkeys import PublicKey
 from tether.adapters.attestnotes import NOTES_REF, record_of
@@ -17,6 +17,11 @@ from tether.core import attestation as at
 from tether.core import dsse
 from tether.digest import sha256_file
 from tether.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from tether.adapters.workspace import Workspace
+    from tether.registry.registry import Registry
+    from tether.registry.release import Release
 
 _HINT = ("attest it with the key whose public half you trust (tether attest REF --key KEY --push), "
          "or fetch origin's attestations (git fetch origin " + NOTES_REF + ":" + NOTES_REF + ")")
@@ -135,3 +140,47 @@ def _names_under(root: Path) -> list[str]:
 
 def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def policy_problem(ws: "Workspace", rel: "Release", env: str) -> tuple[bool, str | None]:
+    """(required, problem) for `rel` entering or running in `env` under the model's committed
+    attestation policy (meta.tether.attestation): the release must carry an attestation signed
+    by the committed public key. Origin's attestations are fetched first, when it is reachable."""
+    import contextlib
+
+    from tether.adapters.attestkeys import load_public
+    from tether.adapters.attestnotes import fetch_notes
+    from tether.core import paths
+    from tether.errors import TetherError
+
+    pol = at.parse_policy(ws.settings(rel.name.model).attestation, ws.environments(rel.name.model))
+    if not pol.required(env):
+        return False, None
+    try:
+        key = load_public(paths.inside(ws.root, pol.key, "meta.tether.attestation.key"), "meta.tether.attestation.key")
+    except TetherError as exc:
+        return True, exc.message
+    with contextlib.suppress(TetherError):
+        fetch_notes(ws.git)
+    try:
+        verify_record(ws.git, rel.tag, rel.tag_object, rel.commit, rel.tree, key)
+    except TetherError as exc:
+        return True, exc.message
+    return True, None
+
+
+def findings(reg: "Registry", releases: list["Release"]) -> list[tuple[str, str]]:
+    """(environment, problem) for `tether check`: an environment the policy covers whose live
+    release has no valid attestation by the committed key."""
+    out = []
+    by_tag = {r.tag: r for r in releases}
+    for model in sorted({r.name.model for r in releases}):
+        for env in reg.ws.environments(model):
+            events = [e for e in reg.history(model, env) if e.source != "gto"]
+            rel = by_tag.get(events[0].release or "") if events else None
+            if rel is None:
+                continue
+            required, problem = policy_problem(reg.ws, rel, env)
+            if required and problem:
+                out.append((env, f"live release {rel.tag} is not attested as meta.tether.attestation requires: {problem}"))
+    return out
