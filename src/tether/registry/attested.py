@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tether.adapters.attestkeys import PublicKey
 from tether.adapters.attestnotes import NOTES_REF, record_of
 from tether.adapters.gitrepo import Git
 from tether.core import attestation as at
@@ -18,7 +17,8 @@ from tether.core import dsse
 from tether.digest import sha256_file
 from tether.errors import IntegrityError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: a promote or check without a policy never loads `cryptography`
+    from tether.adapters.attestkeys import PublicKey
     from tether.adapters.workspace import Workspace
     from tether.registry.registry import Registry
     from tether.registry.release import Release
@@ -146,6 +146,9 @@ def policy_problem(ws: "Workspace", rel: "Release", env: str) -> tuple[bool, str
     """(required, problem) for `rel` entering or running in `env` under the model's committed
     attestation policy (meta.tether.attestation): the release must carry an attestation signed
     by the committed public key. Origin's attestations are fetched first, when it is reachable."""
+    pol = at.parse_policy(ws.settings(rel.name.model).attestation, ws.environments(rel.name.model))
+    if not pol.required(env):
+        return False, None
     import contextlib
 
     from tether.adapters.attestkeys import load_public
@@ -153,9 +156,6 @@ def policy_problem(ws: "Workspace", rel: "Release", env: str) -> tuple[bool, str
     from tether.core import paths
     from tether.errors import TetherError
 
-    pol = at.parse_policy(ws.settings(rel.name.model).attestation, ws.environments(rel.name.model))
-    if not pol.required(env):
-        return False, None
     try:
         key = load_public(paths.inside(ws.root, pol.key, "meta.tether.attestation.key"), "meta.tether.attestation.key")
     except TetherError as exc:
@@ -175,7 +175,8 @@ def findings(reg: "Registry", releases: list["Release"]) -> list[tuple[str, str]
     out = []
     by_tag = {r.tag: r for r in releases}
     for model in sorted({r.name.model for r in releases}):
-        for env in reg.ws.environments(model):
+        pol = at.parse_policy(reg.ws.settings(model).attestation, reg.ws.environments(model))
+        for env in pol.environments:
             events = [e for e in reg.history(model, env) if e.source != "gto"]
             rel = by_tag.get(events[0].release or "") if events else None
             if rel is None:
