@@ -261,3 +261,51 @@ def test_a_committed_policy_makes_promote_and_check_require_attestations(project
     res = p.tether("promote", tag2, "--env", "production", "--approver", "ci", "--reason", "test",
                    "--skip-staging", "test", "--allow-regression", "test")
     assert res.code == 5  # tag2 is attested by the wrong key: still refused
+
+
+def test_the_pre_receive_hook_takes_an_environment_move_only_with_its_attestation(project_live, tmp_path):
+    import yaml
+
+    p = project_live
+    priv, pub = keypair(tmp_path, "team")
+    other, _ = keypair(tmp_path, "other")
+    (p.root / "keys").mkdir()
+    shutil.copy(pub, p.root / "keys" / "attest.pub")
+    dvc_yaml = yaml.safe_load((p.root / "dvc.yaml").read_text())
+    dvc_yaml["artifacts"]["fraud-detector"]["meta"]["tether"]["attestation"] = {
+        "key": "keys/attest.pub", "environments": ["production"]}
+    (p.root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    p.commit_all("require attestations in production")
+    p.git("push", "-q", "origin", "main")
+    p.ok("hook", "install", str(p.origin))
+
+    def push(*refs: str):
+        return p.sh("git", "push", "--porcelain", "origin", *refs, check=False)
+
+    res = push("production")
+    assert res.code != 0 and "has no attestation here" in res.out + res.err
+    assert p.sh("git", "rev-parse", "--verify", "-q", "production", cwd=p.origin, check=False).out.strip() == ""
+    p.ok("attest", TAG, "--key", str(other))
+    res = push("production", "refs/notes/tether-attest")
+    assert res.code != 0 and "not signed by this key" in res.out + res.err
+    p.git("update-ref", "-d", "refs/notes/tether-attest")
+    p.ok("attest", TAG, "--key", str(priv))
+    res = push("production", "refs/notes/tether-attest")  # the attestation arrives in the same push
+    assert res.code == 0, res.out + res.err
+    assert p.sh("git", "rev-parse", "production", cwd=p.origin).out.strip() == p.git("rev-parse", "production")
+    # on the server too, an attestation is never changed, replaced or removed
+    served = p.sh("git", "rev-parse", "refs/notes/tether-attest", cwd=p.origin).out.strip()
+    p.git("update-ref", "-d", "refs/notes/tether-attest")
+    p.ok("attest", TAG, "--key", str(other))  # a different attestation, made locally
+    res = p.sh("git", "push", "--porcelain", "--force", "origin", "refs/notes/tether-attest", check=False)
+    assert res.code != 0 and "append-only" in res.out + res.err
+    p.git("fetch", "-q", "origin", "+refs/notes/tether-attest:refs/notes/tether-attest")
+    note = json.loads(p.git("notes", "--ref=tether-attest", "show", TAG + "^{commit}"))
+    note["releases"][TAG]["key"] = "0" * 64
+    (tmp_path / "note.json").write_text(json.dumps(note))
+    p.git("notes", "--ref=tether-attest", "add", "-f", "-F", str(tmp_path / "note.json"), TAG + "^{commit}")
+    res = p.sh("git", "push", "--porcelain", "origin", "refs/notes/tether-attest", check=False)
+    assert res.code != 0 and f"changes or removes the attestation of {TAG}" in res.out + res.err
+    res = p.sh("git", "push", "--porcelain", "origin", ":refs/notes/tether-attest", check=False)
+    assert res.code != 0 and "never removed" in res.out + res.err
+    assert p.sh("git", "rev-parse", "refs/notes/tether-attest", cwd=p.origin).out.strip() == served

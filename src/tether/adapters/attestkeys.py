@@ -92,12 +92,15 @@ def load_private(path: Path, password: str | None = None) -> PrivateKey:
 
 
 def load_public(path: Path, what: str = "--public-key") -> PublicKey:
-    data = _read(path, what)
+    return public_from_pem(_read(path, what), path, what)
+
+
+def public_from_pem(data: bytes, path: Path | str, what: str) -> PublicKey:
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
         raise UsageError(f"{what} {path} is not a PEM public key",
                          hint="make it from the private key: openssl ec -in KEY -pubout -out PUB") from None
-    _check_curve(key, path, what)
+    _check_curve(key, Path(path), what)
     assert isinstance(key, ec.EllipticCurvePublicKey)
     return PublicKey(key, hint_of(key))

@@ -26,16 +26,30 @@ FORMAT = 1
 MAX_NOTE = 16 * 1024 * 1024
 
 
-def read_note(git: Git, commit: str) -> dict[str, Any]:
+def _note_text(git: Git, commit: str, notes: str | None) -> str | None:
+    """The note's text from the notes ref, or from the notes commit `notes` (a pre-receive hook
+    reads the one being pushed, before its ref moves): git's notes tree names a note by the
+    annotated object's id, whole or fanned out as ab/cdef…."""
+    if notes is None:
+        res = git.run("notes", f"--ref={NOTES_REF}", "show", commit, check=False)
+        return res.stdout if res.returncode == 0 else None
+    for path in (commit, f"{commit[:2]}/{commit[2:]}", f"{commit[:2]}/{commit[2:4]}/{commit[4:]}"):
+        res = git.run("cat-file", "blob", f"{notes}:{path}", check=False)
+        if res.returncode == 0:
+            return res.stdout
+    return None
+
+
+def read_note(git: Git, commit: str, notes: str | None = None) -> dict[str, Any]:
     """The note on `commit` as written by tether ({} when there is none). Untrusted: anyone who
     can push the notes ref can write one, so every record is verified by signature before use."""
-    res = git.run("notes", f"--ref={NOTES_REF}", "show", commit, check=False)
-    if res.returncode != 0 or not res.stdout.strip():
+    text = _note_text(git, commit, notes)
+    if not text or not text.strip():
         return {}
-    if len(res.stdout) > MAX_NOTE:
+    if len(text) > MAX_NOTE:
         return {"releases": {}, "problem": "the note is too large"}
     try:
-        doc = json.loads(res.stdout)
+        doc = json.loads(text)
     except (ValueError, RecursionError):
         return {"releases": {}, "problem": "the note is not JSON"}
     if not isinstance(doc, dict) or doc.get("tether_attestations") != FORMAT or not isinstance(doc.get("releases"), dict):
@@ -43,8 +57,8 @@ def read_note(git: Git, commit: str) -> dict[str, Any]:
     return doc
 
 
-def record_of(git: Git, commit: str, tag: str) -> dict[str, Any] | None:
-    rec = read_note(git, commit).get("releases", {}).get(tag)
+def record_of(git: Git, commit: str, tag: str, notes: str | None = None) -> dict[str, Any] | None:
+    rec = read_note(git, commit, notes).get("releases", {}).get(tag)
     return rec if isinstance(rec, dict) else None
 
 

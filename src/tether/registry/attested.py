@@ -50,9 +50,11 @@ def _open_signed(env_doc: Any, key: PublicKey, what: str, tag: str) -> dict[str,
         raise IntegrityError(f"{tag}: the {what} is malformed: {exc}", hint=_HINT) from None
 
 
-def verify_record(git: Git, tag: str, tag_object: str, commit: str, tree: str, key: PublicKey) -> Verified:
-    """The release's attestation, verified with `key`, or IntegrityError (exit 6) saying why."""
-    rec = record_of(git, commit, tag)
+def verify_record(git: Git, tag: str, tag_object: str, commit: str, tree: str, key: PublicKey,
+                  notes: str | None = None) -> Verified:
+    """The release's attestation, verified with `key`, or IntegrityError (exit 6) saying why.
+    `notes`: a notes commit to read instead of the notes ref (the pre-receive hook's)."""
+    rec = record_of(git, commit, tag, notes)
     if rec is None:
         raise IntegrityError(f"{tag} has no attestation (no note under {NOTES_REF} on {commit[:12]})", hint=_HINT)
     statement = _open_signed(rec.get("provenance"), key, "provenance", tag)
