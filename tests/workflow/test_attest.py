@@ -309,3 +309,31 @@ def test_the_pre_receive_hook_takes_an_environment_move_only_with_its_attestatio
     res = p.sh("git", "push", "--porcelain", "origin", ":refs/notes/tether-attest", check=False)
     assert res.code != 0 and "never removed" in res.out + res.err
     assert p.sh("git", "rev-parse", "refs/notes/tether-attest", cwd=p.origin).out.strip() == served
+
+
+def test_a_server_that_requires_attestations_has_its_worker_refuse_an_unattested_release(project_live, tmp_path):
+    """`serve --require-attestation PUB` hands the key to every worker (TETHER_REQUIRE_ATTESTATION):
+    the worker refuses to import a release deployed without a verified attestation, or attested
+    by another key, and loads one deployed with `deploy --require-attestation`."""
+    p = project_live
+    priv, pub = keypair(tmp_path, "team")
+    _other, other_pub = keypair(tmp_path, "other")
+    plain, attested = tmp_path / "plain", tmp_path / "attested"
+    p.ok("deploy", "--env", "production", "--target", str(plain))
+    p.ok("attest", TAG, "--key", str(priv))
+    p.ok("deploy", "--env", "production", "--target", str(attested), "--require-attestation", str(pub))
+
+    def worker(target: Path, key: Path | None):
+        env = {"TETHER_REQUIRE_ATTESTATION": str(key)} if key else {"TETHER_REQUIRE_ATTESTATION": ""}
+        return p.tether("worker", "--target", str(target), "--release", str(target / "releases" / TAG), "--once",
+                        env=env)
+
+    assert json.loads(worker(plain, None).out.splitlines()[0])["event"] == "ready"  # a server requiring nothing
+    res = worker(plain, pub)
+    assert res.code == 6 and "carries no attestation" in res.out + res.err
+    res = worker(attested, other_pub)
+    assert res.code == 6 and "not signed by this key" in res.out + res.err
+    res = worker(attested, pub)
+    assert res.code == 0, res.out + res.err
+    hello = json.loads(res.out.strip().splitlines()[0])
+    assert hello["event"] == "ready" and hello["release"] == TAG

@@ -129,6 +129,9 @@ def serve(
     model_name: Optional[str] = typer.Option(
         None, "--model-name", metavar="NAME",
         help="Another name the v2 protocol answers to (KServe: the InferenceService's, {{.Name}})."),
+    require_attestation: Optional[str] = typer.Option(
+        None, "--require-attestation", metavar="PUB",
+        help="Load only releases deployed with --require-attestation whose attestation this PEM public key signed."),
 ) -> None:
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
     /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
@@ -143,6 +146,15 @@ def serve(
     if model_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", model_name):
         raise UsageError(f"--model-name {model_name[:60]!r} is not a model name",
                          hint="letters, digits, '.', '_' and '-' (a KServe InferenceService's name is one)")
+    if require_attestation is not None:  # every worker of this server checks it before it loads a release
+        import os
+
+        from tether.runtime.attestguard import ENV
+
+        pub = Path(global_options().chdir) / require_attestation
+        if not pub.is_file():
+            raise UsageError(f"--require-attestation {require_attestation}: no such file")
+        os.environ[ENV] = str(pub.absolute())
     run(resolve_target(target, global_options().chdir), host, port, watch_interval, max_body,
         resolve_target(canary_target, global_options().chdir) if canary_target is not None else None, target_wait,
         model_name)

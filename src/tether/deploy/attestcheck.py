@@ -15,7 +15,7 @@ from tether.adapters.attestkeys import PublicKey, load_public
 from tether.adapters.attestnotes import fetch_notes
 from tether.adapters.workspace import Workspace
 from tether.errors import IntegrityError, TetherError, UsageError
-from tether.registry.attested import Verified, deployed_problems, verify_record
+from tether.registry.attested import ATTESTATION, Verified, deployed_problems, verify_record
 from tether.registry.release import Release
 from tether.servedir.verify import read_release
 
@@ -49,3 +49,17 @@ def check_built(release_dir: Path, verified: Verified) -> None:
         raise IntegrityError(f"{verified.tag}: the deployed model is not the attested one: " + "; ".join(problems[:5]),
                              hint="nothing was switched; the release's bytes differ from what its attestation "
                                   "names (see tether attest REF --verify)")
+    # kept beside the stamp, for a server that requires attestations (runtime/attestguard.py)
+    keep_documents(release_dir, verified)
+
+
+def keep_documents(release_dir: Path, verified: Verified) -> None:
+    import json
+    import os
+
+    path = release_dir / ATTESTATION
+    tmp = path.with_name(f".attestation.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"release": verified.tag, "key": verified.key, "provenance": verified.envelope,
+                               "model_sig": verified.bundle}, indent=1))
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, path)

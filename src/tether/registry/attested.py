@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # annotations only: a promote or check without a policy never
     from tether.registry.registry import Registry
     from tether.registry.release import Release
 
+ATTESTATION = ".tether/attestation.json"  # a deployed release's verified attestation, beside its stamp
 _HINT = ("attest it with the key whose public half you trust (tether attest REF --key KEY --push), "
          "or fetch origin's attestations (git fetch origin " + NOTES_REF + ":" + NOTES_REF + ")")
 
@@ -57,9 +58,15 @@ def verify_record(git: Git, tag: str, tag_object: str, commit: str, tree: str, k
     rec = record_of(git, commit, tag, notes)
     if rec is None:
         raise IntegrityError(f"{tag} has no attestation (no note under {NOTES_REF} on {commit[:12]})", hint=_HINT)
-    statement = _open_signed(rec.get("provenance"), key, "provenance", tag)
+    return verify_documents(tag, rec.get("provenance"), rec.get("model_sig"), key, commit, tree)
+
+
+def verify_documents(tag: str, provenance: Any, model_sig: Any, key: PublicKey, commit: str, tree: str) -> Verified:
+    """The two documents of an attestation (read from anywhere: untrusted), verified with `key`
+    and against the release's commit and tree; IntegrityError (exit 6) saying why not."""
+    statement = _open_signed(provenance, key, "provenance", tag)
     try:
-        env, hint = dsse.open_bundle(rec.get("model_sig"))
+        env, hint = dsse.open_bundle(model_sig)
     except dsse.EnvelopeError as exc:
         raise IntegrityError(f"{tag}: model.sig is malformed: {exc}", hint=_HINT) from None
     if hint != key.hint:
@@ -78,7 +85,7 @@ def verify_record(git: Git, tag: str, tag_object: str, commit: str, tree: str, k
                                         dsse.model_files(str(art.get("path")), at.subjects(subs)))
     if ms.get("predicate", {}).get("resources") != want["predicate"]["resources"]:
         raise IntegrityError(f"{tag}: model.sig and the provenance name different files", hint=_HINT)
-    return Verified(tag, statement, subs, rec["provenance"], rec["model_sig"], key.hint)
+    return Verified(tag, statement, subs, provenance, model_sig, key.hint)
 
 
 def _source(statement: dict[str, Any]) -> dict[str, Any]:
