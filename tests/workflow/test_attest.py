@@ -142,6 +142,9 @@ def test_deploy_require_attestation_refuses_unattested_and_foreign_and_switches_
     tag2 = threshold_release(p, 0.35)
     p.ok("promote", tag2, "--env", "production", "--approver", "ci", "--reason", "test", "--skip-staging", "test",
          "--allow-regression", "test")
+    res = p.tether("deploy", "--env", "production", "--target", str(target), "--require-attestation", str(pub),
+                   "--dry-run")
+    assert res.code == 6 and "has no attestation" in res.err  # the dry run predicts the refusal
     res = p.tether("deploy", "--env", "production", "--target", str(target), "--require-attestation", str(pub))
     assert res.code == 6 and "has no attestation" in res.err and "nothing was deployed" in res.err
     assert current_release(target) == f"releases/{TAG}"

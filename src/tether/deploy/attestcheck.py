@@ -30,10 +30,12 @@ def host_key(path: str | Path | None, cwd: str | Path) -> PublicKey | None:
     return load_public(full, "--require-attestation")
 
 
-def require(ws: Workspace, rel: Release, key: PublicKey) -> Verified:
-    """The release's attestation by `key`, origin's notes fetched first; IntegrityError if none."""
+def require(ws: Workspace, rel: Release, key: PublicKey, fetch: bool = True) -> Verified:
+    """The release's attestation by `key`, origin's notes fetched first (unless not `fetch`: a
+    dry run in the user's own repository changes no ref); IntegrityError if none."""
     with contextlib.suppress(TetherError):  # origin unreachable or diverged: the local notes decide
-        fetch_notes(ws.git)
+        if fetch:
+            fetch_notes(ws.git)
     try:
         return verify_record(ws.git, rel.tag, rel.tag_object, rel.commit, rel.tree, key)
     except IntegrityError as exc:

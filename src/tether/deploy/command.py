@@ -89,7 +89,7 @@ def deploy(
     current_release(target)
     node = nodecache.from_env(Path(cwd) / node_cache if node_cache else None)
     if dry_run:
-        return _dry_run(target, env, repo_url, model, cwd, signed, force)
+        return _dry_run(target, env, repo_url, model, cwd, signed, force, attest_key)
     try:
         target.mkdir(parents=True, exist_ok=True)
         (target / "releases").mkdir(exist_ok=True)
@@ -212,7 +212,7 @@ def _refuse_inside_work_tree(target: Path, cwd: str | Path) -> None:
 
 
 def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".",
-             signed: tuple[bool, Path | None] = (False, None), force: bool = False) -> DeployResult:
+             signed: tuple[bool, Path | None] = (False, None), force: bool = False, attest_key=None) -> DeployResult:
     """What deploy would do, touching nothing in DIR (a --repo clone goes to a temp dir)."""
     import tempfile
 
@@ -226,6 +226,8 @@ def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cw
         with storage_errors():  # a --repo clone is our own temp copy; the user's repository is only read
             _reg, rel, _ev = plan_source(ws, model, env, read_only=not repo_url, signed=signed,
                                          own_clone=not repo_url)
+        if attest_key is not None:  # the signature, as the real run checks it first (no notes fetched here)
+            _attestcheck().require(ws, rel, attest_key, fetch=bool(repo_url))
         replaced = refuse_other_env(target, served, env, rel.name.model, force)
         release_id = release_dir_name(rel.tag)
         final = target / "releases" / release_id
