@@ -7,7 +7,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["startup.py", "registry.py", "verify.py", "rollback.py", "patch.py", "memory.py", "fleet.py", "serve.py",
-           "canary.py", "guardsim.py", "signing.py", "nodecache.py", "gitbytes.py"]
+           "canary.py", "guardsim.py", "signing.py", "nodecache.py", "gitbytes.py", "attest.py"]
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))

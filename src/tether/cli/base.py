@@ -215,13 +215,14 @@ def one_of(new: str | None, old: str | None, new_name: str, old_name: str) -> st
 # the one that registers the command being run otherwise: building the click tree of every
 # command is a quarter of a read command's start-up. tests/workflow/test_cli_conventions.py checks that
 # COMMAND_MODULES names exactly the commands each module registers.
-MODULES = ("init", "releases", "moves", "hosts", "repro", "canary", "hook", "k8s")
+MODULES = ("init", "releases", "moves", "hosts", "attest", "repro", "canary", "hook", "k8s")
 COMMAND_MODULES = {
     "init": "init",
     "release": "releases", "conf": "releases", "list": "releases", "show": "releases", "diff": "releases",
     "check": "releases", "status": "releases",
     "promote": "moves", "rollback": "moves", "history": "moves", "gc": "moves",
     "deploy": "hosts", "verify": "hosts", "checkout": "hosts", "serve": "hosts", "worker": "hosts",
+    "attest": "attest",
     "reproduce": "repro", "report": "repro", "export": "repro",
     "canary": "canary", "guard": "canary",
     "hook": "hook", "events": "hook",

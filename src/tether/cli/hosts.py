@@ -31,6 +31,9 @@ def deploy(
     node_cache: Optional[str] = typer.Option(None, "--node-cache", metavar="CACHEDIR",
                                              help="The host's shared object cache: each object fetched once per host "
                                                   "(default: $TETHER_NODE_CACHE)."),
+    require_attestation: Optional[str] = typer.Option(
+        None, "--require-attestation", metavar="PUB",
+        help="Deploy only a release attested (tether attest) with this PEM public key, its bytes as attested."),
     dry_run: bool = DRY,
     as_json: bool = JSON,
     quiet: bool = QUIET,
@@ -47,7 +50,7 @@ def deploy(
         res = do_deploy(target, env, repo_url=repo, model=model, keep=keep, full=full, smoke=smoke,
                         dry_run=dry_run, progress=chatter(as_json, quiet), cwd=global_options().chdir,
                         require_signatures=require_signed, allowed_signers=allowed_signers, force=force,
-                        node_cache=node_cache)
+                        node_cache=node_cache, require_attestation=require_attestation)
     if dry_run:
         emit({"dry_run": True, **res.as_dict()}, as_json,
              f"{env}: {res.outcome.replace('would-', 'would ')} {res.release} in {target} (live: {res.previous or 'nothing'})")
@@ -129,6 +132,9 @@ def serve(
     model_name: Optional[str] = typer.Option(
         None, "--model-name", metavar="NAME",
         help="Another name the v2 protocol answers to (KServe: the InferenceService's, {{.Name}})."),
+    require_attestation: Optional[str] = typer.Option(
+        None, "--require-attestation", metavar="PUB",
+        help="Load only releases deployed with --require-attestation whose attestation this PEM public key signed."),
 ) -> None:
     """HTTP service over DIR/current, one worker process per release: POST /predict, GET /ready,
     /version, /metrics. With --canary-target, a traffic split by request key (header X-Tether-Key
@@ -146,6 +152,15 @@ def serve(
     if model_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", model_name):
         raise UsageError(f"--model-name {model_name[:60]!r} is not a model name",
                          hint="letters, digits, '.', '_' and '-' (a KServe InferenceService's name is one)")
+    if require_attestation is not None:  # every worker of this server checks it before it loads a release
+        import os
+
+        from tether.runtime.attestguard import ENV
+
+        pub = Path(global_options().chdir) / require_attestation
+        if not pub.is_file():
+            raise UsageError(f"--require-attestation {require_attestation}: no such file")
+        os.environ[ENV] = str(pub.absolute())
     run(resolve_target(target, global_options().chdir), host, port, watch_interval, max_body,
         resolve_target(canary_target, global_options().chdir) if canary_target is not None else None, target_wait,
         model_name)

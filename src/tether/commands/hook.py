@@ -25,7 +25,11 @@ installs the hook); this module judges each ref the push updates. Refused:
   for signatures, or a model-wide GTO tag (deprecation, deregistration, a numbered registration),
   that is not signed by a signer the rule allows, unless it is the GTO tag a valid tether move in
   the same push names in its `Tether-Gto-Tag` trailer (and points at that move's release); and
-  moving or deleting such a GTO tag.
+  moving or deleting such a GTO tag;
+- under `meta.tether.attestation`, an environment move whose release has no attestation signed by
+  the committed key (it may arrive in the same push), and any push of `refs/notes/tether-attest`
+  that deletes it, rewrites its history, or changes or removes an attestation
+  (commands/hook_attest.py).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether.adapters.attestnotes import NOTES_REF
 from tether.core import moves
 from tether.adapters.dvccache import DvcCache
 from tether.adapters.gitbase import ZERO
@@ -98,12 +103,33 @@ def check_push(bare: Path, updates: list[Update], dvc_repo: Path | None = None,
                 out += _release_tag(ws, u, signers, dvc_repo)
             elif name is not None:
                 gto_updates.append(u)
+            elif u.ref == NOTES_REF:
+                out += [Refusal(u.ref, why) for why in notes_problems(ws, u.old, u.new)]
             elif u.ref.startswith("refs/heads/") and u.ref[len("refs/heads/"):] in branches:
                 model, env = branches[u.ref[len("refs/heads/"):]]
-                out += _env_branch(ws, u, model, env, signers, pushed_tags, vouched)
+                moved = _env_branch(ws, u, model, env, signers, pushed_tags, vouched)
+                out += moved or _attested(ws, u, model, env, {v.ref: v.new for v in updates})
         for u in gto_updates:
             out += _gto_tag(ws, u, signers, vouched)
         return out
+
+
+def notes_problems(ws: BareWorkspace, old: str, new: str) -> list[str]:
+    from tether.commands.hook_attest import notes_problems as problems
+
+    return problems(ws, old, new)
+
+
+def _attested(ws: BareWorkspace, u: Update, model: str, env: str, pushed: dict[str, str]) -> list[Refusal]:
+    """meta.tether.attestation's rule on the environment's new head (commands/hook_attest.py)."""
+    from tether.commands.hook_attest import attestation_problem
+
+    if u.new == ZERO:
+        return []
+    head = _first_parent(ws.git, u.new, ["--max-count=1"])
+    release = head[0].trailers.get(moves.RELEASE) if head else None
+    why = attestation_problem(ws, model, env, release, pushed)
+    return [Refusal(u.ref, f"move {u.new[:12]} {why}")] if why else []
 
 
 def _env_branches(ws: Workspace) -> dict[str, tuple[str, str]]:

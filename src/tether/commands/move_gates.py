@@ -26,6 +26,8 @@ def move_gates(ws: Workspace, reg: Registry, rel: Release, store: DvcStore, *, a
     """Every gate of the move, raising GateFailed at the first failed group. A gate passed by
     an override records its reason in `notes` (the move's extra trailers)."""
     results = _release_gates(reg, rel, store, allow_incomplete, notes, push=push)
+    if (attested := _attestation_gate(ws, rel, env)) is not None:
+        results.append(attested)
     gates.raise_failures(results, action)
     settings = ws.settings(rel.name.model)
     if action == "promote":
@@ -42,6 +44,21 @@ def move_gates(ws: Workspace, reg: Registry, rel: Release, store: DvcStore, *, a
                                              "(meta.tether.smoke: false)"))
     gates.raise_failures(results, action)
     return results
+
+
+def _attestation_gate(ws: Workspace, rel: Release, env: str) -> gates.GateResult | None:
+    """meta.tether.attestation: an environment it names takes only a release attested with the
+    committed public key (registry/attested.py); None where the policy does not ask."""
+    from tether.registry.attested import policy_problem
+
+    required, problem = policy_problem(ws, rel, env)
+    if not required:
+        return None
+    if problem:
+        return gates.GateResult("attestation", False, problem,
+                                f"attest it with the team's key (tether attest {rel.tag} --key KEY --push); "
+                                f"meta.tether.attestation in dvc.yaml requires it in {env}")
+    return gates.passed("attestation", f"{rel.tag} is attested with the committed key")
 
 
 def _release_gates(reg: Registry, rel: Release, store: DvcStore, allow_incomplete: str | None,

@@ -63,6 +63,7 @@ class Settings:
     guard: GuardPolicy = field(default_factory=_default_guard)  # `tether guard`'s steps and thresholds
     signing: dict = field(default_factory=dict)  # who may release and move environments (signpolicy)
     events: dict = field(default_factory=dict)  # where the post-receive hook sends events (cloudevents)
+    attestation: dict = field(default_factory=dict)  # environments that take only attested releases
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Settings":
@@ -102,6 +103,12 @@ class Settings:
         from tether.core.cloudevents import policy as parse_events
 
         parse_events(s.events)
+        from tether.core.attestation import parse_policy as parse_attestation
+
+        try:
+            parse_attestation(s.attestation, s.environments)
+        except ValueError as exc:
+            raise _bad("attestation", f"{{key: PATH, environments: [ENV, …]}} ({exc})", s.attestation) from None
         return s
 
     @property
@@ -115,7 +122,7 @@ _KINDS = {"environments": "names", "require_staging": "bool", "tolerance": "numb
           "threshold_file": "str", "feature_schema_file": "str", "runtime_file": "str", "metrics_file": "str",
           "bundle_manifest_file": "str", "threshold": "str?", "gto": "bool", "eval_data": "str?", "serve": "map",
           "canaries": "map", "guard": "policy", "signing": "map",
-          "events": "map"}
+          "events": "map", "attestation": "map"}
 _WANT = {"names": "a list of names, e.g. [staging, production]", "bool": "true or false", "number": "a number",
          "int": "a whole number", "str": "a string", "str?": "a string", "map": "a mapping"}
 

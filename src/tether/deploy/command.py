@@ -72,23 +72,24 @@ def deploy(
     require_signatures: bool = False,
     allowed_signers: str | Path | None = None,
     force: bool = False,
-    node_cache: str | Path | None = None,
+    node_cache: str | Path | None = None, require_attestation: str | Path | None = None,
 ) -> DeployResult:
     """`cwd` is the directory tether acts in (`-C`): the repository without --repo, and what a
     relative DIR or --repo path is relative to. A DIR whose deploy log says it serves another
     environment (or another model) is refused unless `force` (recorded in the log). `node_cache`
-    (else TETHER_NODE_CACHE): the host's shared object cache, see adapters/nodecache.py."""
+    (else TETHER_NODE_CACHE): adapters/nodecache.py; `require_attestation`: deploy/attestcheck.py."""
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = resolve_target(target, cwd)
     if repo_url is None:
         _refuse_inside_work_tree(target, cwd)
-    signed = _host_signing(require_signatures, allowed_signers, repo_url, cwd)
+    signed, attest_key = _host_signing(require_signatures, allowed_signers, repo_url, cwd), _attest_key(
+        require_attestation, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
     current_release(target)
     node = nodecache.from_env(Path(cwd) / node_cache if node_cache else None)
     if dry_run:
-        return _dry_run(target, env, repo_url, model, cwd, signed, force)
+        return _dry_run(target, env, repo_url, model, cwd, signed, force, attest_key)
     try:
         target.mkdir(parents=True, exist_ok=True)
         (target / "releases").mkdir(exist_ok=True)
@@ -104,7 +105,7 @@ def deploy(
         try:
             res = _converge(ws, target, env, model, previous, served, keep=keep, full=full, smoke=smoke,
                             progress=progress, signed=signed, force=force, own_clone=repo_url is None,
-                            node=node)
+                            node=node, attest_key=attest_key)
         except StorageError as exc:
             where = remote_where(ws) if "DVC remote" in exc.message else None
             if where and where not in exc.message:
@@ -120,10 +121,11 @@ def deploy(
 
 def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous: str | None, served: dict | None,
               *, keep: int, full: bool, smoke: bool, progress, signed: tuple[bool, Path | None], force: bool,
-              own_clone: bool, node: NodeCache | None = None) -> DeployResult:
+              own_clone: bool, node: NodeCache | None = None, attest_key=None) -> DeployResult:
     """Under the lock: plan from the source, then build, switch, log and prune."""
     with storage_errors():
         _reg, rel, ev = plan_source(ws, model, env, signed=signed, own_clone=own_clone, node=node)
+    attested = _attestcheck().require(ws, rel, attest_key) if attest_key is not None else None
     replaced = refuse_other_env(target, served, env, rel.name.model, force)
     manifest = rel.manifest or {}  # plan_source refuses a release without one
     release_id = release_dir_name(rel.tag)
@@ -133,6 +135,8 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
     weight = _canary_weight(ws, rel, env, ev)
 
     if previous == release_id and final.exists() and stamp_ok(final, manifest) and not replaced:
+        if attested is not None:
+            _attestcheck().check_built(final, attested)
         if weight is not None:  # the release stays; its traffic weight may have moved
             write_weight_file(target, env, release_id, weight, ev.commit)
         return DeployResult(env, rel.tag, previous, "noop", str(final), [], weight)
@@ -143,6 +147,8 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
             outcome = "deployed"
             with storage_errors():
                 build(ws, rel, final, full=full, smoke=smoke, progress=progress, node=node)
+        if attested is not None:
+            _attestcheck().check_built(final, attested)
         switch_current(target, release_id)
     except BaseException as exc:  # including KeyboardInterrupt: record it, leave current alone
         with contextlib.suppress(Exception):
@@ -154,6 +160,18 @@ def _converge(ws: Workspace, target: Path, env: str, model: str | None, previous
         write_weight_file(target, env, release_id, weight, ev.commit)
     pruned = prune(target, keep, protect={release_id, previous})
     return DeployResult(env, rel.tag, previous, outcome, str(final), pruned, weight)
+
+
+def _attestcheck():
+    """deploy/attestcheck.py, imported only by a deploy that requires attestations (it loads
+    `cryptography`): every other deploy starts as fast as before."""
+    from tether.deploy import attestcheck
+
+    return attestcheck
+
+
+def _attest_key(path: str | Path | None, cwd: str | Path):
+    return _attestcheck().host_key(path, cwd) if path is not None else None
 
 
 def _canary_weight(ws: Workspace, rel: Release, env: str, ev: Event) -> int | None:
@@ -194,7 +212,7 @@ def _refuse_inside_work_tree(target: Path, cwd: str | Path) -> None:
 
 
 def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".",
-             signed: tuple[bool, Path | None] = (False, None), force: bool = False) -> DeployResult:
+             signed: tuple[bool, Path | None] = (False, None), force: bool = False, attest_key=None) -> DeployResult:
     """What deploy would do, touching nothing in DIR (a --repo clone goes to a temp dir)."""
     import tempfile
 
@@ -208,6 +226,8 @@ def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cw
         with storage_errors():  # a --repo clone is our own temp copy; the user's repository is only read
             _reg, rel, _ev = plan_source(ws, model, env, read_only=not repo_url, signed=signed,
                                          own_clone=not repo_url)
+        if attest_key is not None:  # the signature, as the real run checks it first (no notes fetched here)
+            _attestcheck().require(ws, rel, attest_key, fetch=bool(repo_url))
         replaced = refuse_other_env(target, served, env, rel.name.model, force)
         release_id = release_dir_name(rel.tag)
         final = target / "releases" / release_id

@@ -117,6 +117,9 @@ def check_releases(reg: Registry, releases: list[Release], store: DvcStore | Non
         from tether.registry import signing
 
         report.findings += [Finding(where, SIGNATURE, why) for where, why in signing.findings(reg.ws, reg, releases)]
+        from tether.registry import attested
+
+        report.findings += [Finding(where, SIGNATURE, why) for where, why in attested.findings(reg, releases)]
     # after the others: GTO's view and release-named tags that are no release (issue 26 items 5, 6, 13)
     report.findings += not_release_findings(reg) + unread_findings(reg)
     report.findings += gto_findings(reg, sorted({r.name.model for r in releases}))

@@ -134,7 +134,10 @@ def _start(target: Path, release: Path, smoke_eval: str | None = None) -> tuple:
     from tether.runtime.loaders import load, release_settings
 
     t0 = time.monotonic()
-    manifest, _entries, bundle = verify_release_dir(target, release)
+    manifest, entries, bundle = verify_release_dir(target, release)
+    from tether.runtime.attestguard import require as require_attestation
+
+    require_attestation(release, manifest, entries)  # when the host asks (serve --require-attestation)
     settings = release_settings(release, manifest["model"])
     os.chdir(release)
     served = load(release, manifest, bundle, settings)
