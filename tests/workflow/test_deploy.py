@@ -182,3 +182,24 @@ def test_a_read_only_target_is_a_clear_error(project_live, tmp_path):
         target.chmod(0o555)
     res = deploy(project, target)
     assert res.code == 2 and "cannot write" in res.err and "Traceback" not in res.err
+
+
+def test_a_release_that_commits_files_under_dot_tether_deploys_and_verifies(project, tmp_path):
+    """The signing docs have teams commit `.tether/allowed_signers`: a release directory keeps
+    tether's own records in `.tether/` too, and the check must tell the two apart (the release's
+    file is part of its git tree; tether's records are not)."""
+    (project.root / ".tether").mkdir(exist_ok=True)
+    (project.root / ".tether/allowed_signers").write_text("# the team's signers, one per line\n")
+    project.commit_all("commit the allowed signers file")
+    tag = threshold_release(project, 0.41)
+    promote_to(project, tag)  # the smoke gate runs the release in a worker: it verifies the tree first
+    target = tmp_path / "serving"
+    res = deploy(project, target)
+    assert res.code == 0, res.err
+    assert_serving_verified(project, target, tag)
+    release = target / "releases" / tag
+    assert (release / ".tether/allowed_signers").read_text().startswith("# the team's signers")
+    (release / ".tether/allowed_signers").chmod(0o644)
+    (release / ".tether/allowed_signers").write_text("ops@example.com ssh-ed25519 AAAA…\n")  # the release's file, edited
+    res = project.tether("verify", "--target", str(target))
+    assert res.code == 6, (res.code, res.err)

@@ -13,6 +13,10 @@ from tether.digest import sha256_bytes
 from tether.core.manifest import dumps
 
 STAMP = ".tether/stamp.json"
+# What tether itself keeps in a release directory's `.tether/`: never part of the release's git
+# tree. Anything else there (a committed `.tether/allowed_signers`) is the release's own file.
+RECORDS = frozenset({".tether/manifest.json", ".tether/entries.json", ".tether/stamp.json",
+                     ".tether/attestation.json"})
 
 
 def manifest_digest(manifest: dict) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tether.adapters import materialise
 from tether.core import paths
-from tether.servedir.stamp import manifest_digest, read_stamp
+from tether.servedir.stamp import RECORDS, manifest_digest, read_stamp
 from tether.servedir.layout import logged_manifest_digest
 from tether.errors import IntegrityError
 from tether.adapters.gitrepo import Git
@@ -97,7 +97,7 @@ def verify_release_dir(target: Path, root: Path) -> tuple[dict, list[dict], Path
         materialise.verify_outputs(entries, root)
     except IntegrityError as exc:
         raise IntegrityError(f"{root.name}: {exc.message}", hint=hint) from None
-    tree = git_tree_id(root, exclude={".tether", *listed})
+    tree = git_tree_id(root, exclude={*RECORDS, *listed})
     if manifest.get("tree") and tree != manifest["tree"]:
         raise IntegrityError(f"{root.name}: the release's git files (code, dvc.yaml) do not hash to its git tree "
                              f"{str(manifest['tree'])[:12]} (got {str(tree)[:12]}): a file was changed, added or removed",
