@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tether.api
-from project import Project, clone_of, corrupt, promote_to, threshold_release
+from project import Project, clone_of, corrupt, threshold_release
 from servehelp import OPS, call, procs_in, serve, serving, until
 from shapes import retrain_churn
 from signhelp import forge_move

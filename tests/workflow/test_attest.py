@@ -232,10 +232,11 @@ def test_a_host_deploying_from_the_bare_origin_fetches_the_attestations(project_
     assert current_release(target) == f"releases/{TAG}"
 
 
-def test_a_committed_policy_makes_promote_and_check_require_attestations(project_live, tmp_path):
+def _require_attestations_in_production(p, tmp_path):
+    """The team's key committed under keys/, and dvc.yaml's policy naming it for production
+    (not committed); returns (the team's private key, another private key)."""
     import yaml
 
-    p = project_live
     priv, pub = keypair(tmp_path, "team")
     other, _ = keypair(tmp_path, "other")
     (p.root / "keys").mkdir()
@@ -244,6 +245,12 @@ def test_a_committed_policy_makes_promote_and_check_require_attestations(project
     dvc_yaml["artifacts"]["fraud-detector"]["meta"]["tether"]["attestation"] = {
         "key": "keys/attest.pub", "environments": ["production"]}
     (p.root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    return priv, other
+
+
+def test_a_committed_policy_makes_promote_and_check_require_attestations(project_live, tmp_path):
+    p = project_live
+    priv, other = _require_attestations_in_production(p, tmp_path)
     tag2 = threshold_release(p, 0.35)
 
     res = p.tether("check")
@@ -267,17 +274,8 @@ def test_a_committed_policy_makes_promote_and_check_require_attestations(project
 
 
 def test_the_pre_receive_hook_takes_an_environment_move_only_with_its_attestation(project_live, tmp_path):
-    import yaml
-
     p = project_live
-    priv, pub = keypair(tmp_path, "team")
-    other, _ = keypair(tmp_path, "other")
-    (p.root / "keys").mkdir()
-    shutil.copy(pub, p.root / "keys" / "attest.pub")
-    dvc_yaml = yaml.safe_load((p.root / "dvc.yaml").read_text())
-    dvc_yaml["artifacts"]["fraud-detector"]["meta"]["tether"]["attestation"] = {
-        "key": "keys/attest.pub", "environments": ["production"]}
-    (p.root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    priv, other = _require_attestations_in_production(p, tmp_path)
     p.commit_all("require attestations in production")
     p.git("push", "-q", "origin", "main")
     p.ok("hook", "install", str(p.origin))
