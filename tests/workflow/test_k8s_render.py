@@ -71,3 +71,18 @@ def test_render_refuses_what_it_cannot_pin(project):
     promote_to(project, "fraud-detector@v1.0.0")
     bad = project.tether("k8s", "render", "--env", "production", "--repo-url", "git@host:org/repo.git")
     assert bad.code == 2 and "scp-like" in bad.err
+
+
+def test_render_refuses_a_move_origin_does_not_have(project):
+    """Pods fetch from origin: rendering a move only this clone holds would pin a release that
+    origin's environment branch does not name (deploy refuses the same)."""
+    p = project
+    p.ok("promote", "fraud-detector@v1.0.0", "--env", "production", "--approver", "ci", "--reason", "first",
+         "--skip-staging", "test", "--push")
+    v2 = threshold_release(p, 0.35)
+    promote_to(p, v2)  # not pushed
+    res = p.tether("k8s", "render", "--env", "production")
+    assert res.code == 4 and "not pushed" in res.err and "nothing was rendered" in res.err, res.err
+    assert "then render again" in res.err
+    p.git("push", "-q", "origin", "production")
+    assert render(p, "production")["spec"]["predictor"]["model"]["storageUri"] == pinned(p, v2)

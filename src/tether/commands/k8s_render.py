@@ -1,6 +1,7 @@
 """`tether k8s render --env ENV`: the environment's KServe InferenceService, from the registry.
 
-The environment branch decides what is rendered: its live release (`Registry.live`, the
+The environment branch decides what is rendered (a move this clone has not pushed is refused,
+exit 4, as deploy refuses it): its live release (`Registry.live`, the
 release `tether status` names) pinned in `storageUri` as `#model@vX.Y.Z`, never the branch, so a
 pod restart cannot pick up another release; for a canary environment (`meta.tether.canaries`),
 the stable environment's InferenceService carrying the canary's release and its recorded weight
@@ -16,6 +17,7 @@ from tether.core.k8s import TETHER_RUNTIME, Serving, render_inference_service, t
 from tether.core.moves import weight_of
 from tether.errors import NotFound, UsageError
 from tether.registry.registry import Registry
+from tether.registry.unpushed import refuse_unpushed
 
 
 def _repo_url(ws: Workspace, repo_url: str | None) -> str:
@@ -33,6 +35,9 @@ def render_environment(ws: Workspace, env: str, *, model: str | None = None, rep
     """{"serving": what was rendered, "manifest": the InferenceService, "yaml": its text}."""
     model = ws.model(model)
     reg = Registry(ws)
+    # pods fetch from origin: a move only this clone holds would be rendered for a release origin's
+    # branch does not name (the same refusal as deploy's)
+    refuse_unpushed(reg, model, env, ws.branch(model, env), did="rendered", verb="render")
     history = reg.history(model, env)
     live = history[0] if history else None
     if live is None or not live.release or live.action == "unassign":

@@ -9,14 +9,14 @@ import re
 import shutil
 from pathlib import Path
 
-from tether.core import moves
 from tether.adapters.dvcstore import DvcStore
 from tether.adapters.nodecache import NodeCache
-from tether.errors import Conflict, IntegrityError, NotFound, StorageError, TetherError, UsageError
+from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
 from tether.adapters.narrowfetch import fetch_release_tags
 from tether.core.moves import Event
 from tether.registry.registry import Registry
+from tether.registry.unpushed import refuse_unpushed
 from tether.registry.release import Release
 from tether.adapters.workspace import Workspace
 
@@ -194,41 +194,6 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     require_signed(ws, reg, model, env, rel, events, *signed)
     return reg, rel, ev
 
-
-
-def _describe(ev: Event | None, commit: str) -> str:
-    if ev is None or not ev.release:
-        return f"commit {commit[:12]} (no release)"
-    who = f"{ev.action} by {ev.approver}, " if ev.source == "tether" and ev.approver else ""
-    return f"{ev.release} ({who}commit {commit[:12]})"
-
-
-def refuse_unpushed(reg: Registry, model: str, env: str, branch: str) -> None:
-    """Conflict (exit 4) when this clone's branch of the environment holds a move origin does
-    not: origin's release is what every host deploying from origin serves, this clone's is
-    what `tether status` here says; deploying either would leave one of them untrue. A branch
-    merely behind origin's is stale: origin's is deployed, as before."""
-    state = reg.env_state(model, env)
-    if state.relation not in ("ahead", "diverged") or state.local is None or state.remote is None:
-        return
-    mine = reg.events_at(env, state.local, model)
-    theirs = reg.events_at(env, state.remote, model)
-    local = _describe(mine[0] if mine else None, state.local)
-    remote = _describe(theirs[0] if theirs else None, state.remote)
-    if state.relation == "ahead":
-        gto = [ev.trailers[moves.GTO_TAG] for ev in mine
-               if ev.trailers.get(moves.GTO_TAG) and reg.ws.git.ref(f"refs/tags/{ev.trailers[moves.GTO_TAG]}")
-               and not reg.ws.git.is_ancestor(ev.commit, state.remote)]
-        push = " ".join(["git push origin", branch, *gto])
-        raise Conflict(
-            f"{env}: this clone's {branch} is {local}, not pushed; origin's is {remote}. "
-            f"Hosts that deploy from origin serve {remote.split(' (')[0]}; nothing was deployed",
-            hint=f"finish the move first: {push} (a move made with --push is published at once), "
-                 f"then deploy again; or, to serve origin's release, reset {branch} to origin/{branch}")
-    raise Conflict(
-        f"{env}: this clone's {branch} ({local}) and origin's ({remote}) have diverged; nothing was deployed",
-        hint=f"inspect both histories (git log --first-parent {branch} origin/{branch}) and reconcile them, "
-             f"then deploy again")
 
 
 def host_remote_hint(clone: Path) -> str:
