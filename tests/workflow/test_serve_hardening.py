@@ -77,8 +77,10 @@ def test_a_consistently_tampered_bundle_is_refused_under_load_and_served_after_r
             until(lambda: len(seen) > n + 20, "more requests while the tampered release is current")
             assert call(url, "/version")[1]["release"] == V1
 
-            # a deploy repairs it (its stamp no longer verifies, so it is rebuilt), and it is served
-            promote_to(p, v2)
+            # a deploy repairs it (its stamp no longer verifies, so it is rebuilt), and it is served;
+            # production was rolled back away from v2 (reason "test"): re-promoting it quotes that
+            p.ok("promote", v2, "--env", "production", "--approver", "ci", "--reason", "repaired", "--skip-staging",
+                 "test", "--allow-regression", "test", "--override-rollback", "test: the bundle was repaired")
             deploy(p, target)
             serving(url, v2)
             n = len(seen)
