@@ -1,5 +1,5 @@
 """Regenerate the transcript of docs/own-repository.md (using tether on your own repository):
-builds the text classifier shape (tests/shapes.py) in a temporary directory and runs the commands a new user
+builds the text classifier shape (tests/helpers/shapes.py) in a temporary directory and runs the commands a new user
 would, printing each with its real output. Run: .venv/bin/python docs/walkthrough.py
 (`… flows` for "Releases made any way", `… experiment` for "From a DVC experiment to a release")."""
 
@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("tests", "tests/helpers", "src")]
 from shapes import build_textclf_live  # noqa: E402
 
 
