@@ -161,3 +161,26 @@ def test_bad_settings_and_secrets_are_refused_and_install_writes_nothing(tmp_pat
             "      tether:\n        smoke: false\n", f"      tether:\n        smoke: false\n        events: {{{bad}}}\n", 1))
         res = p.tether("events")
         assert res.code == 2 and why in res.err, (bad, res.err)
+
+
+def test_a_gto_assignment_pushed_by_hand_is_an_event_too(hooked):
+    """A teammate runs the real `gto assign` (no tether move wrote that tag) and pushes it: the
+    receiver hears `dev.tether.gto.assigned` for the environment, and the replay has it too."""
+    import shutil
+    import sys
+
+    p, receiver = hooked
+    p.ok("release", "--push")
+    receiver.wait_for(1, 10)
+    gto = shutil.which("gto", path=os.path.dirname(sys.executable))
+    assert gto, "the real gto CLI (a test dependency) is missing"
+    res = p.sh(gto, "assign", "churn", "--version", "v1.0.0", "--stage", "staging")
+    assert res.code == 0, res.out + res.err
+    p.git("push", "-q", "origin", "--tags")
+    receiver.wait_for(2, 10)
+    event = receiver.events()[1]
+    assert (event["type"], event["subject"], event["data"]["release"]) == \
+        ("dev.tether.gto.assigned", "staging", "churn@v1.0.0")
+    assert event["data"]["source"] == "gto"
+    replay = json.loads(p.ok("events", "--json").out)
+    assert [e["id"] for e in replay] == [e["id"] for e in receiver.events()]
