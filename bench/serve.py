@@ -7,7 +7,8 @@ concurrent keep-alive clients on 127.0.0.1, REQUESTS requests each phase:
 
   baseline   the bare app
   steady     tether serve, no swap
-  swapping   tether serve while `current` flips between the two releases SWAPS times, 2 s apart
+  swapping   tether serve while `current` flips between the two releases SWAPS times, SWAP_GAP s apart
+             (BENCH_SWAP_GAP, default 2 s: a swap storm, closer than the spare's own start under load)
              (the clients go on until the last swap has answered, and at least REQUESTS)
 
 Then, on the text classifier served by its own entrypoint: the time from a rollback's deploy to
@@ -41,6 +42,7 @@ from common import Table  # noqa: E402
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 4))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", 800))
 SWAPS = int(os.environ.get("BENCH_SWAPS", 6))
+SWAP_GAP = float(os.environ.get("BENCH_SWAP_GAP", 2.0))
 PHASE_DEADLINE = 60.0
 RECORD = {"amount": 250.0, "hour": 3, "merchant_category": 7, "distance_from_home_km": 120.5, "card_age_days": 40,
           "txn_count_24h": 9, "foreign": 1, "online": 1, "amount_to_avg_ratio": 4.2, "device_risk_score": 0.7}
@@ -208,11 +210,11 @@ def main() -> None:
 
             def swapper():
                 for i in range(SWAPS):
-                    time.sleep(2.0)
+                    time.sleep(SWAP_GAP)
                     rel = "fraud-detector@v1.0.1" if i % 2 == 0 else "fraud-detector@v1.0.0"
                     t = time.perf_counter()
                     switch_current(target, rel)
-                    wait_up(port, "/version", release=rel, timeout=30)
+                    wait_up(port, "/version", release=rel, timeout=120)
                     swap_times.append(time.perf_counter() - t)
 
             swapping = drive(port, REQUESTS, swapper)
@@ -225,6 +227,8 @@ def main() -> None:
                     ("tether serve, swapping", swapping)):
         print(f"  {name:38} {r['n']} req in {r['wall']:.2f} s: {r['rps']:.0f} req/s, p50 {r['p50'] * 1e3:.2f} ms, "
               f"p99 {r['p99'] * 1e3:.2f} ms, failed {len(r['failed'])}, mixed {len(r['mixed'])} {r['releases']}")
+    print(f"  offered load: {CLIENTS} closed-loop keep-alive clients, one record per request, no think time; "
+          f"swaps {SWAP_GAP:g} s apart")
     print(f"  swaps: {len(swap_times)}, until the new release answered: median {statistics.median(swap_times):.2f} s, "
           f"max {max(swap_times):.2f} s")
     table.add("throughput, steady (req/s)", steady["rps"], "", "bare app", baseline["rps"],
@@ -236,7 +240,7 @@ def main() -> None:
     table.add("p50 steady (ms)", steady["p50"] * 1e3, "", "bare app", baseline["p50"] * 1e3)
     table.add("p99 steady (ms)", steady["p99"] * 1e3, "", "bare app", baseline["p99"] * 1e3)
     table.add("p99 swapping (ms)", swapping["p99"] * 1e3, "", "steady p99", steady["p99"] * 1e3,
-              "<= 2x p99 without a swap", swapping["p99"] <= 2 * steady["p99"])
+              "<= 1.1x p99 without a swap", swapping["p99"] <= 1.1 * steady["p99"])
     table.rows[-1]["ratio"] = swapping["p99"] / steady["p99"]
     table.add("failed + half-loaded responses", len(swapping["failed"]) + len(swapping["mixed"])
               + len(steady["failed"]) + len(steady["mixed"]), "", target="0",
