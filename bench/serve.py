@@ -16,6 +16,9 @@ its first answer while the release it rolls back from hangs at import (v2 serves
 killed with kill -9 and its restart hangs; `tether rollback` + `tether deploy` to v1). Target:
 within 5 s (issue 27 item 6; tests/workflow/test_serve_faults.py asserts the bound).
 
+The swap target (issue 34): p99 of the requests started within SWAP_WINDOW s after a switch
+<= 1.1x p99 of those started between swaps, in the same phase (same load, same minute).
+
 Every response must be a 200 whose threshold is that of the release it names (0.3 or 0.9): a
 response from a half-loaded release, or a failed request, is counted and must be zero.
 Bounded: REQUESTS per phase, a deadline per phase, and the servers are stopped at the end.
