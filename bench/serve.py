@@ -7,13 +7,17 @@ concurrent keep-alive clients on 127.0.0.1, REQUESTS requests each phase:
 
   baseline   the bare app
   steady     tether serve, no swap
-  swapping   tether serve while `current` flips between the two releases SWAPS times, 2 s apart
+  swapping   tether serve while `current` flips between the two releases SWAPS times, SWAP_GAP s apart
+             (BENCH_SWAP_GAP, default 8 s; 2 s is a swap storm, closer than a spare's start under load)
              (the clients go on until the last swap has answered, and at least REQUESTS)
 
 Then, on the text classifier served by its own entrypoint: the time from a rollback's deploy to
 its first answer while the release it rolls back from hangs at import (v2 serves; its worker is
 killed with kill -9 and its restart hangs; `tether rollback` + `tether deploy` to v1). Target:
 within 5 s (issue 27 item 6; tests/workflow/test_serve_faults.py asserts the bound).
+
+The swap target (issue 34): p99 of the requests started within SWAP_WINDOW s after a switch
+<= 1.1x p99 of those started between swaps, in the same phase (same load, same minute).
 
 Every response must be a 200 whose threshold is that of the release it names (0.3 or 0.9): a
 response from a half-loaded release, or a failed request, is counted and must be zero.
@@ -41,6 +45,8 @@ from common import Table  # noqa: E402
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 4))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", 800))
 SWAPS = int(os.environ.get("BENCH_SWAPS", 6))
+SWAP_GAP = float(os.environ.get("BENCH_SWAP_GAP", 8.0))
+SWAP_WINDOW = float(os.environ.get("BENCH_SWAP_WINDOW", 4.0))
 PHASE_DEADLINE = 60.0
 RECORD = {"amount": 250.0, "hour": 3, "merchant_category": 7, "distance_from_home_km": 120.5, "card_age_days": 40,
           "txn_count_24h": 9, "foreign": 1, "online": 1, "amount_to_avg_ratio": 4.2, "device_risk_score": 0.7}
@@ -94,10 +100,11 @@ def drive(port: int, n: int, swapper=None) -> dict:
     """n requests from CLIENTS keep-alive clients; latencies, failures, inconsistent answers."""
     body = json.dumps({"records": [RECORD]}).encode()
     lat: list[float] = []
+    timed: list[tuple[float, float]] = []  # (start, seconds) of every answered request
     failed, mixed, releases = [], [], {}
     lock = threading.Lock()
     todo = iter(range(n))
-    deadline = time.monotonic() + PHASE_DEADLINE
+    deadline = time.monotonic() + max(PHASE_DEADLINE, SWAPS * SWAP_GAP + 30 if swapper else 0)
 
     swapping = threading.Event()
     if swapper:
@@ -122,6 +129,7 @@ def drive(port: int, n: int, swapper=None) -> dict:
             dt = time.perf_counter() - t
             with lock:
                 lat.append(dt)
+                timed.append((t, dt))
                 if r.status != 200:
                     failed.append(r.status)
                     continue
@@ -147,7 +155,22 @@ def drive(port: int, n: int, swapper=None) -> dict:
     lat.sort()
     return {"n": len(lat), "wall": wall, "rps": len(lat) / wall, "p50": statistics.median(lat),
             "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "failed": failed, "mixed": mixed,
-            "releases": releases}
+            "releases": releases, "timed": timed}
+
+
+def p99(lat: list[float]) -> float:
+    lat = sorted(lat)
+    return lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def windows(timed: list[tuple[float, float]], swaps: list[float]) -> tuple[list[float], list[float]]:
+    """The swapping phase's latencies split by when each request started: within SWAP_WINDOW
+    seconds after a switch of `current` (the new worker's start, the old one's exit), or outside
+    every such window (the same run, the same offered load, the same machine's noise)."""
+    inside, outside = [], []
+    for t, dt in timed:
+        (inside if any(0 <= t - s < SWAP_WINDOW for s in swaps) else outside).append(dt)
+    return inside, outside
 
 
 def isolate(base: Path) -> None:
@@ -204,15 +227,17 @@ def main() -> None:
             drive(port, 100)
             steady = drive(port, REQUESTS)
 
-            swap_times = []
+            swap_times: list[float] = []
+            swap_at: list[float] = []
 
             def swapper():
                 for i in range(SWAPS):
-                    time.sleep(2.0)
+                    time.sleep(SWAP_GAP)
                     rel = "fraud-detector@v1.0.1" if i % 2 == 0 else "fraud-detector@v1.0.0"
                     t = time.perf_counter()
+                    swap_at.append(t)
                     switch_current(target, rel)
-                    wait_up(port, "/version", release=rel, timeout=30)
+                    wait_up(port, "/version", release=rel, timeout=120)
                     swap_times.append(time.perf_counter() - t)
 
             swapping = drive(port, REQUESTS, swapper)
@@ -225,6 +250,12 @@ def main() -> None:
                     ("tether serve, swapping", swapping)):
         print(f"  {name:38} {r['n']} req in {r['wall']:.2f} s: {r['rps']:.0f} req/s, p50 {r['p50'] * 1e3:.2f} ms, "
               f"p99 {r['p99'] * 1e3:.2f} ms, failed {len(r['failed'])}, mixed {len(r['mixed'])} {r['releases']}")
+    print(f"  offered load: {CLIENTS} closed-loop keep-alive clients, one record per request, no think time; "
+          f"swaps {SWAP_GAP:g} s apart")
+    inside, outside = windows(swapping["timed"], swap_at)
+    print(f"  requests started within {SWAP_WINDOW:g} s of a swap: {len(inside)}, "
+          f"p99 {p99(inside) * 1e3 if inside else float('nan'):.2f} ms; between swaps: {len(outside)}, "
+          f"p99 {p99(outside) * 1e3 if outside else float('nan'):.2f} ms")
     print(f"  swaps: {len(swap_times)}, until the new release answered: median {statistics.median(swap_times):.2f} s, "
           f"max {max(swap_times):.2f} s")
     table.add("throughput, steady (req/s)", steady["rps"], "", "bare app", baseline["rps"],
@@ -235,9 +266,15 @@ def main() -> None:
     table.rows[-1]["ratio"] = swapping["rps"] / baseline["rps"]
     table.add("p50 steady (ms)", steady["p50"] * 1e3, "", "bare app", baseline["p50"] * 1e3)
     table.add("p99 steady (ms)", steady["p99"] * 1e3, "", "bare app", baseline["p99"] * 1e3)
-    table.add("p99 swapping (ms)", swapping["p99"] * 1e3, "", "steady p99", steady["p99"] * 1e3,
-              "<= 2x p99 without a swap", swapping["p99"] <= 2 * steady["p99"])
+    table.add("p99 swapping, whole phase (ms)", swapping["p99"] * 1e3, "", "steady p99", steady["p99"] * 1e3,
+              "(phases minutes apart: the machine's load moves)")
     table.rows[-1]["ratio"] = swapping["p99"] / steady["p99"]
+    inside, outside = windows(swapping["timed"], swap_at)
+    if inside and outside:
+        table.add(f"p99 within {SWAP_WINDOW:g} s of a swap (ms)", p99(inside) * 1e3, "",
+                  "p99 between swaps", p99(outside) * 1e3, "<= 1.1x p99 without a swap (same phase)",
+                  p99(inside) <= 1.1 * p99(outside))
+        table.rows[-1]["ratio"] = p99(inside) / p99(outside)
     table.add("failed + half-loaded responses", len(swapping["failed"]) + len(swapping["mixed"])
               + len(steady["failed"]) + len(steady["mixed"]), "", target="0",
               ok=not (swapping["failed"] or swapping["mixed"] or steady["failed"] or steady["mixed"]))

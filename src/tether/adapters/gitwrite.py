@@ -111,8 +111,11 @@ class GitWrite(GitBase):
         return res.stdout.split()[0] if res.stdout.strip() else None
 
     def fetch(self, remote: str, *refspecs: str) -> None:
+        """Without git's automatic maintenance after the fetch (a `git maintenance run --auto`
+        process each time: about 3 ms, a tenth of a patch deploy's two fetches); the next git
+        command that runs it does the housekeeping. Older git ignores the setting."""
         try:
-            self.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
+            self.run("-c", "maintenance.auto=false", "fetch", "--quiet", "--no-tags", remote, *refspecs)
         except CommandFailed as exc:
             if "would clobber existing tag" in exc.result.stderr:
                 from tether.errors import IntegrityError

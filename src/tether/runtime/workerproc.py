@@ -4,6 +4,7 @@ goes through tether.runtime.protocol."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -148,8 +149,13 @@ class Worker:
         self.stop()
 
     def stop(self, grace: float = 5.0) -> None:
+        """EOF, then wait up to `grace` seconds and kill. The worker has no request left to
+        answer, so what it still does (its exit) runs at the lowest CPU priority: it never
+        competes with the worker that took over."""
         with self._lock:
             self.closing = True
+        with contextlib.suppress(OSError):  # lowering a child's priority needs no privilege
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)
         try:
             self._stdin.close()
         except OSError:
