@@ -180,7 +180,7 @@ def check_contents(wheel: Path) -> None:
     core = [line.split(":", 1)[1].strip() for line in meta.splitlines()
             if line.startswith("Requires-Dist:") and "extra ==" not in line]
     core_names = {re.split(r"[<>=!~\[ ;]", r)[0].lower() for r in core}
-    assert core_names == {"dvc", "hydra-core", "typer", "pydantic", "semver", "pyyaml"}, core
+    assert core_names == {"dvc", "hydra-core", "typer", "pydantic", "semver", "pyyaml", "cryptography"}, core
     provided = {line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Provides-Extra:")}
     assert {"s3", "serve", "sklearn", "onnx", "mlflow", "all"} <= provided, provided
 
