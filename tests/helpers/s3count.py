@@ -5,17 +5,13 @@ remote, and how many bytes. Run as a process (`python s3count.py PORT LOGFILE`) 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
-from s3server import CREDENTIALS, free_port
+from s3server import free_port, running_s3
 
 
 def _serve(port: int, log: str) -> None:
@@ -46,26 +42,8 @@ def _serve(port: int, log: str) -> None:
 def counting_s3(log: Path):
     """(endpoint URL) of a fresh server logging object GETs to `log`."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, str(port), str(log)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, **CREDENTIALS})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the counting S3 server did not start") from None
-                time.sleep(0.1)
+    with running_s3([sys.executable, __file__, str(port), str(log)], port, "the counting S3 server") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def object_gets(log: Path, under: str = "/files/md5/") -> tuple[Counter, int]:

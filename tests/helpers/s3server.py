@@ -29,13 +29,17 @@ def free_port() -> int:
 @contextmanager
 def moto_server():
     port = free_port()
-    env = {**os.environ, **CREDENTIALS}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    with running_s3([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port,
+                    "moto's S3 server") as url:
+        yield url
+
+
+@contextmanager
+def running_s3(argv: list[str], port: int, what: str):
+    """(its URL) of an S3 server process started from argv on 127.0.0.1:port, once it answers;
+    terminated (killed if it will not stop) on leaving."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **CREDENTIALS})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -45,7 +49,7 @@ def moto_server():
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto's S3 server did not start") from None
+                    raise RuntimeError(f"{what} did not start") from None
                 time.sleep(0.1)
         yield url
     finally:

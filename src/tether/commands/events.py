@@ -61,8 +61,7 @@ def derive(ws: Workspace, model: str, signers: Path | None) -> list[Found]:
     for rel in reg.of(model):
         out.append(Found(("tag", rel.tag), ce.release_event(source, model, rel.tag, rel.tag_object, rel.commit,
                                                               rel.created_at, rel.creator, rel.note)))
-    by_id = {id(f.event): f for f in out}
-    return [by_id[id(e)] for e in ce.order([f.event for f in out])]
+    return sorted(out, key=lambda f: ce.instant(f.event))
 
 
 def since(ws: Workspace, when: datetime | None, model: str | None = None) -> list[dict]:

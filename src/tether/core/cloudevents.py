@@ -158,11 +158,14 @@ def check_url(url: object, where: str) -> str:
     return url
 
 
-def order(events: list[dict]) -> list[dict]:
-    """Oldest first (times compared as instants, whatever their zone); ties (one push) keep
-    their given order; an event without a readable time goes first."""
-    def when(e: dict) -> float:
-        t = parse_iso(e.get("time") or "")
-        return t.timestamp() if t is not None else float("-inf")
+def instant(event: dict) -> float:
+    """When the event happened, as seconds since the epoch, whatever its time's zone (-inf for
+    an event without a readable time)."""
+    t = parse_iso(event.get("time") or "")
+    return t.timestamp() if t is not None else float("-inf")
 
-    return sorted(events, key=when)
+
+def order(events: list[dict]) -> list[dict]:
+    """Oldest first; ties (one push) keep their given order; an event without a readable time
+    goes first."""
+    return sorted(events, key=instant)

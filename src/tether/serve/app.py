@@ -219,12 +219,7 @@ class _Server:
                 resp, name, scores, arm = await run_in_threadpool(self.handle, b"".join(chunks),
                                                                   request.headers.get(KEY_HEADER))
         live = self.sup.live
-        name = name or (live.worker.name if live else "none")
-        resp.headers["x-tether-release"] = name
-        if arm is not None:
-            resp.headers["x-tether-arm"] = arm
-        self.metrics.observe(name, resp.status_code, time.perf_counter() - t0, scores, arm)
-        return resp
+        return self.metrics.answered(resp, name or (live.worker.name if live else "none"), t0, scores, arm)
 
 
 def _answer(live: Live, payload, request_timeout: float):

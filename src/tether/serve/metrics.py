@@ -47,6 +47,18 @@ class Metrics:
         h[1] += 1
         h[2] += value
 
+    def answered(self, resp, release: str, started: float, scores: Sequence[float] = (), arm: str | None = None):
+        """A /predict or Open Inference Protocol response on its way out: it names the release
+        (and arm) that answered, and is counted. `release` is the worker's that answered, else
+        the live one's ("none" with none live)."""
+        import time
+
+        resp.headers["x-tether-release"] = release
+        if arm is not None:
+            resp.headers["x-tether-arm"] = arm
+        self.observe(release, resp.status_code, time.perf_counter() - started, scores, arm)
+        return resp
+
     def observe(self, release: str, status: int, seconds: float, scores: Sequence[float] = (),
                 arm: str | None = None) -> None:
         key = (release, arm)

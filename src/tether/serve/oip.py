@@ -303,12 +303,7 @@ class V2:
         if resp.status_code == 404:
             return resp  # not a request to this model: nothing to count
         live = self.sup.live
-        name = name or (live.worker.name if live else "none")
-        resp.headers["x-tether-release"] = name
-        if arm is not None:
-            resp.headers["x-tether-arm"] = arm
-        self.metrics.observe(name, resp.status_code, time.perf_counter() - t0, scores, arm)
-        return resp
+        return self.metrics.answered(resp, name or (live.worker.name if live else "none"), t0, scores, arm)
 
     def answer(self, body: bytes, model: str, version: str | None, key: str | None, arm: str | None):
         """(response, release that answered, scores, arm) for one request body."""
