@@ -287,8 +287,7 @@ def rollback_behind_hang() -> None:
     import signal
 
     from servehelp import OPS, call, serve_proc, serving, until
-    from test_serve_faults import hang_when, promote, release
-    from textserve import build_textserve
+    from textserve import build_textserve, hang_when, promote, release
 
     table = Table("Serve: a rollback deployed while another release hangs at import")
     with tempfile.TemporaryDirectory(prefix="tether-bench-hang-") as tmp:

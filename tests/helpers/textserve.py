@@ -14,9 +14,11 @@ in different featurisation code (word bigrams as well as words).
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 from project import Project
+from servehelp import OPS
 from shapes import _init, _publish, raw_reviews
 
 DVC_YAML = """\
@@ -226,3 +228,42 @@ def build_textserve(base: Path) -> Project:
     p.commit_all("text classifier served by its own entrypoint")
     _publish(p)
     return p
+
+
+def hang_when(p, marker) -> None:
+    """The serving entrypoint sleeps at import while `marker` exists (a release whose import hangs
+    on one host, or on a restart, but passed its smoke gate when it was promoted)."""
+    path = p.root / "src/serve.py"
+    text = path.read_text()
+    head = '"""How this project is served: tether imports Model from the release\'s own tree."""\n'
+    assert head in text
+    path.write_text(text.replace(head, head + f"import os as _os\nimport time as _time\n\n"
+                                 f"if _os.path.exists({str(marker)!r}):\n    _time.sleep(600)\n"))
+
+
+def release(p, message: str) -> str:
+    p.dvc("repro", "-q")
+    p.commit_all(message)
+    return p.ok("release", "--push", "--json").json()["tag"]
+
+
+def promote(p, tag: str, cwd=None) -> None:
+    p.ok("promote", tag, "--env", "production", *OPS, "--skip-staging", "test", "--allow-regression", "test", "--push",
+         cwd=cwd)
+
+
+def deploy(p, target, cwd=None) -> float:
+    """Deploy production to `target`; the monotonic time it returned."""
+    res = p.tether("deploy", "--env", "production", "--target", str(target), cwd=cwd)
+    assert res.code == 0, res.err
+    return time.monotonic()
+
+
+def served_project(tmp_path):
+    """The text classifier's v1 released, promoted (pushed) and deployed to tmp_path/serving."""
+    p = build_textserve(tmp_path / "p")
+    v1 = p.ok("release", "--push", "--json").json()["tag"]
+    promote(p, v1)
+    target = tmp_path / "serving"
+    deploy(p, target)
+    return p, v1, target

@@ -12,39 +12,10 @@ import time
 
 from project import BIN
 from servehelp import OPS, call, procs_in, serve_proc, serving, until
-from textserve import build_textserve, set_featurizer
+from textserve import build_textserve, deploy, hang_when, promote, release, served_project, set_featurizer
 
 TEXTS = [{"text": "Great wonderful movie, really loved the cast"}, {"text": "awful boring plot and a dull ending"}]
 DEPLOY_TO_ANSWER_S = 5.0  # issue 27 item 6: a rollback behind a hanging release serves within this
-
-
-def hang_when(p, marker) -> None:
-    """The serving entrypoint sleeps at import while `marker` exists (a release whose import hangs
-    on one host, or on a restart, but passed its smoke gate when it was promoted)."""
-    path = p.root / "src/serve.py"
-    text = path.read_text()
-    head = '"""How this project is served: tether imports Model from the release\'s own tree."""\n'
-    assert head in text
-    path.write_text(text.replace(head, head + f"import os as _os\nimport time as _time\n\n"
-                                 f"if _os.path.exists({str(marker)!r}):\n    _time.sleep(600)\n"))
-
-
-def release(p, message: str) -> str:
-    p.dvc("repro", "-q")
-    p.commit_all(message)
-    return p.ok("release", "--push", "--json").json()["tag"]
-
-
-def promote(p, tag: str, cwd=None) -> None:
-    p.ok("promote", tag, "--env", "production", *OPS, "--skip-staging", "test", "--allow-regression", "test", "--push",
-         cwd=cwd)
-
-
-def deploy(p, target, cwd=None) -> float:
-    """Deploy production to `target`; the monotonic time it returned."""
-    res = p.tether("deploy", "--env", "production", "--target", str(target), cwd=cwd)
-    assert res.code == 0, res.err
-    return time.monotonic()
 
 
 class Load:
@@ -174,16 +145,6 @@ def test_a_fix_forward_preempts_a_new_release_that_hangs_at_import(tmp_path):
     assert f"stopped starting {v2}: the server is stopping" in text and "stopped on SIGTERM" in text, text
     assert "Traceback" not in text and "Fatal Python error" not in text, text
     until(lambda: not procs_in(target / "releases" / v2), "no worker left behind", timeout=10)
-
-
-def served_project(tmp_path):
-    """The text classifier's v1 released, promoted (pushed) and deployed to tmp_path/serving."""
-    p = build_textserve(tmp_path / "p")
-    v1 = p.ok("release", "--push", "--json").json()["tag"]
-    promote(p, v1)
-    target = tmp_path / "serving"
-    deploy(p, target)
-    return p, v1, target
 
 
 def test_ctrl_c_stops_cleanly_a_busy_port_is_refused_naming_it_a_dropped_client_is_one_line(tmp_path):

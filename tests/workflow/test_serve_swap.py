@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 from servehelp import until
-from test_serve_faults import promote, release, served_project
-from textserve import build_textserve
+from textserve import build_textserve, promote, release, served_project
 
 from tether.runtime.workerproc import Worker
 
