@@ -101,6 +101,7 @@ def drive(port: int, n: int, swapper=None) -> dict:
     body = json.dumps({"records": [RECORD]}).encode()
     lat: list[float] = []
     timed: list[tuple[float, float]] = []  # (start, seconds) of every answered request
+    named: list[tuple[float, float, str]] = []  # (start, seconds, release) of every 200
     failed, mixed, releases = [], [], {}
     lock = threading.Lock()
     todo = iter(range(n))
@@ -135,6 +136,7 @@ def drive(port: int, n: int, swapper=None) -> dict:
                     continue
                 out = json.loads(data)
                 rel = out.get("release")
+                named.append((t, dt, rel))
                 releases[rel] = releases.get(rel, 0) + 1
                 if rel in THRESHOLDS and (THRESHOLDS[rel] != out["threshold"]
                                           or out["decisions"] != [s >= out["threshold"] for s in out["scores"]]):
@@ -155,7 +157,8 @@ def drive(port: int, n: int, swapper=None) -> dict:
     lat.sort()
     return {"n": len(lat), "wall": wall, "rps": len(lat) / wall, "p50": statistics.median(lat),
             "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))], "failed": failed, "mixed": mixed,
-            "releases": releases, "timed": timed}
+            "releases": releases, "timed": timed,
+            "named": named}
 
 
 def p99(lat: list[float]) -> float:
@@ -171,6 +174,33 @@ def windows(timed: list[tuple[float, float]], swaps: list[float]) -> tuple[list[
     for t, dt in timed:
         (inside if any(0 <= t - s < SWAP_WINDOW for s in swaps) else outside).append(dt)
     return inside, outside
+
+
+def by_offset(timed: list[tuple[float, float]], swaps: list[float]) -> str:
+    """p99 (and count) of the requests by when they started after the last switch: where in a
+    swap the tail comes from (the new worker's start, its first answers, the old one's exit)."""
+    edges = (0.0, 0.25, 0.5, 1.0, 2.0, SWAP_WINDOW, float("inf"))
+    groups: list[list[float]] = [[] for _ in edges[1:]]
+    for t, dt in timed:
+        since = [t - s for s in swaps if t >= s]
+        if since:
+            off = min(since)
+            groups[next(i for i, hi in enumerate(edges[1:]) if off < hi)].append(dt)
+    parts = [f"{lo:g}-{hi:g} s: {p99(g) * 1e3:.1f} ms ({len(g)})" for lo, hi, g in zip(edges, edges[1:], groups) if g]
+    return "p99 by time since the last switch: " + ", ".join(parts)
+
+
+def first_second(named: list[tuple[float, float, str]], swaps: list[float], to: list[str]) -> str:
+    """In the first second after each switch: the requests the old release answered (while the
+    new worker starts) against those of the new one (its first answers, the old one's exit)."""
+    old: list[float] = []
+    new: list[float] = []
+    for t, dt, rel in named:
+        for s, rel_to in zip(swaps, to):
+            if 0 <= t - s < 1.0:
+                (new if rel == rel_to else old).append(dt)
+    show = lambda g: f"p99 {p99(g) * 1e3:.1f} ms, max {max(g) * 1e3:.1f} ms ({len(g)})" if g else "none"  # noqa: E731
+    return f"first second after a switch: answered by the old release {show(old)}; by the new one {show(new)}"
 
 
 def isolate(base: Path) -> None:
@@ -229,6 +259,7 @@ def main() -> None:
 
             swap_times: list[float] = []
             swap_at: list[float] = []
+            swap_to: list[str] = []
 
             def swapper():
                 for i in range(SWAPS):
@@ -236,6 +267,7 @@ def main() -> None:
                     rel = "fraud-detector@v1.0.1" if i % 2 == 0 else "fraud-detector@v1.0.0"
                     t = time.perf_counter()
                     swap_at.append(t)
+                    swap_to.append(rel)
                     switch_current(target, rel)
                     wait_up(port, "/version", release=rel, timeout=120)
                     swap_times.append(time.perf_counter() - t)
@@ -256,6 +288,8 @@ def main() -> None:
     print(f"  requests started within {SWAP_WINDOW:g} s of a swap: {len(inside)}, "
           f"p99 {p99(inside) * 1e3 if inside else float('nan'):.2f} ms; between swaps: {len(outside)}, "
           f"p99 {p99(outside) * 1e3 if outside else float('nan'):.2f} ms")
+    print(f"  {by_offset(swapping['timed'], swap_at)}")
+    print(f"  {first_second(swapping['named'], swap_at, swap_to)}")
     print(f"  swaps: {len(swap_times)}, until the new release answered: median {statistics.median(swap_times):.2f} s, "
           f"max {max(swap_times):.2f} s")
     table.add("throughput, steady (req/s)", steady["rps"], "", "bare app", baseline["rps"],

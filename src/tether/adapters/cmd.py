@@ -65,3 +65,10 @@ def spawn_pipes(args: list[str], cwd: str | Path, env: dict[str, str] | None = N
     own: a terminal's Ctrl-C reaches the parent only, which stops its children in order."""
     return subprocess.Popen(args, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
                             env={**os.environ, **(env or {})}, bufsize=0, close_fds=True, start_new_session=True)
+
+
+def spawn_passing(args: list[str], cwd: str | Path, fd: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A long-running child that talks over the one descriptor `fd` it inherits (the serving
+    zygote's socket); no stdin, no stdout, the parent's stderr, a session of its own."""
+    return subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None,
+                            env={**os.environ, **(env or {})}, pass_fds=(fd,), start_new_session=True)

@@ -221,7 +221,7 @@ COMMAND_MODULES = {
     "release": "releases", "conf": "releases", "list": "releases", "show": "releases", "diff": "releases",
     "check": "releases", "status": "releases",
     "promote": "moves", "rollback": "moves", "history": "moves", "gc": "moves",
-    "deploy": "hosts", "verify": "hosts", "checkout": "hosts", "serve": "hosts", "worker": "hosts",
+    "deploy": "hosts", "verify": "hosts", "checkout": "hosts", "serve": "hosts", "worker": "hosts", "zygote": "hosts",
     "attest": "attest",
     "reproduce": "repro", "report": "repro", "export": "repro",
     "canary": "canary", "guard": "canary",

@@ -169,14 +169,25 @@ def serve(
 @app.command("worker", hidden=True)
 def worker(
     target: str = typer.Option(..., "--target", help="The serving directory."),
-    release: Optional[str] = typer.Option(None, "--release", help="Without it: a spare, told later."),
+    release: str = typer.Option(..., "--release", help="The release directory it serves."),
     smoke_eval: Optional[str] = typer.Option(None, "--smoke-eval", help="Run the smoke test on this eval slice."),
     once: bool = typer.Option(False, "--once", help="Stop after the ready line (the promote smoke gate)."),
+    lower: bool = typer.Option(False, "--lower", help="Verify and load at a lower CPU priority."),
 ) -> None:
     """One release's worker process, started by `tether serve` (protocol: tether.runtime.worker)."""
     from tether.runtime.worker import run as run_worker
 
-    code = run_worker(Path(target), Path(release) if release else None, smoke_eval, once)
+    code = run_worker(Path(target), Path(release), smoke_eval, once, lower)
+    if code:
+        sys.exit(code)
+
+
+@app.command("zygote", hidden=True)
+def zygote(fd: int = typer.Option(..., "--fd", help="The socket it was handed by `tether serve`.")) -> None:
+    """The server's zygote: imports the workers' libraries once and forks each worker (tether.runtime.zygote)."""
+    from tether.runtime.zygote import run as run_zygote
+
+    code = run_zygote(fd)
     if code:
         sys.exit(code)
 

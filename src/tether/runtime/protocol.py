@@ -2,9 +2,8 @@
 process (tether.runtime.worker): one JSON object per line, as types, with one encoder and one
 decoder for both ends.
 
-The worker's stdout carries one event first, `Spare` (a spare's libraries are imported) and then
-`Ready` or `Failed`, then one `Reply` per request, in order. Its stdin carries `Assign` (a spare
-is told which release to serve) and `Request`s. EOF on stdin stops the worker.
+The worker's stdout carries one event first, `Ready` or `Failed`, then one `Reply` per request, in
+order. Its stdin carries `Request`s. EOF on stdin stops the worker.
 """
 
 from __future__ import annotations
@@ -46,20 +45,6 @@ class Failed:
 
 
 @dataclass(frozen=True)
-class Spare:
-    """`{"event": "spare", "pid"}`: a spare has imported its libraries and waits for `Assign`."""
-
-    pid: int | None
-
-
-@dataclass(frozen=True)
-class Assign:
-    """`{"release": DIR}` on a spare's stdin: the release it serves."""
-
-    release: str
-
-
-@dataclass(frozen=True)
 class Request:
     """`{"id", "records"}` on stdin: records to predict, answered by the `Reply` with that id."""
 
@@ -78,7 +63,7 @@ class Reply:
     error: str = "failed"
 
 
-Message = Ready | Failed | Spare | Assign | Request | Reply
+Message = Ready | Failed | Request | Reply
 _COMPACT = (",", ":")
 
 
@@ -87,19 +72,15 @@ def encode(msg: Message) -> str:
     (ValueError), and anything that is no JSON (TypeError), before a byte is written."""
     if isinstance(msg, Request):
         return json.dumps({"id": msg.id, "records": msg.records}, separators=_COMPACT) + "\n"
-    if isinstance(msg, Assign):
-        return json.dumps({"release": msg.release}) + "\n"
     data: dict[str, Any]
     if isinstance(msg, Reply):
         data = ({"id": msg.id, "ok": True, "predictions": msg.predictions} if msg.ok
                 else {"id": msg.id, "ok": False, "status": msg.status, "error": msg.error})
     elif isinstance(msg, Ready):
         data = {"event": "ready", **{f.name: getattr(msg, f.name) for f in fields(Ready)}}
-    elif isinstance(msg, Failed):
+    else:
         data = {"event": "failed", "error": msg.error, **({"hint": msg.hint} if msg.hinted else {}),
                 "exit_code": msg.exit_code}
-    else:
-        data = {"event": "spare", "pid": msg.pid}
     return json.dumps(data, allow_nan=False, separators=_COMPACT) + "\n"
 
 
@@ -113,8 +94,6 @@ def decode(line: str | bytes) -> Message | None:
     if not isinstance(msg, dict):
         return None
     if "event" in msg:
-        if msg["event"] == "spare":
-            return Spare(msg.get("pid"))
         if msg["event"] == "ready":
             found: dict[str, Any] = {f.name: msg.get(f.name) for f in fields(Ready)}
             return Ready(**found)
@@ -125,6 +104,4 @@ def decode(line: str | bytes) -> Message | None:
     if "id" in msg:
         return Reply(msg["id"], bool(msg.get("ok")), msg.get("predictions"), msg.get("status", 500),
                      msg.get("error", "failed"))
-    if isinstance(msg.get("release"), str):
-        return Assign(msg["release"])
     return None

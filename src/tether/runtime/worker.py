@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tether.runtime.protocol import Assign, Failed, Message, Ready, Reply, Request, Spare, decode, encode
+from tether.runtime.protocol import Failed, Message, Ready, Reply, Request, decode, encode
 
 INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
@@ -29,20 +29,18 @@ def _reply(out, msg: Message) -> None:
     out.flush()
 
 
-def run(target: Path, release: Path | None, smoke_eval: str | None = None, once: bool = False) -> int:
+def run(target: Path, release: Path, smoke_eval: str | None = None, once: bool = False, lower: bool = False) -> int:
     """Serve `release` on this process's stdin/stdout. Returns the exit status. `smoke_eval`
     makes the smoke test mandatory on that eval slice; `once` stops after the ready line
-    (promote's smoke gate)."""
+    (promote's smoke gate); `lower`: verify and load at a lower CPU priority (another worker
+    serves meanwhile), taken back before the ready line."""
     sys.dont_write_bytecode = True  # the release tree is read-only and must stay as verified
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the model's print() lands on stderr
     sys.stdout = sys.stderr
     from tether.errors import TetherError
 
-    if release is None:  # a spare: libraries imported ahead, then told which release to serve
-        release = _spare(proto)
-        if release is None:
-            return 0
+    saved = _lower_priority() if lower else None
     try:
         served, hello = _start(Path(target), Path(release), smoke_eval)
     except TetherError as exc:
@@ -52,6 +50,9 @@ def run(target: Path, release: Path | None, smoke_eval: str | None = None, once:
         _reply(proto, Failed(f"{type(exc).__name__}: {exc}", 1, hinted=False))
         traceback.print_exc()
         return _done(1, proto) if once else 1
+    finally:
+        if saved is not None:
+            _restore_priority(saved)
     _reply(proto, hello)
     if once:
         return _done(0, proto)
@@ -88,56 +89,16 @@ def _done(code: int, proto) -> int:
     os._exit(code)
 
 
-PREIMPORT = ("numpy", "pandas", "sklearn.ensemble", "sklearn.linear_model", "sklearn.pipeline", "sklearn.compose",
-             "sklearn.preprocessing", "skops.io", "pydantic", "yaml", "tether.servedir.verify", "tether.servedir.stamp",
-             "tether.runtime.loaders", "tether.runtime.schema", "tether.runtime.bundle", "tether.runtime.smoke",
-             "tether.core.evalslice", "tether.core.guard")
-
-
-def _spare(proto) -> Path | None:
-    """Import the heavy libraries every release needs (nothing from any release), at a lower
-    CPU priority while a live worker may be serving, then wait for `{"release": DIR}` on stdin.
-    The assignment restores the priority at once, even in the middle of the imports (a thread
-    waits for it), and a release's code is imported only after it is assigned and verified."""
-    import importlib
-    import threading
-
-    saved = _lower_priority()
-    assigned: list = []
-    got = threading.Event()
-
-    def wait_for_assignment():
-        assigned.append(sys.stdin.buffer.readline())
-        if saved is not None:
-            _restore_priority(saved)
-        got.set()
-
-    threading.Thread(target=wait_for_assignment, daemon=True).start()
-    for name in PREIMPORT:
-        if got.is_set():
-            break  # assigned: what is left is imported on demand, at full priority
-        try:
-            importlib.import_module(name)
-        except Exception:  # an optional library this host lacks: the release will say so
-            pass
-    _reply(proto, Spare(os.getpid()))
-    got.wait()
-    msg = decode(assigned[0]) if assigned else None
-    if not isinstance(msg, Assign):
-        return None  # EOF: the server no longer needs a spare
-    return Path(msg.release)
-
-
 AUTOGROUP = Path("/proc/self/autogroup")
 
 
 def _lower_priority() -> tuple[int, int | None] | None:
-    """A spare's lower CPU priority: 10 nice levels down for this (the main) thread and, on
+    """A starting worker's lower CPU priority: 10 nice levels down for this (the main) thread and, on
     Linux with autogroup scheduling, for this process's autogroup. The worker runs in a session
     of its own (a terminal's Ctrl-C is the server's), and the kernel schedules each session as
-    one group with the same weight whatever its threads' nice values: a niced spare still took
+    one group with the same weight whatever its threads' nice values: a niced process still took
     a whole group's share from the live worker (measured, docs/serving.md). Only where the
-    priority can be taken back on assignment (root, or RLIMIT_NICE allows it): the old values;
+    priority can be taken back before the worker says ready (root, or RLIMIT_NICE allows it): the old values;
     else nothing changes and None."""
     base = os.getpriority(os.PRIO_PROCESS, 0)
     can_restore = os.geteuid() == 0
@@ -159,11 +120,18 @@ def _lower_priority() -> tuple[int, int | None] | None:
 
 
 def _restore_priority(saved: tuple[int, int | None]) -> None:
+    """Every thread back to the old nice value (a thread the model's load started inherited the
+    lowered one, and Linux keeps a nice value per thread), then the session's group."""
     base, group = saved
     try:
-        os.setpriority(os.PRIO_PROCESS, os.getpid(), base)  # the main thread's id is the pid
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
-        pass
+        tids = [os.getpid()]  # the main thread's id is the pid
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, base)
+        except OSError:
+            pass
     if group is not None:
         _set_autogroup_nice(group)
 

@@ -5,6 +5,8 @@ goes through tether.runtime.protocol."""
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import sys
 import threading
@@ -12,10 +14,18 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tether.adapters import cmd
 from tether.errors import TetherError, by_exit_code
-from tether.runtime.protocol import Assign, Failed, Ready, Reply, Request, decode, encode
+from tether.runtime.protocol import Failed, Ready, Reply, Request, decode, encode
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from tether.runtime.zygoteproc import Forked, Zygote
+
+log = logging.getLogger("tether.serve")
 
 # `python -c` with the script directory (the release) dropped from sys.path first: tether's own
 # modules come from where tether is installed, never from the release's tree.
@@ -27,21 +37,26 @@ class WorkerGone(Exception):
 
 
 class Worker:
-    def __init__(self, target: Path, release: Path | None, *, smoke_eval: str | None = None,
-                 once: bool = False) -> None:
-        """`release=None` starts a spare: it imports the libraries ahead and serves the release
-        `assign()` names later (the swap then costs verification and loading, not imports)."""
-        self.release = Path(release) if release is not None else Path("spare")
+    def __init__(self, target: Path, release: Path, *, smoke_eval: str | None = None, once: bool = False,
+                 zygote: Zygote | None = None, lower: bool = False) -> None:
+        """A worker for `release`: forked by `zygote` when there is one (its libraries already
+        imported: the start costs the release's verification and load, not an interpreter's
+        imports), else started from a fresh interpreter. `lower`: it verifies and loads at a
+        lower CPU priority, taken back before it says ready (while another worker serves)."""
+        self.release = Path(release)
         self.started_at = time.time()
-        args = [sys.executable, "-c", BOOT, "worker", "--target", str(target)]
-        if release is not None:
-            args += ["--release", str(release)]
-        if smoke_eval:
-            args += ["--smoke-eval", smoke_eval]
-        if once:
-            args += ["--once"]
-        self.proc = cmd.spawn_pipes(args, cwd=release if release is not None else target,
-                                    env={"PYTHONDONTWRITEBYTECODE": "1"})
+        proc: Forked | subprocess.Popen | None = (self._forked(zygote, target, smoke_eval, once, lower)
+                                                  if zygote is not None else None)
+        if proc is None:
+            args = [sys.executable, "-c", BOOT, "worker", "--target", str(target), "--release", str(release)]
+            if smoke_eval:
+                args += ["--smoke-eval", smoke_eval]
+            if once:
+                args += ["--once"]
+            if lower:
+                args += ["--lower"]
+            proc = cmd.spawn_pipes(args, cwd=release, env={"PYTHONDONTWRITEBYTECODE": "1"})
+        self.proc = proc
         assert self.proc.stdin is not None  # spawn_pipes opens both pipes
         self._stdin = self.proc.stdin
         self.ready: Future = Future()
@@ -55,6 +70,17 @@ class Worker:
         self._idle = threading.Condition(self._lock)
         threading.Thread(target=self._read, name=f"worker-{self.release.name}", daemon=True).start()
 
+    def _forked(self, zygote: Zygote, target: Path, smoke_eval: str | None, once: bool,
+                lower: bool) -> Forked | None:
+        from tether.runtime.zygoteproc import ZygoteGone
+
+        try:
+            return zygote.fork({"target": str(target), "release": str(self.release), "smoke_eval": smoke_eval,
+                                "once": once, "lower": lower}, ready_timeout=120.0)
+        except ZygoteGone as exc:
+            log.warning("starting %s from a fresh interpreter: %s", self.name, exc)
+            return None
+
     @property
     def name(self) -> str:
         return self.release.name
@@ -62,6 +88,8 @@ class Worker:
     def _read(self) -> None:
         out = self.proc.stdout
         assert out is not None  # started with stdout=PIPE
+        if isinstance(out, io.RawIOBase):  # Popen(bufsize=0): a raw pipe reads a line byte by byte
+            out = io.BufferedReader(out)
         try:
             for line in out:
                 msg = decode(line)
@@ -86,16 +114,6 @@ class Worker:
             pending, self._pending = self._pending, {}
         for fut in pending.values():
             fut.set_exception(gone)
-
-    def assign(self, release: Path) -> None:
-        """Tell a spare which release to serve."""
-        self.release = Path(release)
-        self.started_at = time.time()
-        try:
-            with self._write:
-                self._stdin.write(encode(Assign(str(release))).encode())
-        except (OSError, ValueError):
-            pass  # it died: the reader reports it as not ready
 
     def wait_ready(self, timeout: float) -> Ready:
         try:

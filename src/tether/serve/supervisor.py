@@ -22,6 +22,7 @@ from tether.runtime.schema import RecordValidator
 
 if TYPE_CHECKING:
     from tether.runtime.workerproc import Worker
+    from tether.runtime.zygoteproc import Zygotes
 
 log = logging.getLogger("tether.serve")
 
@@ -51,8 +52,7 @@ class Supervisor:
     starting: str | None = None
     last_error: str | None = None
     failed: dict = field(default_factory=dict)  # key -> (error, when)
-    spares: bool = True
-    spare: Worker | None = None
+    zygotes: Zygotes | None = None  # where workers are forked from (None: each from a fresh interpreter)
     poll: float = 0.2  # seconds between a starting worker's checks that `current` still names it
     stopping: threading.Event = field(default_factory=threading.Event)
     target_wait: float | None = None  # give up (self.fatal, exit 3) if the target has not appeared by then
@@ -126,7 +126,6 @@ class Supervisor:
                 except Preempted:
                     if self.stopping.is_set():
                         return False
-                    self._new_spare()
                     continue  # what `current` names now
                 if new is None:
                     return False
@@ -141,21 +140,18 @@ class Supervisor:
                         hello.loader, hello.pid, hello.smoke)
         if old is not None:
             threading.Thread(target=old.worker.drain_and_stop, daemon=True).start()
-        self._new_spare()
         return True
 
     def _launch(self, wanted: Path, key: tuple) -> Live | None:
-        """A worker for `wanted` (the spare if there is one), once it is ready. None when it
-        failed (refused, and remembered for RETRY_SECONDS); Preempted, after it is killed, when
-        `current` moved on or the server stops while it starts."""
+        """A worker for `wanted`, once it is ready: forked from the zygote (its libraries imported
+        when the server started), at a lower CPU priority while another worker serves. None when
+        it failed (refused, and remembered for RETRY_SECONDS); Preempted, after it is killed,
+        when `current` moved on or the server stops while it starts."""
         from tether.runtime.workerproc import Worker
 
         self.starting = wanted.name
-        worker, self.spare = self.spare, None
-        if worker is not None and worker.alive():
-            worker.assign(wanted)
-        else:
-            worker = Worker(self.target, wanted)
+        zygote = self.zygotes.get() if self.zygotes is not None else None
+        worker = Worker(self.target, wanted, zygote=zygote, lower=self.serving() is not None)
         try:
             hello = self._wait_ready(worker, key)
             validator = RecordValidator(hello.schema) if hello.schema else None
@@ -172,7 +168,6 @@ class Supervisor:
             self.failed[key] = (msg, time.monotonic())
             self.starting = None
             self._refuse(msg)
-            self._new_spare()
             return None
         return Live(worker, key, hello, validator, iso_of(worker.started_at))
 
@@ -201,20 +196,14 @@ class Supervisor:
             if now is not None and identity(now) != key:
                 raise Preempted(f"{self.target / 'current'} now names {now.name}")
 
-    def _new_spare(self) -> None:
-        """The next swap's process, importing its libraries now (niced where it can be), so a
-        swap costs the verification and the model's load, not a cold interpreter."""
-        from tether.runtime.workerproc import Worker
-
-        if self.spares and self.spare is None:
-            self.spare = Worker(self.target, None)
-
     def watch(self, interval: float, stop: threading.Event, on_fatal=None) -> None:
         """Follow `current` until `stop`. With `target_wait`, a target that has not appeared
         within it is fatal: `self.fatal` is set and `on_fatal()` called (the server exits 3)."""
         from tether.errors import NotFound
 
         self.stopping = stop
+        if self.zygotes is not None:
+            self.zygotes.get()  # its imports run now, while nothing else starts
         t0, seen = time.monotonic(), self.target_wait is None
         if not seen and not self.target.is_dir():
             log.warning("%s", self._missing())
@@ -236,7 +225,5 @@ class Supervisor:
             stop.wait(interval)
         if self.live:
             self.live.worker.stop()
-        if self.spare:
-            self.spare.stop()
 
 
