@@ -240,15 +240,21 @@ class _Writeback:
             self.fd: int | None = fout.fileno()
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
             self.fd = None
-        self.fn = _sync_file_range() if self.fd is not None else None
+        self.on = self.fd is not None
+        self.fn = None  # looked up when a file first grows past _WRITEBACK (small files never load ctypes)
         self.started = self.written = 0
 
     def wrote(self, n: int) -> None:
         self.written += n
-        if self.fn is None or self.written - self.started < _WRITEBACK:
+        if not self.on or self.written - self.started < _WRITEBACK:
             return
+        if self.fn is None:
+            self.fn = _sync_file_range()
+            if self.fn is None:
+                self.on = False
+                return
         if self.fn(self.fd, self.started, self.written - self.started, _SYNC_FILE_RANGE_WRITE) != 0:
-            self.fn = None
+            self.on = False
         self.started = self.written
 
 

@@ -18,16 +18,29 @@ from tether.adapters.gitrepo import Git
 
 def head_release(git: Git, head: str) -> str | None:
     """The release the move at `head` names (its `Tether-Release` trailer), if tether made it."""
-    out = git.out("log", "-1", "--format=%(trailers:key=Tether-Release,valueonly)", head).strip()
-    return out.splitlines()[0].strip() if out else None
+    return head_move(git, head)[1]
 
 
-def fetch_release_tags(git: Git, remote: str, head: str | None, model: str, *, force: bool = False) -> None:
-    """The tag the move at `head` names, else every release tag of `model`, from `remote` into
-    the same names here. Without `force` a tag that differs from ours is refused (git will not
-    clobber it: Git.fetch raises IntegrityError), as the all-tags fetch refused it."""
+def head_move(git: Git, ref: str) -> tuple[str | None, str | None]:
+    """The commit `ref` names and the release its move names (its `Tether-Release` trailer), in
+    one git process; (None, None) when `ref` names no commit."""
+    res = git.run("log", "-1", "--format=%H%x00%(trailers:key=Tether-Release,valueonly)", ref, "--", check=False)
+    commit, sep, trailer = res.stdout.partition("\0")
+    if res.returncode != 0 or not sep or len(commit.strip()) < 40:
+        return None, None
+    trailer = trailer.strip()
+    return commit.strip(), trailer.splitlines()[0].strip() if trailer else None
+
+
+def fetch_release_tags(git: Git, remote: str, head: str | None, model: str, *, force: bool = False,
+                       tag: str | None = None) -> None:
+    """The tag the move at `head` names (or `tag`, when the caller read it with head_move), else
+    every release tag of `model`, from `remote` into the same names here. Without `force` a tag
+    that differs from ours is refused (git will not clobber it: Git.fetch raises IntegrityError),
+    as the all-tags fetch refused it."""
     plus = "+" if force else ""
-    tag = head_release(git, head) if head else None
+    if tag is None and head:
+        tag = head_release(git, head)
     if tag and git.fetch_optional(remote, f"{plus}refs/tags/{tag}:refs/tags/{tag}"):
         return
     git.fetch(remote, f"{plus}refs/tags/{model}@*:refs/tags/{model}@*")

@@ -13,7 +13,8 @@ from tether.adapters.dvcstore import DvcStore
 from tether.adapters.nodecache import NodeCache
 from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
-from tether.adapters.narrowfetch import fetch_release_tags
+from tether.adapters.narrowfetch import fetch_release_tags, head_move
+from tether.adapters.refindex import RefIndex
 from tether.core.moves import Event
 from tether.registry.registry import Registry
 from tether.registry.unpushed import refuse_unpushed
@@ -46,14 +47,15 @@ def check_origin(clone: Path, repo_url: str, base: Path) -> None:
 
 
 def source_workspace(target: Path, repo_url: str | None, env: str, model: str | None, progress=None,
-                     cwd: str | Path = ".") -> Workspace:
+                     cwd: str | Path = ".", local: Git | None = None) -> Workspace:
     """Where releases come from: the given git URL, cloned into DIR/.tether/repo (whose DVC
     cache then serves every later deploy and rollback) and checked out at the environment's
     head, so dvc.yaml and the DVC remote config are the live release's own; or, without --repo,
     the repository at `cwd` (`-C`, default: where we run). A relative local --repo path is
-    relative to `cwd` too, as in `git -C cwd clone`."""
+    relative to `cwd` too, as in `git -C cwd clone`. `local`: the repository at `cwd`, when the
+    caller has discovered it already."""
     if repo_url is None:
-        return Workspace.discover(cwd)
+        return Workspace(local.root, local) if local is not None else Workspace.discover(cwd)
     if not repo_url.strip():
         raise UsageError("--repo is empty: it must be a git URL or path")
     base = Path(cwd).absolute()
@@ -163,10 +165,15 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     elif ws.git.remote_url("origin"):
         # only the environment's branch and the one release tag its head names, never every tag:
         # a host's git traffic does not grow with the registry (adapters/narrowfetch.py)
-        if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
-            head = ws.git.ref(f"refs/remotes/origin/{branch}")
-        fetch_release_tags(ws.git, "origin", head or ws.git.ref(f"refs/heads/{branch}"), model)
-    reg = Registry(ws, messages=False)
+        fetched = ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        # origin's head when it has the branch, else the local one's: its commit and the release
+        # its move names, in one git process
+        commit, tag = head_move(ws.git, f"refs/remotes/origin/{branch}" if fetched else f"refs/heads/{branch}")
+        head = commit if fetched else None
+        fetch_release_tags(ws.git, "origin", commit, model, tag=tag)
+    names = RefIndex(ws.git)  # each tag name's SemVer parse, kept (a pure function of the name)
+    reg = Registry(ws, messages=False, names=names)
+    names.save()
     if own_clone and head is not None:
         refuse_unpushed(reg, model, env, branch)
     if head is None:
