@@ -230,10 +230,9 @@ def _sync_file_range():
 
 
 class _Writeback:
-    """Starts writeback of each _WRITEBACK bytes written to `fout`, in order, once. A file
-    without a descriptor, a platform without sync_file_range, or a call that fails (a pipe, a
-    filesystem that refuses) turns it off: durability still comes from the fsync before the
-    switch; this only moves its work earlier."""
+    """Starts writeback of each _WRITEBACK bytes written to `fout`, in order, once. A file without a descriptor, a
+    platform without sync_file_range, or a call that fails (a pipe, a filesystem that refuses) turns it off:
+    durability still comes from the fsync before the switch; this only moves its work earlier."""
 
     def __init__(self, fout) -> None:
         try:
@@ -241,19 +240,14 @@ class _Writeback:
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
             self.fd = None
         self.on = self.fd is not None
-        self.fn = None  # looked up when a file first grows past _WRITEBACK (small files never load ctypes)
         self.started = self.written = 0
 
     def wrote(self, n: int) -> None:
         self.written += n
         if not self.on or self.written - self.started < _WRITEBACK:
             return
-        if self.fn is None:
-            self.fn = _sync_file_range()
-            if self.fn is None:
-                self.on = False
-                return
-        if self.fn(self.fd, self.started, self.written - self.started, _SYNC_FILE_RANGE_WRITE) != 0:
+        fn = _sync_file_range()  # looked up only now: a deploy of small files never loads ctypes
+        if fn is None or fn(self.fd, self.started, self.written - self.started, _SYNC_FILE_RANGE_WRITE) != 0:
             self.on = False
         self.started = self.written
 
