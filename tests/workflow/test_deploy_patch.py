@@ -14,8 +14,9 @@ import pytest
 from project import promote_to, threshold_release
 
 from tether.adapters.gitrepo import Git
-from tether.adapters.narrowfetch import head_move
+from tether.adapters.narrowfetch import head_log
 from tether.adapters.workspace import Workspace
+from tether.core.moves import RELEASE
 from tether.deploy.command import deploy
 from tether.errors import UsageError
 
@@ -56,16 +57,16 @@ def test_a_patch_deploy_asks_git_each_question_once(project_live, tmp_path, monk
     assert all(args[0] == "git" for args in started), started  # no DVC, no other tool
     verbs = [_verb(args) for args in started]
     assert verbs.count("rev-parse") == 1 and "--show-toplevel" in started[0], started  # the root, once; the
-    # environment head comes with its trailer (head_move), not from a rev-parse of its own
-    assert verbs.count("log") == 3 and verbs.count("for-each-ref") == 1, started  # events, head, signatures
-    assert len(started) == 10, started  # 12 before issue 34
+    # environment's moves are read once, before the tag fetch (their head names the tag), and the registry takes them
+    assert verbs.count("log") == 2 and verbs.count("for-each-ref") == 1, started  # the moves, their signatures
+    assert len(started) == 9, started  # 12 before issue 34
     # the same deploy again is a no-op that still checks origin and the release
     started.clear()
     assert deploy(target, "production", cwd=p.root).outcome == "noop"
     assert sum("fetch" in args for args in started) == 2, started
 
 
-def test_head_move_reads_the_commit_and_the_release_it_names(tmp_path):
+def test_head_log_reads_the_moves_once_for_the_tag_fetch_and_the_registry(tmp_path):
     r = tmp_path / "r"
     r.mkdir()
     git = Git(r)
@@ -75,10 +76,12 @@ def test_head_move_reads_the_commit_and_the_release_it_names(tmp_path):
     git.run("commit", "-q", "-m", "a move\n\nTether-Release: m@v1.2.3\nTether-Approver: ops")
     moved = git.out("rev-parse", "HEAD")
     git.run("commit", "-q", "--allow-empty", "-m", "by hand")
-    assert head_move(git, "HEAD~1") == (moved, "m@v1.2.3")
-    assert head_move(git, "refs/heads/main") == (git.out("rev-parse", "HEAD"), None)
-    assert head_move(git, "refs/heads/nothing") == (None, None)
-    assert head_move(git, "refs/remotes/origin/main") == (None, None)
+    log = head_log(git, "refs/heads/main")
+    assert [e.commit for e in log] == [git.out("rev-parse", "HEAD"), moved]
+    assert log == git.log_first_parent("HEAD")  # what Registry.events_at would read itself
+    assert RELEASE not in log[0].trailers and log[1].trailers[RELEASE] == "m@v1.2.3"
+    assert head_log(git, "refs/heads/nothing") == []
+    assert head_log(git, "refs/remotes/origin/main") == []
 
 
 def _yaml_views(root: Path) -> list[Path]:

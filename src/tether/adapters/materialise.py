@@ -88,7 +88,7 @@ def dir_listing(store: DvcStore, md5: str) -> list[dict]:
 
 def write_git_tree(git: Git, commit: str, dest: Path) -> None:
     data = git.archive(commit)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:  # git archive --format=tar: never compressed
         try:
             tar.extractall(dest, filter="data")
         except tarfile.FilterError as exc:  # a symlink (or path) in the commit that leaves the tree

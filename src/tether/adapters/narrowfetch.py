@@ -13,28 +13,30 @@ checks can still match the head's tree to a release, or refuse it.
 
 from __future__ import annotations
 
+from tether.adapters.cmd import CommandFailed
+from tether.adapters.gitlog import LogEntry
 from tether.adapters.gitrepo import Git
 
 
 def head_release(git: Git, head: str) -> str | None:
     """The release the move at `head` names (its `Tether-Release` trailer), if tether made it."""
-    return head_move(git, head)[1]
+    out = git.out("log", "-1", "--format=%(trailers:key=Tether-Release,valueonly)", head).strip()
+    return out.splitlines()[0].strip() if out else None
 
 
-def head_move(git: Git, ref: str) -> tuple[str | None, str | None]:
-    """The commit `ref` names and the release its move names (its `Tether-Release` trailer), in
-    one git process; (None, None) when `ref` names no commit."""
-    res = git.run("log", "-1", "--format=%H%x00%(trailers:key=Tether-Release,valueonly)", ref, "--", check=False)
-    commit, sep, trailer = res.stdout.partition("\0")
-    if res.returncode != 0 or not sep or len(commit.strip()) < 40:
-        return None, None
-    trailer = trailer.strip()
-    return commit.strip(), trailer.splitlines()[0].strip() if trailer else None
+def head_log(git: Git, ref: str) -> list[LogEntry]:
+    """`ref`'s first-parent log, newest first, or [] when `ref` names no commit: the moves the
+    registry reads for the environment (Registry.events_at takes them), read before the tag
+    fetch because its head's `Tether-Release` trailer names the one tag to ask for."""
+    try:
+        return git.log_first_parent(ref)
+    except CommandFailed:
+        return []
 
 
 def fetch_release_tags(git: Git, remote: str, head: str | None, model: str, *, force: bool = False,
                        tag: str | None = None) -> None:
-    """The tag the move at `head` names (or `tag`, when the caller read it with head_move), else
+    """The tag the move at `head` names (or `tag`, when the caller read the head's trailer), else
     every release tag of `model`, from `remote` into the same names here. Without `force` a tag
     that differs from ours is refused (git will not clobber it: Git.fetch raises IntegrityError),
     as the all-tags fetch refused it."""

@@ -13,9 +13,9 @@ from tether.adapters.dvcstore import DvcStore
 from tether.adapters.nodecache import NodeCache
 from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
-from tether.adapters.narrowfetch import fetch_release_tags, head_move
+from tether.adapters.narrowfetch import fetch_release_tags, head_log
 from tether.adapters.refindex import RefIndex
-from tether.core.moves import Event
+from tether.core.moves import RELEASE, Event
 from tether.registry.registry import Registry
 from tether.registry.unpushed import refuse_unpushed
 from tether.registry.release import Release
@@ -159,18 +159,18 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     move origin lacks (ahead, or diverged) is refused, never silently overruled by origin's."""
     model = ws.model(model)
     branch = ws.branch(model, env)
-    head = None
+    head, log = None, []
     if read_only:
         head = ws.git.ref(f"refs/remotes/origin/{branch}")
     elif ws.git.remote_url("origin"):
         # only the environment's branch and the one release tag its head names, never every tag:
         # a host's git traffic does not grow with the registry (adapters/narrowfetch.py)
         fetched = ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
-        # origin's head when it has the branch, else the local one's: its commit and the release
-        # its move names, in one git process
-        commit, tag = head_move(ws.git, f"refs/remotes/origin/{branch}" if fetched else f"refs/heads/{branch}")
-        head = commit if fetched else None
-        fetch_release_tags(ws.git, "origin", commit, model, tag=tag)
+        # origin's head when it has the branch, else the local one's: its moves, read once (the
+        # registry takes them below), the newest naming its release
+        log = head_log(ws.git, f"refs/remotes/origin/{branch}" if fetched else f"refs/heads/{branch}")
+        head = log[0].commit if fetched and log else None
+        fetch_release_tags(ws.git, "origin", None, model, tag=log[0].trailers.get(RELEASE) if log else None)
     names = RefIndex(ws.git)  # each tag name's SemVer parse, kept (a pure function of the name)
     reg = Registry(ws, messages=False, names=names)
     names.save()
@@ -178,7 +178,7 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
         refuse_unpushed(reg, model, env, branch)
     if head is None:
         head = reg.env_head(model, env)
-    events = reg.events_at(env, head, model) if head else []
+    events = reg.events_at(env, head, model, entries=log if log and log[0].commit == head else None) if head else []
     if not events:
         raise NotFound(f"environment '{env}' of {model} has no release yet",
                        hint=f"promote one first: tether promote {model}@vX.Y.Z --env {env} …")

@@ -310,13 +310,13 @@ class Registry:
         each mapped (as GTO maps it) to the release registered at the commit it points at."""
         return gto_stage_events(self.gto_records(), self.tag_records, self.of(model), model, env)
 
-    def events_at(self, env: str, commit: str, model: str, branch: str | None = None) -> list[Event]:
-        """Every move down the first-parent chain to the first move tether made: commits
-        without tether's trailers above it are moves made outside tether (a hand commit, a
-        merge), never the end of history. A branch tether never moved is one outside move."""
+    def events_at(self, env: str, commit: str, model: str, branch: str | None = None, entries=None) -> list[Event]:
+        """Every move down the first-parent chain to the first move tether made: commits without tether's trailers
+        above it are moves made outside tether (a hand commit, a merge), never the end of history. A branch tether
+        never moved is one outside move. `entries`: `commit`'s first-parent log, when the caller read it already."""
         if self.index is not None and branch:
             entries = self.index.first_parent_log(branch, commit)
-        else:
+        elif entries is None:
             entries = self.ws.git.log_first_parent(commit)
         return branch_events(env, entries, lambda e: self.release_for_tree(model, e.tree, e.commit))
 
