@@ -59,7 +59,8 @@ def test_a_patch_deploy_asks_git_each_question_once(project_live, tmp_path, monk
     assert verbs.count("rev-parse") == 1 and "--show-toplevel" in started[0], started  # the root, once; the
     # environment's moves are read once, before the tag fetch (their head names the tag), and the registry takes them
     assert verbs.count("log") == 2 and verbs.count("for-each-ref") == 1, started  # the moves, their signatures
-    assert len(started) == 9, started  # 12 before issue 34
+    assert "cat-file" not in verbs, started  # the release's tag message came with the one read of the refs
+    assert len(started) == 8, started  # 12 before issue 34
     # the same deploy again is a no-op that still checks origin and the release
     started.clear()
     assert deploy(target, "production", cwd=p.root).outcome == "noop"
@@ -82,6 +83,28 @@ def test_head_log_reads_the_moves_once_for_the_tag_fetch_and_the_registry(tmp_pa
     assert RELEASE not in log[0].trailers and log[1].trailers[RELEASE] == "m@v1.2.3"
     assert head_log(git, "refs/heads/nothing") == []
     assert head_log(git, "refs/remotes/origin/main") == []
+
+
+def test_the_one_read_of_the_refs_brings_the_message_of_the_one_tag_asked_for(tmp_path):
+    r = tmp_path / "r"
+    r.mkdir()
+    git = Git(r)
+    git.run("init", "-q", "-b", "main")
+    git.run("commit", "-q", "--allow-empty", "-m", "c")
+    text = "release m 1.0.0\n\n{\"model\": \"m\"}\n"
+    for tag in ("m@v1.0.0", "m@v1.1.0", "odd)%(refname)"):
+        git.run("tag", "-a", tag, "-m", text + tag)
+    git.run("tag", "light@v1.0.0")
+    plain = {x.name: x for x in git.for_each_ref("refs/tags/", messages=False)}
+    asked = {x.name: x for x in git.for_each_ref("refs/tags/", messages=False, message_of="refs/tags/m@v1.1.0")}
+    want = asked.pop("refs/tags/m@v1.1.0")
+    assert want.whole and want.message == git.tag_message(want.objectname) == text + "m@v1.1.0\n"
+    assert asked == {k: v for k, v in plain.items() if k != "refs/tags/m@v1.1.0"}  # the others: as without it
+    assert not any(x.whole or x.message for x in asked.values())
+    odd = git.for_each_ref("refs/tags/", messages=False, message_of="refs/tags/odd)%(refname)")
+    assert not any(x.whole or x.message for x in odd)  # a name git's format cannot quote: no message, read later
+    light = git.for_each_ref("refs/tags/", messages=False, message_of="refs/tags/light@v1.0.0")
+    assert not any(x.whole or x.message for x in light)  # a lightweight tag has no message
 
 
 def _yaml_views(root: Path) -> list[Path]:

@@ -172,7 +172,8 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
         head = log[0].commit if fetched and log else None
         fetch_release_tags(ws.git, "origin", None, model, tag=log[0].trailers.get(RELEASE) if log else None)
     names = RefIndex(ws.git)  # each tag name's SemVer parse, kept (a pure function of the name)
-    reg = Registry(ws, messages=False, names=names)
+    tag = log[0].trailers.get(RELEASE) if log else None  # its manifest comes with the one read of the refs
+    reg = Registry(ws, messages=False, names=names, message_of=f"refs/tags/{tag}" if tag else None)
     names.save()
     if own_clone and head is not None:
         refuse_unpushed(reg, model, env, branch)

@@ -36,12 +36,12 @@ class Registry:
     """Every release and environment of the repository, read in one pass; each question asked
     of it is answered once (the memos declared in __init__)."""
 
-    def __init__(self, ws: Workspace, messages: bool = True, cached: bool = False,
-                 index: RefIndex | None = None, names: RefIndex | None = None) -> None:
-        """messages=False skips the tag messages in the one-pass read; the few manifests a command then needs are
-        read one by one (show, history). cached=True (read commands only) takes what object ids fix from the ref
-        index (tether.adapters.refindex) instead of having git peel every tag again; commands that move refs or
-        write files read git afresh (`names`: an index whose memo of parsed tag names they use; the caller saves it)."""
+    def __init__(self, ws: Workspace, messages: bool = True, cached: bool = False, index: RefIndex | None = None,
+                 names: RefIndex | None = None, message_of: str | None = None) -> None:
+        """messages=False skips the tag messages in the one-pass read (but `message_of`'s, a refname); the few manifests
+        a command then needs are read one by one (show, history). cached=True (read commands only) takes what object
+        ids fix from the ref index (tether.adapters.refindex) instead of having git peel every tag again; commands that
+        move refs or write files read git afresh (`names`: an index whose memo of parsed tag names they use)."""
         self.ws = ws
         self.index: RefIndex | None = None
         # the one-pass read (_read)
@@ -70,7 +70,7 @@ class Registry:
             self.index = index or RefIndex(ws.git)
             records = self.index.records(*PATTERNS)  # the same reading as index.snapshot(*PATTERNS)
         else:
-            records = ws.git.for_each_ref(*PATTERNS, messages=messages)
+            records = ws.git.for_each_ref(*PATTERNS, messages=messages, message_of=message_of)
         self._read(records, None if messages else self._message, names)
         if self.releases and declares_no_model(ws):
             self._adopt_models()
