@@ -167,3 +167,9 @@ def test_empty_policies_load_no_parser_and_a_bad_one_is_still_refused(tmp_path):
                 {"guard": {"steps": [10, 50]}}):
         with pytest.raises(UsageError):
             Settings.from_meta({"tether": bad})
+
+
+def test_a_dvc_yaml_outside_any_repository_is_parsed_and_nothing_is_kept(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\nartifacts: {m: {path: models/m, type: model}}\n")
+    assert Workspace(tmp_path).dvc_yaml == {"stages": {}, "artifacts": {"m": {"path": "models/m", "type": "model"}}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml"]

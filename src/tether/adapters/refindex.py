@@ -32,6 +32,7 @@ from typing import Any
 from tether import __version__
 from tether.adapters.gitlog import LogEntry
 from tether.adapters.gitrepo import Git, RefRecord
+from tether.errors import TetherError
 
 SCHEMA = 1
 PATTERNS = ("refs/tags/", "refs/heads/", "refs/remotes/origin/")  # every ref the registry reads
@@ -249,9 +250,12 @@ def parsed_yaml(git: Git, text: str, parse: Callable[[str], Any]) -> Any:
     same bytes parse the same way, so a hit is the parse. Kept only when it is a mapping that
     JSON gives back exactly (mappings with string keys, lists, strings, finite numbers, booleans,
     nulls); anything else (a date, a set, a shared or recursive alias) is parsed every time."""
-    index = RefIndex(git)
-    key = index.view_key("yaml", text)
-    hit = index.view("yaml", key)
+    try:
+        index = RefIndex(git)
+        key = index.view_key("yaml", text)
+        hit = index.view("yaml", key)
+    except TetherError:  # no git directory to keep it in: parsed every time
+        return parse(text)
     if isinstance(hit, dict):
         return hit
     value = parse(text)
