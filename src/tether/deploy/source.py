@@ -159,7 +159,7 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     move origin lacks (ahead, or diverged) is refused, never silently overruled by origin's."""
     model = ws.model(model)
     branch = ws.branch(model, env)
-    head, log = None, []
+    head, log, tag = None, [], None
     if read_only:
         head = ws.git.ref(f"refs/remotes/origin/{branch}")
     elif ws.git.remote_url("origin"):
@@ -170,9 +170,10 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
         # registry takes them below), the newest naming its release
         log = head_log(ws.git, f"refs/remotes/origin/{branch}" if fetched else f"refs/heads/{branch}")
         head = log[0].commit if fetched and log else None
-        fetch_release_tags(ws.git, "origin", None, model, tag=log[0].trailers.get(RELEASE) if log else None)
+        tag = log[0].trailers.get(RELEASE) if log else None
+        fetch_release_tags(ws.git, "origin", None, model, tag=tag)
     names = RefIndex(ws.git)  # each tag name's SemVer parse, kept (a pure function of the name)
-    tag = log[0].trailers.get(RELEASE) if log else None  # its manifest comes with the one read of the refs
+    # the one read of the refs brings that tag's message (the manifest its release is checked against)
     reg = Registry(ws, messages=False, names=names, message_of=f"refs/tags/{tag}" if tag else None)
     names.save()
     if own_clone and head is not None:
