@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class RefRecord:
     creator_date: str  # ISO-8601 of tagger (tags) or committer (commits)
     creator: str
     message: str  # tag message (annotated tags only)
+    whole: bool = False  # `message` is the whole message although the read skipped messages (for_each_ref message_of)
 
 
 # The armour lines git starts a tag signature with (gpg-interface.c): OpenPGP, X.509, SSH.
@@ -43,6 +45,9 @@ def strip_signature(message: str) -> str:
         return ""
     return message[:cut + 1] if cut >= 0 else message
 
+
+# A refname that can sit inside a for-each-ref format's `%(if:equals=…)` (no `)` or `%`).
+_PLAIN_REF = re.compile(r"refs/tags/[A-Za-z0-9._@+/-]+")
 
 _COMMON_DIRS: dict[Path, Path] = {}  # repository root -> its common git directory
 
@@ -199,10 +204,17 @@ class Git(GitLog, GitWrite):
                 pairs.append((name, oid))
         return pairs
 
-    def for_each_ref(self, *patterns: str, messages: bool = True, first_line: bool = False) -> list[RefRecord]:
+    def for_each_ref(self, *patterns: str, messages: bool = True, first_line: bool = False,
+                     message_of: str | None = None) -> list[RefRecord]:
         """Every matching ref with its peeled commit (and tag message), in ONE subprocess.
-        messages=False leaves the message empty, or (first_line) its first line only."""
+        messages=False leaves the message empty, or (first_line) its first line only; but the
+        ref named `message_of` (a full refname) comes with its whole message, in the same read."""
         fields = self._FIELDS if messages else (*self._FIELDS[:-2], "%(contents:lines=1)" if first_line else "", "")
+        if messages or first_line or not (message_of and _PLAIN_REF.fullmatch(message_of)):
+            message_of = None
+        else:  # git's own conditional: only that ref's message is printed
+            only = f"%(if:equals={message_of})%(refname)%(then)"
+            fields = (*fields[:-2], only + "%(contents)%(end)", only + "%(contents:signature)%(end)")
         fmt = "%00".join(fields) + "%00"
         out = self.run("for-each-ref", f"--format={fmt}", *patterns).stdout
         fields = out.split("\0")
@@ -223,6 +235,7 @@ class Git(GitLog, GitWrite):
                     creator_date=date,
                     creator=who,
                     message=msg if otype == "tag" else "",
+                    whole=message_of is not None and name == message_of and otype == "tag",
                 )
             )
         return records

@@ -88,7 +88,7 @@ def dir_listing(store: DvcStore, md5: str) -> list[dict]:
 
 def write_git_tree(git: Git, commit: str, dest: Path) -> None:
     data = git.archive(commit)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:  # git archive --format=tar: never compressed
         try:
             tar.extractall(dest, filter="data")
         except tarfile.FilterError as exc:  # a symlink (or path) in the commit that leaves the tree
@@ -230,25 +230,25 @@ def _sync_file_range():
 
 
 class _Writeback:
-    """Starts writeback of each _WRITEBACK bytes written to `fout`, in order, once. A file
-    without a descriptor, a platform without sync_file_range, or a call that fails (a pipe, a
-    filesystem that refuses) turns it off: durability still comes from the fsync before the
-    switch; this only moves its work earlier."""
+    """Starts writeback of each _WRITEBACK bytes written to `fout`, in order, once. A file without a descriptor, a
+    platform without sync_file_range, or a call that fails (a pipe, a filesystem that refuses) turns it off:
+    durability still comes from the fsync before the switch; this only moves its work earlier."""
 
     def __init__(self, fout) -> None:
         try:
             self.fd: int | None = fout.fileno()
         except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
             self.fd = None
-        self.fn = _sync_file_range() if self.fd is not None else None
+        self.on = self.fd is not None
         self.started = self.written = 0
 
     def wrote(self, n: int) -> None:
         self.written += n
-        if self.fn is None or self.written - self.started < _WRITEBACK:
+        if not self.on or self.written - self.started < _WRITEBACK:
             return
-        if self.fn(self.fd, self.started, self.written - self.started, _SYNC_FILE_RANGE_WRITE) != 0:
-            self.fn = None
+        fn = _sync_file_range()  # looked up only now: a deploy of small files never loads ctypes
+        if fn is None or fn(self.fd, self.started, self.written - self.started, _SYNC_FILE_RANGE_WRITE) != 0:
+            self.on = False
         self.started = self.written
 
 

@@ -13,6 +13,8 @@ checks can still match the head's tree to a release, or refuse it.
 
 from __future__ import annotations
 
+from tether.adapters.cmd import CommandFailed
+from tether.adapters.gitlog import LogEntry
 from tether.adapters.gitrepo import Git
 
 
@@ -22,12 +24,25 @@ def head_release(git: Git, head: str) -> str | None:
     return out.splitlines()[0].strip() if out else None
 
 
-def fetch_release_tags(git: Git, remote: str, head: str | None, model: str, *, force: bool = False) -> None:
-    """The tag the move at `head` names, else every release tag of `model`, from `remote` into
-    the same names here. Without `force` a tag that differs from ours is refused (git will not
-    clobber it: Git.fetch raises IntegrityError), as the all-tags fetch refused it."""
+def head_log(git: Git, ref: str) -> list[LogEntry]:
+    """`ref`'s first-parent log, newest first, or [] when `ref` names no commit: the moves the
+    registry reads for the environment (Registry.events_at takes them), read before the tag
+    fetch because its head's `Tether-Release` trailer names the one tag to ask for."""
+    try:
+        return git.log_first_parent(ref)
+    except CommandFailed:
+        return []
+
+
+def fetch_release_tags(git: Git, remote: str, head: str | None, model: str, *, force: bool = False,
+                       tag: str | None = None) -> None:
+    """The tag the move at `head` names (or `tag`, when the caller read the head's trailer), else
+    every release tag of `model`, from `remote` into the same names here. Without `force` a tag
+    that differs from ours is refused (git will not clobber it: Git.fetch raises IntegrityError),
+    as the all-tags fetch refused it."""
     plus = "+" if force else ""
-    tag = head_release(git, head) if head else None
+    if tag is None and head:
+        tag = head_release(git, head)
     if tag and git.fetch_optional(remote, f"{plus}refs/tags/{tag}:refs/tags/{tag}"):
         return
     git.fetch(remote, f"{plus}refs/tags/{model}@*:refs/tags/{model}@*")

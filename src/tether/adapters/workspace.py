@@ -52,7 +52,10 @@ class Workspace:
 
     @cached_property
     def dvc_yaml(self) -> dict:
-        return load_yaml(self.dvc_yaml_text)
+        """The parse of dvc.yaml, kept under the digest of its bytes (refindex.parsed_yaml)."""
+        from tether.adapters.refindex import parsed_yaml
+
+        return parsed_yaml(self.git, self.dvc_yaml_text, load_yaml)
 
     def dvc_lock(self) -> dict:
         path = self.root / "dvc.lock"

@@ -12,9 +12,9 @@ from tether.core import metricdir
 from tether.core.refs import check_env
 
 if TYPE_CHECKING:
-    from tether.core.guard import GuardPolicy
+    from tether.core.guardpolicy import GuardPolicy
 
-# yaml and guard are imported where they are used: a read command answered from
+# yaml and the guard policy are imported where they are used: a read command answered from
 # tether.adapters.refindex needs neither, and they are a third of its start-up.
 
 
@@ -26,7 +26,7 @@ def load_yaml(text: str) -> dict:
 
 
 def _default_guard() -> GuardPolicy:
-    from tether.core.guard import GuardPolicy
+    from tether.core.guardpolicy import GuardPolicy
 
     return GuardPolicy()
 
@@ -81,7 +81,7 @@ class Settings:
                                  hint=(f"did you mean {close[0]}? " if close else "")
                                  + "known settings: " + ", ".join(sorted(_KINDS)))
             if kind == "policy":
-                from tether.core.guard import parse_policy
+                from tether.core.guardpolicy import parse_policy
 
                 kwargs[key] = parse_policy(value)
             elif kind != "directions":
@@ -97,18 +97,7 @@ class Settings:
             raise _bad("tolerance", "a fraction between 0 and 1, e.g. 0.05 for 5%", s.tolerance)
         if s.keep < 0:
             raise _bad("keep", "a whole number of releases, 0 or more", s.keep)
-        from tether.core.signpolicy import parse as parse_signing
-
-        parse_signing(s.signing)  # a malformed policy is a usage error when settings load
-        from tether.core.cloudevents import policy as parse_events
-
-        parse_events(s.events)
-        from tether.core.attestation import parse_policy as parse_attestation
-
-        try:
-            parse_attestation(s.attestation, s.environments)
-        except ValueError as exc:
-            raise _bad("attestation", f"{{key: PATH, environments: [ENV, …]}} ({exc})", s.attestation) from None
+        _check_policies(s)
         return s
 
     @property
@@ -125,6 +114,27 @@ _KINDS = {"environments": "names", "require_staging": "bool", "tolerance": "numb
           "events": "map", "attestation": "map"}
 _WANT = {"names": "a list of names, e.g. [staging, production]", "bool": "true or false", "number": "a number",
          "int": "a whole number", "str": "a string", "str?": "a string", "map": "a mapping"}
+
+
+def _check_policies(s: Settings) -> None:
+    """A malformed policy is a usage error when settings load. An empty one (a mapping, as
+    _coerce checked) is each parser's default and cannot be malformed: its parser, and the
+    module that holds it, are not loaded for it."""
+    if s.signing:
+        from tether.core.signpolicy import parse as parse_signing
+
+        parse_signing(s.signing)
+    if s.events:
+        from tether.core.cloudevents import policy as parse_events
+
+        parse_events(s.events)
+    if s.attestation:
+        from tether.core.attestation import parse_policy as parse_attestation
+
+        try:
+            parse_attestation(s.attestation, s.environments)
+        except ValueError as exc:
+            raise _bad("attestation", f"{{key: PATH, environments: [ENV, …]}} ({exc})", s.attestation) from None
 
 
 def _check_canaries(s: Settings) -> None:

@@ -39,6 +39,7 @@ from tether.errors import StorageError, TetherError, UsageError
 from tether.core.moves import Event
 from tether.core.refs import release_dir_name
 from tether.registry.release import Release
+from tether.adapters.gitrepo import Git
 from tether.adapters.workspace import Workspace
 
 
@@ -81,8 +82,7 @@ def deploy(
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the live release)")
     target = resolve_target(target, cwd)
-    if repo_url is None:
-        _refuse_inside_work_tree(target, cwd)
+    local = _refuse_inside_work_tree(target, cwd) if repo_url is None else None
     signed, attest_key = _host_signing(require_signatures, allowed_signers, repo_url, cwd), _attest_key(
         require_attestation, cwd)
     # A `current` tether did not make is refused before anything is created or locked.
@@ -101,7 +101,7 @@ def deploy(
         previous = current_release(target)  # again, under the lock
         served = serving(target, previous)
         refuse_other_env(target, served, env, model, force)  # before anything is fetched
-        ws = source_workspace(target, repo_url, env, model, progress, cwd=cwd)
+        ws = source_workspace(target, repo_url, env, model, progress, cwd=cwd, local=local)
         try:
             res = _converge(ws, target, env, model, previous, served, keep=keep, full=full, smoke=smoke,
                             progress=progress, signed=signed, force=force, own_clone=repo_url is None,
@@ -196,19 +196,20 @@ def _host_signing(required: bool, signers: str | Path | None, repo_url: str | No
     return required, path
 
 
-def _refuse_inside_work_tree(target: Path, cwd: str | Path) -> None:
+def _refuse_inside_work_tree(target: Path, cwd: str | Path) -> Git | None:
     """A serving directory inside the repository it deploys from would dirty its work tree (and
-    the next `tether release` would refuse): refused before anything is written."""
-    from tether.adapters.gitrepo import Git
-
+    the next `tether release` would refuse): refused before anything is written. Returns the
+    repository found at `cwd` (the deploy's source: source_workspace takes it, not asking git again)."""
     try:
-        root = Path(os.path.realpath(Git.discover(cwd).root))
+        git = Git.discover(cwd)
     except TetherError:
-        return  # not in a repository: source_workspace says so
+        return None  # not in a repository: source_workspace says so
+    root = Path(os.path.realpath(git.root))
     where = Path(os.path.realpath(target))
     if where == root or root in where.parents:
         raise UsageError(f"--target {target} is inside the repository's work tree ({root}); nothing was written",
                          hint="serve from a directory outside the repository, e.g. ../serving or /srv/tether/ENV")
+    return git
 
 
 def _dry_run(target: Path, env: str, repo_url: str | None, model: str | None, cwd: str | Path = ".",

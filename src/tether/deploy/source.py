@@ -13,8 +13,9 @@ from tether.adapters.dvcstore import DvcStore
 from tether.adapters.nodecache import NodeCache
 from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
-from tether.adapters.narrowfetch import fetch_release_tags
-from tether.core.moves import Event
+from tether.adapters.narrowfetch import fetch_release_tags, head_log
+from tether.adapters.refindex import RefIndex
+from tether.core.moves import RELEASE, Event
 from tether.registry.registry import Registry
 from tether.registry.unpushed import refuse_unpushed
 from tether.registry.release import Release
@@ -46,14 +47,15 @@ def check_origin(clone: Path, repo_url: str, base: Path) -> None:
 
 
 def source_workspace(target: Path, repo_url: str | None, env: str, model: str | None, progress=None,
-                     cwd: str | Path = ".") -> Workspace:
+                     cwd: str | Path = ".", local: Git | None = None) -> Workspace:
     """Where releases come from: the given git URL, cloned into DIR/.tether/repo (whose DVC
     cache then serves every later deploy and rollback) and checked out at the environment's
     head, so dvc.yaml and the DVC remote config are the live release's own; or, without --repo,
     the repository at `cwd` (`-C`, default: where we run). A relative local --repo path is
-    relative to `cwd` too, as in `git -C cwd clone`."""
+    relative to `cwd` too, as in `git -C cwd clone`. `local`: the repository at `cwd`, when the
+    caller has discovered it already."""
     if repo_url is None:
-        return Workspace.discover(cwd)
+        return Workspace(local.root, local) if local is not None else Workspace.discover(cwd)
     if not repo_url.strip():
         raise UsageError("--repo is empty: it must be a git URL or path")
     base = Path(cwd).absolute()
@@ -157,21 +159,28 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
     move origin lacks (ahead, or diverged) is refused, never silently overruled by origin's."""
     model = ws.model(model)
     branch = ws.branch(model, env)
-    head = None
+    head, log, tag = None, [], None
     if read_only:
         head = ws.git.ref(f"refs/remotes/origin/{branch}")
     elif ws.git.remote_url("origin"):
         # only the environment's branch and the one release tag its head names, never every tag:
         # a host's git traffic does not grow with the registry (adapters/narrowfetch.py)
-        if ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}"):
-            head = ws.git.ref(f"refs/remotes/origin/{branch}")
-        fetch_release_tags(ws.git, "origin", head or ws.git.ref(f"refs/heads/{branch}"), model)
-    reg = Registry(ws, messages=False)
+        fetched = ws.git.fetch_optional("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        # origin's head when it has the branch, else the local one's: its moves, read once (the
+        # registry takes them below), the newest naming its release
+        log = head_log(ws.git, f"refs/remotes/origin/{branch}" if fetched else f"refs/heads/{branch}")
+        head = log[0].commit if fetched and log else None
+        tag = log[0].trailers.get(RELEASE) if log else None
+        fetch_release_tags(ws.git, "origin", None, model, tag=tag)
+    names = RefIndex(ws.git)  # each tag name's SemVer parse, kept (a pure function of the name)
+    # the one read of the refs brings that tag's message (the manifest its release is checked against)
+    reg = Registry(ws, messages=False, names=names, message_of=f"refs/tags/{tag}" if tag else None)
+    names.save()
     if own_clone and head is not None:
         refuse_unpushed(reg, model, env, branch)
     if head is None:
         head = reg.env_head(model, env)
-    events = reg.events_at(env, head, model) if head else []
+    events = reg.events_at(env, head, model, entries=log if log and log[0].commit == head else None) if head else []
     if not events:
         raise NotFound(f"environment '{env}' of {model} has no release yet",
                        hint=f"promote one first: tether promote {model}@vX.Y.Z --env {env} …")

@@ -36,12 +36,12 @@ class Registry:
     """Every release and environment of the repository, read in one pass; each question asked
     of it is answered once (the memos declared in __init__)."""
 
-    def __init__(self, ws: Workspace, messages: bool = True, cached: bool = False,
-                 index: RefIndex | None = None) -> None:
-        """messages=False skips the tag messages in the one-pass read; the few manifests a
-        command then needs are read one by one (show, history). cached=True (read commands
-        only) takes what object ids fix from the ref index (tether.adapters.refindex) instead of having
-        git peel every tag again; commands that move refs or write files read git afresh."""
+    def __init__(self, ws: Workspace, messages: bool = True, cached: bool = False, index: RefIndex | None = None,
+                 names: RefIndex | None = None, message_of: str | None = None) -> None:
+        """messages=False skips the tag messages in the one-pass read (but `message_of`'s, a refname); the few manifests
+        a command then needs are read one by one (show, history). cached=True (read commands only) takes what object
+        ids fix from the ref index (tether.adapters.refindex) instead of having git peel every tag again; commands that
+        move refs or write files read git afresh (`names`: an index whose memo of parsed tag names they use)."""
         self.ws = ws
         self.index: RefIndex | None = None
         # the one-pass read (_read)
@@ -70,21 +70,21 @@ class Registry:
             self.index = index or RefIndex(ws.git)
             records = self.index.records(*PATTERNS)  # the same reading as index.snapshot(*PATTERNS)
         else:
-            records = ws.git.for_each_ref(*PATTERNS, messages=messages)
-        self._read(records, None if messages else self._message)
+            records = ws.git.for_each_ref(*PATTERNS, messages=messages, message_of=message_of)
+        self._read(records, None if messages else self._message, names)
         if self.releases and declares_no_model(ws):
             self._adopt_models()
         if self.index is not None:
             self.index.save()
             ws.use_index(self.index, list(self.tag_records))
 
-    def _read(self, records: list[RefRecord], loader: Callable[[str], str] | None) -> None:
+    def _read(self, records: list[RefRecord], loader: Callable[[str], str] | None, names=None) -> None:
         """Sort the one pass's records into releases (newest SemVer first per model), tags that
         are no release, local and origin's branches."""
         for rec in records:
             if rec.name.startswith("refs/tags/"):
                 self.tag_records[rec.name[len("refs/tags/"):]] = rec
-                rel = release_from_record(rec, loader, self._derive, self.index)
+                rel = release_from_record(rec, loader, self._derive, self.index or names)
                 if rel and not rel.tree:  # git gives a tree only for a commit: a blob, a tree, a tag of a tag
                     what = rec.objecttype if rec.objecttype != "tag" else "tag object whose target is not a commit"
                     self.not_releases[rel.tag] = (
@@ -310,13 +310,13 @@ class Registry:
         each mapped (as GTO maps it) to the release registered at the commit it points at."""
         return gto_stage_events(self.gto_records(), self.tag_records, self.of(model), model, env)
 
-    def events_at(self, env: str, commit: str, model: str, branch: str | None = None) -> list[Event]:
-        """Every move down the first-parent chain to the first move tether made: commits
-        without tether's trailers above it are moves made outside tether (a hand commit, a
-        merge), never the end of history. A branch tether never moved is one outside move."""
+    def events_at(self, env: str, commit: str, model: str, branch: str | None = None, entries=None) -> list[Event]:
+        """Every move down the first-parent chain to the first move tether made: commits without tether's trailers
+        above it are moves made outside tether (a hand commit, a merge), never the end of history. A branch tether
+        never moved is one outside move. `entries`: `commit`'s first-parent log, when the caller read it already."""
         if self.index is not None and branch:
             entries = self.index.first_parent_log(branch, commit)
-        else:
+        elif entries is None:
             entries = self.ws.git.log_first_parent(commit)
         return branch_events(env, entries, lambda e: self.release_for_tree(model, e.tree, e.commit))
 

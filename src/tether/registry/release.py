@@ -181,7 +181,7 @@ def release_from_record(rec: RefRecord, loader=None, deriver=None, index: "RefIn
         created_at=rec.creator_date,
         creator=rec.creator,
         annotated=rec.objecttype == "tag",
-        message=rec.message if loader is None else None,
+        message=rec.message if loader is None or rec.whole else None,
         loader=loader,
         deriver=deriver,
     )

@@ -1,0 +1,175 @@
+"""A patch deploy costs what changed (issue 34): the git processes a deploy from the repository
+starts, each question asked once, and the memos it reads (dvc.yaml's parse, tag names) never
+giving an answer a fresh read would not."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from project import promote_to, threshold_release
+
+from tether.adapters.gitrepo import Git
+from tether.adapters.narrowfetch import head_log
+from tether.adapters.workspace import Workspace
+from tether.core.moves import RELEASE
+from tether.deploy.command import deploy
+from tether.errors import UsageError
+
+WEIGHTS = "models/fraud-detector/model.skops"
+
+
+def _git_processes(monkeypatch) -> list[list[str]]:
+    """Every child process started from now on, as its argument list."""
+    started: list[list[str]] = []
+    real = subprocess.Popen.__init__
+
+    def record(self, args, *a, **kw):
+        started.append([str(x) for x in args])
+        real(self, args, *a, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", record)
+    return started
+
+
+def _verb(args: list[str]) -> str:
+    """git's subcommand in `git [-c KEY=VALUE]… [--option]… VERB …`."""
+    i = 1
+    while args[i].startswith("-"):
+        i += 2 if args[i] == "-c" else 1
+    return args[i]
+
+
+def test_a_patch_deploy_asks_git_each_question_once(project_live, tmp_path, monkeypatch):
+    p, target = project_live, tmp_path / "serving"
+    assert deploy(target, "production", cwd=p.root).outcome == "deployed"
+    patch = threshold_release(p, 0.35)  # the same weights, a new threshold
+    promote_to(p, patch)
+    started = _git_processes(monkeypatch)
+    res = deploy(target, "production", cwd=p.root)
+    assert (res.outcome, res.release) == ("deployed", patch)
+    old, new = target / "releases/fraud-detector@v1.0.0", target / "releases" / patch
+    assert os.path.samefile(old / WEIGHTS, new / WEIGHTS)  # linked, not copied
+    assert all(args[0] == "git" for args in started), started  # no DVC, no other tool
+    verbs = [_verb(args) for args in started]
+    assert verbs.count("rev-parse") == 1 and "--show-toplevel" in started[0], started  # the root, once; the
+    # environment's moves are read once, before the tag fetch (their head names the tag), and the registry takes them
+    assert verbs.count("log") == 2 and verbs.count("for-each-ref") == 1, started  # the moves, their signatures
+    assert "cat-file" not in verbs, started  # the release's tag message came with the one read of the refs
+    assert len(started) == 8, started  # 12 before issue 34
+    # the same deploy again is a no-op that still checks origin and the release
+    started.clear()
+    assert deploy(target, "production", cwd=p.root).outcome == "noop"
+    assert sum("fetch" in args for args in started) == 2, started
+
+
+def test_head_log_reads_the_moves_once_for_the_tag_fetch_and_the_registry(tmp_path):
+    r = tmp_path / "r"
+    r.mkdir()
+    git = Git(r)
+    git.run("init", "-q", "-b", "main")
+    (r / "f").write_text("1")
+    git.run("add", "f")
+    git.run("commit", "-q", "-m", "a move\n\nTether-Release: m@v1.2.3\nTether-Approver: ops")
+    moved = git.out("rev-parse", "HEAD")
+    git.run("commit", "-q", "--allow-empty", "-m", "by hand")
+    log = head_log(git, "refs/heads/main")
+    assert [e.commit for e in log] == [git.out("rev-parse", "HEAD"), moved]
+    assert log == git.log_first_parent("HEAD")  # what Registry.events_at would read itself
+    assert RELEASE not in log[0].trailers and log[1].trailers[RELEASE] == "m@v1.2.3"
+    assert head_log(git, "refs/heads/nothing") == []
+    assert head_log(git, "refs/remotes/origin/main") == []
+
+
+def test_the_one_read_of_the_refs_brings_the_message_of_the_one_tag_asked_for(tmp_path):
+    r = tmp_path / "r"
+    r.mkdir()
+    git = Git(r)
+    git.run("init", "-q", "-b", "main")
+    git.run("commit", "-q", "--allow-empty", "-m", "c")
+    text = "release m 1.0.0\n\n{\"model\": \"m\"}\n"
+    for tag in ("m@v1.0.0", "m@v1.1.0", "odd)%(refname)"):
+        git.run("tag", "-a", tag, "-m", text + tag)
+    git.run("tag", "light@v1.0.0")
+    plain = {x.name: x for x in git.for_each_ref("refs/tags/", messages=False)}
+    asked = {x.name: x for x in git.for_each_ref("refs/tags/", messages=False, message_of="refs/tags/m@v1.1.0")}
+    want = asked.pop("refs/tags/m@v1.1.0")
+    assert want.whole and want.message == git.tag_message(want.objectname) == text + "m@v1.1.0\n"
+    assert asked == {k: v for k, v in plain.items() if k != "refs/tags/m@v1.1.0"}  # the others: as without it
+    assert not any(x.whole or x.message for x in asked.values())
+    odd = git.for_each_ref("refs/tags/", messages=False, message_of="refs/tags/odd)%(refname)")
+    assert not any(x.whole or x.message for x in odd)  # a name git's format cannot quote: no message, read later
+    light = git.for_each_ref("refs/tags/", messages=False, message_of="refs/tags/light@v1.0.0")
+    assert not any(x.whole or x.message for x in light)  # a lightweight tag has no message
+
+
+def _yaml_views(root: Path) -> list[Path]:
+    folder = root / ".git/tether/views/yaml"
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.fixture
+def plain_repo(tmp_path) -> Path:
+    r = tmp_path / "r"
+    r.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=r, check=True)
+    return r
+
+
+def test_a_kept_dvc_yaml_parse_is_the_parse_and_follows_every_edit(plain_repo):
+    r = plain_repo
+    (r / "dvc.yaml").write_text("artifacts:\n  m:\n    path: models/m\n    type: model\n"
+                                "    meta: {tether: {keep: 2, tolerance: 0.1, gto: false, x: null}}\n")
+    fresh = Workspace(r).dvc_yaml
+    assert fresh["artifacts"]["m"]["meta"]["tether"] == {"keep": 2, "tolerance": 0.1, "gto": False, "x": None}
+    assert len(_yaml_views(r)) == 1
+    probe = ("import sys\nfrom tether.adapters.workspace import Workspace\n"
+             "print(Workspace('.').dvc_yaml == %r, 'yaml' in sys.modules)" % (fresh,))
+    out = subprocess.run([sys.executable, "-c", probe], cwd=r, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]  # the kept parse, equal, without loading the parser
+    (r / "dvc.yaml").write_text((r / "dvc.yaml").read_text().replace("keep: 2", "keep: 3"))
+    assert Workspace(r).dvc_yaml["artifacts"]["m"]["meta"]["tether"]["keep"] == 3
+    assert len(_yaml_views(r)) == 2
+
+
+@pytest.mark.parametrize("text", [
+    "when: 2024-05-01\n",  # a date: JSON would give back a string
+    "base: &b {a: 1}\none: *b\ntwo: *b\n",  # one mapping reached twice: JSON would copy it
+    "1: one\n",  # a number as a key: JSON would give back a string
+    "big: .inf\n",  # not a number JSON can hold
+])
+def test_a_parse_json_cannot_give_back_exactly_is_never_kept(plain_repo, text):
+    import yaml
+
+    (plain_repo / "dvc.yaml").write_text(text)
+    want = yaml.safe_load(text)
+    assert Workspace(plain_repo).dvc_yaml == want
+    assert Workspace(plain_repo).dvc_yaml == want
+    assert _yaml_views(plain_repo) == []
+    if "when" in text:
+        assert isinstance(Workspace(plain_repo).dvc_yaml["when"], datetime.date)
+
+
+def test_empty_policies_load_no_parser_and_a_bad_one_is_still_refused(tmp_path):
+    probe = ("import sys\nfrom tether.core.settings import Settings\n"
+             "Settings.from_meta({'tether': {'signing': {}, 'events': {}, 'attestation': {}}})\n"
+             "print(sorted(m for m in ('tether.core.signpolicy', 'tether.core.cloudevents', 'tether.core.attestation',"
+             " 'tether.core.guard') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr
+    from tether.core.settings import Settings
+
+    for bad in ({"signing": {"nope": 1}}, {"events": {"urls": "x"}}, {"attestation": {"key": "/abs"}},
+                {"guard": {"steps": [10, 50]}}):
+        with pytest.raises(UsageError):
+            Settings.from_meta({"tether": bad})
+
+
+def test_a_dvc_yaml_outside_any_repository_is_parsed_and_nothing_is_kept(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\nartifacts: {m: {path: models/m, type: model}}\n")
+    assert Workspace(tmp_path).dvc_yaml == {"stages": {}, "artifacts": {"m": {"path": "models/m", "type": "model"}}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml"]
