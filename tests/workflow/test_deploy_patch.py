@@ -1,10 +1,9 @@
 """A patch deploy costs what changed (issue 34): the git processes a deploy from the repository
-starts, each question asked once, and the memos it reads (dvc.yaml's parse, tag names) never
-giving an answer a fresh read would not."""
+starts, each question asked once; and nothing kept under .git/tether steers it (no kept parse
+of dvc.yaml or of tag names: a file there is anybody's to write)."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from project import promote_to, threshold_release
 
 from tether.adapters.gitrepo import Git
 from tether.adapters.narrowfetch import head_log
-from tether.adapters.workspace import Workspace
 from tether.core.moves import RELEASE
 from tether.deploy.command import deploy
 from tether.errors import UsageError
@@ -107,51 +105,27 @@ def test_the_one_read_of_the_refs_brings_the_message_of_the_one_tag_asked_for(tm
     assert not any(x.whole or x.message for x in light)  # a lightweight tag has no message
 
 
-def _yaml_views(root: Path) -> list[Path]:
-    folder = root / ".git/tether/views/yaml"
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def plain_repo(tmp_path) -> Path:
-    r = tmp_path / "r"
-    r.mkdir()
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=r, check=True)
-    return r
-
-
-def test_a_kept_dvc_yaml_parse_is_the_parse_and_follows_every_edit(plain_repo):
-    r = plain_repo
-    (r / "dvc.yaml").write_text("artifacts:\n  m:\n    path: models/m\n    type: model\n"
-                                "    meta: {tether: {keep: 2, tolerance: 0.1, gto: false, x: null}}\n")
-    fresh = Workspace(r).dvc_yaml
-    assert fresh["artifacts"]["m"]["meta"]["tether"] == {"keep": 2, "tolerance": 0.1, "gto": False, "x": None}
-    assert len(_yaml_views(r)) == 1
-    probe = ("import sys\nfrom tether.adapters.workspace import Workspace\n"
-             "print(Workspace('.').dvc_yaml == %r, 'yaml' in sys.modules)" % (fresh,))
-    out = subprocess.run([sys.executable, "-c", probe], cwd=r, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "False"]  # the kept parse, equal, without loading the parser
-    (r / "dvc.yaml").write_text((r / "dvc.yaml").read_text().replace("keep: 2", "keep: 3"))
-    assert Workspace(r).dvc_yaml["artifacts"]["m"]["meta"]["tether"]["keep"] == 3
-    assert len(_yaml_views(r)) == 2
-
-
-@pytest.mark.parametrize("text", [
-    "when: 2024-05-01\n",  # a date: JSON would give back a string
-    "base: &b {a: 1}\none: *b\ntwo: *b\n",  # one mapping reached twice: JSON would copy it
-    "1: one\n",  # a number as a key: JSON would give back a string
-    "big: .inf\n",  # not a number JSON can hold
-])
-def test_a_parse_json_cannot_give_back_exactly_is_never_kept(plain_repo, text):
-    import yaml
-
-    (plain_repo / "dvc.yaml").write_text(text)
-    want = yaml.safe_load(text)
-    assert Workspace(plain_repo).dvc_yaml == want
-    assert Workspace(plain_repo).dvc_yaml == want
-    assert _yaml_views(plain_repo) == []
-    if "when" in text:
-        assert isinstance(Workspace(plain_repo).dvc_yaml["when"], datetime.date)
+def test_a_deploy_reads_nothing_kept_under_git_tether_and_keeps_nothing_there(project_live, tmp_path):
+    """A parse kept under .git/tether would be a hand-writable file steering what is deployed:
+    deploy parses dvc.yaml and tag names afresh. Poisoned views of every kind a read command keeps
+    change nothing, and deploy writes none."""
+    p, target = project_live, tmp_path / "serving"
+    p.ok("list")  # a read command keeps its views
+    kept = p.root / ".git/tether"
+    for folder in [kept / "views" / "yaml", *(d for d in (kept / "views").iterdir() if d.is_dir())]:
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in list(folder.iterdir()) or [folder / "forged.json"]:
+            f.write_text('{"artifacts": {"fraud-detector": {"path": "src", "type": "model"}}}')
+    before = _tree(kept)
+    res = deploy(target, "production", cwd=p.root)
+    assert (res.outcome, res.release) == ("deployed", "fraud-detector@v1.0.0")
+    assert (target / "releases/fraud-detector@v1.0.0" / WEIGHTS).is_file()
+    assert _tree(kept) == before
+    assert p.tether("verify", "--target", str(target)).code == 0
 
 
 def test_empty_policies_load_no_parser_and_a_bad_one_is_still_refused(tmp_path):
@@ -167,9 +141,3 @@ def test_empty_policies_load_no_parser_and_a_bad_one_is_still_refused(tmp_path):
                 {"guard": {"steps": [10, 50]}}):
         with pytest.raises(UsageError):
             Settings.from_meta({"tether": bad})
-
-
-def test_a_dvc_yaml_outside_any_repository_is_parsed_and_nothing_is_kept(tmp_path):
-    (tmp_path / "dvc.yaml").write_text("stages: {}\nartifacts: {m: {path: models/m, type: model}}\n")
-    assert Workspace(tmp_path).dvc_yaml == {"stages": {}, "artifacts": {"m": {"path": "models/m", "type": "model"}}}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml"]

@@ -143,7 +143,7 @@ def test_kept_views_follow_every_change_of_refs_settings_and_signers(tmp_path):
     p.ok("release", "--push")
     first = answers(p)
     views = p.root / ".git/tether/views"
-    assert sorted(f.name for f in views.iterdir()) == ["history", "list", "show", "status", "yaml"]
+    assert sorted(f.name for f in views.iterdir()) == ["history", "list", "show", "status"]
     assert all(len(list((views / v).iterdir())) == 1 for v in ("history", "list", "show", "status"))
     assert answers(p) == first  # answered from the kept views
 

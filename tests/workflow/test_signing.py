@@ -151,3 +151,32 @@ def test_an_openpgp_signed_release_parses_and_verifies(tmp_path):
     (tmp_path / "empty").mkdir(mode=0o700)
     res = p.tether("check", "--offline", env={"GNUPGHOME": str(tmp_path / "empty")})
     assert res.code == 6 and "signature git cannot check" in res.out, res.out
+
+
+def test_a_forged_verdict_kept_under_git_tether_never_passes_an_enforcing_command(signed, tmp_path):
+    """Verdicts `history` remembers under .git/tether/signatures are a file anybody with the
+    repository can write: check, promote, rollback and deploy have git verify every move afresh,
+    so an unsigned move with a forged "good, signed by the lead" verdict is still refused."""
+    import hashlib
+    import json
+
+    p, _keys = signed
+    target = tmp_path / "serving"
+    allowed = p.root / ".tether/allowed_signers"
+    deploy = ("deploy", "--env", "production", "--target", str(target),
+              "--require-signed", "--allowed-signers", str(allowed))
+    p.ok(*deploy)
+    bad = forge_move(p, "production", "churn@v1.1.0", approver="lead@example.com", key=None)
+    lie = ["G", "lead@example.com", "SHA256:" + "A" * 43]
+    for signers in (allowed, p.root / ".tether/allowed_signers"):
+        folder = p.root / ".git/tether/signatures"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{hashlib.sha256(signers.read_bytes()).hexdigest()}.json").write_text(json.dumps({bad: lie}))
+    for args in (("check", "--offline"), ("promote", "churn@v1.0.0", "--env", "production", "--sign", *LEAD),
+                 ("rollback", "--env", "production", "--sign", *LEAD), deploy):
+        before = refs(p)
+        res = p.tether(*args)
+        assert res.code == 6, (args, res.out, res.err)
+        assert bad[:12] in res.err + res.out, (args, res.err)
+        assert refs(p) == before
+    assert (target / "current").resolve().name == "churn@v1.0.0"

@@ -13,26 +13,18 @@ What is kept can never go stale, because each entry is keyed by what determines 
 Only read commands use it (`Registry(cached=True)`: list, status, history, show, diff, report);
 every command that moves a ref or writes a file reads git afresh. A missing, foreign or corrupt
 file is rebuilt from git: the index can save work, never change an answer.
-
-One view serves every command: the work tree's dvc.yaml as parsed (parsed_yaml), kept under the
-digest of its bytes, so a deploy or a promote whose dvc.yaml was parsed before does not load the
-YAML parser at all (a tenth of a patch deploy's time).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tether import __version__
 from tether.adapters.gitlog import LogEntry
 from tether.adapters.gitrepo import Git, RefRecord
-from tether.errors import TetherError
 
 SCHEMA = 1
 PATTERNS = ("refs/tags/", "refs/heads/", "refs/remotes/origin/")  # every ref the registry reads
@@ -244,40 +236,3 @@ def _entry(r: list) -> LogEntry:
     return LogEntry(commit=commit, parents=tuple(parents), tree=tree, date=date, message=message,
                     trailers=trailers, author=author)
 
-
-def parsed_yaml(git: Git, text: str, parse: Callable[[str], Any]) -> Any:
-    """parse(text), kept as a view under the digest of the text (and of tether's version): the
-    same bytes parse the same way, so a hit is the parse. Kept only when it is a mapping that
-    JSON gives back exactly (mappings with string keys, lists, strings, finite numbers, booleans,
-    nulls); anything else (a date, a set, a shared or recursive alias) is parsed every time."""
-    try:
-        index = RefIndex(git)
-        key = index.view_key("yaml", text)
-        hit = index.view("yaml", key)
-    except TetherError:  # no git directory to keep it in: parsed every time
-        return parse(text)
-    if isinstance(hit, dict):
-        return hit
-    value = parse(text)
-    try:
-        plain = isinstance(value, dict) and _plain(value, set())
-    except RecursionError:
-        plain = False
-    if plain:
-        index.keep_view("yaml", key, value)
-    return value
-
-
-def _plain(x, seen: set[int]) -> bool:
-    """Only JSON's own types, and no object reached twice (a YAML alias: JSON would copy it)."""
-    t = type(x)
-    if t is dict or t is list:
-        if id(x) in seen:
-            return False
-        seen.add(id(x))
-        if t is dict:
-            return all(type(k) is str and _plain(v, seen) for k, v in x.items())
-        return all(_plain(v, seen) for v in x)
-    if t is float:
-        return math.isfinite(x)
-    return x is None or t is str or t is int or t is bool

@@ -52,10 +52,9 @@ class Workspace:
 
     @cached_property
     def dvc_yaml(self) -> dict:
-        """The parse of dvc.yaml, kept under the digest of its bytes (refindex.parsed_yaml)."""
-        from tether.adapters.refindex import parsed_yaml
-
-        return parsed_yaml(self.git, self.dvc_yaml_text, load_yaml)
+        """dvc.yaml parsed afresh: a kept parse would be a file under .git/ that steers what a
+        promote or a deploy does, and nothing there may (docs/security.md)."""
+        return load_yaml(self.dvc_yaml_text)
 
     def dvc_lock(self) -> dict:
         path = self.root / "dvc.lock"

@@ -14,7 +14,6 @@ from tether.adapters.nodecache import NodeCache
 from tether.errors import IntegrityError, NotFound, StorageError, TetherError, UsageError
 from tether.adapters.gitrepo import Git
 from tether.adapters.narrowfetch import fetch_release_tags, head_log
-from tether.adapters.refindex import RefIndex
 from tether.core.moves import RELEASE, Event
 from tether.registry.registry import Registry
 from tether.registry.unpushed import refuse_unpushed
@@ -172,10 +171,9 @@ def plan_source(ws: Workspace, model: str | None, env: str, read_only: bool = Fa
         head = log[0].commit if fetched and log else None
         tag = log[0].trailers.get(RELEASE) if log else None
         fetch_release_tags(ws.git, "origin", None, model, tag=tag)
-    names = RefIndex(ws.git)  # each tag name's SemVer parse, kept (a pure function of the name)
-    # the one read of the refs brings that tag's message (the manifest its release is checked against)
-    reg = Registry(ws, messages=False, names=names, message_of=f"refs/tags/{tag}" if tag else None)
-    names.save()
+    # the one read of the refs brings that tag's message (the manifest its release is checked
+    # against); nothing kept under .git/tether steers a deploy (every parse is made afresh)
+    reg = Registry(ws, messages=False, message_of=f"refs/tags/{tag}" if tag else None)
     if own_clone and head is not None:
         refuse_unpushed(reg, model, env, branch)
     if head is None:

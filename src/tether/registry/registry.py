@@ -37,11 +37,11 @@ class Registry:
     of it is answered once (the memos declared in __init__)."""
 
     def __init__(self, ws: Workspace, messages: bool = True, cached: bool = False, index: RefIndex | None = None,
-                 names: RefIndex | None = None, message_of: str | None = None) -> None:
+                 message_of: str | None = None) -> None:
         """messages=False skips the tag messages in the one-pass read (but `message_of`'s, a refname); the few manifests
         a command then needs are read one by one (show, history). cached=True (read commands only) takes what object
         ids fix from the ref index (tether.adapters.refindex) instead of having git peel every tag again; commands that
-        move refs or write files read git afresh (`names`: an index whose memo of parsed tag names they use)."""
+        move refs or write files read git afresh."""
         self.ws = ws
         self.index: RefIndex | None = None
         # the one-pass read (_read)
@@ -71,20 +71,20 @@ class Registry:
             records = self.index.records(*PATTERNS)  # the same reading as index.snapshot(*PATTERNS)
         else:
             records = ws.git.for_each_ref(*PATTERNS, messages=messages, message_of=message_of)
-        self._read(records, None if messages else self._message, names)
+        self._read(records, None if messages else self._message)
         if self.releases and declares_no_model(ws):
             self._adopt_models()
         if self.index is not None:
             self.index.save()
             ws.use_index(self.index, list(self.tag_records))
 
-    def _read(self, records: list[RefRecord], loader: Callable[[str], str] | None, names=None) -> None:
+    def _read(self, records: list[RefRecord], loader: Callable[[str], str] | None) -> None:
         """Sort the one pass's records into releases (newest SemVer first per model), tags that
         are no release, local and origin's branches."""
         for rec in records:
             if rec.name.startswith("refs/tags/"):
                 self.tag_records[rec.name[len("refs/tags/"):]] = rec
-                rel = release_from_record(rec, loader, self._derive, self.index or names)
+                rel = release_from_record(rec, loader, self._derive, self.index)
                 if rel and not rel.tree:  # git gives a tree only for a commit: a blob, a tree, a tag of a tag
                     what = rec.objecttype if rec.objecttype != "tag" else "tag object whose target is not a commit"
                     self.not_releases[rel.tag] = (

@@ -136,16 +136,20 @@ def judge_event(ev: Event, sig: sp.Signature, rule: sp.Rule) -> str | None:
 
 def env_verdicts(ws: Workspace, reg: Histories, model: str, env: str, signers: Path | None,
                  pol: sp.Policy | None = None, events: list[Event] | None = None,
-                 head: bool = True) -> list[Verdict]:
+                 head: bool = True, remembered: bool = False) -> list[Verdict]:
     """One verdict per branch move of the environment, newest first (GTO's tags carry no
     signature and are not judged). One `git log` verifies them all. `head=False` (a move about
     to be made on top) lets an environment whose whole history predates the policy take its
-    first signed move."""
+    first signed move. `remembered`: verdicts kept under .git/tether/signatures may answer
+    (`history`, a read); a command that enforces the policy (deploy, promote, rollback, check)
+    has git verify every move afresh, since a file under .git/ is anybody's to write."""
     pol = pol or policy(ws, model)
     events = [e for e in (events if events is not None else reg.history(model, env)) if e.source != "gto"]
     if not events:
         return []
-    sigs = known_signatures(ws.git, [e.commit for e in events], signers)
+    commits = [e.commit for e in events]
+    sigs = known_signatures(ws.git, commits, signers) if remembered else {
+        c: sp.Signature(*v) if v[0] != "N" else sp.UNSIGNED for c, v in ws.git.signatures_of(commits, signers).items()}
     rule = pol.env(env)
     raw = [(ev, sigs.get(ev.commit, sp.UNSIGNED)) for ev in events]
     problems = [judge_event(ev, sig, rule) for ev, sig in raw]

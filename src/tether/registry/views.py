@@ -169,7 +169,8 @@ def env_history(ws: Workspace, model: str | None, env: str | None, at: str | Non
             events = reg.history(model, e)
             reg.check_tag_integrity(events)
             st = reg.env_state(model, e)
-            verdicts = {v.commit: v for v in signing.env_verdicts(ws, reg, model, e, signers, events=events)}
+            verdicts = {v.commit: v for v in signing.env_verdicts(ws, reg, model, e, signers, events=events,
+                                                                  remembered=True)}
             # an SSH verdict depends on the commit and the allowed signers file (in the key); an
             # OpenPGP one on the keyring too, which is outside git: such an answer is never kept
             keyring |= any(v.signature.signed and not v.signature.key.startswith("SHA256:")
