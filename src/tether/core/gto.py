@@ -258,33 +258,49 @@ class _Version:
 
 
 def _index(records: Iterable[TagRecord], model: str) -> list[_Version]:
+    """GTO's versions of `model` from its tags, in the order GTO creates them. Linear in the
+    tags: each lookup GTO makes by scanning its versions is a dict lookup here."""
     recs = [r for r in records if r.tag.model == model]
     # tag.find: list_tags() (sorted by name), then a stable sort by tagger time.
     recs = sorted(sorted(recs, key=lambda r: r.tag.name), key=lambda r: r.time)
     versions: list[_Version] = []  # in the order GTO creates them (Artifact.versions)
+    named: dict[tuple[str, str], _Version] = {}  # (version name, commit): its _Version
+    registered: dict[str, list[_Version]] = {}  # commit: the versions registered at it, in order
     for r in recs:  # TagVersionManager runs before TagStageManager
         if r.tag.action in ("register", "deregister"):
-            v = next((v for v in versions if v.name == r.tag.version and v.commit == r.commit), None)
+            key = (r.tag.version or "", r.commit)  # a (de)registration tag always names its version
+            v = named.get(key)
             if v is None:
-                v = _Version(r.tag.version, r.commit)  # type: ignore[arg-type]
+                v = named[key] = _Version(*key)
                 versions.append(v)
+                registered.setdefault(r.commit, []).append(v)
             (v.regs if r.tag.action == "register" else v.deregs).append(r.time)
+    _assign(recs, model, versions, registered)
+    first: dict[str, int] = {}  # commit: the first known commit time among its tags
+    for r in recs:
+        if r.commit_time is not None:
+            first.setdefault(r.commit, r.commit_time)
+    for v in versions:  # index.EnrichmentManager: one commit event per version
+        v.commit_times = [first[v.commit]] if v.commit in first else []
+    return versions
+
+
+def _assign(recs: list[TagRecord], model: str, versions: list[_Version], registered: dict[str, list[_Version]]) -> None:
+    """TagStageManager: each assignment/unassignment tag onto the version at its commit."""
+    unregistered: dict[str, _Version] = {}  # commit: the one version GTO names by the full sha
     for r in recs:
         if r.tag.action in ("assign", "unassign"):
-            found = [v for v in versions if v.registered and v.commit == r.commit]
+            found = registered.get(r.commit, [])
             if len(found) > 1:
                 raise ValueError(f"GTO cannot show {model}: versions {[v.name for v in found]} share commit {r.commit}")
-            if not found:
-                # An unregistered commit: GTO names the version by the full sha. (GTO makes a new
-                # Version object per such tag; merged here. tether registers before it assigns.)
-                found = [v for v in versions if not v.registered and v.commit == r.commit] or [_Version(r.commit, r.commit)]
-                if found[0] not in versions:
-                    versions.append(found[0])
-            d = found[0].assigns if r.tag.action == "assign" else found[0].unassigns
+            # An unregistered commit: GTO names the version by the full sha. (GTO makes a new
+            # Version object per such tag; merged here. tether registers before it assigns.)
+            v = found[0] if found else unregistered.get(r.commit)
+            if v is None:
+                v = unregistered[r.commit] = _Version(r.commit, r.commit)
+                versions.append(v)
+            d = v.assigns if r.tag.action == "assign" else v.unassigns
             d.setdefault(r.tag.stage, []).append(r.time)  # type: ignore[arg-type]
-    for v in versions:  # index.EnrichmentManager: one commit event per version
-        v.commit_times = [r.commit_time for r in recs if r.commit == v.commit and r.commit_time is not None][:1]
-    return versions
 
 
 def stage_state(records: Iterable[TagRecord], model: str) -> dict[str, str | None]:
