@@ -195,3 +195,52 @@ def test_a_stopped_worker_exits_at_once_and_its_exit_handlers_still_run(tmp_path
     assert took < 5, took
     if zygote is not None:
         zygote.stop()
+
+
+class FakeServed:
+    def __init__(self, loader: str, schema: dict, fail: bool = False) -> None:
+        self.loader, self.schema, self.fail, self.calls = loader, schema, fail, []
+
+    def predict(self, records):
+        self.calls.append(records)
+        if self.fail:
+            raise ValueError("this model wants something else")
+        return [{"score": 0.5}]
+
+
+SCHEMA = {"features": [
+    {"name": "amount", "dtype": "float64", "min": 0.95, "max": 1744.05},
+    {"name": "hour", "dtype": "int64", "min": 0.0, "max": 23.0},
+    {"name": "kind", "dtype": "category", "categories": ["card", "wire"]},
+    {"name": "online", "dtype": "bool"},
+    {"name": "note", "dtype": "string"},
+    {"name": "small", "dtype": "int8", "min": 100, "max": 1e9},  # a training range wider than the dtype
+    {"name": "odd", "dtype": "float32", "min": float("nan"), "max": 1.0},
+    {"name": "maybe", "dtype": "float64", "nullable": True},
+]}
+
+
+def test_a_built_in_loader_is_warmed_on_a_record_its_schema_accepts_an_entrypoint_never():
+    """The first prediction is made before ready (issue 34: it held up the requests queued behind
+    it after a swap), on a record the server's own validator accepts; an entrypoint's code is
+    never called with a made-up record; a warm-up that fails is no failure."""
+    from tether.runtime.schema import RecordValidator
+    from tether.runtime.worker import _warm
+
+    skops = FakeServed("skops", SCHEMA)
+    _warm(skops)
+    assert len(skops.calls) == 1 and len(skops.calls[0]) == 1
+    record = skops.calls[0][0]
+    clean, errors = RecordValidator(SCHEMA).validate([record])
+    assert errors == [] and clean is not None, errors
+    assert record["amount"] == (0.95 + 1744.05) / 2 and record["hour"] == 12 and record["kind"] == "card"
+    assert record["small"] == 127 and record["odd"] == 0.0 and record["online"] is False
+    entrypoint = FakeServed("entrypoint", SCHEMA)
+    _warm(entrypoint)
+    assert entrypoint.calls == []
+    failing = FakeServed("onnx", SCHEMA, fail=True)
+    _warm(failing)  # no exception: the worker goes on to say ready
+    assert len(failing.calls) == 1
+    no_schema = FakeServed("skops", None)
+    _warm(no_schema)
+    assert no_schema.calls == []

@@ -168,3 +168,28 @@ def schema_summary(schema: dict | None) -> list[dict] | None:
     if not schema:
         return None
     return [{"name": f.name, "kind": f.kind, "nullable": f.nullable} for f in parse_features(schema)]
+
+
+def example_record(schema: dict) -> dict:
+    """One record the schema accepts, for a worker's warm-up before it says ready: a number at
+    the middle of the training range the schema gives (`min`/`max`), else 0, inside its dtype's
+    range; false; an empty string; the first category."""
+    import math
+
+    raw = {f.get("name"): f for f in schema.get("features", []) if isinstance(f, dict)}
+    out: dict[str, Any] = {}
+    for f in parse_features(schema):
+        ends = [x for x in (raw[f.name].get("min"), raw[f.name].get("max"))
+                if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)]
+        mid = sum(ends) / 2 if len(ends) == 2 else 0
+        if f.kind == "number":
+            out[f.name] = float(min(max(mid, f.lo), f.hi))
+        elif f.kind == "integer":
+            out[f.name] = int(min(max(round(mid), f.lo), f.hi))
+        elif f.kind == "boolean":
+            out[f.name] = False
+        elif f.kind == "string":
+            out[f.name] = ""
+        else:
+            out[f.name] = f.categories[0]
+    return out
