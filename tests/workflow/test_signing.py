@@ -68,16 +68,21 @@ def test_a_forged_move_is_refused_by_check_history_promote_rollback_and_deploy(s
     approver = "ceo@example.com" if case == "approver-lies" else "lead@example.com"
     bad = forge_move(p, "production", "churn@v1.1.0", approver=approver, key=key)
 
-    for args in (("check", "--offline"), ("history", "--env", "production"),
-                 ("promote", "churn@v1.0.0", "--env", "production", "--sign", *LEAD),
-                 ("rollback", "--env", "production", "--sign", *LEAD), deploy):
+    refused_by_all(p, bad, ("check", "--offline"), ("history", "--env", "production"),
+                   ("promote", "churn@v1.0.0", "--env", "production", "--sign", *LEAD),
+                   ("rollback", "--env", "production", "--sign", *LEAD), deploy)
+    # the host refused and kept serving the previous release
+    assert (target / "current").resolve().name == "churn@v1.0.0"
+
+
+def refused_by_all(p, bad: str, *commands: tuple) -> None:
+    """Each command refuses with exit 6 naming the bad move, and no ref moves."""
+    for args in commands:
         before = refs(p)
         res = p.tether(*args)
         assert res.code == 6, (args, res.out, res.err)
         assert bad[:12] in res.err + res.out, (args, res.err)
         assert refs(p) == before
-    # the host refused and kept serving the previous release
-    assert (target / "current").resolve().name == "churn@v1.0.0"
 
 
 def test_an_unsigned_or_unknown_release_tag_is_refused(signed, tmp_path):
@@ -167,16 +172,10 @@ def test_a_forged_verdict_kept_under_git_tether_never_passes_an_enforcing_comman
               "--require-signed", "--allowed-signers", str(allowed))
     p.ok(*deploy)
     bad = forge_move(p, "production", "churn@v1.1.0", approver="lead@example.com", key=None)
-    lie = ["G", "lead@example.com", "SHA256:" + "A" * 43]
-    for signers in (allowed, p.root / ".tether/allowed_signers"):
-        folder = p.root / ".git/tether/signatures"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{hashlib.sha256(signers.read_bytes()).hexdigest()}.json").write_text(json.dumps({bad: lie}))
-    for args in (("check", "--offline"), ("promote", "churn@v1.0.0", "--env", "production", "--sign", *LEAD),
-                 ("rollback", "--env", "production", "--sign", *LEAD), deploy):
-        before = refs(p)
-        res = p.tether(*args)
-        assert res.code == 6, (args, res.out, res.err)
-        assert bad[:12] in res.err + res.out, (args, res.err)
-        assert refs(p) == before
+    lie = ["G", "lead@example.com", "SHA256:" + "A" * 43]  # where `history` keeps verdicts for this signers file
+    folder = p.root / ".git/tether/signatures"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{hashlib.sha256(allowed.read_bytes()).hexdigest()}.json").write_text(json.dumps({bad: lie}))
+    refused_by_all(p, bad, ("check", "--offline"), ("promote", "churn@v1.0.0", "--env", "production", "--sign", *LEAD),
+                   ("rollback", "--env", "production", "--sign", *LEAD), deploy)
     assert (target / "current").resolve().name == "churn@v1.0.0"
