@@ -287,3 +287,32 @@ def test_a_release_without_a_serving_entrypoint_is_refused_saying_its_commit_lac
     assert res.code != 0, res.out + res.err
     assert f"{v1}'s commit" in res.err and "declares no meta.tether.serve.entrypoint (HEAD does" in res.err, res.err
     assert p.git("for-each-ref", "refs/heads/staging") == ""
+
+
+def test_a_forged_derivation_kept_under_git_tether_never_passes_the_gate(tmp_path):
+    """The derivations tether keeps under .git/tether/derived feed promote's gates, gc and
+    deploy, and a file there is anybody's to write: each is sealed with this user's key
+    (adapters/sealed.py). A forged one (the weak release's f1 raised to 0.99), plain or sealed
+    with another key, is not used: the gate refuses as before and the file is derived again."""
+    import hashlib
+    import hmac
+
+    p = build_hydrashape(tmp_path / "p")
+    _v1, v2 = released_weak(p)
+    assert p.tether("promote", v2, "--env", "staging", *OPS, "--dry-run").code == 5  # derives and keeps v2
+    kept = p.root / ".git/tether/derived"
+    files = [f for f in kept.iterdir() if f.suffix == ".json"]
+    commit = p.git("rev-list", "-n", "1", v2).strip()
+    target = next(f for f in files if f.name.startswith(commit))
+    body = json.loads(target.read_text())["body"]  # what the seal covers
+    real = json.loads(body)
+    assert real["manifest"]["metrics"]["f1"] < 0.6
+    real["manifest"]["metrics"]["f1"] = 0.99
+    forged = json.dumps(real, sort_keys=True)
+    other = hmac.new(b"k" * 32, forged.encode(), hashlib.sha256).hexdigest()
+    for text in (forged, json.dumps({"seal": other, "body": forged})):
+        target.write_text(text)
+        res = p.tether("promote", v2, "--env", "staging", *OPS, "--dry-run")
+        assert res.code == 5, res.out + res.err
+        assert "f1 0.8125 → 0.5865" in res.err, res.err
+        assert json.loads(json.loads(target.read_text())["body"])["manifest"]["metrics"]["f1"] < 0.6  # derived again

@@ -9,13 +9,13 @@ the local DVC cache by the md5 dvc.lock records; when the cache lacks them the d
 `partial` and commands that need those values fetch them first (see `needed_objects`).
 
 A complete derivation depends only on content-addressed inputs (a commit, DVC objects), so it is
-cached under `.git/tether/derived/` by commit and model and never goes stale.
+cached under `.git/tether/derived/` by commit and model and never goes stale; each file is sealed
+with this user's key (adapters/sealed.py), and one whose seal does not verify is derived again.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,9 +75,14 @@ def is_cached(git: Git, commit: str, model: str) -> bool:
 
 
 def load_cached(git: Git, commit: str, model: str) -> Derived | None:
+    """The kept derivation, if this user's seal on it verifies (adapters/sealed.py): a file
+    under .git/ is anybody's to write, and this one feeds gates, gc and deploy."""
+    from tether.adapters.sealed import read_sealed
+
     try:
-        data = json.loads(_cache_file(git, commit, model).read_text())
-    except (OSError, ValueError):
+        body = read_sealed(_cache_file(git, commit, model))
+        data = json.loads(body) if body is not None else None
+    except ValueError:
         return None
     if not isinstance(data, dict) or data.get("v") != DERIVE_VERSION or not isinstance(data.get("manifest"), dict):
         return None
@@ -88,16 +93,10 @@ def load_cached(git: Git, commit: str, model: str) -> Derived | None:
 
 
 def store_cached(git: Git, commit: str, model: str, d: Derived) -> None:
-    if d.manifest is None or d.unresolved:
-        return  # only what can never change is cached
-    path = _cache_file(git, commit, model)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(d.as_cache(), sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only .git only costs speed
+    from tether.adapters.sealed import keep_sealed
+
+    if d.manifest is not None and not d.unresolved:  # only what can never change is kept
+        keep_sealed(_cache_file(git, commit, model), json.dumps(d.as_cache(), sort_keys=True))
 
 
 def derive_many(git: Git, wanted: list[tuple[str, str]], read_object: Callable[[str], bytes | None],
