@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-_KEY: list[bytes | None] = []  # the key, once read (or None: none can be kept here)
+_KEYS: dict[Path, bytes | None] = {}  # each key file, once read (None: no key can be kept there)
 
 
 def key_path() -> Path:
@@ -27,9 +27,11 @@ def key_path() -> Path:
 
 
 def _key() -> bytes | None:
-    if _KEY:
-        return _KEY[0]
+    """The key of the cache directory in effect now (a process that changes HOME, such as a
+    test run, follows it)."""
     path = key_path()
+    if path in _KEYS:
+        return _KEYS[path]
     key = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -46,7 +48,7 @@ def _key() -> bytes | None:
             key = data if len(data) == 32 else None
     except OSError:
         key = None
-    _KEY.append(key)
+    _KEYS[path] = key
     return key
 
 
