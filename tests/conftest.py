@@ -27,6 +27,9 @@ def isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "tess@example.com")
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(home / "dvc-site-cache"))
+    from project import ISOLATION
+
+    monkeypatch.setenv("TETHER_CACHE_DIR", ISOLATION["TETHER_CACHE_DIR"])
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
     yield home
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,9 @@ ISOLATION = {
     "GIT_COMMITTER_NAME": "Tess Tether",
     "GIT_COMMITTER_EMAIL": "tess@example.com",
     "DVC_NO_ANALYTICS": "1",
+    # one seal key (src/tether/adapters/sealed.py) for the session's every HOME: what a session
+    # template kept under .git/tether verifies in the test that clones it, as for one user
+    "TETHER_CACHE_DIR": os.path.join(tempfile.gettempdir(), f"tether-tests-{os.getpid()}"),
 }
 
 

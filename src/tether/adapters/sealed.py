@@ -22,6 +22,11 @@ _KEYS: dict[Path, bytes | None] = {}  # each key file, once read (None: no key c
 
 
 def key_path() -> Path:
+    """`$TETHER_CACHE_DIR/seal.key` when set (one key for a user's several homes, e.g. a test
+    session), else `$XDG_CACHE_HOME/tether/seal.key`, else `~/.cache/tether/seal.key`."""
+    own = os.environ.get("TETHER_CACHE_DIR")
+    if own:
+        return Path(own) / "seal.key"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "tether" / "seal.key"
 
