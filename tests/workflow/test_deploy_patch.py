@@ -141,3 +141,31 @@ def test_empty_policies_load_no_parser_and_a_bad_one_is_still_refused(tmp_path):
                 {"guard": {"steps": [10, 50]}}):
         with pytest.raises(UsageError):
             Settings.from_meta({"tether": bad})
+
+
+@pytest.mark.parametrize("trailer", ["*", "m@*", "m@v1.0.0:refs/heads/evil", "other@v1.0.0", "m@v01.0.0"])
+def test_a_hand_written_release_trailer_never_becomes_a_refspec(tmp_path, trailer):
+    """The head's Tether-Release trailer names the one tag to fetch; a trailer is anybody's to
+    write, so a glob, a second colon, another model's tag or an unusual spelling is not fetched
+    as written (with force, `+refs/tags/*` would overwrite every local tag): the fetch falls back
+    to this model's release tags, and our diverging tag of another model stays as it was."""
+    from tether.adapters.narrowfetch import fetch_release_tags
+
+    origin, here = tmp_path / "origin", tmp_path / "here"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(origin)], check=True)
+    o = Git(origin)
+    (origin / "f").write_text("1")
+    o.run("add", "f")
+    o.run("commit", "-q", "-m", "one")
+    for tag in ("m@v1.0.0", "other@v1.0.0"):
+        o.run("tag", "-a", "-m", tag, tag)
+    subprocess.run(["git", "clone", "-q", "--no-tags", str(origin), str(here)], check=True)
+    h = Git(here)
+    h.run("commit", "-q", "--allow-empty", "-m", "ours")
+    h.run("tag", "-a", "-m", "ours, not origin's", "other@v1.0.0")  # a local tag that differs from origin's
+    ours = h.out("rev-parse", "other@v1.0.0")
+    o.run("commit", "-q", "--allow-empty", "-m", f"a move\n\nTether-Release: {trailer}")
+    fetch_release_tags(h, str(origin), None, "m", force=True, tag=trailer)
+    assert h.out("rev-parse", "other@v1.0.0") == ours  # not clobbered by a forced glob
+    assert h.out("tag", "--list").split() == ["m@v1.0.0", "other@v1.0.0"]
+    assert "evil" not in h.out("for-each-ref", "refs/heads")

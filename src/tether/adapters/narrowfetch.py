@@ -40,9 +40,15 @@ def fetch_release_tags(git: Git, remote: str, head: str | None, model: str, *, f
     every release tag of `model`, from `remote` into the same names here. Without `force` a tag
     that differs from ours is refused (git will not clobber it: Git.fetch raises IntegrityError),
     as the all-tags fetch refused it."""
+    from tether.core.refs import parse_tag
+
     plus = "+" if force else ""
     if tag is None and head:
         tag = head_release(git, head)
-    if tag and git.fetch_optional(remote, f"{plus}refs/tags/{tag}:refs/tags/{tag}"):
+    # a trailer is anybody's to write: only a release tag of this model, spelled as tether
+    # spells it, becomes a refspec (never a glob, a second colon or another model's tag)
+    name = parse_tag(tag) if tag else None
+    if name is not None and name.model == model and str(name) == tag \
+            and git.fetch_optional(remote, f"{plus}refs/tags/{tag}:refs/tags/{tag}"):
         return
     git.fetch(remote, f"{plus}refs/tags/{model}@*:refs/tags/{model}@*")

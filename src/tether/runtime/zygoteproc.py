@@ -39,6 +39,9 @@ class Zygote:
         try:
             self.proc = cmd.spawn_passing([sys.executable, "-c", BOOT, "zygote", "--fd", str(theirs.fileno())],
                                           cwd="/", fd=theirs.fileno(), env={"PYTHONDONTWRITEBYTECODE": "1"})
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self.sock = ours
